@@ -1,0 +1,293 @@
+// Package client is the Go SDK of Evident: sign transition records, post
+// them, and fetch and verify inclusion proofs against a pinned log key. The
+// bundled runners and the evident command use it; so can any CI job.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ingest"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/query"
+	"evident.dev/evident/verifier"
+)
+
+// Client talks to one Evident server.
+type Client struct {
+	BaseURL string       // e.g. "http://127.0.0.1:8080"
+	HTTP    *http.Client // nil: a client with a 30s timeout
+}
+
+// New returns a client for the server at baseURL.
+func New(baseURL string) *Client {
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// APIError is a refusal from the server, carrying its status and JSON error.
+type APIError struct {
+	Status     int
+	RetryAfter time.Duration
+	Body       ingest.ErrorBody
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("server answered %d", e.Status)
+	if e.Body.Error != "" {
+		msg += ": " + e.Body.Error
+	}
+	return msg
+}
+
+// Signer signs statements with one key.
+type Signer struct {
+	key crypto.Signer
+}
+
+// NewSigner reads a PKCS#8 PEM private key (ed25519 or ECDSA P-256).
+func NewSigner(pemBytes []byte) (*Signer, error) {
+	k, err := verifier.ParsePrivateKey(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{key: k}, nil
+}
+
+// Sign wraps a transition in an in-toto statement about subjects and signs it
+// into a DSSE envelope. With no subjects, the transition's artifacts and
+// commit are the subjects.
+func (s *Signer) Sign(t evidence.Transition, subjects ...evidence.Subject) ([]byte, error) {
+	if len(subjects) == 0 {
+		subjects = DefaultSubjects(t)
+	}
+	st := evidence.Statement{
+		Type:          evidence.StatementType,
+		Subject:       subjects,
+		PredicateType: evidence.PredicateType,
+		Predicate:     t,
+	}
+	if err := st.Validate(); err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encode statement: %w", err)
+	}
+	return verifier.SignEnvelope(s.key, payload)
+}
+
+// DefaultSubjects names what a transition is about: its artifacts, its plan
+// hash, and its commit.
+func DefaultSubjects(t evidence.Transition) []evidence.Subject {
+	var subs []evidence.Subject
+	for _, a := range t.Artifacts {
+		if d, ok := strings.CutPrefix(a.Digest, "sha256:"); ok {
+			subs = append(subs, evidence.Subject{Name: a.Name, Digest: map[string]string{"sha256": d}})
+		}
+	}
+	if t.Plan != nil && t.Plan.PlanSHA256 != "" {
+		subs = append(subs, evidence.Subject{Name: "plan", Digest: map[string]string{"sha256": t.Plan.PlanSHA256}})
+	}
+	if t.Source.CommitSHA != "" {
+		subs = append(subs, evidence.Subject{Name: t.Source.Repository, Digest: map[string]string{"gitCommit": t.Source.CommitSHA}})
+	}
+	if len(subs) == 0 {
+		// Nothing else to name: the subject is the change itself.
+		sum := sha256.Sum256([]byte(t.ChangeID))
+		subs = append(subs, evidence.Subject{Name: "change:" + t.ChangeID, Digest: map[string]string{"sha256": fmt.Sprintf("%x", sum)}})
+	}
+	return subs
+}
+
+// Post sends a signed envelope. It returns the receipt for a new entry or a
+// duplicate, and an *APIError for a refusal.
+func (c *Client) Post(ctx context.Context, envelope []byte) (*ingest.Receipt, error) {
+	var rec ingest.Receipt
+	if err := c.do(ctx, http.MethodPost, "/v1/records", envelope, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// Checkpoint fetches the latest signed checkpoint note.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	return c.text(ctx, "/v1/checkpoint")
+}
+
+// LogKey fetches the server's claimed log verifier key. Pin it out of band:
+// a key fetched from the server proves nothing about the server.
+func (c *Client) LogKey(ctx context.Context) (string, error) {
+	b, err := c.text(ctx, "/v1/log-key")
+	return strings.TrimSpace(string(b)), err
+}
+
+// Entry fetches one entry.
+func (c *Client) Entry(ctx context.Context, index uint64) (*query.Entry, error) {
+	var e query.Entry
+	if err := c.do(ctx, http.MethodGet, "/v1/entries/"+strconv.FormatUint(index, 10), nil, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// InclusionProof fetches the audit path of index in the tree of size.
+func (c *Client) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	var p query.Proof
+	path := fmt.Sprintf("/v1/proofs/inclusion?index=%d&size=%d", index, size)
+	if err := c.do(ctx, http.MethodGet, path, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Hashes, nil
+}
+
+// ConsistencyProof fetches the proof that tree to extends tree from.
+func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	var p query.Proof
+	path := fmt.Sprintf("/v1/proofs/consistency?from=%d&to=%d", from, to)
+	if err := c.do(ctx, http.MethodGet, path, nil, &p); err != nil {
+		return nil, err
+	}
+	return p.Hashes, nil
+}
+
+// InclusionBundle is everything an auditor needs to check one entry offline.
+type InclusionBundle struct {
+	Index      uint64   `json:"index"`
+	Leaf       []byte   `json:"leaf"`
+	TreeSize   uint64   `json:"treeSize"`
+	Proof      [][]byte `json:"proof"`
+	Checkpoint string   `json:"checkpoint"`
+	LogKey     string   `json:"logKey"`
+}
+
+// Prove fetches an entry, waits (up to ctx) for a checkpoint that covers it,
+// fetches its inclusion proof, and verifies the lot against the pinned log
+// key: the checkpoint's signature, and the proof against its root.
+func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*InclusionBundle, error) {
+	_, nv, err := verifier.LogPublicKey(logKey)
+	if err != nil {
+		return nil, err
+	}
+	var cpNote []byte
+	var size uint64
+	var root []byte
+	for {
+		if cpNote, err = c.Checkpoint(ctx); err != nil {
+			return nil, err
+		}
+		cp, err := ledger.OpenCheckpoint(cpNote, nv.Name(), nv)
+		if err != nil {
+			return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key: %w", err)
+		}
+		if cp.Size > index {
+			size, root = cp.Size, cp.Hash
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no checkpoint covers entry %d yet (latest size %d): %w", index, cp.Size, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	e, err := c.Entry(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	hashes, err := c.InclusionProof(ctx, index, size)
+	if err != nil {
+		return nil, err
+	}
+	b := &InclusionBundle{Index: index, Leaf: e.Leaf, TreeSize: size, Proof: hashes, Checkpoint: string(cpNote), LogKey: logKey}
+	if err := VerifyInclusion(b, root); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// VerifyInclusion checks a bundle's proof against a root it trusts.
+func VerifyInclusion(b *InclusionBundle, root []byte) error {
+	leafHash := rfc6962.DefaultHasher.HashLeaf(b.Leaf)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, b.Index, b.TreeSize, leafHash, b.Proof, root); err != nil {
+		return fmt.Errorf("inclusion proof of entry %d in tree %d: %w", b.Index, b.TreeSize, err)
+	}
+	return nil
+}
+
+func (c *Client) text(ctx context.Context, path string) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := c.do(ctx, http.MethodGet, path, nil, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// do sends a request and decodes a 2xx answer into out (a *bytes.Buffer takes
+// the raw body). Refusals become *APIError.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	httpc := c.HTTP
+	if httpc == nil {
+		httpc = http.DefaultClient
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			apiErr.RetryAfter = time.Duration(s) * time.Second
+		}
+		if json.Unmarshal(data, &apiErr.Body) != nil {
+			apiErr.Body.Error = strings.TrimSpace(string(data))
+		}
+		return apiErr
+	}
+	if buf, ok := out.(*bytes.Buffer); ok {
+		buf.Write(data)
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// IsRetryable reports whether a Post failed for a reason that a later retry
+// of the same envelope can cure (overload, shutdown, storage trouble).
+func IsRetryable(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Status == http.StatusServiceUnavailable || apiErr.Status == http.StatusTooManyRequests
+	}
+	return false
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"evident.dev/evident/client"
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
+)
+
+func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("proof", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	index := fs.Uint64("index", 0, "entry index")
+	logKey := fs.String("log-key", "", "pinned log verifier key (name+hash+key); default: ask the server (trust on first use)")
+	old := fs.String("consistent-with", "", "instead of an inclusion proof, prove the latest checkpoint extends this saved checkpoint file")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for a checkpoint covering the entry")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c := client.New(*server)
+	key, err := pinnedKey(ctx, c, *logKey, stderr)
+	if err != nil {
+		return err
+	}
+	if *old != "" {
+		return proveConsistency(ctx, c, key, *old, stdout)
+	}
+	bundle, err := c.Prove(ctx, *index, key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "entry %d is included in the signed tree of size %d: proof verified\n", bundle.Index, bundle.TreeSize)
+	return writeIndented(stdout, bundle)
+}
+
+func pinnedKey(ctx context.Context, c *client.Client, flagKey string, stderr io.Writer) (string, error) {
+	if flagKey != "" {
+		if b, err := os.ReadFile(flagKey); err == nil {
+			flagKey = strings.TrimSpace(string(b))
+		}
+		return flagKey, nil
+	}
+	key, err := c.LogKey(ctx)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(stderr, "warning: log key not pinned; using the one the server names: %s\n", key)
+	return key, nil
+}
+
+func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string, stdout io.Writer) error {
+	_, nv, err := verifier.LogPublicKey(key)
+	if err != nil {
+		return err
+	}
+	oldNote, err := os.ReadFile(oldFile)
+	if err != nil {
+		return err
+	}
+	oldCP, err := ledger.OpenCheckpoint(oldNote, nv.Name(), nv)
+	if err != nil {
+		return fmt.Errorf("%s: %w", oldFile, err)
+	}
+	newNote, err := c.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	newCP, err := ledger.OpenCheckpoint(newNote, nv.Name(), nv)
+	if err != nil {
+		return fmt.Errorf("latest checkpoint: %w", err)
+	}
+	if newCP.Size < oldCP.Size {
+		return &exitError{1, fmt.Errorf("the log shrank: latest checkpoint has %d entries, the saved one %d", newCP.Size, oldCP.Size)}
+	}
+	var hashes [][]byte
+	if oldCP.Size > 0 && newCP.Size > oldCP.Size {
+		if hashes, err = c.ConsistencyProof(ctx, oldCP.Size, newCP.Size); err != nil {
+			return err
+		}
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, oldCP.Size, newCP.Size, hashes, oldCP.Hash, newCP.Hash); err != nil {
+		return &exitError{1, fmt.Errorf("the latest checkpoint is NOT consistent with %s: %w", oldFile, err)}
+	}
+	_, err = fmt.Fprintf(stdout, "consistent: the tree of %d entries extends the saved tree of %d entries\n", newCP.Size, oldCP.Size)
+	return err
+}
+
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("export", stderr)
+	data := fs.String("data", "", "data directory of a stopped server")
+	server := fs.String("server", "", "or: URL of a running server")
+	out := fs.String("out", "", "output file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || (*data == "") == (*server == "") {
+		return errors.New("export: --out and exactly one of --data or --server are required")
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*out), ".export-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if *server != "" {
+		err = downloadExport(ctx, *server, tmp)
+	} else {
+		err = exportData(ctx, *data, tmp)
+	}
+	if err != nil {
+		return errors.Join(err, tmp.Close())
+	}
+	if err := tmp.Sync(); err != nil {
+		return errors.Join(err, tmp.Close())
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s\n", *out)
+	return err
+}
+
+func downloadExport(ctx context.Context, server string, w io.Writer) error {
+	req, err := httpGet(ctx, strings.TrimRight(server, "/")+"/v1/export")
+	if err != nil {
+		return err
+	}
+	defer req.Body.Close()
+	if req.StatusCode != 200 {
+		return fmt.Errorf("export: server answered %s", req.Status)
+	}
+	_, err = io.Copy(w, req.Body)
+	return err
+}
+
+func exportData(ctx context.Context, dataDir string, w io.Writer) error {
+	store, err := ledger.OpenStore(filepath.Join(dataDir, "ledger"), nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	snap, err := store.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	origin, key, err := genesisIdentity(snap)
+	if err != nil {
+		return err
+	}
+	return verifier.WriteExport(ctx, w, snap, origin, key)
+}
+
+// genesisIdentity reads the log origin and key its bootstrap record names.
+func genesisIdentity(snap *ledger.Snapshot) (origin, key string, err error) {
+	leaf, err := snap.Leaf(0)
+	if err != nil {
+		return "", "", fmt.Errorf("genesis: %w", err)
+	}
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return "", "", &exitError{1, fmt.Errorf("entry 0: %w", err)}
+	}
+	_, payload, err := verifier.DecodeEnvelope(e.Envelope)
+	if err != nil {
+		return "", "", &exitError{1, fmt.Errorf("entry 0: %w", err)}
+	}
+	st, err := evidence.Decode(payload)
+	if err != nil || st.Predicate.Bootstrap == nil {
+		return "", "", &exitError{1, fmt.Errorf("entry 0 is not a bootstrap record (%v)", err)}
+	}
+	return st.Predicate.Bootstrap.LogOrigin, st.Predicate.Bootstrap.LogKey, nil
+}
+
+func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("verify", stderr)
+	data := fs.String("data", "", "data directory of a stopped server")
+	export := fs.String("export", "", "or: an export file")
+	logKey := fs.String("log-key", "", "pinned log verifier key, or a file holding it; default: the key the log's genesis names")
+	fast := fs.Bool("fast", false, "check only the chain, the tree and the checkpoints, not every signature and index")
+	workers := fs.Int("workers", 0, "signature-checking workers (default: all cores)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (*data == "") == (*export == "") {
+		return errors.New("verify: give exactly one of --data or --export")
+	}
+	start := time.Now()
+	var rep *verifier.CheckReport
+	var err error
+	if *export != "" {
+		rep, err = verifyExport(ctx, *export, *logKey, !*fast, *workers, stderr)
+	} else {
+		rep, err = verifyData(ctx, *data, *logKey, !*fast, *workers, stderr)
+	}
+	if err != nil {
+		var bad *verifier.BadEntryError
+		if errors.As(err, &bad) {
+			return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+		}
+		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+	}
+	what := "chain, tree, checkpoints"
+	if !*fast {
+		what += ", signatures, indexes"
+	}
+	_, err = fmt.Fprintf(stdout, "OK: %d entries, %d checkpoints (latest at size %d, root %x), %d signatures re-verified; checked %s in %s\n",
+		rep.Size, rep.Checkpoints, rep.CheckpointSize, rep.Root, rep.Signatures, what, time.Since(start).Round(time.Millisecond))
+	if err == nil && rep.CheckpointSize < rep.Size {
+		_, err = fmt.Fprintf(stdout, "note: entries %d..%d are not yet covered by a signed checkpoint\n", rep.CheckpointSize, rep.Size-1)
+	}
+	return err
+}
+
+func keyOrFile(k string) string {
+	if b, err := os.ReadFile(k); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return k
+}
+
+func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, stderr io.Writer) (*verifier.CheckReport, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ex, err := verifier.OpenExport(f)
+	if err != nil {
+		return nil, err
+	}
+	key := keyOrFile(logKey)
+	if key == "" {
+		key = ex.Header.LogKey
+		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the export names: %s\n", key)
+	}
+	_, nv, err := verifier.LogPublicKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return verifier.CheckLog(ctx, ex, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers})
+}
+
+func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, stderr io.Writer) (*verifier.CheckReport, error) {
+	store, err := ledger.OpenStore(filepath.Join(dataDir, "ledger"), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	snap, err := store.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	key := keyOrFile(logKey)
+	if key == "" {
+		if _, key, err = genesisIdentity(snap); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the log's genesis names: %s\n", key)
+	}
+	_, nv, err := verifier.LogPublicKey(key)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var want ledger.IndexDigest
+	rep, err := verifier.CheckLog(ctx, snap, verifier.CheckOptions{
+		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true,
+		OnRecord: func(index uint64, v *verifier.Verified) {
+			terms := ledger.TermsFor(v.Statement, v.Signer.Name)
+			mu.Lock()
+			want.AddTerms(index, terms)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := snap.CheckTree(ctx, rep.LeafHashes); err != nil {
+		return nil, err
+	}
+	if full {
+		have, err := snap.Indexes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if have != want {
+			return nil, fmt.Errorf("indexes: the stored secondary indexes (%d keys) differ from those the entries define (%d keys)", have.Count, want.Count)
+		}
+	}
+	return rep, nil
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"evident.dev/evident/client"
+	"evident.dev/evident/evidence"
+)
+
+// runLoad is the ingest load generator: it posts realistic signed plan.created
+// records from many concurrent clients over HTTP and reports throughput and
+// acknowledgment latency; with --proofs it then times inclusion proofs.
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("load", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	keyFile := fs.String("key", "", "runner private key trusted by the server for --env")
+	records := fs.Int("records", 20000, "records to post")
+	concurrency := fs.Int("concurrency", 64, "concurrent clients")
+	size := fs.Int("size", 1500, "approximate envelope size in bytes")
+	env := fs.String("env", "prod", "target environment of the records")
+	presign := fs.Int("presign", 200000, "sign up to this many records before the clock starts; beyond it, sign while posting")
+	proofs := fs.Int("proofs", 0, "after posting, request this many inclusion proofs of random entries")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keyFile == "" {
+		return errors.New("load: --key is required")
+	}
+	keyPEM, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	signer, err := client.NewSigner(keyPEM)
+	if err != nil {
+		return err
+	}
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	gen := func(i int) ([]byte, error) { return signer.Sign(loadRecord(run, i, *env, *size)) }
+	var signed [][]byte
+	if *records <= *presign {
+		fmt.Fprintf(stderr, "signing %d records...\n", *records)
+		signed = make([][]byte, *records)
+		for i := range signed {
+			if signed[i], err = gen(i); err != nil {
+				return err
+			}
+		}
+	}
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency, MaxConnsPerHost: *concurrency}, Timeout: time.Minute}
+	base := strings.TrimRight(*server, "/")
+	lat := make([]time.Duration, *records)
+	var next, failed, retried atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	fmt.Fprintf(stderr, "posting %d records (~%d bytes) with %d clients...\n", *records, *size, *concurrency)
+	start := time.Now()
+	for range *concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= *records || ctx.Err() != nil {
+					return
+				}
+				var body []byte
+				if signed != nil {
+					body = signed[i]
+				} else {
+					var genErr error
+					if body, genErr = gen(i); genErr != nil {
+						errOnce.Do(func() { firstErr = genErr })
+						failed.Add(1)
+						continue
+					}
+				}
+				t0 := time.Now()
+				for {
+					status, err := post(ctx, httpc, base+"/v1/records", body)
+					if status == http.StatusServiceUnavailable {
+						retried.Add(1)
+						time.Sleep(50 * time.Millisecond)
+						continue
+					}
+					if err != nil || (status != http.StatusCreated && status != http.StatusOK) {
+						errOnce.Do(func() { firstErr = fmt.Errorf("record %d: status %d: %v", i, status, err) })
+						failed.Add(1)
+					}
+					break
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	fmt.Fprintf(stdout, "ingest: %d records in %s = %.0f records/s; ack latency p50 %s p90 %s p99 %s max %s; %d failed, %d retried after 503\n",
+		*records, elapsed.Round(time.Millisecond), float64(*records)/elapsed.Seconds(),
+		pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[len(lat)-1].Round(time.Microsecond), failed.Load(), retried.Load())
+	if firstErr != nil {
+		return fmt.Errorf("first failure: %w", firstErr)
+	}
+	if *proofs > 0 {
+		return loadProofs(ctx, httpc, base, *proofs, *concurrency, stdout)
+	}
+	return nil
+}
+
+// loadRecord is a plan.created record padded with resource changes to about
+// size bytes once signed.
+func loadRecord(run string, i int, env string, size int) evidence.Transition {
+	sum := sha256.Sum256([]byte(run + strconv.Itoa(i)))
+	t := evidence.Transition{
+		Kind:       evidence.KindPlanCreated,
+		ChangeID:   fmt.Sprintf("LOAD-%s-%d", run, i),
+		OccurredAt: time.Now().UTC(),
+		Actor:      "ci@example.com",
+		Source:     evidence.Source{Repository: "infra-live", PullRequest: 4812 + i, CommitSHA: fmt.Sprintf("%x", sum[:20]), Branch: "main"},
+		Target: evidence.Target{Environment: env, Cloud: "aws", Account: "account-payments-" + env, Region: "ap-southeast-1",
+			Stack: fmt.Sprintf("stack-%d", i%50)},
+		RiskClass: "high",
+		Plan: &evidence.Plan{PlanSHA256: fmt.Sprintf("%x", sum), Engine: "opentofu",
+			Actions: evidence.ActionCounts{Update: 2, Replace: 1}, RequiresManualApproval: true},
+	}
+	// Each resource change adds about 110 bytes to the base64 payload.
+	for n := 0; 700+n*110 < size; n++ {
+		t.Plan.ResourceChanges = append(t.Plan.ResourceChanges, evidence.ResourceChange{
+			Address: fmt.Sprintf("aws_db_parameter_group.orders_%d", n), Type: "aws_db_parameter_group", Actions: []string{"update"}})
+	}
+	return t
+}
+
+func post(ctx context.Context, c *http.Client, url string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, errors.Join(err, resp.Body.Close())
+}
+
+func loadProofs(ctx context.Context, c *http.Client, base string, n, concurrency int, stdout io.Writer) error {
+	cp, err := client.New(base).Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	size, err := strconv.ParseUint(strings.Split(string(cp), "\n")[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("checkpoint size: %w", err)
+	}
+	server := make([]time.Duration, n)
+	total := make([]time.Duration, n)
+	var next atomic.Int64
+	var failures atomic.Int64
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				idx := rand.Uint64N(size)
+				t0 := time.Now()
+				resp, err := httpGet(ctx, fmt.Sprintf("%s/v1/proofs/inclusion?index=%d&size=%d", base, idx, size))
+				if err != nil || resp.StatusCode != 200 {
+					failures.Add(1)
+					if err == nil {
+						resp.Body.Close()
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				total[i] = time.Since(t0)
+				server[i] = serverTiming(resp.Header.Get("Server-Timing"))
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(server)
+	slices.Sort(total)
+	_, err = fmt.Fprintf(stdout, "inclusion proofs: %d in a tree of %d; server time p50 %s p99 %s max %s; round trip p50 %s p99 %s; %d failed\n",
+		n, size, pct(server, 50), pct(server, 99), server[n-1], pct(total, 50), pct(total, 99), failures.Load())
+	return err
+}
+
+// serverTiming reads "proof;dur=<ms>" from a Server-Timing header.
+func serverTiming(h string) time.Duration {
+	_, v, ok := strings.Cut(h, "dur=")
+	if !ok {
+		return 0
+	}
+	ms, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[(len(sorted)-1)*p/100].Round(time.Microsecond)
+}
+
+func httpGet(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
+}

@@ -1,0 +1,114 @@
+// Command evident is the Evident evidence ledger: one binary for the server
+// and for everything runners and auditors do with it.
+//
+//	evident serve    [--config FILE] [--data DIR] [--listen ADDR] [--operator ID]
+//	evident keys generate --name NAME --dir DIR [--alg ed25519|ecdsa-p256]
+//	evident record post --key FILE --file PREDICATE.json [--server URL]
+//	evident record sign --key FILE --file PREDICATE.json
+//	evident proof    --index I [--server URL] [--log-key KEY]
+//	evident export   (--data DIR | --server URL) --out FILE
+//	evident verify   (--data DIR | --export FILE) [--log-key KEY] [--fast]
+//	evident load     --key FILE [--server URL] [--records N] [--concurrency C]
+//
+// Every subcommand prints its flags with -h.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the ledger server", runServe},
+		{"keys", "generate signing keys (keys generate)", runKeys},
+		{"record", "sign and post a transition record (record post|sign)", runRecord},
+		{"proof", "fetch and verify an entry's inclusion proof", runProof},
+		{"export", "write the whole log to one file", runExport},
+		{"verify", "check a data directory or an export offline", runVerify},
+		{"load", "post signed records concurrently and report throughput and latency", runLoad},
+		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
+			_, err := fmt.Fprintln(out, "evident", version)
+			return err
+		}},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "evident:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a specific exit status (verify uses 1 for a bad log).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 2
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return errors.New("no command given")
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return nil
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: evident <command> [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("evident "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"evident.dev/evident/client"
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
+)
+
+func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "generate" {
+		return errors.New("usage: evident keys generate --name NAME --dir DIR [--alg ed25519|ecdsa-p256]")
+	}
+	fs := newFlags("keys generate", stderr)
+	name := fs.String("name", "", "key name: writes DIR/NAME.key and DIR/NAME.pub")
+	dir := fs.String("dir", ".", "directory")
+	alg := fs.String("alg", "ed25519", "ed25519 or ecdsa-p256")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *name == "" || strings.ContainsAny(*name, `/\`) {
+		return errors.New("keys generate: --name is required and must be a plain file name")
+	}
+	priv, pub, err := verifier.GenerateKey(*alg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	keyPath, pubPath := filepath.Join(*dir, *name+".key"), filepath.Join(*dir, *name+".pub")
+	if err := writeNew(keyPath, priv, 0o600); err != nil {
+		return err
+	}
+	if err := writeNew(pubPath, pub, 0o644); err != nil {
+		return err
+	}
+	pk, err := verifier.ParsePublicKey(pub)
+	if err != nil {
+		return err
+	}
+	id, err := verifier.KeyID(pk)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "wrote %s and %s (keyid %s)\n", keyPath, pubPath, id)
+	return err
+}
+
+// writeNew writes a file that must not exist yet: keys are never overwritten.
+func writeNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists; not overwriting a key", path)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return errors.Join(err, f.Close())
+	}
+	return f.Close()
+}
+
+func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "post" && args[0] != "sign") {
+		return errors.New("usage: evident record post|sign --key FILE --file PREDICATE.json [--server URL]")
+	}
+	verb := args[0]
+	fs := newFlags("record "+verb, stderr)
+	keyFile := fs.String("key", "", "PKCS#8 PEM private key")
+	file := fs.String("file", "", "transition predicate JSON (- for standard input)")
+	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *keyFile == "" || *file == "" {
+		return errors.New("record " + verb + ": --key and --file are required")
+	}
+	envelope, err := signPredicateFile(*keyFile, *file)
+	if err != nil {
+		return err
+	}
+	if verb == "sign" {
+		_, err := fmt.Fprintf(stdout, "%s\n", envelope)
+		return err
+	}
+	receipt, err := client.New(*server).Post(ctx, envelope)
+	if err != nil {
+		return err
+	}
+	return writeIndented(stdout, receipt)
+}
+
+// signPredicateFile reads a transition predicate, fills occurredAt if absent,
+// and signs it.
+func signPredicateFile(keyFile, file string) ([]byte, error) {
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := client.NewSigner(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyFile, err)
+	}
+	var raw []byte
+	if file == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var t evidence.Transition
+	if err := dec.Decode(&t); err != nil {
+		return nil, fmt.Errorf("%s: not a transition predicate: %w", file, err)
+	}
+	if t.OccurredAt.IsZero() {
+		t.OccurredAt = time.Now().UTC().Truncate(time.Second)
+	}
+	env, err := signer.Sign(t)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return env, nil
+}
+
+func writeIndented(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/sync/errgroup"
+
+	"evident.dev/evident/ingest"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/query"
+	"evident.dev/evident/verifier"
+)
+
+// Config is the server's YAML configuration. Relative paths in it are
+// relative to the configuration file.
+type Config struct {
+	Listen   string `yaml:"listen"`   // default 127.0.0.1:8080
+	Data     string `yaml:"data"`     // default ./evident-data
+	Operator string `yaml:"operator"` // recorded in the genesis entry
+	Log      struct {
+		Origin  string `yaml:"origin"`  // default evident.local/log
+		KeyFile string `yaml:"keyFile"` // default <data>/log.key, generated on first start
+	} `yaml:"log"`
+	Limits struct {
+		MaxBodyBytes int64         `yaml:"maxBodyBytes"` // default 1 MiB
+		QueueSize    int           `yaml:"queueSize"`    // default 8192
+		MaxBatch     int           `yaml:"maxBatch"`     // default 1024
+		MaxClockSkew time.Duration `yaml:"maxClockSkew"` // default 10m
+	} `yaml:"limits"`
+	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
+	CacheMB            int           `yaml:"cacheMB"`            // default 96
+	Trust              struct {
+		Runners []struct {
+			Name      string         `yaml:"name"`
+			PublicKey string         `yaml:"publicKey"` // path to a PKIX PEM file
+			Scope     verifier.Scope `yaml:"scope"`     // environments, stacks, clusters
+		} `yaml:"runners"`
+	} `yaml:"trust"`
+
+	dir string // the configuration file's directory
+}
+
+func loadConfig(path string) (*Config, error) {
+	cfg := &Config{dir: "."}
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.dir = filepath.Dir(path)
+	return cfg, nil
+}
+
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// trust reads the runners' public keys into the trust configuration.
+func (c *Config) trust() (verifier.TrustConfig, error) {
+	var t verifier.TrustConfig
+	for i, r := range c.Trust.Runners {
+		if r.PublicKey == "" {
+			return t, fmt.Errorf("trust.runners[%d] (%s): publicKey is required", i, r.Name)
+		}
+		pem, err := os.ReadFile(c.path(r.PublicKey))
+		if err != nil {
+			return t, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
+		}
+		t.Runners = append(t.Runners, verifier.Runner{Name: r.Name, PublicKey: string(pem), Scope: r.Scope})
+	}
+	return t, nil
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	configPath := fs.String("config", "", "YAML configuration file")
+	data := fs.String("data", "", "data directory (default ./evident-data)")
+	listen := fs.String("listen", "", "listen address (default 127.0.0.1:8080)")
+	operator := fs.String("operator", "", "operator identity recorded in the genesis entry")
+	origin := fs.String("origin", "", "log origin (default evident.local/log)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	cfg.Data = firstOf(*data, cfg.path(cfg.Data), "evident-data")
+	cfg.Listen = firstOf(*listen, cfg.Listen, "127.0.0.1:8080")
+	cfg.Operator = firstOf(*operator, cfg.Operator, currentUser())
+	cfg.Log.Origin = firstOf(*origin, cfg.Log.Origin, "evident.local/log")
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := newLogger(stderr, level)
+	srv, err := startServer(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "evident serving on http://%s\nlog origin: %s\nlog key: %s\n", srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+	return srv.wait(ctx)
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func currentUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "operator"
+}
+
+type server struct {
+	addr   string
+	log    *ledger.Log
+	http   *http.Server
+	ln     net.Listener
+	logger *slog.Logger
+}
+
+func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	keyFile := firstOf(cfg.path(cfg.Log.KeyFile), filepath.Join(cfg.Data, "log.key"))
+	logKey, err := loadOrCreateKey(keyFile, logger)
+	if err != nil {
+		return nil, fmt.Errorf("log key: %w", err)
+	}
+	edKey, ok := logKey.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("log key %s: must be ed25519 (checkpoints are ed25519 signed notes)", keyFile)
+	}
+	trust, err := cfg.trust()
+	if err != nil {
+		return nil, err
+	}
+	if len(trust.Runners) == 0 {
+		if trust, err = devTrust(cfg.Data, logger); err != nil {
+			return nil, err
+		}
+	}
+	signer, err := ledger.NewNoteSigner(cfg.Log.Origin, edKey)
+	if err != nil {
+		return nil, err
+	}
+	v, err := verifier.New(trust, edKey.Public())
+	if err != nil {
+		return nil, err
+	}
+	lg, err := ledger.Open(ledger.Config{
+		Dir:                filepath.Join(cfg.Data, "ledger"),
+		Origin:             cfg.Log.Origin,
+		Signer:             signer,
+		Logger:             logger,
+		MaxBatch:           cfg.Limits.MaxBatch,
+		QueueSize:          cfg.Limits.QueueSize,
+		CheckpointInterval: cfg.CheckpointInterval,
+		CacheMB:            cfg.CacheMB,
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = ingest.EnsureTrust(ctx, lg, edKey, trust, ingest.Genesis{
+		Operator: cfg.Operator,
+		Origin:   cfg.Log.Origin,
+		LogKey:   signer.VerifierKey(),
+		Versions: map[string]string{"evident": version, "go": runtime.Version()},
+		Now:      time.Now(),
+	})
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	mux := http.NewServeMux()
+	ingest.New(ingest.Config{
+		Log:          lg,
+		Verifier:     v,
+		Logger:       logger,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		MaxClockSkew: cfg.Limits.MaxClockSkew,
+	}).Register(mux)
+	query.NewProofHandler(lg, logger).Register(mux)
+	query.NewExportHandler(lg, logger).Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "ok %d\n", lg.Size())
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("listen: %w", err), lg.Close())
+	}
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute, // exports stream for a while
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
+	return &server{addr: ln.Addr().String(), log: lg, http: hs, ln: ln, logger: logger}, nil
+}
+
+// wait serves until ctx ends, then drains requests and closes the log.
+func (s *server) wait(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := s.http.Shutdown(shutdownCtx)
+		return errors.Join(err, s.log.Close())
+	})
+	err := g.Wait()
+	s.logger.Info("stopped", "entries", s.log.Size())
+	return err
+}
+
+// loadOrCreateKey reads a PKCS#8 key, or creates an ed25519 one (mode 0600)
+// if the file does not exist. A key readable by others is refused.
+func loadOrCreateKey(path string, logger *slog.Logger) (any, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		priv, _, err := verifier.GenerateKey("ed25519")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, priv, 0o600); err != nil {
+			return nil, err
+		}
+		logger.Info("generated a new log key", "file", path)
+		b = priv
+	} else if err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	return verifier.ParsePrivateKey(b)
+}
+
+// devTrust trusts one generated key for every environment, so that a server
+// started with no configuration accepts records at once. It says so loudly.
+func devTrust(dataDir string, logger *slog.Logger) (verifier.TrustConfig, error) {
+	keyPath := filepath.Join(dataDir, "dev-runner.key")
+	pubPath := filepath.Join(dataDir, "dev-runner.pub")
+	if _, err := os.Stat(pubPath); errors.Is(err, fs.ErrNotExist) {
+		priv, pub, err := verifier.GenerateKey("ed25519")
+		if err != nil {
+			return verifier.TrustConfig{}, err
+		}
+		if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+			return verifier.TrustConfig{}, err
+		}
+		if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
+			return verifier.TrustConfig{}, err
+		}
+	}
+	pub, err := os.ReadFile(pubPath)
+	if err != nil {
+		return verifier.TrustConfig{}, err
+	}
+	logger.Warn("no trusted runners configured: trusting the development key for every environment", "key", keyPath)
+	return verifier.TrustConfig{Runners: []verifier.Runner{{
+		Name: "dev-runner", PublicKey: string(pub), Scope: verifier.Scope{Environments: []string{"*"}},
+	}}}, nil
+}

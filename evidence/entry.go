@@ -1,0 +1,186 @@
+package evidence
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// LeafHeader is the first line of every leaf: the entry encoding's version.
+const LeafHeader = "evident.dev/entry/v1"
+
+// Entry is one record as the log holds it. Its leaf encoding is what the log's
+// RFC 6962 Merkle tree commits to and what the hash chain links:
+//
+//	evident.dev/entry/v1\n
+//	<log origin>\n
+//	<index, decimal>\n
+//	<previous entry hash, 64 lowercase hex; 64 zeros for index 0>\n
+//	<receivedAt, RFC 3339 UTC with nanoseconds>\n
+//	<metadata: compact JSON {"signer":…,"recordDigest":…,"findings":[…]}>\n
+//	<envelope: the DSSE envelope as compact JSON>\n
+//
+// The entry hash is SHA-256(leaf); the Merkle leaf hash is SHA-256(0x00 || leaf).
+// Compact JSON holds no raw newline, so the seven lines split unambiguously.
+type Entry struct {
+	Origin     string
+	Index      uint64
+	PrevHash   [sha256.Size]byte
+	ReceivedAt time.Time
+	Meta       EntryMeta
+	Envelope   json.RawMessage // compact JSON
+}
+
+// EntryMeta is what the log adds to a record: who verifiably signed it, the
+// record's identity, and the verifier's and policies' findings.
+type EntryMeta struct {
+	Signer       Signer    `json:"signer"`
+	RecordDigest string    `json:"recordDigest"` // hex SHA-256 of the DSSE PAE
+	Findings     []Finding `json:"findings"`
+}
+
+// Signer is a verified identity.
+type Signer struct {
+	Name  string `json:"name"`
+	KeyID string `json:"keyId"`
+}
+
+// Finding is one observation about a record by the verifier or a policy,
+// stored with the entry: a record reporting something bad is still appended.
+type Finding struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// Leaf encodes the entry. The envelope must already be compact JSON.
+func (e *Entry) Leaf() ([]byte, error) {
+	if strings.ContainsAny(e.Origin, "\n") || e.Origin == "" {
+		return nil, errors.New("entry: origin must be one non-empty line")
+	}
+	if bytes.IndexByte(e.Envelope, '\n') >= 0 || len(e.Envelope) == 0 {
+		return nil, errors.New("entry: envelope must be compact JSON")
+	}
+	meta := e.Meta
+	if meta.Findings == nil {
+		meta.Findings = []Finding{}
+	}
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("entry: encode metadata: %w", err)
+	}
+	var b bytes.Buffer
+	b.Grow(len(LeafHeader) + len(e.Origin) + 128 + len(metaJSON) + len(e.Envelope))
+	b.WriteString(LeafHeader)
+	b.WriteByte('\n')
+	b.WriteString(e.Origin)
+	b.WriteByte('\n')
+	b.WriteString(strconv.FormatUint(e.Index, 10))
+	b.WriteByte('\n')
+	b.WriteString(hex.EncodeToString(e.PrevHash[:]))
+	b.WriteByte('\n')
+	b.WriteString(e.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	b.WriteByte('\n')
+	b.Write(metaJSON)
+	b.WriteByte('\n')
+	b.Write(e.Envelope)
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// LeafPrefix is the cheap part of a leaf: enough to check the hash chain
+// without decoding JSON.
+type LeafPrefix struct {
+	Origin   string
+	Index    uint64
+	PrevHash [sha256.Size]byte
+}
+
+// ParseLeafPrefix reads the origin, index and previous hash of a leaf.
+func ParseLeafPrefix(leaf []byte) (LeafPrefix, error) {
+	var p LeafPrefix
+	lines, err := splitLeaf(leaf, 4)
+	if err != nil {
+		return p, err
+	}
+	if string(lines[0]) != LeafHeader {
+		return p, fmt.Errorf("leaf: first line must be %q", LeafHeader)
+	}
+	p.Origin = string(lines[1])
+	if p.Origin == "" {
+		return p, errors.New("leaf: empty origin")
+	}
+	p.Index, err = strconv.ParseUint(string(lines[2]), 10, 64)
+	if err != nil || (len(lines[2]) > 1 && lines[2][0] == '0') {
+		return p, fmt.Errorf("leaf: index %q is not a canonical decimal number", lines[2])
+	}
+	if len(lines[3]) != 2*sha256.Size {
+		return p, errors.New("leaf: previous hash must be 64 hex characters")
+	}
+	if _, err := hex.Decode(p.PrevHash[:], lines[3]); err != nil || bytes.ContainsAny(lines[3], "ABCDEF") {
+		return p, errors.New("leaf: previous hash must be lowercase hex")
+	}
+	return p, nil
+}
+
+// ParseLeaf decodes a whole leaf. It refuses any leaf that Leaf would not
+// have produced byte for byte, so one entry has exactly one encoding.
+func ParseLeaf(leaf []byte) (*Entry, error) {
+	p, err := ParseLeafPrefix(leaf)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := splitLeaf(leaf, 7)
+	if err != nil {
+		return nil, err
+	}
+	if len(leaf) == 0 || leaf[len(leaf)-1] != '\n' || bytes.Count(leaf, []byte{'\n'}) != 7 {
+		return nil, errors.New("leaf: must be exactly seven newline-terminated lines")
+	}
+	e := &Entry{Origin: p.Origin, Index: p.Index, PrevHash: p.PrevHash}
+	e.ReceivedAt, err = time.Parse(time.RFC3339Nano, string(lines[4]))
+	if err != nil {
+		return nil, fmt.Errorf("leaf: receivedAt: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(lines[5]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e.Meta); err != nil {
+		return nil, fmt.Errorf("leaf: metadata: %w", err)
+	}
+	if !json.Valid(lines[6]) {
+		return nil, errors.New("leaf: envelope is not valid JSON")
+	}
+	e.Envelope = json.RawMessage(lines[6])
+	again, err := e.Leaf()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(again, leaf) {
+		return nil, errors.New("leaf: not in canonical form")
+	}
+	return e, nil
+}
+
+// splitLeaf returns the first n lines of a leaf, without their newlines.
+func splitLeaf(leaf []byte, n int) ([][]byte, error) {
+	lines := make([][]byte, 0, n)
+	rest := leaf
+	for len(lines) < n {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			return nil, fmt.Errorf("leaf: truncated after %d lines", len(lines))
+		}
+		lines = append(lines, rest[:i])
+		rest = rest[i+1:]
+	}
+	return lines, nil
+}
+
+// EntryHash is the chain hash of a leaf: SHA-256(leaf).
+func EntryHash(leaf []byte) [sha256.Size]byte { return sha256.Sum256(leaf) }

@@ -1,0 +1,325 @@
+// Package evidence defines the transition record: an in-toto Statement v1
+// (https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md) whose
+// predicate, of type https://evident.dev/transition/v1, carries one state
+// transition of an infrastructure or deployment change, with the change contract
+// fields of the case study (section 7) and one kind-specific block.
+//
+// The JSON Schema of the statement is schema/transition.v1.schema.json; every
+// kind is documented with an example in docs/kinds.md.
+//
+// The package knows nothing of signatures, storage or transport.
+package evidence
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Identifiers of the record format.
+const (
+	// PayloadType is the DSSE payloadType of every record.
+	PayloadType = "application/vnd.in-toto+json"
+	// StatementType is the in-toto Statement v1 _type.
+	StatementType = "https://in-toto.io/Statement/v1"
+	// PredicateType identifies Evident's transition predicate.
+	PredicateType = "https://evident.dev/transition/v1"
+)
+
+// Statement is an in-toto Statement v1 carrying a Transition.
+type Statement struct {
+	Type          string     `json:"_type"`
+	Subject       []Subject  `json:"subject"`
+	PredicateType string     `json:"predicateType"`
+	Predicate     Transition `json:"predicate"`
+}
+
+// Subject is an artifact the transition is about: a plan file, an image, a commit.
+type Subject struct {
+	Name   string            `json:"name,omitempty"`
+	Digest map[string]string `json:"digest"`
+}
+
+// Transition is the predicate: the change contract plus one kind-specific block.
+type Transition struct {
+	Kind       Kind       `json:"kind"`
+	ChangeID   string     `json:"changeId"`
+	OccurredAt time.Time  `json:"occurredAt"`
+	Actor      string     `json:"actor"`
+	Source     Source     `json:"source,omitzero"`
+	Target     Target     `json:"target,omitzero"`
+	RiskClass  string     `json:"riskClass,omitempty"`
+	Emergency  bool       `json:"emergency,omitempty"`
+	Artifacts  []Artifact `json:"artifacts,omitempty"`
+
+	Change            *Change            `json:"change,omitempty"`
+	Plan              *Plan              `json:"plan,omitempty"`
+	Policy            *Policy            `json:"policy,omitempty"`
+	Approval          *Approval          `json:"approval,omitempty"`
+	Gate              *Gate              `json:"gate,omitempty"`
+	Apply             *Apply             `json:"apply,omitempty"`
+	Verification      *Verification      `json:"verification,omitempty"`
+	Sync              *Sync              `json:"sync,omitempty"`
+	Health            *Health            `json:"health,omitempty"`
+	Drift             *Drift             `json:"drift,omitempty"`
+	Rollout           *Rollout           `json:"rollout,omitempty"`
+	ArtifactAdmission *ArtifactAdmission `json:"artifactAdmission,omitempty"`
+	Exception         *Exception         `json:"exception,omitempty"`
+	Breakglass        *Breakglass        `json:"breakglass,omitempty"`
+	Lock              *Lock              `json:"lock,omitempty"`
+	Trust             *Trust             `json:"trust,omitempty"`
+	Bootstrap         *Bootstrap         `json:"bootstrap,omitempty"`
+}
+
+// Source is the Git ledger: what was wanted.
+type Source struct {
+	Repository  string `json:"repository,omitempty"`
+	PullRequest int    `json:"pullRequest,omitempty"`
+	CommitSHA   string `json:"commitSha,omitempty"`
+	Branch      string `json:"branch,omitempty"`
+}
+
+// Target is where the change lands.
+type Target struct {
+	Environment string `json:"environment,omitempty"`
+	Cloud       string `json:"cloud,omitempty"`
+	Account     string `json:"account,omitempty"`
+	Region      string `json:"region,omitempty"`
+	Stack       string `json:"stack,omitempty"`
+	Cluster     string `json:"cluster,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
+	Application string `json:"application,omitempty"`
+	Service     string `json:"service,omitempty"`
+	DataClass   string `json:"dataClass,omitempty"`
+}
+
+// Artifact is restricted evidence kept outside the log, named by digest.
+type Artifact struct {
+	Name      string `json:"name"`
+	Digest    string `json:"digest"` // "sha256:<64 hex>"
+	URI       string `json:"uri,omitempty"`
+	MediaType string `json:"mediaType,omitempty"`
+}
+
+// Change is the machine-readable change contract (case study section 7).
+type Change struct {
+	Title                string   `json:"title,omitempty"`
+	Author               string   `json:"author"`
+	TargetBranch         string   `json:"targetBranch,omitempty"`
+	MutationType         string   `json:"mutationType,omitempty"`
+	RequiresApprovalFrom []string `json:"requiresApprovalFrom,omitempty"`
+	EvidenceRequired     []string `json:"evidenceRequired,omitempty"`
+}
+
+// Plan is the plan stage's risk summary (section 9).
+type Plan struct {
+	PlanSHA256             string           `json:"planSha256"`
+	Engine                 string           `json:"engine,omitempty"`
+	EngineVersion          string           `json:"engineVersion,omitempty"`
+	Stack                  string           `json:"stack,omitempty"`
+	Actions                ActionCounts     `json:"actions"`
+	HighRiskResources      []string         `json:"highRiskResources,omitempty"`
+	Destructive            bool             `json:"destructive"`
+	Replacement            []string         `json:"replacement,omitempty"`
+	SensitiveChanges       []string         `json:"sensitiveChanges,omitempty"`
+	RequiresManualApproval bool             `json:"requiresManualApproval"`
+	ResourceChanges        []ResourceChange `json:"resourceChanges,omitempty"`
+}
+
+// ActionCounts counts the plan's actions by type.
+type ActionCounts struct {
+	Create  int `json:"create"`
+	Update  int `json:"update"`
+	Delete  int `json:"delete"`
+	Replace int `json:"replace"`
+}
+
+// ResourceChange is one resource the plan changes.
+type ResourceChange struct {
+	Address string   `json:"address"`
+	Type    string   `json:"type"`
+	Actions []string `json:"actions"`
+}
+
+// Policy is a structured policy evaluation (section 10).
+type Policy struct {
+	Result       string     `json:"result"`
+	BundleSHA256 string     `json:"bundleSha256,omitempty"`
+	Decisions    []Decision `json:"decisions"`
+}
+
+// Decision is one rule's verdict.
+type Decision struct {
+	Result            string   `json:"result"`
+	Severity          string   `json:"severity,omitempty"`
+	RuleID            string   `json:"ruleId"`
+	Message           string   `json:"message,omitempty"`
+	RequiredApprovers []string `json:"requiredApprovers,omitempty"`
+	Evidence          []string `json:"evidence,omitempty"`
+	ExceptionID       string   `json:"exceptionId,omitempty"`
+}
+
+// Approval binds an approver to one exact change (section 11).
+type Approval struct {
+	PullRequest          int       `json:"pullRequest,omitempty"`
+	CommitSHA            string    `json:"commitSha"`
+	PlanSHA256           string    `json:"planSha256"`
+	PolicyDecisionSHA256 string    `json:"policyDecisionSha256,omitempty"`
+	Approver             string    `json:"approver"`
+	Groups               []string  `json:"groups,omitempty"`
+	ApprovedAt           time.Time `json:"approvedAt"`
+	ExpiresAt            time.Time `json:"expiresAt,omitzero"`
+	Reason               string    `json:"reason,omitempty"`
+}
+
+// Gate is the apply gate's answer.
+type Gate struct {
+	Decision   string   `json:"decision"`
+	PlanSHA256 string   `json:"planSha256,omitempty"`
+	Reasons    []string `json:"reasons,omitempty"`
+}
+
+// Apply reports an apply of one exact plan file (section 12).
+type Apply struct {
+	PlanSHA256       string    `json:"planSha256"`
+	Engine           string    `json:"engine,omitempty"`
+	StartedAt        time.Time `json:"startedAt,omitzero"`
+	CompletedAt      time.Time `json:"completedAt,omitzero"`
+	ResourcesChanged []string  `json:"resourcesChanged,omitempty"`
+	Error            string    `json:"error,omitempty"`
+	LogSHA256        string    `json:"logSha256,omitempty"`
+}
+
+// Verification is the post-apply check.
+type Verification struct {
+	Result   string   `json:"result"`
+	Method   string   `json:"method,omitempty"`
+	ExitCode int      `json:"exitCode,omitempty"`
+	Checks   []string `json:"checks,omitempty"`
+}
+
+// Sync is a GitOps reconciliation (section 13).
+type Sync struct {
+	Application string          `json:"application,omitempty"`
+	Revision    string          `json:"revision"`
+	SourceRepo  string          `json:"sourceRepo,omitempty"`
+	SourcePath  string          `json:"sourcePath,omitempty"`
+	InitiatedBy string          `json:"initiatedBy,omitempty"`
+	Policy      *SyncPolicy     `json:"syncPolicy,omitempty"`
+	Resources   []SyncedObject  `json:"resources,omitempty"`
+	Pruned      []string        `json:"pruned,omitempty"`
+	Message     string          `json:"message,omitempty"`
+	Operation   string          `json:"operation,omitempty"`
+	Ignored     []IgnoredChange `json:"ignoreDifferences,omitempty"`
+}
+
+// SyncPolicy is the controls in force on a GitOps-managed object.
+type SyncPolicy struct {
+	Automated bool `json:"automated"`
+	Prune     bool `json:"prune"`
+	SelfHeal  bool `json:"selfHeal"`
+}
+
+// SyncedObject is one Kubernetes object a sync touched.
+type SyncedObject struct {
+	Group     string `json:"group,omitempty"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+	Status    string `json:"status,omitempty"`
+}
+
+// IgnoredChange is a difference the GitOps controller is told to ignore.
+type IgnoredChange struct {
+	Group        string   `json:"group,omitempty"`
+	Kind         string   `json:"kind"`
+	JSONPointers []string `json:"jsonPointers,omitempty"`
+}
+
+// Health is an application's health change.
+type Health struct {
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+// Drift is a difference between desired and live state and its reconciliation.
+type Drift struct {
+	Resources  []string `json:"resources"`
+	DetectedBy string   `json:"detectedBy,omitempty"`
+	Method     string   `json:"method,omitempty"` // revert, import, accept
+	Summary    string   `json:"summary,omitempty"`
+}
+
+// Rollout is a progressive-delivery step (section 14).
+type Rollout struct {
+	Revision    string           `json:"revision"`
+	Strategy    string           `json:"strategy,omitempty"`
+	ImageDigest string           `json:"imageDigest,omitempty"`
+	Analysis    []AnalysisResult `json:"analysis,omitempty"`
+	AbortReason string           `json:"abortReason,omitempty"`
+}
+
+// AnalysisResult is one metric check of a rollout analysis.
+type AnalysisResult struct {
+	Template string `json:"template,omitempty"`
+	Metric   string `json:"metric"`
+	Query    string `json:"query,omitempty"`
+	Result   string `json:"result"`
+}
+
+// ArtifactAdmission is a supply-chain gate's verdict on an artifact (section 16).
+type ArtifactAdmission struct {
+	Image           string `json:"image"`
+	Digest          string `json:"digest"`
+	Signed          bool   `json:"signed"`
+	SignerIdentity  string `json:"signerIdentity,omitempty"`
+	SourceBranch    string `json:"sourceBranch,omitempty"`
+	ProtectedBranch bool   `json:"protectedBranch"`
+	SBOMDigest      string `json:"sbomDigest,omitempty"`
+	Provenance      string `json:"provenance,omitempty"`
+	Result          string `json:"result"`
+}
+
+// Exception is a time-bound waiver of one rule (section 23).
+type Exception struct {
+	ID                   string    `json:"id"`
+	RuleID               string    `json:"ruleId,omitempty"`
+	Scope                string    `json:"scope,omitempty"`
+	Justification        string    `json:"justification,omitempty"`
+	CompensatingControls []string  `json:"compensatingControls,omitempty"`
+	Owner                string    `json:"owner,omitempty"`
+	ApprovedBy           []string  `json:"approvedBy,omitempty"`
+	ExpiresAt            time.Time `json:"expiresAt,omitzero"`
+}
+
+// Breakglass is an emergency access path, opened and closed with review.
+type Breakglass struct {
+	Incident   string    `json:"incident"`
+	Reason     string    `json:"reason,omitempty"`
+	ApprovedBy []string  `json:"approvedBy,omitempty"`
+	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
+	ReviewedBy string    `json:"reviewedBy,omitempty"`
+}
+
+// Lock is a forced state unlock.
+type Lock struct {
+	Incident string `json:"incident"`
+	LockID   string `json:"lockId"`
+	HeldBy   string `json:"heldBy,omitempty"`
+}
+
+// Trust is a change of the log's trust configuration.
+type Trust struct {
+	Digest      string          `json:"digest"`
+	Description string          `json:"description,omitempty"`
+	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration
+}
+
+// Bootstrap is the genesis entry (case study section 18).
+type Bootstrap struct {
+	Operator    string            `json:"operator"`
+	LogOrigin   string            `json:"logOrigin"`
+	LogKey      string            `json:"logKey"`
+	TrustDigest string            `json:"trustDigest"`
+	Trust       json.RawMessage   `json:"trust"` // the initial trust configuration; trustDigest is its SHA-256
+	Versions    map[string]string `json:"versions,omitempty"`
+}

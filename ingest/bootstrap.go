@@ -1,0 +1,144 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
+)
+
+// LogState is what EnsureTrust reads of the log.
+type LogState interface {
+	Size() uint64
+	Lookup(ctx context.Context, q ledger.Query) ([]uint64, error)
+	Leaf(ctx context.Context, index uint64) ([]byte, error)
+}
+
+// Genesis describes the log's first start (case study section 18).
+type Genesis struct {
+	Operator string // who bootstrapped: from the command line or config
+	Origin   string
+	LogKey   string // note verifier key
+	Versions map[string]string
+	Now      time.Time
+}
+
+// EnsureTrust makes the log record the trust configuration the server runs
+// with: the bootstrap entry on an empty log, a trust.updated entry when the
+// configuration differs from the one last recorded, nothing otherwise. The
+// log's own records are signed with the log key.
+func EnsureTrust(ctx context.Context, log interface {
+	LogState
+	Appender
+}, key crypto.Signer, trust verifier.TrustConfig, g Genesis) error {
+	canonical, err := trust.Canonical()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(canonical)
+	digest := hex.EncodeToString(sum[:])
+	t := evidence.Transition{
+		Actor:      g.Operator,
+		OccurredAt: g.Now.UTC(),
+	}
+	if log.Size() == 0 {
+		t.Kind, t.ChangeID = evidence.KindBootstrap, "bootstrap"
+		t.Bootstrap = &evidence.Bootstrap{
+			Operator: g.Operator, LogOrigin: g.Origin, LogKey: g.LogKey,
+			TrustDigest: digest, Trust: canonical, Versions: g.Versions,
+		}
+	} else {
+		current, err := recordedTrust(ctx, log)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(current, canonical) {
+			return nil
+		}
+		t.Kind, t.ChangeID = evidence.KindTrustUpdated, "trust-"+digest[:12]
+		t.Trust = &evidence.Trust{Digest: digest, Description: "trust configuration changed at server start", Config: canonical}
+	}
+	st := evidence.Statement{
+		Type:          evidence.StatementType,
+		Subject:       []evidence.Subject{{Name: "trust-configuration", Digest: map[string]string{"sha256": digest}}},
+		PredicateType: evidence.PredicateType,
+		Predicate:     t,
+	}
+	payload, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode %s record: %w", t.Kind, err)
+	}
+	env, err := verifier.SignEnvelope(key, payload)
+	if err != nil {
+		return err
+	}
+	v, err := verifier.New(verifier.TrustConfig{}, key.Public())
+	if err != nil {
+		return err
+	}
+	verified, err := v.Verify(env)
+	if err != nil {
+		return fmt.Errorf("the log's own %s record does not verify: %w", t.Kind, err)
+	}
+	_, err = log.Append(ctx, ledger.Record{
+		Envelope: env,
+		Digest:   verified.Digest,
+		Signer:   verified.Signer,
+		Terms:    ledger.TermsFor(verified.Statement, verified.Signer.Name),
+	})
+	if err != nil {
+		return fmt.Errorf("append %s record: %w", t.Kind, err)
+	}
+	return nil
+}
+
+// recordedTrust returns the trust configuration of the latest bootstrap or
+// trust.updated entry.
+func recordedTrust(ctx context.Context, log LogState) ([]byte, error) {
+	idx, err := log.Lookup(ctx, ledger.Query{Name: ledger.TermSigner, Value: verifier.LogSigner, Limit: 1 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("find trust records: %w", err)
+	}
+	for i := len(idx) - 1; i >= 0; i-- {
+		st, err := statementAt(ctx, log, idx[i])
+		if err != nil {
+			return nil, err
+		}
+		switch p := st.Predicate; {
+		case p.Trust != nil && len(p.Trust.Config) > 0:
+			return p.Trust.Config, nil
+		case p.Bootstrap != nil:
+			return p.Bootstrap.Trust, nil
+		}
+	}
+	return nil, errors.New("the log has entries but no bootstrap record")
+}
+
+func statementAt(ctx context.Context, log LogState, index uint64) (*evidence.Statement, error) {
+	leaf, err := log.Leaf(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	_, payload, err := verifier.DecodeEnvelope(e.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	st, err := evidence.Decode(payload)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	return st, nil
+}

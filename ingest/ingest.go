@@ -1,0 +1,225 @@
+// Package ingest is Evident's write side: the HTTP endpoint runners post
+// signed records to. It bounds and decodes the body, has the verifier
+// authenticate it, and appends it to the ledger, answering only once the
+// entry is durable. Bad input always gets a 4xx with a JSON error naming what
+// is wrong, never a 5xx, and never reaches the log.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
+)
+
+// Appender is the log as ingest needs it. Append must return only once the
+// record is durable, and be safe for concurrent use.
+type Appender interface {
+	Append(ctx context.Context, rec ledger.Record) (ledger.Receipt, error)
+}
+
+// Verifier authenticates a posted envelope. Safe for concurrent use.
+type Verifier interface {
+	Verify(raw []byte) (*verifier.Verified, error)
+}
+
+// Config wires the handler.
+type Config struct {
+	Log      Appender
+	Verifier Verifier
+	Logger   *slog.Logger
+	// MaxBodyBytes bounds a posted record. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxClockSkew is how far in the future occurredAt may be. Default 10m.
+	MaxClockSkew time.Duration
+	// Clock is the server's time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Handler serves POST /v1/records.
+type Handler struct {
+	cfg Config
+}
+
+// New returns the ingest handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = 10 * time.Minute
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Handler{cfg: cfg}
+}
+
+// Register adds the handler's routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/records", h.postRecord)
+}
+
+// Receipt is the JSON answer to a posted record.
+type Receipt struct {
+	Index      uint64          `json:"index"`
+	EntryHash  string          `json:"entryHash"`
+	LeafHash   string          `json:"leafHash"`
+	ReceivedAt time.Time       `json:"receivedAt"`
+	Duplicate  bool            `json:"duplicate"`
+	Signer     evidence.Signer `json:"signer"`
+	Kind       evidence.Kind   `json:"kind"`
+	ChangeID   string          `json:"changeId"`
+}
+
+func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !acceptedType(mt) {
+			writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+				fmt.Sprintf("Content-Type %q: post a DSSE envelope with Content-Type: application/json", ct), nil)
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("record larger than %d bytes", h.cfg.MaxBodyBytes), nil)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "truncated_body", "could not read the request body: "+err.Error(), nil)
+		return
+	}
+	rec, verified, err := h.prepare(body)
+	if err != nil {
+		h.refuse(w, err)
+		return
+	}
+	receipt, err := h.cfg.Log.Append(r.Context(), rec)
+	if err != nil {
+		h.appendFailed(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if receipt.Duplicate {
+		status = http.StatusOK
+	}
+	p := verified.Statement.Predicate
+	writeJSON(w, status, Receipt{
+		Index:      receipt.Index,
+		EntryHash:  hex.EncodeToString(receipt.EntryHash[:]),
+		LeafHash:   hex.EncodeToString(receipt.LeafHash[:]),
+		ReceivedAt: receipt.ReceivedAt,
+		Duplicate:  receipt.Duplicate,
+		Signer:     verified.Signer,
+		Kind:       p.Kind,
+		ChangeID:   p.ChangeID,
+	})
+}
+
+func acceptedType(mt string) bool {
+	switch mt {
+	case "application/json", "application/vnd.dsse.envelope.v1+json", "application/vnd.dsse+json":
+		return true
+	}
+	return false
+}
+
+// errFuture marks a record claiming to have happened in the future.
+var errFuture = errors.New("occurredAt is in the future")
+
+// prepare authenticates a body and turns it into a ledger record.
+func (h *Handler) prepare(body []byte) (ledger.Record, *verifier.Verified, error) {
+	v, err := h.cfg.Verifier.Verify(body)
+	if err != nil {
+		return ledger.Record{}, nil, err
+	}
+	if at := v.Statement.Predicate.OccurredAt; at.After(h.cfg.Clock().Add(h.cfg.MaxClockSkew)) {
+		return ledger.Record{}, nil, fmt.Errorf("%w: predicate.occurredAt %s is more than %s ahead of the server clock",
+			errFuture, at.Format(time.RFC3339), h.cfg.MaxClockSkew)
+	}
+	var compact bytes.Buffer
+	compact.Grow(len(body))
+	if err := json.Compact(&compact, body); err != nil {
+		return ledger.Record{}, nil, fmt.Errorf("%w: %v", verifier.ErrMalformed, err)
+	}
+	return ledger.Record{
+		Envelope: compact.Bytes(),
+		Digest:   v.Digest,
+		Signer:   v.Signer,
+		Terms:    ledger.TermsFor(v.Statement, v.Signer.Name),
+	}, v, nil
+}
+
+// refuse maps an authentication or validation error to its 4xx.
+func (h *Handler) refuse(w http.ResponseWriter, err error) {
+	var invalid *evidence.ValidationError
+	switch {
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, "invalid_record", err.Error(), invalid.Problems)
+	case errors.Is(err, evidence.ErrMalformed), errors.Is(err, verifier.ErrMalformed):
+		writeError(w, http.StatusBadRequest, "malformed", err.Error(), nil)
+	case errors.Is(err, errFuture):
+		writeError(w, http.StatusBadRequest, "clock_skew", err.Error(), nil)
+	case errors.Is(err, verifier.ErrUntrusted):
+		writeError(w, http.StatusForbidden, "untrusted_signer", err.Error(), nil)
+	case errors.Is(err, verifier.ErrOutOfScope):
+		writeError(w, http.StatusForbidden, "out_of_scope", err.Error(), nil)
+	default:
+		// Every verifier error wraps a sentinel; reaching here is a bug, but
+		// the input is still refused rather than half-accepted.
+		h.cfg.Logger.Error("unclassified refusal", "err", err)
+		writeError(w, http.StatusBadRequest, "refused", err.Error(), nil)
+	}
+}
+
+func (h *Handler) appendFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ledger.ErrOverloaded):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "overloaded", "the ledger is at capacity; retry after 1 second", nil)
+	case errors.Is(err, ledger.ErrClosed):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the ledger is shutting down", nil)
+	case r.Context().Err() != nil:
+		// The client left; it can post again and get the entry's receipt.
+	default:
+		h.cfg.Logger.Error("append failed", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "storage_error", "the record was not stored; retry later", nil)
+	}
+}
+
+// ErrorBody is the JSON of every refusal.
+type ErrorBody struct {
+	Error  string                `json:"error"`
+	Code   string                `json:"code"`
+	Fields []evidence.FieldError `json:"fields,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, fields []evidence.FieldError) {
+	writeJSON(w, status, ErrorBody{Error: msg, Code: code, Fields: fields})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the status is sent; a failed write means the client left
+}

@@ -1,0 +1,355 @@
+// Package ledger is Evident's append-only log: entries chained by hash, the
+// leaves of an RFC 6962 Merkle tree (https://www.rfc-editor.org/rfc/rfc6962),
+// committed to by signed C2SP tlog-checkpoint notes
+// (https://c2sp.org/tlog-checkpoint), stored in Badger with derived secondary
+// indexes.
+//
+// One sequencer goroutine owns the tree. Appends are grouped: each batch is one
+// Badger transaction and one fsync, and no caller is answered before its
+// batch is durable.
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrOverloaded: the append queue is full; try again later.
+	ErrOverloaded = errors.New("ledger overloaded")
+	// ErrClosed: the log is closed or its sequencer stopped.
+	ErrClosed = errors.New("ledger closed")
+	// ErrNotFound: no such entry or checkpoint.
+	ErrNotFound = errors.New("not found")
+	// ErrEmpty: the log has no entries yet, so there is no genesis.
+	ErrEmpty = errors.New("log is empty")
+)
+
+// Config configures a log. Dir, Origin and Signer are required.
+type Config struct {
+	Dir    string       // Badger directory
+	Origin string       // checkpoint origin line, e.g. "evident.example.com/prod"
+	Signer *NoteSigner  // signs checkpoints
+	Logger *slog.Logger // nil: discard
+	// Clock stamps receivedAt; nil means time.Now.
+	Clock func() time.Time
+	// MaxBatch bounds the records in one transaction. Default 1024.
+	MaxBatch int
+	// QueueSize bounds records waiting for the sequencer; beyond it Append
+	// fails fast with ErrOverloaded. Default 8192.
+	QueueSize int
+	// CheckpointInterval is the most often a new checkpoint is signed; a
+	// quiet log checkpoints every batch. Default 500ms.
+	CheckpointInterval time.Duration
+	// CacheMB sizes Badger's block and index caches together. Default 96.
+	CacheMB int
+}
+
+func (c *Config) withDefaults() error {
+	if c.Dir == "" || c.Origin == "" || c.Signer == nil {
+		return errors.New("ledger: Dir, Origin and Signer are required")
+	}
+	if c.Signer.Name() != c.Origin {
+		return fmt.Errorf("ledger: the log key is named %q but the origin is %q", c.Signer.Name(), c.Origin)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1024
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 8192
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = 500 * time.Millisecond
+	}
+	if c.CacheMB <= 0 {
+		c.CacheMB = 96
+	}
+	return nil
+}
+
+// head is the durable state the sequencer extends.
+type head struct {
+	size           uint64
+	lastHash       [sha256.Size]byte
+	checkpointSize uint64
+}
+
+func (h head) encode() []byte {
+	b := make([]byte, 0, 8+sha256.Size+8)
+	b = binary.BigEndian.AppendUint64(b, h.size)
+	b = append(b, h.lastHash[:]...)
+	return binary.BigEndian.AppendUint64(b, h.checkpointSize)
+}
+
+func decodeHead(b []byte) (head, error) {
+	var h head
+	if len(b) != 8+sha256.Size+8 {
+		return h, fmt.Errorf("head record has %d bytes, want %d", len(b), 8+sha256.Size+8)
+	}
+	h.size = binary.BigEndian.Uint64(b)
+	copy(h.lastHash[:], b[8:])
+	h.checkpointSize = binary.BigEndian.Uint64(b[8+sha256.Size:])
+	return h, nil
+}
+
+// Log is an open log. Its methods are safe for concurrent use.
+type Log struct {
+	cfg   Config
+	db    *badger.DB
+	queue chan *pending
+
+	// mu guards published: what readers may see. Only the sequencer writes it,
+	// after the batch that produced it is durable.
+	mu        sync.RWMutex
+	published head
+	latestCP  []byte
+
+	stop    chan struct{} // closed by Close
+	stopped chan struct{} // closed when the sequencer has exited
+	fatal   error         // set by the sequencer before stopped closes
+}
+
+// Open opens or creates the log in cfg.Dir and starts its sequencer.
+func Open(cfg Config) (*Log, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(badgerOptions(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("open ledger storage in %s: %w", cfg.Dir, err)
+	}
+	l := &Log{
+		cfg:     cfg,
+		db:      db,
+		queue:   make(chan *pending, cfg.QueueSize),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	if err := l.load(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	go l.sequence()
+	return l, nil
+}
+
+// badgerOptions sizes Badger for an append-only log on a small machine:
+// leaves go to the value log (written once, never compacted), the LSM tree
+// holds only small keys, and caches and memtables are bounded so a log of
+// millions of entries stays within a few hundred MiB.
+func badgerOptions(cfg Config) badger.Options {
+	cache := int64(cfg.CacheMB) << 20
+	return badger.DefaultOptions(cfg.Dir).
+		WithLogger(badgerLogger{cfg.Logger}).
+		WithSyncWrites(true). // each batch commit fsyncs: acknowledged means durable
+		WithDetectConflicts(false).
+		WithValueThreshold(256).
+		WithMemTableSize(32 << 20).
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(12).
+		WithBlockCacheSize(cache * 2 / 3).
+		WithIndexCacheSize(cache / 3).
+		WithValueLogFileSize(256 << 20).
+		WithCompression(options.None).
+		WithNumCompactors(2)
+}
+
+// load reads the durable head and checks it against the stored tree.
+func (l *Log) load() error {
+	return l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyHead))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read log head: %w", err)
+		}
+		b, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("read log head: %w", err)
+		}
+		h, err := decodeHead(b)
+		if err != nil {
+			return fmt.Errorf("corrupt log head: %w", err)
+		}
+		if h.checkpointSize > 0 {
+			item, err := txn.Get(u64Key(prefixCheckpoint, h.checkpointSize))
+			if err != nil {
+				return fmt.Errorf("read checkpoint %d: %w", h.checkpointSize, err)
+			}
+			if l.latestCP, err = item.ValueCopy(nil); err != nil {
+				return fmt.Errorf("read checkpoint %d: %w", h.checkpointSize, err)
+			}
+		}
+		l.published = h
+		l.cfg.Logger.Info("ledger opened", "dir", l.cfg.Dir, "size", h.size, "checkpoint", h.checkpointSize)
+		return nil
+	})
+}
+
+// Close stops the sequencer after it has committed what it holds, signs a
+// final checkpoint, and closes storage.
+func (l *Log) Close() error {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.stopped
+	return l.db.Close()
+}
+
+// Size is the number of durable entries.
+func (l *Log) Size() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.published.size
+}
+
+// CheckpointSize is the tree size of the latest signed checkpoint.
+func (l *Log) CheckpointSize() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.published.checkpointSize
+}
+
+// Origin is the log's checkpoint origin.
+func (l *Log) Origin() string { return l.cfg.Origin }
+
+// VerifierKey is the note verifier key of the log's checkpoints.
+func (l *Log) VerifierKey() string { return l.cfg.Signer.VerifierKey() }
+
+// Checkpoint returns the latest signed checkpoint, or ErrEmpty.
+func (l *Log) Checkpoint() ([]byte, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.latestCP == nil {
+		return nil, ErrEmpty
+	}
+	return l.latestCP, nil
+}
+
+// Leaf returns the leaf at index.
+func (l *Log) Leaf(ctx context.Context, index uint64) ([]byte, error) {
+	if index >= l.Size() {
+		return nil, fmt.Errorf("entry %d: %w", index, ErrNotFound)
+	}
+	var leaf []byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(u64Key(prefixEntry, index))
+		if err != nil {
+			return fmt.Errorf("read entry %d: %w", index, err)
+		}
+		leaf, err = item.ValueCopy(nil)
+		return err
+	})
+	return leaf, err
+}
+
+// hashReader reads stored tree hashes inside one read transaction.
+type hashReader struct{ txn *badger.Txn }
+
+func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		item, err := r.txn.Get(u64Key(prefixHash, uint64(idx)))
+		if err != nil {
+			return nil, fmt.Errorf("read tree hash %d: %w", idx, err)
+		}
+		if err := item.Value(func(v []byte) error {
+			if len(v) != tlog.HashSize {
+				return fmt.Errorf("tree hash %d has %d bytes", idx, len(v))
+			}
+			copy(out[i][:], v)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// InclusionProof proves the entry at index is in the tree of the given size,
+// as an RFC 6962 audit path.
+func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][32]byte, error) {
+	if size > l.Size() || index >= size {
+		return nil, fmt.Errorf("inclusion of %d in tree of size %d (log size %d): %w", index, size, l.Size(), ErrNotFound)
+	}
+	var proof tlog.RecordProof
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		proof, err = tlog.ProveRecord(int64(size), int64(index), hashReader{txn})
+		return err
+	})
+	return hashes(proof), err
+}
+
+// ConsistencyProof proves the tree of size to extends the tree of size from.
+func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][32]byte, error) {
+	if to > l.Size() || from > to || from == 0 {
+		return nil, fmt.Errorf("consistency of %d with %d (log size %d): %w", from, to, l.Size(), ErrNotFound)
+	}
+	var proof tlog.TreeProof
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		proof, err = tlog.ProveTree(int64(to), int64(from), hashReader{txn})
+		return err
+	})
+	return hashes(proof), err
+}
+
+// RootHash is the Merkle tree hash of the first size entries.
+func (l *Log) RootHash(ctx context.Context, size uint64) ([32]byte, error) {
+	if size > l.Size() {
+		return [32]byte{}, fmt.Errorf("tree of size %d (log size %d): %w", size, l.Size(), ErrNotFound)
+	}
+	var root tlog.Hash
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		root, err = tlog.TreeHash(int64(size), hashReader{txn})
+		return err
+	})
+	return root, err
+}
+
+func hashes(p []tlog.Hash) [][32]byte {
+	out := make([][32]byte, len(p))
+	for i, h := range p {
+		out[i] = h
+	}
+	return out
+}
+
+// badgerLogger sends Badger's chatter to slog at debug level, warnings and
+// errors at their own.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug(fmt.Sprintf(f, a...), "component", "badger")
+}

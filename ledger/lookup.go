@@ -1,0 +1,63 @@
+package ledger
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Query selects entries of one index term.
+type Query struct {
+	Name, Value string
+	// From and To bound the term's time (inclusive, exclusive); zero means
+	// unbounded. Only time-ordered terms (TermEnvironment) carry times.
+	From, To time.Time
+	// Limit caps the result; 0 means 100.
+	Limit int
+}
+
+// Lookup returns the indexes of entries matching q, ordered by the term's time
+// and then by index.
+func (l *Log) Lookup(ctx context.Context, q Query) ([]uint64, error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	if !validTerm(Term{Name: q.Name, Value: q.Value}) {
+		return nil, fmt.Errorf("lookup %q: name or value too long", q.Name)
+	}
+	prefix := termPrefix(q.Name, q.Value)
+	start := prefix
+	if !q.From.IsZero() {
+		start = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(q.From.UnixNano()))
+	}
+	var out []uint64
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			if len(k) != len(prefix)+16 {
+				return fmt.Errorf("index key of %q has unexpected length %d", q.Name, len(k))
+			}
+			at := binary.BigEndian.Uint64(k[len(prefix):])
+			if !q.To.IsZero() && at >= uint64(q.To.UnixNano()) {
+				break
+			}
+			out = append(out, binary.BigEndian.Uint64(k[len(prefix)+8:]))
+			if len(out) == q.Limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,246 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"os"
+	"path/filepath"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Snapshot is a consistent read-only view of the log: its entries,
+// checkpoints and indexes as of one moment. Close it when done.
+type Snapshot struct {
+	txn  *badger.Txn
+	size uint64
+}
+
+// Snapshot opens a consistent view of the durable log.
+func (l *Log) Snapshot() (*Snapshot, error) { return newSnapshot(l.db) }
+
+// Store is a log's storage opened without a sequencer, for the offline tools
+// (verify, export) on a stopped server's data directory. Opening replays
+// Badger's write-ahead log, as after a crash.
+type Store struct{ db *badger.DB }
+
+// OpenStore opens a data directory for reading. It fails if a server has it
+// open.
+func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
+		return nil, fmt.Errorf("%s is not an Evident data directory: %w", dir, err)
+	}
+	db, err := badger.Open(badgerOptions(Config{Dir: dir, Logger: logger, CacheMB: 256}))
+	if err != nil {
+		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Snapshot opens a consistent view of the stored log.
+func (s *Store) Snapshot() (*Snapshot, error) { return newSnapshot(s.db) }
+
+// Close closes the storage.
+func (s *Store) Close() error { return s.db.Close() }
+
+func newSnapshot(db *badger.DB) (*Snapshot, error) {
+	txn := db.NewTransaction(false)
+	s := &Snapshot{txn: txn}
+	item, err := txn.Get([]byte(keyHead))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return s, nil
+	case err != nil:
+		txn.Discard()
+		return nil, fmt.Errorf("read log head: %w", err)
+	}
+	b, err := item.ValueCopy(nil)
+	if err != nil {
+		txn.Discard()
+		return nil, fmt.Errorf("read log head: %w", err)
+	}
+	h, err := decodeHead(b)
+	if err != nil {
+		txn.Discard()
+		return nil, fmt.Errorf("corrupt log head: %w", err)
+	}
+	s.size = h.size
+	return s, nil
+}
+
+// Close releases the snapshot.
+func (s *Snapshot) Close() { s.txn.Discard() }
+
+// Size is the number of entries in the snapshot.
+func (s *Snapshot) Size() uint64 { return s.size }
+
+// Checkpoints returns every stored signed checkpoint, by increasing size.
+func (s *Snapshot) Checkpoints(ctx context.Context) ([][]byte, error) {
+	var out [][]byte
+	err := s.scan(ctx, prefixCheckpoint, true, func(k, v []byte) error {
+		out = append(out, append([]byte(nil), v...))
+		return nil
+	})
+	return out, err
+}
+
+// Leaves calls fn with every leaf in index order. The leaf is only valid
+// during the call. It fails if an index is missing or out of place.
+func (s *Snapshot) Leaves(ctx context.Context, fn func(index uint64, leaf []byte) error) error {
+	next := uint64(0)
+	err := s.scan(ctx, prefixEntry, true, func(k, v []byte) error {
+		if next >= s.size {
+			return fmt.Errorf("entry %d: present beyond the log head (size %d)", next, s.size)
+		}
+		if len(k) != 9 || binary.BigEndian.Uint64(k[1:]) != next {
+			return fmt.Errorf("entry %d: missing from storage", next)
+		}
+		if err := fn(next, v); err != nil {
+			return err
+		}
+		next++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if next != s.size {
+		return fmt.Errorf("entry %d: missing from storage (log head says %d entries)", next, s.size)
+	}
+	return nil
+}
+
+func (s *Snapshot) scan(ctx context.Context, prefix byte, values bool, fn func(k, v []byte) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte{prefix}
+	opts.PrefetchValues = values
+	opts.PrefetchSize = 256
+	it := s.txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		item := it.Item()
+		var err error
+		if values {
+			err = item.Value(func(v []byte) error { return fn(item.Key(), v) })
+		} else {
+			err = fn(item.Key(), nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckTree compares the stored tree hashes with those recomputed from the
+// leaf hashes (RFC 6962 leaf hashes, in index order), so a served proof can
+// never come from a damaged tree.
+func (s *Snapshot) CheckTree(ctx context.Context, leafHashes [][32]byte) error {
+	if uint64(len(leafHashes)) != s.size {
+		return fmt.Errorf("tree: %d leaf hashes for a log of %d entries", len(leafHashes), s.size)
+	}
+	want := make([]tlog.Hash, 0, 2*len(leafHashes))
+	reader := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = want[x]
+		}
+		return out, nil
+	})
+	for n, lh := range leafHashes {
+		hs, err := tlog.StoredHashesForRecordHash(int64(n), lh, reader)
+		if err != nil {
+			return fmt.Errorf("tree: %w", err)
+		}
+		want = append(want, hs...)
+	}
+	next := 0
+	err := s.scan(ctx, prefixHash, true, func(k, v []byte) error {
+		if next >= len(want) {
+			return fmt.Errorf("tree: stored hash %d is beyond the tree of %d entries", next, s.size)
+		}
+		if binary.BigEndian.Uint64(k[1:]) != uint64(next) {
+			return fmt.Errorf("tree: stored hash %d missing", next)
+		}
+		if len(v) != tlog.HashSize || tlog.Hash(v) != want[next] {
+			level, n := tlog.SplitStoredHashIndex(int64(next))
+			return fmt.Errorf("tree: stored hash %d (level %d, node %d, covering entries from %d) is damaged", next, level, n, n<<level)
+		}
+		next++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if next != len(want) {
+		return fmt.Errorf("tree: stored hash %d missing", next)
+	}
+	return nil
+}
+
+// IndexDigest is an order-independent digest of a set of index keys: their
+// count and the sum of their SHA-256 hashes modulo 2^256. Two sets of unique
+// keys with equal digests are, for any accidental damage, the same set.
+type IndexDigest struct {
+	Count uint64
+	sum   [4]uint64
+}
+
+// AddTerms adds the keys of one entry's terms.
+func (d *IndexDigest) AddTerms(index uint64, terms []Term) {
+	for _, t := range terms {
+		d.add(termKey(t, index))
+	}
+}
+
+func (d *IndexDigest) add(key []byte) {
+	h := sha256.Sum256(key)
+	var carry uint64
+	for i := range 4 {
+		d.sum[i], carry = bits.Add64(d.sum[i], binary.BigEndian.Uint64(h[8*i:]), carry)
+	}
+	d.Count++
+}
+
+// Merge adds another digest's keys.
+func (d *IndexDigest) Merge(o IndexDigest) {
+	var carry uint64
+	for i := range 4 {
+		d.sum[i], carry = bits.Add64(d.sum[i], o.sum[i], carry)
+	}
+	d.Count += o.Count
+}
+
+// Indexes digests the index keys actually stored.
+func (s *Snapshot) Indexes(ctx context.Context) (IndexDigest, error) {
+	var d IndexDigest
+	err := s.scan(ctx, prefixTerm, false, func(k, _ []byte) error {
+		d.add(k)
+		return nil
+	})
+	return d, err
+}
+
+// Leaf returns one leaf of the snapshot.
+func (s *Snapshot) Leaf(index uint64) ([]byte, error) {
+	if index >= s.size {
+		return nil, fmt.Errorf("entry %d: %w", index, ErrNotFound)
+	}
+	item, err := s.txn.Get(u64Key(prefixEntry, index))
+	if err != nil {
+		return nil, fmt.Errorf("read entry %d: %w", index, err)
+	}
+	return item.ValueCopy(nil)
+}

@@ -1,0 +1,404 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/sync/errgroup"
+
+	"evident.dev/evident/evidence"
+)
+
+// LogSource is a log to check: a data directory's snapshot or an export file.
+type LogSource interface {
+	// Checkpoints returns every signed checkpoint note, by increasing size.
+	Checkpoints(ctx context.Context) ([][]byte, error)
+	// Leaves calls fn with every leaf in index order; leaf is valid only
+	// during the call.
+	Leaves(ctx context.Context, fn func(index uint64, leaf []byte) error) error
+}
+
+// CheckOptions says what to check and against which log identity.
+type CheckOptions struct {
+	// Origin is the log's origin; LogKey its note verifier key
+	// ("name+hash+base64key"). An auditor pins both out of band.
+	Origin string
+	LogKey string
+	// Signatures re-verifies every record's signature and statement with the
+	// trust configuration in force (from the genesis entry), and calls
+	// OnRecord for every entry. Without it only the chain, the tree and the
+	// checkpoints are checked.
+	Signatures bool
+	// OnRecord, if set, is called (concurrently) for every verified record.
+	OnRecord func(index uint64, v *Verified)
+	// KeepLeafHashes keeps every RFC 6962 leaf hash in the report.
+	KeepLeafHashes bool
+	// Workers verifying signatures in parallel; 0 means GOMAXPROCS.
+	Workers int
+}
+
+// CheckReport is what a successful check established.
+type CheckReport struct {
+	Size        uint64
+	Checkpoints int
+	// CheckpointSize and Root are those of the latest checkpoint.
+	CheckpointSize uint64
+	Root           [32]byte
+	Signatures     uint64 // records whose signature was re-verified
+	LeafHashes     [][32]byte
+}
+
+// BadEntryError names the first entry that fails a check.
+type BadEntryError struct {
+	Index uint64
+	Err   error
+}
+
+func (e *BadEntryError) Error() string { return fmt.Sprintf("entry %d: %v", e.Index, e.Err) }
+func (e *BadEntryError) Unwrap() error { return e.Err }
+
+// LogPublicKey parses a note verifier key of an ed25519 log key.
+func LogPublicKey(vkey string) (ed25519.PublicKey, note.Verifier, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log key %q: %w", vkey, err)
+	}
+	parts := strings.SplitN(vkey, "+", 3) // name+hash+key; only the key's base64 may hold '+'
+	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 1 {
+		return nil, nil, fmt.Errorf("log key %q: not an ed25519 note key", vkey)
+	}
+	return ed25519.PublicKey(raw[1:]), v, nil
+}
+
+type checkpoint struct {
+	size uint64
+	root [32]byte
+}
+
+// CheckLog verifies a whole log offline: every checkpoint's signature, the
+// hash chain, the Merkle tree against every checkpoint, and (with
+// Signatures) every record's signature, statement and signer scope. The first
+// bad entry is reported as a *BadEntryError.
+func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckReport, error) {
+	logPub, noteVerifier, err := LogPublicKey(opts.LogKey)
+	if err != nil {
+		return nil, err
+	}
+	if noteVerifier.Name() != opts.Origin {
+		return nil, fmt.Errorf("log key is named %q but the origin is %q", noteVerifier.Name(), opts.Origin)
+	}
+	cps, err := openCheckpoints(ctx, src, opts.Origin, noteVerifier)
+	if err != nil {
+		return nil, err
+	}
+	rep := &CheckReport{Checkpoints: len(cps)}
+	if n := len(cps); n > 0 {
+		rep.CheckpointSize, rep.Root = cps[n-1].size, cps[n-1].root
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	sigs := &signatureCheck{opts: opts, logPub: logPub}
+	jobs := make(chan sigJob, 1024)
+	if opts.Signatures {
+		workers := opts.Workers
+		if workers <= 0 {
+			workers = runtime.GOMAXPROCS(0)
+		}
+		for range workers {
+			g.Go(func() error { return sigs.work(gctx, jobs) })
+		}
+	}
+	g.Go(func() error {
+		defer close(jobs)
+		return checkChain(gctx, src, opts, cps, rep, sigs, jobs)
+	})
+	if err := g.Wait(); err != nil {
+		if bad := sigs.firstBad(); bad != nil && !isBadBefore(err, bad.Index) {
+			return nil, bad
+		}
+		return nil, err
+	}
+	if bad := sigs.firstBad(); bad != nil {
+		return nil, bad
+	}
+	rep.Signatures = sigs.count
+	return rep, nil
+}
+
+func isBadBefore(err error, index uint64) bool {
+	var bad *BadEntryError
+	return errors.As(err, &bad) && bad.Index < index
+}
+
+func openCheckpoints(ctx context.Context, src LogSource, origin string, v note.Verifier) ([]checkpoint, error) {
+	notes, err := src.Checkpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	cps := make([]checkpoint, 0, len(notes))
+	for i, n := range notes {
+		cp, err := openNote(n, origin, v)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint %d of %d: %w", i+1, len(notes), err)
+		}
+		cps = append(cps, cp)
+	}
+	sort.Slice(cps, func(i, j int) bool { return cps[i].size < cps[j].size })
+	return cps, nil
+}
+
+func openNote(signed []byte, origin string, v note.Verifier) (checkpoint, error) {
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		return checkpoint{}, fmt.Errorf("signature: %w", err)
+	}
+	lines := strings.SplitN(n.Text, "\n", 4)
+	if len(lines) < 4 || lines[0] != origin {
+		return checkpoint{}, fmt.Errorf("not a checkpoint of origin %q", origin)
+	}
+	var cp checkpoint
+	if _, err := fmt.Sscanf(lines[1], "%d", &cp.size); err != nil {
+		return checkpoint{}, fmt.Errorf("size %q: %w", lines[1], err)
+	}
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != 32 {
+		return checkpoint{}, fmt.Errorf("root %q is not a base64 SHA-256", lines[2])
+	}
+	copy(cp.root[:], root)
+	return cp, nil
+}
+
+// checkChain reads the leaves in order: chain, tree and checkpoints, and hands
+// each leaf to the signature workers.
+func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []checkpoint, rep *CheckReport, sigs *signatureCheck, jobs chan<- sigJob) error {
+	var prev [32]byte
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	tree := rf.NewEmptyRange(0)
+	next := 0
+	for next < len(cps) && cps[next].size == 0 {
+		next++
+	}
+	var trust *Verifier
+	err := src.Leaves(ctx, func(index uint64, leaf []byte) error {
+		if index != rep.Size {
+			return &BadEntryError{Index: rep.Size, Err: errors.New("missing")}
+		}
+		p, err := evidence.ParseLeafPrefix(leaf)
+		if err != nil {
+			return &BadEntryError{Index: index, Err: err}
+		}
+		switch {
+		case p.Origin != opts.Origin:
+			return &BadEntryError{Index: index, Err: fmt.Errorf("belongs to log %q, not %q", p.Origin, opts.Origin)}
+		case p.Index != index:
+			return &BadEntryError{Index: index, Err: fmt.Errorf("leaf says index %d", p.Index)}
+		case p.PrevHash != prev:
+			return &BadEntryError{Index: index, Err: errors.New("previous-hash does not match the entry before it: the chain is broken")}
+		}
+		prev = sha256.Sum256(leaf)
+		leafHash := rfc6962.DefaultHasher.HashLeaf(leaf)
+		if opts.KeepLeafHashes {
+			rep.LeafHashes = append(rep.LeafHashes, [32]byte(leafHash))
+		}
+		if err := tree.Append(leafHash, nil); err != nil {
+			return err
+		}
+		rep.Size++
+		for next < len(cps) && cps[next].size == rep.Size {
+			root, err := tree.GetRootHash(nil)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(root, cps[next].root[:]) {
+				return &BadEntryError{Index: index, Err: fmt.Errorf("the tree of the first %d entries does not match its signed checkpoint", rep.Size)}
+			}
+			next++
+		}
+		if !opts.Signatures {
+			return nil
+		}
+		if index == 0 || bytes.HasPrefix(leafLine(leaf, 5), []byte(`{"signer":{"name":"`+LogSigner+`"`)) {
+			// The log's own records change the trust for what follows, so
+			// they are checked here, in order, not by the workers.
+			established, err := logRecord(leaf, index, opts, sigs.logPub)
+			if err != nil {
+				return &BadEntryError{Index: index, Err: err}
+			}
+			if established != nil {
+				trust = established
+			}
+			sigs.mu.Lock()
+			sigs.count++
+			sigs.mu.Unlock()
+			return nil
+		}
+		select {
+		case jobs <- sigJob{index: index, leaf: bytes.Clone(leaf), trust: trust}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if next < len(cps) {
+		return fmt.Errorf("a signed checkpoint commits to %d entries but the log holds only %d: entries are missing", cps[next].size, rep.Size)
+	}
+	return nil
+}
+
+// leafLine returns line n (0-based) of a leaf, or nil.
+func leafLine(leaf []byte, n int) []byte {
+	for range n {
+		i := bytes.IndexByte(leaf, '\n')
+		if i < 0 {
+			return nil
+		}
+		leaf = leaf[i+1:]
+	}
+	if i := bytes.IndexByte(leaf, '\n'); i >= 0 {
+		return leaf[:i]
+	}
+	return nil
+}
+
+// logRecord checks a record the log wrote itself: entry 0 must be the
+// bootstrap record, later ones may update the trust configuration. It returns
+// the verifier for the trust the record establishes, or nil if unchanged.
+func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.PublicKey) (*Verifier, error) {
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return nil, err
+	}
+	logOnly, err := New(TrustConfig{}, logPub)
+	if err != nil {
+		return nil, err
+	}
+	v, err := logOnly.Verify(e.Envelope)
+	if err != nil {
+		return nil, fmt.Errorf("log record: %w", err)
+	}
+	if err := checkMeta(e, v); err != nil {
+		return nil, err
+	}
+	p := v.Statement.Predicate
+	var digest string
+	var config []byte
+	switch {
+	case index == 0 && p.Kind == evidence.KindBootstrap:
+		b := p.Bootstrap
+		if b.LogOrigin != opts.Origin || b.LogKey != opts.LogKey {
+			return nil, errors.New("genesis: bootstrap names another log origin or key")
+		}
+		digest, config = b.TrustDigest, b.Trust
+	case index == 0:
+		return nil, fmt.Errorf("genesis: the first entry must be a bootstrap record, not %s", p.Kind)
+	case p.Kind == evidence.KindBootstrap:
+		return nil, errors.New("a second bootstrap record")
+	case p.Kind == evidence.KindTrustUpdated && len(p.Trust.Config) > 0:
+		digest, config = p.Trust.Digest, p.Trust.Config
+	}
+	if opts.OnRecord != nil {
+		opts.OnRecord(index, v)
+	}
+	if config == nil {
+		return nil, nil
+	}
+	sum := sha256.Sum256(config)
+	if hex.EncodeToString(sum[:]) != digest {
+		return nil, errors.New("the trust digest does not match the recorded trust configuration")
+	}
+	cfg, err := ParseTrustConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, logPub)
+}
+
+type sigJob struct {
+	index uint64
+	leaf  []byte
+	trust *Verifier
+}
+
+// signatureCheck re-verifies records in parallel and remembers the lowest
+// failing index.
+type signatureCheck struct {
+	opts   CheckOptions
+	logPub ed25519.PublicKey
+	mu     sync.Mutex // guards bad and count
+	bad    *BadEntryError
+	count  uint64
+}
+
+func (s *signatureCheck) work(ctx context.Context, jobs <-chan sigJob) error {
+	var n uint64
+	defer func() {
+		s.mu.Lock()
+		s.count += n
+		s.mu.Unlock()
+	}()
+	for j := range jobs {
+		if err := s.check(j); err != nil {
+			s.mu.Lock()
+			if s.bad == nil || j.index < s.bad.Index {
+				s.bad = &BadEntryError{Index: j.index, Err: err}
+			}
+			s.mu.Unlock()
+			continue
+		}
+		n++
+	}
+	return ctx.Err()
+}
+
+func (s *signatureCheck) check(j sigJob) error {
+	e, err := evidence.ParseLeaf(j.leaf)
+	if err != nil {
+		return err
+	}
+	v, err := j.trust.Verify(e.Envelope)
+	if err != nil {
+		return fmt.Errorf("record no longer verifies: %w", err)
+	}
+	if err := checkMeta(e, v); err != nil {
+		return err
+	}
+	if s.opts.OnRecord != nil {
+		s.opts.OnRecord(j.index, v)
+	}
+	return nil
+}
+
+// checkMeta checks the signer and digest the log recorded are the ones the
+// record verifies to.
+func checkMeta(e *evidence.Entry, v *Verified) error {
+	if e.Meta.Signer != v.Signer {
+		return fmt.Errorf("recorded signer %q does not match the verified signer %q", e.Meta.Signer.Name, v.Signer.Name)
+	}
+	if e.Meta.RecordDigest != hex.EncodeToString(v.Digest[:]) {
+		return errors.New("recorded record digest does not match the envelope")
+	}
+	return nil
+}
+
+func (s *signatureCheck) firstBad() *BadEntryError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bad
+}

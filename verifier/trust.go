@@ -1,0 +1,101 @@
+package verifier
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"evident.dev/evident/evidence"
+)
+
+// TrustConfig is the set of identities whose records the log accepts. Its
+// canonical JSON is recorded in the genesis entry (and in every trust.updated
+// entry), so an auditor rebuilds the trust in force at any point of the log
+// from the log alone.
+type TrustConfig struct {
+	Runners []Runner `json:"runners"`
+}
+
+// Runner is one identity allowed to post records: a CI job, a bundled runner,
+// a GitOps watcher, an approval service.
+type Runner struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"publicKey"` // PKIX PEM; in the YAML config, a path to the PEM file
+	Scope     Scope  `json:"scope"`
+}
+
+// Scope limits what a runner may report on. "*" matches anything. An empty
+// Stacks or Clusters list places no limit on that dimension.
+type Scope struct {
+	Environments []string `json:"environments"`
+	Stacks       []string `json:"stacks,omitempty"`
+	Clusters     []string `json:"clusters,omitempty"`
+}
+
+// Canonical returns the trust configuration as the JSON recorded in the log.
+// encoding/json writes struct fields in declaration order, so equal
+// configurations give equal bytes.
+func (c TrustConfig) Canonical() ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode trust configuration: %w", err)
+	}
+	return b, nil
+}
+
+// Digest is the hex SHA-256 of the canonical trust configuration.
+func (c TrustConfig) Digest() (string, error) {
+	b, err := c.Canonical()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ParseTrustConfig reads a canonical trust configuration back from the log.
+func ParseTrustConfig(b []byte) (TrustConfig, error) {
+	var c TrustConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return TrustConfig{}, fmt.Errorf("decode trust configuration: %w", err)
+	}
+	return c, nil
+}
+
+// allows reports whether the scope covers the record's target, and if not, why.
+// A restricted dimension (stacks, clusters) must be named by the record and in
+// scope, unless the scope restricts another dimension that the record names:
+// a cluster-scoped watcher's sync record names no stack.
+func (s Scope) allows(t evidence.Target) (bool, string) {
+	if !matches(s.Environments, t.Environment) {
+		return false, fmt.Sprintf("environment %q is outside the signer's scope", t.Environment)
+	}
+	restricted, named := 0, 0
+	for _, d := range [...]struct {
+		what    string
+		allowed []string
+		value   string
+	}{{"stack", s.Stacks, t.Stack}, {"cluster", s.Clusters, t.Cluster}} {
+		if len(d.allowed) == 0 {
+			continue
+		}
+		restricted++
+		if d.value == "" {
+			continue
+		}
+		named++
+		if !matches(d.allowed, d.value) {
+			return false, fmt.Sprintf("%s %q is outside the signer's scope", d.what, d.value)
+		}
+	}
+	if restricted > 0 && named == 0 {
+		return false, "the signer's scope is limited to named stacks or clusters and the record names neither"
+	}
+	return true, ""
+}
+
+func matches(allowed []string, v string) bool {
+	return slices.Contains(allowed, "*") || (v != "" && slices.Contains(allowed, v))
+}

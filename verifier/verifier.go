@@ -1,0 +1,274 @@
+// Package verifier decides whether a posted record is authentic: a DSSE
+// envelope (https://github.com/secure-systems-lab/dsse/blob/master/protocol.md)
+// signed by a key the trust configuration lists, carrying a valid transition
+// statement about a target inside the signer's scope.
+//
+// It is pure code with no I/O, so an auditor's tool can import it to re-check
+// a log offline with the trust configuration recorded in the log.
+package verifier
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"evident.dev/evident/evidence"
+)
+
+// Sentinel errors callers branch on; every error returned wraps one of them,
+// or is an *evidence.ValidationError.
+var (
+	// ErrMalformed: the envelope is not a well-formed DSSE envelope.
+	ErrMalformed = errors.New("malformed envelope")
+	// ErrUntrusted: no signature verifies with a trusted key.
+	ErrUntrusted = errors.New("untrusted signer")
+	// ErrOutOfScope: the signer may not report on this target or kind.
+	ErrOutOfScope = errors.New("signer out of scope")
+)
+
+// LogSigner is the signer name of records the log writes itself (bootstrap,
+// trust.updated): they are signed with the log key.
+const LogSigner = "log"
+
+// maxSignatures bounds the work one envelope can ask for.
+const maxSignatures = 8
+
+// Signer is the verified identity behind a record.
+type Signer = evidence.Signer
+
+// Verified is an authentic record.
+type Verified struct {
+	Envelope  dsse.Envelope
+	Payload   []byte
+	Statement *evidence.Statement
+	Signer    Signer
+	// Digest is SHA-256 over the DSSE pre-authentication encoding of the
+	// payload: the record's identity, whatever signatures or whitespace
+	// surround it. Posting the same statement twice yields the same digest.
+	Digest [sha256.Size]byte
+}
+
+type trustedKey struct {
+	name  string
+	id    string
+	key   crypto.PublicKey
+	scope Scope
+	log   bool
+}
+
+// Verifier checks envelopes against one trust configuration. It is immutable
+// and safe for concurrent use.
+type Verifier struct {
+	keys []trustedKey
+}
+
+// New builds a verifier for a trust configuration. logKey, if not nil, is the
+// log's own public key, the only one allowed to sign log-wide kinds.
+func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
+	v := &Verifier{}
+	seen := map[string]string{}
+	for i, r := range cfg.Runners {
+		if r.Name == "" {
+			return nil, fmt.Errorf("trust.runners[%d]: name is required", i)
+		}
+		if r.Name == LogSigner {
+			return nil, fmt.Errorf("trust.runners[%d]: the name %q is reserved for the log", i, LogSigner)
+		}
+		if len(r.Scope.Environments) == 0 {
+			return nil, fmt.Errorf("trust.runners[%d] (%s): scope.environments is required (use \"*\" for all)", i, r.Name)
+		}
+		pub, err := ParsePublicKey([]byte(r.PublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
+		}
+		id, err := KeyID(pub)
+		if err != nil {
+			return nil, err
+		}
+		if other, dup := seen[id]; dup {
+			return nil, fmt.Errorf("trust.runners[%d] (%s): same public key as %s", i, r.Name, other)
+		}
+		seen[id] = r.Name
+		v.keys = append(v.keys, trustedKey{name: r.Name, id: id, key: pub, scope: r.Scope})
+	}
+	if logKey != nil {
+		id, err := KeyID(logKey)
+		if err != nil {
+			return nil, err
+		}
+		v.keys = append(v.keys, trustedKey{name: LogSigner, id: id, key: logKey, scope: Scope{Environments: []string{"*"}}, log: true})
+	}
+	return v, nil
+}
+
+// ParsePublicKey reads a PKIX PEM public key: ed25519 or ECDSA P-256.
+func ParsePublicKey(pemBytes []byte) (crypto.PublicKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, errors.New("public key: not a PEM \"PUBLIC KEY\" block")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	switch k := pub.(type) {
+	case ed25519.PublicKey:
+		return k, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("public key: only ECDSA P-256 is supported")
+		}
+		return k, nil
+	}
+	return nil, fmt.Errorf("public key: unsupported type %T (want ed25519 or ECDSA P-256)", pub)
+}
+
+// KeyID is the DSSE keyid Evident uses: hex SHA-256 of the PKIX DER public key.
+func KeyID(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("key id: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// DecodeEnvelope parses a DSSE envelope strictly: known fields only, the
+// in-toto payload type, at least one signature, valid base64.
+func DecodeEnvelope(raw []byte) (dsse.Envelope, []byte, error) {
+	var env dsse.Envelope
+	if err := evidence.CheckDepth(raw, 4); err != nil {
+		return env, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return env, nil, fmt.Errorf("%w: %v", ErrMalformed, describe(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return env, nil, fmt.Errorf("%w: trailing data after the envelope", ErrMalformed)
+	}
+	if env.PayloadType != evidence.PayloadType {
+		return env, nil, fmt.Errorf("%w: payloadType must be %q, got %q", ErrMalformed, evidence.PayloadType, env.PayloadType)
+	}
+	if len(env.Signatures) == 0 {
+		return env, nil, fmt.Errorf("%w: signatures: at least one signature is required", ErrMalformed)
+	}
+	if len(env.Signatures) > maxSignatures {
+		return env, nil, fmt.Errorf("%w: signatures: at most %d allowed", ErrMalformed, maxSignatures)
+	}
+	payload, err := decodeBase64(env.Payload)
+	if err != nil || len(payload) == 0 {
+		return env, nil, fmt.Errorf("%w: payload: not valid non-empty base64", ErrMalformed)
+	}
+	return env, payload, nil
+}
+
+func describe(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return fmt.Sprintf("%s: wrong JSON type %s", typeErr.Field, typeErr.Value)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "truncated JSON"
+	}
+	return err.Error()
+}
+
+// decodeBase64 accepts standard and URL-safe base64, as DSSE allows.
+func decodeBase64(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return base64.URLEncoding.DecodeString(s)
+	}
+	return b, nil
+}
+
+// Verify decodes an envelope, checks its signature against the trusted keys,
+// decodes and validates the statement, and checks the signer's scope.
+func (v *Verifier) Verify(raw []byte) (*Verified, error) {
+	env, payload, err := DecodeEnvelope(raw)
+	if err != nil {
+		return nil, err
+	}
+	pae := dsse.PAE(env.PayloadType, payload)
+	signer, err := v.authenticate(env.Signatures, pae)
+	if err != nil {
+		return nil, err
+	}
+	st, err := evidence.Decode(payload)
+	if err != nil {
+		return nil, err
+	}
+	if err := signer.permits(st.Predicate); err != nil {
+		return nil, err
+	}
+	return &Verified{
+		Envelope:  env,
+		Payload:   payload,
+		Statement: st,
+		Signer:    Signer{Name: signer.name, KeyID: signer.id},
+		Digest:    sha256.Sum256(pae),
+	}, nil
+}
+
+// authenticate returns the first trusted key with a valid signature. A
+// signature naming a keyid is checked only against that key; one without a
+// keyid is tried against every trusted key.
+func (v *Verifier) authenticate(sigs []dsse.Signature, pae []byte) (*trustedKey, error) {
+	var digest [sha256.Size]byte
+	hashed := false
+	for _, s := range sigs {
+		sig, err := decodeBase64(s.Sig)
+		if err != nil || len(sig) == 0 {
+			return nil, fmt.Errorf("%w: signatures: sig is not valid non-empty base64", ErrMalformed)
+		}
+		for i := range v.keys {
+			k := &v.keys[i]
+			if s.KeyID != "" && s.KeyID != k.id {
+				continue
+			}
+			switch pub := k.key.(type) {
+			case ed25519.PublicKey:
+				if ed25519.Verify(pub, pae, sig) {
+					return k, nil
+				}
+			case *ecdsa.PublicKey:
+				if !hashed {
+					digest, hashed = sha256.Sum256(pae), true
+				}
+				if ecdsa.VerifyASN1(pub, digest[:], sig) {
+					return k, nil
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("%w: no signature verifies with a key in the trust configuration", ErrUntrusted)
+}
+
+// permits checks the signer may report this transition.
+func (k *trustedKey) permits(t evidence.Transition) error {
+	if t.Kind.LogWide() != k.log {
+		if k.log {
+			return fmt.Errorf("%w: the log key signs only log-wide records, not %s", ErrOutOfScope, t.Kind)
+		}
+		return fmt.Errorf("%w: %s records are written by the log itself, not by runner %q", ErrOutOfScope, t.Kind, k.name)
+	}
+	if ok, why := k.scope.allows(t.Target); !ok {
+		return fmt.Errorf("%w: runner %q: %s", ErrOutOfScope, k.name, why)
+	}
+	return nil
+}
