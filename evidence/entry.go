@@ -3,6 +3,7 @@ package evidence
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // LeafHeader is the first line of every leaf: the entry encoding's version.
@@ -148,9 +151,7 @@ func ParseLeaf(leaf []byte) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("leaf: receivedAt: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(lines[5]))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e.Meta); err != nil {
+	if err := jsonv2.Unmarshal(lines[5], &e.Meta, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, fmt.Errorf("leaf: metadata: %w", err)
 	}
 	if !json.Valid(lines[6]) {
@@ -184,3 +185,26 @@ func splitLeaf(leaf []byte, n int) ([][]byte, error) {
 
 // EntryHash is the chain hash of a leaf: SHA-256(leaf).
 func EntryHash(leaf []byte) [sha256.Size]byte { return sha256.Sum256(leaf) }
+
+// Statement decodes the statement an entry's envelope carries. It does not
+// check signatures: the entry is already in the log.
+func (e *Entry) Statement() (*Statement, error) {
+	var env struct {
+		PayloadType string `json:"payloadType"`
+		Payload     string `json:"payload"`
+	}
+	if err := jsonv2.Unmarshal(e.Envelope, &env); err != nil {
+		return nil, fmt.Errorf("entry %d: envelope: %s", e.Index, DescribeJSONError(err))
+	}
+	if env.PayloadType != PayloadType {
+		return nil, fmt.Errorf("entry %d: envelope payloadType %q", e.Index, env.PayloadType)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		// DSSE allows either base64 alphabet.
+		if payload, err = base64.URLEncoding.DecodeString(env.Payload); err != nil {
+			return nil, fmt.Errorf("entry %d: envelope payload is not base64", e.Index)
+		}
+	}
+	return Decode(payload)
+}

@@ -2,7 +2,6 @@ package evidence
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json"
 )
 
 // MaxDepth is the deepest JSON nesting a statement may have. The deepest
@@ -42,20 +43,16 @@ func (e *ValidationError) Error() string {
 var ErrMalformed = errors.New("malformed statement")
 
 // Decode parses a DSSE payload into a Statement and validates it. Unknown
-// fields, trailing data and nesting deeper than MaxDepth are refused.
-// Errors wrap ErrMalformed or are a *ValidationError.
+// fields, duplicate names, invalid UTF-8, trailing data and nesting deeper
+// than MaxDepth are refused. Errors wrap ErrMalformed or are a
+// *ValidationError.
 func Decode(payload []byte) (*Statement, error) {
 	if err := CheckDepth(payload, MaxDepth); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
 	var st Statement
-	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, describeJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the statement", ErrMalformed)
+	if err := json.Unmarshal(payload, &st, json.RejectUnknownMembers(true)); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrMalformed, DescribeJSONError(err))
 	}
 	if err := st.Validate(); err != nil {
 		return nil, err
@@ -63,55 +60,55 @@ func Decode(payload []byte) (*Statement, error) {
 	return &st, nil
 }
 
-// describeJSONError turns encoding/json's errors into messages that name the
-// field by its JSON path rather than by Go type names.
-func describeJSONError(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return fmt.Sprintf("%s: expected %s, got JSON %s", typeErr.Field, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value)
-	}
-	var syntaxErr *json.SyntaxError
-	if errors.As(err, &syntaxErr) {
-		return fmt.Sprintf("invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return "truncated JSON"
-	}
-	return strings.TrimPrefix(err.Error(), "json: ")
-}
-
-func jsonTypeName(goKind string) string {
-	switch goKind {
-	case "int", "int64", "float64":
-		return "a number"
-	case "bool":
-		return "a boolean"
-	case "slice":
-		return "an array"
-	case "struct", "map", "ptr":
-		return "an object"
-	}
-	return "a " + goKind
-}
-
-// CheckDepth refuses JSON nested deeper than max, before any decoder recurses.
-func CheckDepth(b []byte, max int) error {
-	depth, inString, escaped := 0, false, false
-	for i, c := range b {
+// DescribeJSONError turns a JSON decoding error into a message that names the
+// field by its dotted path ("predicate.occurredAt") rather than by Go types.
+func DescribeJSONError(err error) string {
+	var semErr *json.SemanticError
+	if errors.As(err, &semErr) && semErr.JSONPointer != "" {
+		field := strings.ReplaceAll(strings.TrimPrefix(string(semErr.JSONPointer), "/"), "/", ".")
 		switch {
-		case inString && escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '{' || c == '[':
+		case semErr.Err != nil && strings.Contains(semErr.Err.Error(), "unknown object member"):
+			return field + ": unknown field"
+		case semErr.JSONKind != 0:
+			return fmt.Sprintf("%s: wrong type (JSON %s)", field, semErr.JSONKind)
+		}
+		return field + ": " + strings.TrimPrefix(err.Error(), "json: ")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return "truncated JSON: " + strings.TrimPrefix(err.Error(), "jsontext: ")
+	}
+	msg := err.Error()
+	for _, p := range []string{"json: ", "jsontext: "} {
+		msg = strings.TrimPrefix(msg, p)
+	}
+	return "invalid JSON: " + msg
+}
+
+// CheckDepth refuses JSON nested deeper than max, before any decoder
+// recurses. It skips string contents in bulk: records are mostly strings.
+func CheckDepth(b []byte, max int) error {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			// Find the closing quote, stepping over escapes.
+			for i++; i < len(b); i++ {
+				j := bytes.IndexAny(b[i:], `"\`)
+				if j < 0 {
+					return nil // unterminated: the decoder reports it
+				}
+				i += j
+				if b[i] == '"' {
+					break
+				}
+				i++ // skip the escaped character
+			}
+		case '{', '[':
 			depth++
 			if depth > max {
 				return fmt.Errorf("JSON nested deeper than %d levels at byte %d", max, i)
 			}
-		case c == '}' || c == ']':
+		case '}', ']':
 			depth--
 		}
 	}

@@ -93,7 +93,7 @@ func EnsureTrust(ctx context.Context, log interface {
 		Envelope: env,
 		Digest:   verified.Digest,
 		Signer:   verified.Signer,
-		Terms:    ledger.TermsFor(verified.Statement, verified.Signer.Name),
+		Terms:    ledger.TermsFor(verified.Statement),
 	})
 	if err != nil {
 		return fmt.Errorf("append %s record: %w", t.Kind, err)
@@ -104,10 +104,15 @@ func EnsureTrust(ctx context.Context, log interface {
 // recordedTrust returns the trust configuration of the latest bootstrap or
 // trust.updated entry.
 func recordedTrust(ctx context.Context, log LogState) ([]byte, error) {
-	idx, err := log.Lookup(ctx, ledger.Query{Name: ledger.TermSigner, Value: verifier.LogSigner, Limit: 1 << 20})
+	idx, err := log.Lookup(ctx, ledger.Query{Name: ledger.TermKind, Value: string(evidence.KindBootstrap), Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("find the bootstrap record: %w", err)
+	}
+	updates, err := log.Lookup(ctx, ledger.Query{Name: ledger.TermKind, Value: string(evidence.KindTrustUpdated), Limit: 1 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("find trust records: %w", err)
 	}
+	idx = append(idx, updates...)
 	for i := len(idx) - 1; i >= 0; i-- {
 		st, err := statementAt(ctx, log, idx[i])
 		if err != nil {

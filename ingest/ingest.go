@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -154,16 +156,21 @@ func (h *Handler) prepare(body []byte) (ledger.Record, *verifier.Verified, error
 		return ledger.Record{}, nil, fmt.Errorf("%w: predicate.occurredAt %s is more than %s ahead of the server clock",
 			errFuture, at.Format(time.RFC3339), h.cfg.MaxClockSkew)
 	}
-	var compact bytes.Buffer
-	compact.Grow(len(body))
-	if err := json.Compact(&compact, body); err != nil {
-		return ledger.Record{}, nil, fmt.Errorf("%w: %v", verifier.ErrMalformed, err)
+	// The leaf holds the envelope on one line. Verify has checked it is
+	// valid JSON, so JSON without whitespace is stored as posted.
+	envelope := body
+	if bytes.ContainsAny(body, " \t\r\n") {
+		v := jsontext.Value(bytes.Clone(body))
+		if err := v.Compact(); err != nil {
+			return ledger.Record{}, nil, fmt.Errorf("%w: %v", verifier.ErrMalformed, err)
+		}
+		envelope = v
 	}
 	return ledger.Record{
-		Envelope: compact.Bytes(),
+		Envelope: envelope,
 		Digest:   v.Digest,
 		Signer:   v.Signer,
-		Terms:    ledger.TermsFor(v.Statement, v.Signer.Name),
+		Terms:    ledger.TermsFor(v.Statement),
 	}, v, nil
 }
 

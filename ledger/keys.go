@@ -41,14 +41,13 @@ const (
 	TermKind        = "kind"
 	TermActor       = "actor"
 	TermStack       = "stack"
-	TermSigner      = "signer"
 )
 
 // TermsFor derives the index terms of a record. It is the one definition used
 // both when appending and when `evident verify` rebuilds the indexes.
-func TermsFor(st *evidence.Statement, signer string) []Term {
+func TermsFor(st *evidence.Statement) []Term {
 	p := st.Predicate
-	terms := make([]Term, 0, 6)
+	terms := make([]Term, 0, 5)
 	add := func(name, value string, at time.Time) {
 		if value != "" {
 			terms = append(terms, Term{Name: name, Value: value, At: at})
@@ -59,7 +58,6 @@ func TermsFor(st *evidence.Statement, signer string) []Term {
 	add(TermKind, string(p.Kind), time.Time{})
 	add(TermActor, p.Actor, time.Time{})
 	add(TermStack, p.Target.Stack, time.Time{})
-	add(TermSigner, signer, time.Time{})
 	return terms
 }
 

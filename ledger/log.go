@@ -4,9 +4,11 @@
 // (https://c2sp.org/tlog-checkpoint), stored in Badger with derived secondary
 // indexes.
 //
-// One sequencer goroutine owns the tree. Appends are grouped: each batch is one
-// Badger transaction and one fsync, and no caller is answered before its
-// batch is durable.
+// Leaves are kept in append-only segment files (segments.go), the source of
+// truth; Badger holds what is derived from them and is rebuilt from them after
+// a crash. One sequencer goroutine owns the tree. Appends are grouped: each
+// batch is one segment write, one fdatasync and one Badger transaction, and
+// no caller is answered before its batch is durable.
 package ledger
 
 import (
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -34,6 +37,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrEmpty: the log has no entries yet, so there is no genesis.
 	ErrEmpty = errors.New("log is empty")
+	// ErrStorage: the record was not stored because storage failed; the
+	// log itself is intact and a retry may succeed.
+	ErrStorage = errors.New("storage failure")
 )
 
 // Config configures a log. Dir, Origin and Signer are required.
@@ -84,36 +90,62 @@ func (c *Config) withDefaults() error {
 	return nil
 }
 
-// head is the durable state the sequencer extends.
+// head is the state the sequencer extends.
 type head struct {
 	size           uint64
 	lastHash       [sha256.Size]byte
 	checkpointSize uint64
+	offset         uint64 // where entry size starts in its segment
 }
 
+const headLen = 8 + sha256.Size + 8 + 8
+
 func (h head) encode() []byte {
-	b := make([]byte, 0, 8+sha256.Size+8)
+	b := make([]byte, 0, headLen)
 	b = binary.BigEndian.AppendUint64(b, h.size)
 	b = append(b, h.lastHash[:]...)
-	return binary.BigEndian.AppendUint64(b, h.checkpointSize)
+	b = binary.BigEndian.AppendUint64(b, h.checkpointSize)
+	return binary.BigEndian.AppendUint64(b, h.offset)
 }
 
 func decodeHead(b []byte) (head, error) {
 	var h head
-	if len(b) != 8+sha256.Size+8 {
-		return h, fmt.Errorf("head record has %d bytes, want %d", len(b), 8+sha256.Size+8)
+	if len(b) != headLen {
+		return h, fmt.Errorf("head record has %d bytes, want %d", len(b), headLen)
 	}
 	h.size = binary.BigEndian.Uint64(b)
 	copy(h.lastHash[:], b[8:])
 	h.checkpointSize = binary.BigEndian.Uint64(b[8+sha256.Size:])
+	h.offset = binary.BigEndian.Uint64(b[16+sha256.Size:])
 	return h, nil
+}
+
+// location is where an entry's frame is in its segment.
+type location struct {
+	offset uint64
+	length uint32 // of the leaf
+}
+
+func (l location) encode() []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(make([]byte, 0, 12), l.offset), l.length)
+}
+
+func decodeLocation(b []byte) (location, error) {
+	if len(b) != 12 {
+		return location{}, fmt.Errorf("entry location has %d bytes, want 12", len(b))
+	}
+	return location{offset: binary.BigEndian.Uint64(b), length: binary.BigEndian.Uint32(b[8:])}, nil
 }
 
 // Log is an open log. Its methods are safe for concurrent use.
 type Log struct {
 	cfg   Config
 	db    *badger.DB
+	segs  *segments
 	queue chan *pending
+
+	commits      chan *prepared // sequencer -> committer
+	commitFailed chan struct{}  // committer -> sequencer: restart from the durable head
 
 	// mu guards published: what readers may see. Only the sequencer writes it,
 	// after the batch that produced it is durable.
@@ -122,8 +154,8 @@ type Log struct {
 	latestCP  []byte
 
 	stop    chan struct{} // closed by Close
-	stopped chan struct{} // closed when the sequencer has exited
-	fatal   error         // set by the sequencer before stopped closes
+	stopped chan struct{} // closed when the committer has exited, after the sequencer
+	fatal   error         // set by the sequencer before it exits
 }
 
 // Open opens or creates the log in cfg.Dir and starts its sequencer.
@@ -131,48 +163,64 @@ func Open(cfg Config) (*Log, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
+	segs, err := openSegments(filepath.Join(cfg.Dir, "entries"))
+	if err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(badgerOptions(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("open ledger storage in %s: %w", cfg.Dir, err)
 	}
 	l := &Log{
-		cfg:     cfg,
-		db:      db,
-		queue:   make(chan *pending, cfg.QueueSize),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		cfg:          cfg,
+		db:           db,
+		segs:         segs,
+		queue:        make(chan *pending, cfg.QueueSize),
+		commits:      make(chan *prepared, 1),
+		commitFailed: make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		stopped:      make(chan struct{}),
 	}
 	if err := l.load(); err != nil {
-		return nil, errors.Join(err, db.Close())
+		return nil, errors.Join(err, db.Close(), segs.close())
 	}
 	go l.sequence()
+	go l.commit()
 	return l, nil
 }
 
-// badgerOptions sizes Badger for an append-only log on a small machine:
-// leaves go to the value log (written once, never compacted), the LSM tree
-// holds only small keys, and caches and memtables are bounded so a log of
-// millions of entries stays within a few hundred MiB.
+// badgerOptions sizes Badger for derived state on a small machine: only small
+// keys and values (the leaves are in segment files), no syncs of its own (what
+// a crash loses is rebuilt from the segments), and bounded caches and
+// memtables so a log of millions of entries stays within a few hundred MiB.
 func badgerOptions(cfg Config) badger.Options {
 	cache := int64(cfg.CacheMB) << 20
-	return badger.DefaultOptions(cfg.Dir).
+	return badger.DefaultOptions(filepath.Join(cfg.Dir, "index")).
 		WithLogger(badgerLogger{cfg.Logger}).
-		WithSyncWrites(true). // each batch commit fsyncs: acknowledged means durable
+		WithSyncWrites(false).
 		WithDetectConflicts(false).
-		WithValueThreshold(256).
+		WithValueThreshold(1 << 10).
 		WithMemTableSize(32 << 20).
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
 		WithBlockCacheSize(cache * 2 / 3).
 		WithIndexCacheSize(cache / 3).
-		WithValueLogFileSize(256 << 20).
+		WithValueLogFileSize(64 << 20).
 		WithCompression(options.None).
 		WithNumCompactors(2)
 }
 
-// load reads the durable head and checks it against the stored tree.
+// load reads the head, replays entries the segments hold beyond it (Badger
+// state lost in a crash), and cuts off a torn segment tail.
 func (l *Log) load() error {
+	if err := l.readHead(); err != nil {
+		return err
+	}
+	return l.recover()
+}
+
+func (l *Log) readHead() error {
 	return l.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyHead))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -213,7 +261,7 @@ func (l *Log) Close() error {
 		close(l.stop)
 	}
 	<-l.stopped
-	return l.db.Close()
+	return errors.Join(l.segs.close(), l.db.Close())
 }
 
 // Size is the number of durable entries.
@@ -253,14 +301,27 @@ func (l *Log) Leaf(ctx context.Context, index uint64) ([]byte, error) {
 	}
 	var leaf []byte
 	err := l.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(u64Key(prefixEntry, index))
-		if err != nil {
-			return fmt.Errorf("read entry %d: %w", index, err)
-		}
-		leaf, err = item.ValueCopy(nil)
+		var err error
+		leaf, err = readLeaf(txn, l.segs, index)
 		return err
 	})
 	return leaf, err
+}
+
+// readLeaf reads an entry's leaf through its stored location.
+func readLeaf(txn *badger.Txn, segs *segments, index uint64) ([]byte, error) {
+	item, err := txn.Get(u64Key(prefixEntry, index))
+	if err != nil {
+		return nil, fmt.Errorf("locate entry %d: %w", index, err)
+	}
+	var loc location
+	if err := item.Value(func(v []byte) error {
+		loc, err = decodeLocation(v)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("locate entry %d: %w", index, err)
+	}
+	return segs.read(index, loc.offset, loc.length)
 }
 
 // hashReader reads stored tree hashes inside one read transaction.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -81,33 +82,173 @@ func (l *Log) Append(ctx context.Context, rec Record) (Receipt, error) {
 	}
 }
 
-// sequence is the only writer. It takes what is queued (up to MaxBatch),
-// commits it as one transaction with one fsync, and answers the batch.
+// The write path is a two-stage pipeline. The sequencer goroutine owns the
+// tree: it takes what is queued (up to MaxBatch), dedupes it, builds the
+// entries, tree hashes and index postings into one Badger transaction, and
+// hands it to the committer. The committer commits transactions one at a
+// time, in order (each commit is one fsync), then publishes the new head and
+// answers the batch. While one batch is being made durable the next is
+// being prepared.
+//
+// A batch is built on the state its predecessor leaves. If a commit fails,
+// every batch built on it is failed too, and the sequencer restarts from the
+// durable head: a later batch can never become durable without its
+// predecessors.
+
+// prepared is a batch ready to commit.
+type prepared struct {
+	txn        *badger.Txn
+	batch      []*pending
+	receipts   []Receipt
+	base, next head
+	checkpoint []byte         // signed checkpoint for next.size, if any
+	runs       []segmentWrite // the batch's framed leaves
+}
+
 func (l *Log) sequence() {
-	defer close(l.stopped)
+	defer close(l.commits)
 	state := l.published
+	tree, err := l.frontierAt(state.size)
+	if err != nil {
+		l.stopWith(err)
+		return
+	}
+	inflight := newInflight()
 	lastCP := time.Time{}
 	var cpTimer <-chan time.Time
-	batch := make([]*pending, 0, l.cfg.MaxBatch)
+	if state.checkpointSize < state.size {
+		cpTimer = time.After(0) // entries recovered after a crash need a checkpoint
+	}
 	for {
-		batch = batch[:0]
+		select {
+		case <-l.commitFailed:
+			// Restart from what is durable; batches built on the failed one
+			// are failed by the committer.
+			state = l.durable()
+			if tree, err = l.frontierAt(state.size); err != nil {
+				l.stopWith(err)
+				return
+			}
+			inflight = newInflight()
+		default:
+		}
+		inflight.prune(l.durable().size)
+
+		// A fresh slice each time: the committer still holds the last one.
+		var batch []*pending
+		checkpoint := false
 		select {
 		case p := <-l.queue:
 			batch = append(batch, p)
-		case <-cpTimer:
-			cpTimer = nil
-			next, err := l.commit(state, nil, true)
-			if err != nil {
-				l.cfg.Logger.Error("checkpoint failed", "err", err)
-				cpTimer = time.After(l.cfg.CheckpointInterval)
-				continue
+		fill:
+			for len(batch) < l.cfg.MaxBatch {
+				select {
+				case p := <-l.queue:
+					batch = append(batch, p)
+				default:
+					break fill
+				}
 			}
-			state, lastCP = next, l.cfg.Clock()
-			continue
+			checkpoint = l.cfg.Clock().Sub(lastCP) >= l.cfg.CheckpointInterval
+		case <-cpTimer:
+			cpTimer, checkpoint = nil, true
 		case <-l.stop:
-			l.drainOnStop(state)
+			l.drainOnStop(state, tree, inflight)
 			return
 		}
+		p, err := l.prepare(state, tree, inflight, batch, checkpoint)
+		if err != nil {
+			l.cfg.Logger.Error("preparing a batch failed", "records", len(batch), "err", err)
+			answer(batch, nil, err)
+			// The frontier and the dedupe map may hold part of the batch.
+			state = l.durable()
+			if tree, err = l.frontierAt(state.size); err != nil {
+				l.stopWith(err)
+				return
+			}
+			inflight = newInflight()
+			continue
+		}
+		state = p.next
+		if checkpoint {
+			lastCP = l.cfg.Clock()
+		} else if state.checkpointSize < state.size && cpTimer == nil {
+			cpTimer = time.After(l.cfg.CheckpointInterval - l.cfg.Clock().Sub(lastCP))
+		}
+		if p.txn != nil {
+			l.commits <- p
+		}
+	}
+}
+
+// commit makes prepared batches durable, in order.
+func (l *Log) commit() {
+	defer close(l.stopped)
+	for p := range l.commits {
+		if p.base != l.durable() {
+			p.txn.Discard()
+			answer(p.batch, nil, fmt.Errorf("%w: an earlier batch failed to commit", ErrStorage))
+			continue
+		}
+		err := l.segs.append(p.runs)
+		if err == nil {
+			err = p.txn.Commit()
+		} else {
+			p.txn.Discard()
+		}
+		if err != nil {
+			l.cfg.Logger.Error("batch commit failed", "records", len(p.batch), "err", err)
+			answer(p.batch, nil, fmt.Errorf("%w: %v", ErrStorage, err))
+			select {
+			case l.commitFailed <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		l.mu.Lock()
+		l.published = p.next
+		if p.checkpoint != nil {
+			l.latestCP = p.checkpoint
+		}
+		l.mu.Unlock()
+		answer(p.batch, p.receipts, nil)
+	}
+}
+
+func answer(batch []*pending, receipts []Receipt, err error) {
+	for i, p := range batch {
+		if err != nil {
+			p.done <- result{err: err}
+		} else {
+			p.done <- result{receipt: receipts[i]}
+		}
+	}
+}
+
+// durable is the head of what has been committed.
+func (l *Log) durable() head {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.published
+}
+
+func (l *Log) frontierAt(size uint64) (frontier, error) {
+	txn := l.db.NewTransaction(false)
+	defer txn.Discard()
+	return loadFrontier(txn, size)
+}
+
+// stopWith records a fatal error: the sequencer cannot go on.
+func (l *Log) stopWith(err error) {
+	l.cfg.Logger.Error("ledger sequencer stopped", "err", err)
+	l.fatal = err
+}
+
+// drainOnStop prepares what is already queued and a final checkpoint, so
+// nothing accepted into the queue is dropped silently.
+func (l *Log) drainOnStop(state head, tree frontier, inflight *inflight) {
+	for {
+		var batch []*pending
 	fill:
 		for len(batch) < l.cfg.MaxBatch {
 			select {
@@ -117,195 +258,188 @@ func (l *Log) sequence() {
 				break fill
 			}
 		}
-		due := l.cfg.Clock().Sub(lastCP) >= l.cfg.CheckpointInterval
-		next, err := l.commit(state, batch, due)
+		p, err := l.prepare(state, tree, inflight, batch, true)
 		if err != nil {
-			l.cfg.Logger.Error("batch commit failed", "records", len(batch), "err", err)
-			continue // the batch's callers got the error; the durable state is unchanged
+			answer(batch, nil, err)
+			return
 		}
-		state = next
-		switch {
-		case due:
-			lastCP = l.cfg.Clock()
-		case state.checkpointSize < state.size && cpTimer == nil:
-			cpTimer = time.After(l.cfg.CheckpointInterval - l.cfg.Clock().Sub(lastCP))
+		state = p.next
+		if p.txn != nil {
+			l.commits <- p
 		}
-	}
-}
-
-// drainOnStop commits what is already queued, signs a final checkpoint, and
-// refuses nothing silently: anything left gets ErrClosed.
-func (l *Log) drainOnStop(state head) {
-	var batch []*pending
-	for {
-		select {
-		case p := <-l.queue:
-			batch = append(batch, p)
-			continue
-		default:
-		}
-		break
-	}
-	for len(batch) > 0 {
-		n := min(len(batch), l.cfg.MaxBatch)
-		next, err := l.commit(state, batch[:n], true)
-		if err == nil {
-			state = next
-		}
-		batch = batch[n:]
-	}
-	if state.checkpointSize < state.size {
-		if _, err := l.commit(state, nil, true); err != nil {
-			l.cfg.Logger.Error("final checkpoint failed", "err", err)
+		if len(batch) == 0 {
+			return
 		}
 	}
 }
 
-// batchHashes overlays the tree hashes written by the current batch on the
-// stored ones, for tlog.StoredHashes.
-type batchHashes struct {
-	fresh map[int64]tlog.Hash
-	txn   *badger.Txn
+// inflight remembers the digests of records prepared but not yet durable,
+// which a storage lookup cannot see yet.
+type inflight struct {
+	receipts map[[sha256.Size]byte]Receipt
+	batches  []inflightBatch
 }
 
-func (b batchHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	var missing []int
-	for i, idx := range indexes {
-		if h, ok := b.fresh[idx]; ok {
-			out[i] = h
-		} else {
-			missing = append(missing, i)
+type inflightBatch struct {
+	end     uint64 // log size once the batch is durable
+	digests [][sha256.Size]byte
+}
+
+func newInflight() *inflight {
+	return &inflight{receipts: map[[sha256.Size]byte]Receipt{}}
+}
+
+func (f *inflight) prune(durable uint64) {
+	for len(f.batches) > 0 && f.batches[0].end <= durable {
+		for _, d := range f.batches[0].digests {
+			delete(f.receipts, d)
 		}
+		f.batches = f.batches[1:]
 	}
-	if len(missing) == 0 {
-		return out, nil
-	}
-	idxs := make([]int64, len(missing))
-	for j, i := range missing {
-		idxs[j] = indexes[i]
-	}
-	stored, err := hashReader{b.txn}.ReadHashes(idxs)
-	if err != nil {
-		return nil, err
-	}
-	for j, i := range missing {
-		out[i] = stored[j]
-	}
-	return out, nil
 }
 
-// commit writes a batch (possibly empty) and, if checkpoint is set, a new
-// signed checkpoint, in one transaction. It answers every waiter in the batch
-// and, on success, publishes the new head.
-func (l *Log) commit(state head, batch []*pending, checkpoint bool) (head, error) {
-	receipts, next, cp, err := l.write(state, batch, checkpoint)
-	if err != nil {
-		for _, p := range batch {
-			p.done <- result{err: err}
-		}
-		return state, err
-	}
-	l.mu.Lock()
-	l.published = next
-	if cp != nil {
-		l.latestCP = cp
-	}
-	l.mu.Unlock()
-	for i, p := range batch {
-		p.done <- result{receipt: receipts[i]}
-	}
-	return next, nil
-}
-
-func (l *Log) write(state head, batch []*pending, checkpoint bool) ([]Receipt, head, []byte, error) {
+// prepare builds a batch's transaction on state. It returns a prepared batch
+// with a nil txn when there is nothing to write.
+func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending, checkpoint bool) (*prepared, error) {
+	p := &prepared{batch: batch, receipts: make([]Receipt, len(batch)), base: state}
 	txn := l.db.NewTransaction(true)
-	defer txn.Discard()
-	receipts := make([]Receipt, len(batch))
-	inBatch := make(map[[sha256.Size]byte]int, len(batch))
-	overlay := batchHashes{fresh: map[int64]tlog.Hash{}, txn: txn}
+	ok := false
+	defer func() {
+		if !ok {
+			txn.Discard()
+		}
+	}()
+	var digests [][sha256.Size]byte
 	now := l.cfg.Clock().UTC()
-	for i, p := range batch {
-		if j, ok := inBatch[p.rec.Digest]; ok {
-			receipts[i] = receipts[j]
-			receipts[i].Duplicate = true
+	for i, pd := range batch {
+		if r, dup := fl.receipts[pd.rec.Digest]; dup {
+			r.Duplicate = true
+			p.receipts[i] = r
 			continue
 		}
-		dup, err := l.existing(txn, p.rec.Digest)
+		dup, err := l.existing(txn, pd.rec.Digest)
 		if err != nil {
-			return nil, state, nil, err
+			return nil, err
 		}
 		if dup != nil {
-			receipts[i] = *dup
-			inBatch[p.rec.Digest] = i
+			p.receipts[i] = *dup
 			continue
 		}
-		e := evidence.Entry{
-			Origin:     l.cfg.Origin,
-			Index:      state.size,
-			PrevHash:   state.lastHash,
-			ReceivedAt: now,
-			Meta: evidence.EntryMeta{
-				Signer:       p.rec.Signer,
-				RecordDigest: fmt.Sprintf("%x", p.rec.Digest),
-				Findings:     p.rec.Findings,
-			},
-			Envelope: p.rec.Envelope,
-		}
-		leaf, err := e.Leaf()
+		r, err := l.appendEntry(txn, p, &state, tree, pd.rec, now)
 		if err != nil {
-			return nil, state, nil, fmt.Errorf("encode entry %d: %w", state.size, err)
+			return nil, err
 		}
-		leafHash := tlog.RecordHash(leaf)
-		stored, err := tlog.StoredHashesForRecordHash(int64(state.size), leafHash, overlay)
-		if err != nil {
-			return nil, state, nil, fmt.Errorf("tree hashes for entry %d: %w", state.size, err)
-		}
-		base := tlog.StoredHashIndex(0, int64(state.size))
-		for k, h := range stored {
-			overlay.fresh[base+int64(k)] = h
-			if err := txn.Set(u64Key(prefixHash, uint64(base+int64(k))), h[:]); err != nil {
-				return nil, state, nil, err
-			}
-		}
-		if err := txn.Set(u64Key(prefixEntry, state.size), leaf); err != nil {
-			return nil, state, nil, err
-		}
-		if err := txn.Set(append([]byte{prefixDigest}, p.rec.Digest[:]...), binary.BigEndian.AppendUint64(nil, state.size)); err != nil {
-			return nil, state, nil, err
-		}
-		for _, t := range p.rec.Terms {
-			if err := txn.Set(termKey(t, state.size), nil); err != nil {
-				return nil, state, nil, err
-			}
-		}
-		entryHash := evidence.EntryHash(leaf)
-		receipts[i] = Receipt{Index: state.size, EntryHash: entryHash, LeafHash: leafHash, ReceivedAt: now}
-		inBatch[p.rec.Digest] = i
-		state.size++
-		state.lastHash = entryHash
+		r.ReceivedAt = now
+		p.receipts[i] = r
+		fl.receipts[pd.rec.Digest] = r
+		digests = append(digests, pd.rec.Digest)
 	}
-	var cp []byte
 	if checkpoint && state.size > state.checkpointSize {
-		root, err := tlog.TreeHash(int64(state.size), overlay)
+		root, err := tlog.TreeHash(int64(state.size), tree)
 		if err != nil {
-			return nil, state, nil, fmt.Errorf("tree hash at %d: %w", state.size, err)
+			return nil, fmt.Errorf("tree hash at %d: %w", state.size, err)
 		}
-		if cp, err = signCheckpoint(l.cfg.Signer, l.cfg.Origin, state.size, root); err != nil {
-			return nil, state, nil, err
+		if p.checkpoint, err = signCheckpoint(l.cfg.Signer, l.cfg.Origin, state.size, root); err != nil {
+			return nil, err
 		}
-		if err := txn.Set(u64Key(prefixCheckpoint, state.size), cp); err != nil {
-			return nil, state, nil, err
+		if err := txn.Set(u64Key(prefixCheckpoint, state.size), p.checkpoint); err != nil {
+			return nil, err
 		}
 		state.checkpointSize = state.size
 	}
+	p.next = state
+	if state == p.base {
+		// Only duplicates (or nothing): answer without a commit. Their
+		// entries may still be in flight, so wait for those first.
+		l.waitDurable(state.size)
+		answer(batch, p.receipts, nil)
+		return p, nil
+	}
 	if err := txn.Set([]byte(keyHead), state.encode()); err != nil {
-		return nil, state, nil, err
+		return nil, err
 	}
-	if err := txn.Commit(); err != nil {
-		return nil, state, nil, fmt.Errorf("commit batch: %w", err)
+	fl.batches = append(fl.batches, inflightBatch{end: state.size, digests: digests})
+	p.txn, ok = txn, true
+	return p, nil
+}
+
+// waitDurable waits until the log holds size entries durably, or the
+// committer has stopped.
+func (l *Log) waitDurable(size uint64) {
+	for l.durable().size < size {
+		select {
+		case <-l.stopped:
+			return
+		case <-time.After(200 * time.Microsecond):
+		}
 	}
-	return receipts, state, cp, nil
+}
+
+// appendEntry encodes one new entry at state.size, frames it into the
+// batch's segment runs, writes what derives from it, and advances state.
+func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree frontier, rec Record, now time.Time) (Receipt, error) {
+	e := evidence.Entry{
+		Origin:     l.cfg.Origin,
+		Index:      state.size,
+		PrevHash:   state.lastHash,
+		ReceivedAt: now,
+		Meta: evidence.EntryMeta{
+			Signer:       rec.Signer,
+			RecordDigest: hex.EncodeToString(rec.Digest[:]),
+			Findings:     rec.Findings,
+		},
+		Envelope: rec.Envelope,
+	}
+	leaf, err := e.Leaf()
+	if err != nil {
+		return Receipt{}, fmt.Errorf("encode entry %d: %w", state.size, err)
+	}
+	seg := segmentOf(state.size)
+	if n := len(p.runs); n == 0 || p.runs[n-1].seg != seg {
+		p.runs = append(p.runs, segmentWrite{seg: seg, offset: state.offset})
+	}
+	run := &p.runs[len(p.runs)-1]
+	run.data = frame(run.data, leaf)
+	return writeDerived(txn, state, tree, leaf, rec.Digest, rec.Terms)
+}
+
+// writeDerived writes what derives from the leaf at state.size (its location,
+// tree hashes, digest and index postings) and advances state. Appending and
+// crash recovery share it, so both derive exactly the same state.
+func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, error) {
+	index := state.size
+	leafHash := tlog.RecordHash(leaf)
+	stored, err := tlog.StoredHashesForRecordHash(int64(index), leafHash, tree)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("tree hashes for entry %d: %w", index, err)
+	}
+	base := tlog.StoredHashIndex(0, int64(index))
+	for k, h := range stored {
+		if err := txn.Set(u64Key(prefixHash, uint64(base+int64(k))), h[:]); err != nil {
+			return Receipt{}, err
+		}
+	}
+	tree.add(int64(index), stored)
+	loc := location{offset: state.offset, length: uint32(len(leaf))}
+	if err := txn.Set(u64Key(prefixEntry, index), loc.encode()); err != nil {
+		return Receipt{}, err
+	}
+	if err := txn.Set(append([]byte{prefixDigest}, digest[:]...), binary.BigEndian.AppendUint64(nil, index)); err != nil {
+		return Receipt{}, err
+	}
+	for _, t := range terms {
+		if err := txn.Set(termKey(t, index), nil); err != nil {
+			return Receipt{}, err
+		}
+	}
+	entryHash := evidence.EntryHash(leaf)
+	state.size++
+	state.lastHash = entryHash
+	state.offset += uint64(len(leaf)) + frameOverhead
+	if segmentOf(state.size) != segmentOf(index) {
+		state.offset = 0
+	}
+	return Receipt{Index: index, EntryHash: entryHash, LeafHash: leafHash}, nil
 }
 
 // existing returns the receipt of an entry already holding digest, or nil.
@@ -327,13 +461,9 @@ func (l *Log) existing(txn *badger.Txn, digest [sha256.Size]byte) (*Receipt, err
 	}); err != nil {
 		return nil, err
 	}
-	item, err = txn.Get(u64Key(prefixEntry, index))
+	leaf, err := readLeaf(txn, l.segs, index)
 	if err != nil {
-		return nil, fmt.Errorf("read entry %d: %w", index, err)
-	}
-	leaf, err := item.ValueCopy(nil)
-	if err != nil {
-		return nil, fmt.Errorf("read entry %d: %w", index, err)
+		return nil, err
 	}
 	e, err := evidence.ParseLeaf(leaf)
 	if err != nil {

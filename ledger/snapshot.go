@@ -19,16 +19,20 @@ import (
 // checkpoints and indexes as of one moment. Close it when done.
 type Snapshot struct {
 	txn  *badger.Txn
+	segs *segments
 	size uint64
 }
 
 // Snapshot opens a consistent view of the durable log.
-func (l *Log) Snapshot() (*Snapshot, error) { return newSnapshot(l.db) }
+func (l *Log) Snapshot() (*Snapshot, error) { return newSnapshot(l.db, l.segs) }
 
 // Store is a log's storage opened without a sequencer, for the offline tools
 // (verify, export) on a stopped server's data directory. Opening replays
 // Badger's write-ahead log, as after a crash.
-type Store struct{ db *badger.DB }
+type Store struct {
+	db   *badger.DB
+	segs *segments
+}
 
 // OpenStore opens a data directory for reading. It fails if a server has it
 // open.
@@ -36,25 +40,29 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
-		return nil, fmt.Errorf("%s is not an Evident data directory: %w", dir, err)
+	if _, err := os.Stat(filepath.Join(dir, "entries")); err != nil {
+		return nil, fmt.Errorf("%s is not an Evident ledger directory: %w", dir, err)
 	}
 	db, err := badger.Open(badgerOptions(Config{Dir: dir, Logger: logger, CacheMB: 256}))
 	if err != nil {
 		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	segs, err := openSegments(filepath.Join(dir, "entries"))
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return &Store{db: db, segs: segs}, nil
 }
 
 // Snapshot opens a consistent view of the stored log.
-func (s *Store) Snapshot() (*Snapshot, error) { return newSnapshot(s.db) }
+func (s *Store) Snapshot() (*Snapshot, error) { return newSnapshot(s.db, s.segs) }
 
 // Close closes the storage.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.segs.close(), s.db.Close()) }
 
-func newSnapshot(db *badger.DB) (*Snapshot, error) {
+func newSnapshot(db *badger.DB, segs *segments) (*Snapshot, error) {
 	txn := db.NewTransaction(false)
-	s := &Snapshot{txn: txn}
+	s := &Snapshot{txn: txn, segs: segs}
 	item, err := txn.Get([]byte(keyHead))
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
@@ -93,28 +101,39 @@ func (s *Snapshot) Checkpoints(ctx context.Context) ([][]byte, error) {
 	return out, err
 }
 
-// Leaves calls fn with every leaf in index order. The leaf is only valid
-// during the call. It fails if an index is missing or out of place.
+// Leaves calls fn with every leaf in index order, read sequentially from the
+// segment files. The leaf is only valid during the call. It fails naming the
+// first entry that is missing or damaged, or whose stored location is wrong.
 func (s *Snapshot) Leaves(ctx context.Context, fn func(index uint64, leaf []byte) error) error {
-	next := uint64(0)
-	err := s.scan(ctx, prefixEntry, true, func(k, v []byte) error {
-		if next >= s.size {
-			return fmt.Errorf("entry %d: present beyond the log head (size %d)", next, s.size)
-		}
-		if len(k) != 9 || binary.BigEndian.Uint64(k[1:]) != next {
-			return fmt.Errorf("entry %d: missing from storage", next)
-		}
-		if err := fn(next, v); err != nil {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = []byte{prefixEntry}
+	opts.PrefetchSize = 1024
+	locs := s.txn.NewIterator(opts)
+	defer locs.Close()
+	locs.Rewind()
+	next, _, err := s.segs.scan(0, 0, s.size, func(index, offset uint64, leaf []byte) error {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		next++
-		return nil
+		if !locs.Valid() || binary.BigEndian.Uint64(locs.Item().Key()[1:]) != index {
+			return fmt.Errorf("entry %d: its location is missing from the index", index)
+		}
+		var loc location
+		err := locs.Item().Value(func(v []byte) (err error) {
+			loc, err = decodeLocation(v)
+			return err
+		})
+		if err != nil || loc.offset != offset || loc.length != uint32(len(leaf)) {
+			return fmt.Errorf("entry %d: its stored location is wrong", index)
+		}
+		locs.Next()
+		return fn(index, leaf)
 	})
 	if err != nil {
 		return err
 	}
 	if next != s.size {
-		return fmt.Errorf("entry %d: missing from storage (log head says %d entries)", next, s.size)
+		return fmt.Errorf("entry %d: missing or damaged in the segment files (the log holds %d entries)", next, s.size)
 	}
 	return nil
 }
@@ -238,9 +257,5 @@ func (s *Snapshot) Leaf(index uint64) ([]byte, error) {
 	if index >= s.size {
 		return nil, fmt.Errorf("entry %d: %w", index, ErrNotFound)
 	}
-	item, err := s.txn.Get(u64Key(prefixEntry, index))
-	if err != nil {
-		return nil, fmt.Errorf("read entry %d: %w", index, err)
-	}
-	return item.ValueCopy(nil)
+	return readLeaf(s.txn, s.segs, index)
 }

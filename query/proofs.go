@@ -118,14 +118,14 @@ func (h *ProofHandler) entry(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// lookup serves GET /v1/entries?change=…|environment=…|kind=…|actor=…|stack=…|signer=…
+// lookup serves GET /v1/entries?change=…|environment=…|kind=…|actor=…|stack=…
 // with optional from/to (RFC 3339, environment only) and limit.
 func (h *ProofHandler) lookup(w http.ResponseWriter, r *http.Request) {
 	q := ledger.Query{Limit: 100}
 	set := 0
 	for _, t := range [...]struct{ param, term string }{
 		{"change", ledger.TermChange}, {"environment", ledger.TermEnvironment}, {"kind", ledger.TermKind},
-		{"actor", ledger.TermActor}, {"stack", ledger.TermStack}, {"signer", ledger.TermSigner},
+		{"actor", ledger.TermActor}, {"stack", ledger.TermStack},
 	} {
 		if v := r.URL.Query().Get(t.param); v != "" {
 			q.Name, q.Value = t.term, v
@@ -133,7 +133,7 @@ func (h *ProofHandler) lookup(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if set != 1 {
-		badRequest(w, "give exactly one of change, environment, kind, actor, stack, signer")
+		badRequest(w, "give exactly one of change, environment, kind, actor, stack")
 		return
 	}
 	for _, b := range []struct {

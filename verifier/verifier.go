@@ -8,7 +8,6 @@
 package verifier
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -17,11 +16,11 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
+
+	"github.com/go-json-experiment/json"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
@@ -146,20 +145,14 @@ func KeyID(pub crypto.PublicKey) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// DecodeEnvelope parses a DSSE envelope strictly: known fields only, the
-// in-toto payload type, at least one signature, valid base64.
+// DecodeEnvelope parses a DSSE envelope strictly: known fields only, no
+// duplicate names, the in-toto payload type, at least one signature, valid
+// base64. (The JSON decoder is iterative, so nesting cannot exhaust the stack;
+// anything nested in an envelope is a type error.)
 func DecodeEnvelope(raw []byte) (dsse.Envelope, []byte, error) {
 	var env dsse.Envelope
-	if err := evidence.CheckDepth(raw, 4); err != nil {
-		return env, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
-		return env, nil, fmt.Errorf("%w: %v", ErrMalformed, describe(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return env, nil, fmt.Errorf("%w: trailing data after the envelope", ErrMalformed)
+	if err := json.Unmarshal(raw, &env, json.RejectUnknownMembers(true)); err != nil {
+		return env, nil, fmt.Errorf("%w: %s", ErrMalformed, evidence.DescribeJSONError(err))
 	}
 	if env.PayloadType != evidence.PayloadType {
 		return env, nil, fmt.Errorf("%w: payloadType must be %q, got %q", ErrMalformed, evidence.PayloadType, env.PayloadType)
@@ -175,17 +168,6 @@ func DecodeEnvelope(raw []byte) (dsse.Envelope, []byte, error) {
 		return env, nil, fmt.Errorf("%w: payload: not valid non-empty base64", ErrMalformed)
 	}
 	return env, payload, nil
-}
-
-func describe(err error) string {
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return fmt.Sprintf("%s: wrong JSON type %s", typeErr.Field, typeErr.Value)
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return "truncated JSON"
-	}
-	return err.Error()
 }
 
 // decodeBase64 accepts standard and URL-safe base64, as DSSE allows.

@@ -285,7 +285,7 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	rep, err := verifier.CheckLog(ctx, snap, verifier.CheckOptions{
 		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true,
 		OnRecord: func(index uint64, v *verifier.Verified) {
-			terms := ledger.TermsFor(v.Statement, v.Signer.Name)
+			terms := ledger.TermsFor(v.Statement)
 			mu.Lock()
 			want.AddTerms(index, terms)
 			mu.Unlock()

@@ -1,14 +1,16 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -62,6 +64,10 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency, MaxConnsPerHost: *concurrency}, Timeout: time.Minute}
 	base := strings.TrimRight(*server, "/")
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" {
+		return fmt.Errorf("load: --server must be an http:// URL")
+	}
 	lat := make([]time.Duration, *records)
 	var next, failed, retried atomic.Int64
 	var firstErr error
@@ -71,6 +77,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	start := time.Now()
 	for range *concurrency {
 		wg.Go(func() {
+			conn := &rawConn{addr: u.Host}
+			defer conn.close()
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= *records || ctx.Err() != nil {
@@ -89,7 +97,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				}
 				t0 := time.Now()
 				for {
-					status, err := post(ctx, httpc, base+"/v1/records", body)
+					status, err := conn.post("/v1/records", body)
 					if status == http.StatusServiceUnavailable {
 						retried.Add(1)
 						time.Sleep(50 * time.Millisecond)
@@ -144,18 +152,47 @@ func loadRecord(run string, i int, env string, size int) evidence.Transition {
 	return t
 }
 
-func post(ctx context.Context, c *http.Client, url string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
+// rawConn is a minimal HTTP/1.1 keep-alive client for posting: the load
+// generator shares the machine with the server, so it spends as little CPU
+// per request as it can (about a third of net/http's client).
+type rawConn struct {
+	addr string
+	c    net.Conn
+	r    *bufio.Reader
+	head []byte
+}
+
+func (rc *rawConn) post(path string, body []byte) (int, error) {
+	if rc.c == nil {
+		c, err := net.Dial("tcp", rc.addr)
+		if err != nil {
+			return 0, err
+		}
+		rc.c, rc.r = c, bufio.NewReaderSize(c, 16<<10)
+	}
+	rc.head = fmt.Appendf(rc.head[:0], "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, rc.addr, len(body))
+	bufs := net.Buffers{rc.head, body}
+	if _, err := bufs.WriteTo(rc.c); err != nil {
+		rc.close()
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
+	resp, err := http.ReadResponse(rc.r, nil)
 	if err != nil {
+		rc.close()
 		return 0, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, errors.Join(err, resp.Body.Close())
+	if err = errors.Join(err, resp.Body.Close()); err != nil || resp.Close {
+		rc.close()
+	}
+	return resp.StatusCode, err
+}
+
+func (rc *rawConn) close() {
+	if rc.c != nil {
+		rc.c.Close()
+		rc.c = nil
+	}
 }
 
 func loadProofs(ctx context.Context, c *http.Client, base string, n, concurrency int, stdout io.Writer) error {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // only reachable through --pprof's own listener
 	"os"
 	"path/filepath"
 	"runtime"
@@ -103,6 +104,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	operator := fs.String("operator", "", "operator identity recorded in the genesis entry")
 	origin := fs.String("origin", "", "log origin (default evident.local/log)")
 	verbose := fs.Bool("v", false, "debug logging")
+	pprofAddr := fs.String("pprof", "", "serve Go profiling endpoints on this address (e.g. 127.0.0.1:6060)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +124,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, err := startServer(ctx, cfg, logger)
 	if err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		go func() {
+			// The default mux holds only net/http/pprof's handlers.
+			err := http.ListenAndServe(*pprofAddr, http.DefaultServeMux)
+			logger.Error("pprof listener stopped", "err", err)
+		}()
 	}
 	fmt.Fprintf(stdout, "evident serving on http://%s\nlog origin: %s\nlog key: %s\n", srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
 	return srv.wait(ctx)

@@ -1,0 +1,60 @@
+package ledger
+
+import (
+	"fmt"
+	"math/bits"
+
+	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// frontier holds the roots of the complete subtrees that make up the tree
+// (at most one per level): exactly the stored hashes that appending a leaf
+// and hashing the tree read. The sequencer keeps it in memory so appends
+// never read tree hashes from storage. Not safe for concurrent use.
+type frontier map[int64]tlog.Hash
+
+// loadFrontier reads the frontier of a tree of size n from storage.
+func loadFrontier(txn *badger.Txn, n uint64) (frontier, error) {
+	f := frontier{}
+	for level := range bits.Len64(n) {
+		if n&(1<<level) == 0 {
+			continue
+		}
+		idx := tlog.StoredHashIndex(level, int64(n>>level)-1)
+		h, err := hashReader{txn}.ReadHashes([]int64{idx})
+		if err != nil {
+			return nil, fmt.Errorf("load tree frontier: %w", err)
+		}
+		f[idx] = h[0]
+	}
+	return f, nil
+}
+
+// ReadHashes implements tlog.HashReader over the frontier.
+func (f frontier) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		h, ok := f[idx]
+		if !ok {
+			level, n := tlog.SplitStoredHashIndex(idx)
+			return nil, fmt.Errorf("tree hash (level %d, node %d) is not on the frontier", level, n)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// add records the hashes stored for leaf n (tlog.StoredHashes order: the
+// leaf, then each parent it completes) and forgets the children merged away.
+func (f frontier) add(n int64, stored []tlog.Hash) {
+	base := tlog.StoredHashIndex(0, n)
+	for k, h := range stored {
+		f[base+int64(k)] = h
+	}
+	for level := range len(stored) - 1 {
+		m := n >> level
+		delete(f, tlog.StoredHashIndex(level, m))
+		delete(f, tlog.StoredHashIndex(level, m-1))
+	}
+}

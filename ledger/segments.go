@@ -1,0 +1,262 @@
+package ledger
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Entries live in append-only segment files, the log's source of truth; Badger
+// holds only what is derived from them (locations, tree hashes, indexes,
+// checkpoints) and can be rebuilt from them. Segment k holds entries
+// [k*segmentEntries, (k+1)*segmentEntries), each framed as
+//
+//	length u32 | leaf | CRC-32C(leaf) u32
+//
+// so that a torn write at the tail is recognised and cut off on open.
+// Appends are write(2) + fdatasync(2): one sync per batch, and the page cache
+// (not the server's memory) holds what readers touch.
+const segmentEntries = 1 << 16
+
+const frameOverhead = 8
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func segmentOf(index uint64) uint64 { return index / segmentEntries }
+
+// segments reads and appends segment files.
+type segments struct {
+	dir string
+
+	// mu guards readers: open read handles by segment number.
+	mu      sync.Mutex
+	readers map[uint64]*os.File
+
+	// Owned by the committer: the segment being appended to.
+	tail    *os.File
+	tailSeg uint64
+}
+
+func openSegments(dir string) (*segments, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("entry segments: %w", err)
+	}
+	return &segments{dir: dir, readers: map[uint64]*os.File{}}, nil
+}
+
+func (s *segments) path(seg uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%012d.seg", seg))
+}
+
+// frame appends one framed leaf to buf.
+func frame(buf, leaf []byte) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(leaf)))
+	buf = append(buf, leaf...)
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(leaf, castagnoli))
+}
+
+// segmentWrite is a run of framed leaves for one segment, starting at offset.
+type segmentWrite struct {
+	seg    uint64
+	offset uint64
+	data   []byte
+}
+
+// append writes runs at their offsets and makes them durable. Runs are in
+// log order; each run's offset is where the previous write to its segment
+// ended, so a retried or crashed write is simply overwritten.
+func (s *segments) append(runs []segmentWrite) error {
+	for _, r := range runs {
+		if s.tail == nil || s.tailSeg != r.seg {
+			if err := s.closeTail(); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(s.path(r.seg), os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				return fmt.Errorf("open entry segment %d: %w", r.seg, err)
+			}
+			s.tail, s.tailSeg = f, r.seg
+		}
+		if _, err := s.tail.WriteAt(r.data, int64(r.offset)); err != nil {
+			return fmt.Errorf("write entry segment %d: %w", r.seg, err)
+		}
+		if err := unix.Fdatasync(int(s.tail.Fd())); err != nil {
+			return fmt.Errorf("sync entry segment %d: %w", r.seg, err)
+		}
+	}
+	return nil
+}
+
+func (s *segments) closeTail() error {
+	if s.tail == nil {
+		return nil
+	}
+	err := s.tail.Close()
+	s.tail = nil
+	return err
+}
+
+// read returns the leaf framed at offset in the segment of index.
+func (s *segments) read(index, offset uint64, length uint32) ([]byte, error) {
+	f, err := s.reader(segmentOf(index))
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, int(length)+frameOverhead)
+	if _, err := f.ReadAt(buf, int64(offset)); err != nil {
+		return nil, fmt.Errorf("read entry %d: %w", index, err)
+	}
+	leaf, err := unframe(buf)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", index, err)
+	}
+	return leaf, nil
+}
+
+func unframe(buf []byte) ([]byte, error) {
+	if len(buf) < frameOverhead {
+		return nil, errors.New("truncated frame")
+	}
+	n := binary.BigEndian.Uint32(buf)
+	if uint64(n)+frameOverhead != uint64(len(buf)) {
+		return nil, fmt.Errorf("frame length %d does not match its location", n)
+	}
+	leaf := buf[4 : 4+n]
+	if binary.BigEndian.Uint32(buf[4+n:]) != crc32.Checksum(leaf, castagnoli) {
+		return nil, errors.New("checksum mismatch: the segment file is damaged")
+	}
+	return leaf, nil
+}
+
+func (s *segments) reader(seg uint64) (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.readers[seg]; ok {
+		return f, nil
+	}
+	f, err := os.Open(s.path(seg))
+	if err != nil {
+		return nil, fmt.Errorf("open entry segment %d: %w", seg, err)
+	}
+	if len(s.readers) >= 64 { // bound open files; reopening is cheap
+		for k, r := range s.readers {
+			r.Close()
+			delete(s.readers, k)
+		}
+	}
+	s.readers[seg] = f
+	return f, nil
+}
+
+func (s *segments) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, r := range s.readers {
+		r.Close()
+		delete(s.readers, k)
+	}
+	return s.closeTail()
+}
+
+// scan calls fn for each intact frame of the log from entry first (which
+// starts at offset in its segment) on, up to limit entries (0: all). It stops
+// quietly at the first missing, short or damaged frame: the torn tail of a
+// crash, which the caller truncates or reports.
+func (s *segments) scan(first, offset, limit uint64, fn func(index, offset uint64, leaf []byte) error) (next, nextOffset uint64, err error) {
+	index := first
+	for {
+		seg := segmentOf(index)
+		f, err := os.Open(s.path(seg))
+		if errors.Is(err, fs.ErrNotExist) {
+			return index, offset, nil
+		}
+		if err != nil {
+			return index, offset, fmt.Errorf("open entry segment %d: %w", seg, err)
+		}
+		if _, err := f.Seek(int64(offset), io.SeekStart); err != nil {
+			f.Close()
+			return index, offset, err
+		}
+		r := bufio.NewReaderSize(f, 1<<20)
+		var hdr [4]byte
+		buf := make([]byte, 0, 4096)
+		for segmentOf(index) == seg {
+			if limit > 0 && index-first >= limit {
+				f.Close()
+				return index, offset, nil
+			}
+			if _, err := io.ReadFull(r, hdr[:]); err != nil {
+				f.Close()
+				return index, offset, nil
+			}
+			n := binary.BigEndian.Uint32(hdr[:])
+			if n > maxLeaf {
+				f.Close()
+				return index, offset, nil
+			}
+			buf = append(buf[:0], hdr[:]...)
+			buf = append(buf, make([]byte, int(n)+4)...)
+			if _, err := io.ReadFull(r, buf[4:]); err != nil {
+				f.Close()
+				return index, offset, nil
+			}
+			leaf, err := unframe(buf)
+			if err != nil {
+				f.Close()
+				return index, offset, nil
+			}
+			if err := fn(index, offset, leaf); err != nil {
+				f.Close()
+				return index, offset, err
+			}
+			offset += uint64(n) + frameOverhead
+			index++
+		}
+		f.Close()
+		offset = 0
+	}
+}
+
+// maxTornTail is the most a crash can leave unacknowledged at the end of the
+// segments: one batch in flight. More than that after the last intact frame
+// is damage, not a torn write, and is never cut off.
+const maxTornTail = 256 << 20
+
+// cutTornTail cuts the segment of index at offset: the frames a crash left
+// half-written, never synced and never acknowledged.
+func (s *segments) cutTornTail(index, offset uint64) error {
+	seg := segmentOf(index)
+	if _, err := os.Stat(s.path(seg + 1)); err == nil {
+		return fmt.Errorf("entry segment %d is damaged at entry %d but later segments exist: refusing to cut acknowledged entries (run evident verify)", seg, index)
+	}
+	st, err := os.Stat(s.path(seg))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	tail := st.Size() - int64(offset)
+	switch {
+	case tail <= 0:
+		return nil
+	case tail > maxTornTail:
+		return fmt.Errorf("entry segment %d is damaged at entry %d with %d bytes after it: refusing to cut acknowledged entries (run evident verify)", seg, index, tail)
+	}
+	if err := os.Truncate(s.path(seg), int64(offset)); err != nil {
+		return fmt.Errorf("cut torn tail of entry segment %d: %w", seg, err)
+	}
+	return nil
+}
+
+// maxLeaf bounds one leaf: a maximal record plus the log's metadata.
+const maxLeaf = 64 << 20
