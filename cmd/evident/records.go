@@ -80,7 +80,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	verb := args[0]
 	fs := newFlags("record "+verb, stderr)
 	keyFile := fs.String("key", "", "PKCS#8 PEM private key")
-	file := fs.String("file", "", "transition predicate JSON (- for standard input)")
+	file := fs.String("file", "", "transition predicate JSON, or a whole in-toto statement (- for standard input)")
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -123,16 +123,28 @@ func signPredicateFile(keyFile, file string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A whole in-toto statement keeps its subjects; a bare predicate gets
+	// the default ones.
+	var probe struct {
+		Type string `json:"_type"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("%s: not JSON: %w", file, err)
+	}
+	var st evidence.Statement
+	target := any(&st.Predicate)
+	if probe.Type != "" {
+		target = &st
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	var t evidence.Transition
-	if err := dec.Decode(&t); err != nil {
-		return nil, fmt.Errorf("%s: not a transition predicate: %w", file, err)
+	if err := dec.Decode(target); err != nil {
+		return nil, fmt.Errorf("%s: not a transition predicate or statement: %w", file, err)
 	}
-	if t.OccurredAt.IsZero() {
-		t.OccurredAt = time.Now().UTC().Truncate(time.Second)
+	if st.Predicate.OccurredAt.IsZero() {
+		st.Predicate.OccurredAt = time.Now().UTC().Truncate(time.Second)
 	}
-	env, err := signer.Sign(t)
+	env, err := signer.Sign(st.Predicate, st.Subject...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project: formatting, go vet, staticcheck,
+# the race detector on the concurrent packages, and the whole test suite
+# against real components (Badger, real processes, real HTTP on 127.0.0.1).
+# Tools are installed by scripts/setup.sh into the user cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=$(scripts/setup.sh)
+export PATH="$bin:$PATH"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go') 2>&1 || true)
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== staticcheck"
+staticcheck ./...
+
+echo "== race detector (short mode)"
+go test -race -short -count=1 ./ledger/ ./ingest/ ./verifier/
+
+echo "== tests"
+go test -count=1 -timeout 60m ./...
