@@ -144,7 +144,7 @@ type ResourceChange struct {
 type Policy struct {
 	Result       string     `json:"result"`
 	BundleSHA256 string     `json:"bundleSha256,omitempty"`
-	Decisions    []Decision `json:"decisions"`
+	Decisions    []Decision `json:"decisions,omitempty"` // Decode reads null, which older clients wrote, as absent
 }
 
 // Decision is one rule's verdict.
@@ -311,7 +311,7 @@ type Lock struct {
 type Trust struct {
 	Digest      string          `json:"digest"`
 	Description string          `json:"description,omitempty"`
-	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration
+	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration, a JSON object; required
 }
 
 // Bootstrap is the genesis entry (case study section 18).
@@ -320,6 +320,6 @@ type Bootstrap struct {
 	LogOrigin   string            `json:"logOrigin"`
 	LogKey      string            `json:"logKey"`
 	TrustDigest string            `json:"trustDigest"`
-	Trust       json.RawMessage   `json:"trust"` // the initial trust configuration; trustDigest is its SHA-256
+	Trust       json.RawMessage   `json:"trust"` // the initial trust configuration, a JSON object; trustDigest is its SHA-256
 	Versions    map[string]string `json:"versions,omitempty"`
 }

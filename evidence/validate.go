@@ -5,16 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// MaxDepth is the deepest JSON nesting a statement may have. The deepest
-// legitimate path (predicate.sync.ignoreDifferences[].jsonPointers[]) is 5.
+// MaxDepth is the deepest JSON nesting a statement may have, counting every
+// object and array on the way. The deepest fixed paths of a record, such as
+// predicate.sync.ignoreDifferences[].jsonPointers[] and
+// predicate.plan.resourceChanges[].actions[], are 6 levels deep. A trust
+// configuration (predicate.bootstrap.trust, predicate.trust.config) starts at
+// level 4 and nests deeper: runners[].scope.environments[] reaches level 8.
+// MaxDepth leaves a trust configuration 13 levels of its own.
 const MaxDepth = 16
 
 // FieldError names one invalid field by its JSON path.
@@ -42,17 +50,26 @@ func (e *ValidationError) Error() string {
 // well-formed statement (as opposed to a well-formed one with invalid fields).
 var ErrMalformed = errors.New("malformed statement")
 
+var unmarshalOptions = json.RejectUnknownMembers(true)
+
 // Decode parses a DSSE payload into a Statement and validates it. Unknown
-// fields, duplicate names, invalid UTF-8, trailing data and nesting deeper
-// than MaxDepth are refused. Errors wrap ErrMalformed or are a
+// fields, duplicate names, invalid UTF-8, trailing data, nesting deeper than
+// MaxDepth and null (but for policy.decisions and inside a trust
+// configuration) are refused. Errors wrap ErrMalformed or are a
 // *ValidationError.
 func Decode(payload []byte) (*Statement, error) {
-	if err := CheckDepth(payload, MaxDepth); err != nil {
+	hasNull, err := scan(payload, MaxDepth)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	var st Statement
-	if err := json.Unmarshal(payload, &st, json.RejectUnknownMembers(true)); err != nil {
+	if err := json.Unmarshal(payload, &st, unmarshalOptions); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrMalformed, DescribeJSONError(err))
+	}
+	if hasNull {
+		if err := checkNulls(payload); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	if err := st.Validate(); err != nil {
 		return nil, err
@@ -60,118 +77,317 @@ func Decode(payload []byte) (*Statement, error) {
 	return &st, nil
 }
 
+// checkNulls refuses a null anywhere but inside a trust configuration, which
+// is any JSON object, and in policy.decisions, which Go clients used to write
+// for a policy block without decisions. The decoder reads null as the zero
+// value, so a null would otherwise pass for an absent field where the schema
+// refuses it. payload is known to be valid JSON.
+func checkNulls(payload []byte) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(payload))
+	for {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil // io.EOF: Unmarshal has read the payload already
+		}
+		if tok.Kind() != 'n' {
+			continue
+		}
+		ptr := dec.StackPointer()
+		if ptr == "/predicate/policy/decisions" ||
+			strings.HasPrefix(string(ptr), "/predicate/bootstrap/trust/") ||
+			strings.HasPrefix(string(ptr), "/predicate/trust/config/") {
+			continue
+		}
+		if ptr == "" {
+			return errors.New("the statement is null")
+		}
+		return errors.New(pointerField(ptr) + ": must not be null (leave out a field without a value)")
+	}
+}
+
 // DescribeJSONError turns a JSON decoding error into a message that names the
-// field by its dotted path ("predicate.occurredAt") rather than by Go types.
+// field by its path, spelled as FieldError spells it ("predicate.occurredAt",
+// "subject[0].digest"), rather than by Go types.
 func DescribeJSONError(err error) string {
 	var semErr *json.SemanticError
 	if errors.As(err, &semErr) && semErr.JSONPointer != "" {
-		field := strings.ReplaceAll(strings.TrimPrefix(string(semErr.JSONPointer), "/"), "/", ".")
+		field := pointerField(semErr.JSONPointer)
 		switch {
-		case semErr.Err != nil && strings.Contains(semErr.Err.Error(), "unknown object member"):
+		case errors.Is(semErr.Err, json.ErrUnknownName):
 			return field + ": unknown field"
+		case semErr.JSONKind == '0' && errors.Is(semErr.Err, strconv.ErrSyntax):
+			return field + ": must be an integer without a fraction or exponent (JSON number " + excerpt(semErr.JSONValue) + ")"
+		case semErr.JSONKind == '0' && errors.Is(semErr.Err, strconv.ErrRange):
+			return field + ": out of range (JSON number " + excerpt(semErr.JSONValue) + ")"
+		case semErr.Err != nil:
+			// The value has the right JSON type but does not parse,
+			// such as a time that is not RFC 3339.
+			return field + ": " + trimJSONPrefix(semErr.Err.Error())
 		case semErr.JSONKind != 0:
 			return fmt.Sprintf("%s: wrong type (JSON %s)", field, semErr.JSONKind)
 		}
-		return field + ": " + strings.TrimPrefix(err.Error(), "json: ")
+		return field + ": " + trimJSONPrefix(err.Error())
 	}
+	what := "invalid JSON"
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "truncated JSON: " + strings.TrimPrefix(err.Error(), "jsontext: ")
+		what = "truncated JSON"
 	}
-	msg := err.Error()
+	var synErr *jsontext.SyntacticError
+	if errors.As(err, &synErr) && synErr.JSONPointer != "" && synErr.Err != nil {
+		return fmt.Sprintf("%s in %s after byte %d: %s", what, pointerField(synErr.JSONPointer),
+			synErr.ByteOffset, trimJSONPrefix(synErr.Err.Error()))
+	}
+	return what + ": " + trimJSONPrefix(err.Error())
+}
+
+// excerpt is at most the first 32 bytes of a JSON value, for a message.
+func excerpt(v jsontext.Value) string {
+	if len(v) > 32 {
+		return string(v[:32]) + "..."
+	}
+	return string(v)
+}
+
+func trimJSONPrefix(msg string) string {
 	for _, p := range []string{"json: ", "jsontext: "} {
 		msg = strings.TrimPrefix(msg, p)
 	}
-	return "invalid JSON: " + msg
+	return msg
+}
+
+// pointerField spells a JSON Pointer as FieldError spells a field: the
+// pointer's unescaped tokens joined by dots, array indexes as [N]:
+// "/predicate/plan/resourceChanges/1/actions/0" is
+// "predicate.plan.resourceChanges[1].actions[0]". The keys of the maps of a
+// statement (subject[].digest, predicate.bootstrap.versions) are names even
+// when they are numbers.
+func pointerField(ptr jsontext.Pointer) string {
+	toks := slices.Collect(ptr.Tokens())
+	var b strings.Builder
+	for k, tok := range toks {
+		if isArrayIndex(tok) && !isMapKey(toks[:k]) {
+			b.WriteByte('[')
+			b.WriteString(tok)
+			b.WriteByte(']')
+			continue
+		}
+		if k > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(keyName(tok))
+	}
+	return b.String()
+}
+
+// isArrayIndex reports whether a pointer token is an array index (RFC 6901).
+func isArrayIndex(tok string) bool {
+	if tok == "" || len(tok) > 1 && tok[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] < '0' || tok[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isMapKey reports whether the next token after parents is a key of a map.
+func isMapKey(parents []string) bool {
+	return len(parents) == 3 &&
+		(parents[0] == "subject" && parents[2] == "digest" ||
+			parents[0] == "predicate" && parents[1] == "bootstrap" && parents[2] == "versions")
+}
+
+// keyName spells an object member name in a field path, quoted when it is
+// empty or holds invalid UTF-8 or control characters, so that an error
+// message never carries raw control characters from a payload.
+func keyName(k string) string {
+	if k == "" || textProblem(k, false, len(k)) != "" {
+		return strconv.Quote(k)
+	}
+	return k
 }
 
 // CheckDepth refuses JSON nested deeper than max, before any decoder
 // recurses. It skips string contents in bulk: records are mostly strings.
 func CheckDepth(b []byte, max int) error {
+	_, err := scan(b, max)
+	return err
+}
+
+// scan is CheckDepth that also reports whether b holds a null literal:
+// outside strings, JSON has the letter n only in null.
+func scan(b []byte, max int) (hasNull bool, err error) {
 	depth := 0
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			// Find the closing quote, stepping over escapes.
-			for i++; i < len(b); i++ {
-				j := bytes.IndexAny(b[i:], `"\`)
+			// Find the closing quote: the first one after an even number
+			// of backslashes.
+			start := i
+			for {
+				j := bytes.IndexByte(b[i+1:], '"')
 				if j < 0 {
-					return nil // unterminated: the decoder reports it
+					return hasNull, nil // unterminated: the decoder reports it
 				}
-				i += j
-				if b[i] == '"' {
+				i += 1 + j
+				k := i - 1
+				for k > start && b[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
 					break
 				}
-				i++ // skip the escaped character
 			}
 		case '{', '[':
 			depth++
 			if depth > max {
-				return fmt.Errorf("JSON nested deeper than %d levels at byte %d", max, i)
+				return hasNull, fmt.Errorf("JSON nested deeper than %d levels at byte %d", max, i)
 			}
 		case '}', ']':
 			depth--
+		case 'n':
+			hasNull = true
 		}
 	}
-	return nil
+	return hasNull, nil
 }
 
-var (
-	hexSHA256   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	commitRe    = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
-	labelRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
-	digestRe    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	ruleIDRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$`)
-	digestAlgRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
-)
+// field names a field without building its name, which is formatted only
+// when a problem is reported: validating a valid record allocates nothing.
+// The name is base, then "[i]" if i >= 0, then sub, then "[j]" if j >= 0,
+// then "." and key if hasKey.
+type field struct {
+	base, sub, key string
+	i, j           int
+	hasKey         bool
+}
+
+// at names a field by its whole path.
+func at(path string) field { return field{base: path, i: -1, j: -1} }
+
+// elem names sub (".name", or "" for the element itself) of element i of the
+// list base.
+func elem(base string, i int, sub string) field {
+	return field{base: base, i: i, sub: sub, j: -1}
+}
+
+// index names element k of the list f names.
+func (f field) index(k int) field {
+	if f.i < 0 && f.sub == "" {
+		f.i = k
+	} else {
+		f.j = k
+	}
+	return f
+}
+
+// withKey names the entry k of the map f names.
+func (f field) withKey(k string) field {
+	f.key, f.hasKey = k, true
+	return f
+}
+
+func (f field) String() string {
+	var b strings.Builder
+	b.WriteString(f.base)
+	if f.i >= 0 {
+		b.WriteByte('[')
+		b.WriteString(strconv.Itoa(f.i))
+		b.WriteByte(']')
+	}
+	b.WriteString(f.sub)
+	if f.j >= 0 {
+		b.WriteByte('[')
+		b.WriteString(strconv.Itoa(f.j))
+		b.WriteByte(']')
+	}
+	if f.hasKey {
+		b.WriteByte('.')
+		b.WriteString(keyName(f.key))
+	}
+	return b.String()
+}
 
 // problems collects field errors while walking a statement.
 type problems []FieldError
 
-func (p *problems) add(field, format string, args ...any) {
-	*p = append(*p, FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+func (p *problems) add(f field, format string, args ...any) {
+	*p = append(*p, FieldError{Field: f.String(), Reason: fmt.Sprintf(format, args...)})
 }
 
-func (p *problems) text(field, v string, required bool, max int) {
-	switch {
-	case v == "" && required:
-		p.add(field, "required")
-	case len(v) > max:
-		p.add(field, "longer than %d bytes", max)
-	case !utf8.ValidString(v):
-		p.add(field, "not valid UTF-8")
-	case strings.ContainsFunc(v, isControl):
-		p.add(field, "contains control characters")
+func (p *problems) text(f field, v string, required bool, max int) {
+	if reason := textProblem(v, required, max); reason != "" {
+		*p = append(*p, FieldError{Field: f.String(), Reason: reason})
 	}
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-func (p *problems) label(field, v string, required bool) {
-	switch {
-	case v == "" && required:
-		p.add(field, "required")
-	case v != "" && !labelRe.MatchString(v):
-		p.add(field, "must be 1-128 characters of letters, digits, '.', '_', '/' or '-'")
-	}
-}
-
-func (p *problems) match(field, v string, re *regexp.Regexp, required bool, what string) {
-	switch {
-	case v == "" && required:
-		p.add(field, "required")
-	case v != "" && !re.MatchString(v):
-		p.add(field, "must be %s", what)
-	}
-}
-
-func (p *problems) sha256(field, v string, required bool) {
-	p.match(field, v, hexSHA256, required, "64 lowercase hex characters (SHA-256)")
-}
-
-func (p *problems) oneOf(field, v string, required bool, allowed ...string) {
+// textProblem returns what is wrong with a text value, or "".
+func textProblem(v string, required bool, max int) string {
 	if v == "" {
 		if required {
-			p.add(field, "required (one of %s)", strings.Join(allowed, ", "))
+			return "required"
+		}
+		return ""
+	}
+	if len(v) > max {
+		return "longer than " + strconv.Itoa(max) + " bytes"
+	}
+	control, ascii := false, true
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c < 0x20 || c == 0x7f:
+			control = true
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	switch {
+	case !ascii && !utf8.ValidString(v):
+		return "not valid UTF-8"
+	case control:
+		// Control characters are ASCII, and a byte below utf8.RuneSelf is
+		// always a whole character in UTF-8.
+		return "contains control characters"
+	}
+	return ""
+}
+
+func (p *problems) label(f field, v string, required bool) {
+	switch {
+	case v == "" && required:
+		p.add(f, "required")
+	case v != "" && !isLabel(v):
+		p.add(f, "must be 1-128 characters of letters, digits, '.', '_', '/' or '-'")
+	}
+}
+
+func (p *problems) match(f field, v string, ok func(string) bool, required bool, what string) {
+	switch {
+	case v == "" && required:
+		p.add(f, "required")
+	case v != "" && !ok(v):
+		p.add(f, "must be %s", what)
+	}
+}
+
+func (p *problems) sha256(f field, v string, required bool) {
+	p.match(f, v, isSHA256, required, "64 lowercase hex characters (SHA-256)")
+}
+
+func (p *problems) digest(f field, v string, required bool) {
+	p.match(f, v, isDigest, required, `"sha256:" followed by 64 lowercase hex characters`)
+}
+
+func (p *problems) commit(f field, v string, required bool) {
+	p.match(f, v, isCommit, required, "7-64 lowercase hex characters")
+}
+
+func (p *problems) oneOf(f field, v string, required bool, allowed ...string) {
+	if v == "" {
+		if required {
+			p.add(f, "required (one of %s)", strings.Join(allowed, ", "))
 		}
 		return
 	}
@@ -180,22 +396,115 @@ func (p *problems) oneOf(field, v string, required bool, allowed ...string) {
 			return
 		}
 	}
-	p.add(field, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+	p.add(f, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
 }
 
-func (p *problems) time(field string, t time.Time, required bool) {
+func (p *problems) time(f field, t time.Time, required bool) {
 	if t.IsZero() && required {
-		p.add(field, "required (RFC 3339 time)")
+		p.add(f, "required (RFC 3339 time)")
 	}
 }
 
-func (p *problems) list(field string, vs []string, required bool, max int) {
+func (p *problems) list(f field, vs []string, required bool, max int) {
 	if len(vs) == 0 && required {
-		p.add(field, "required (non-empty list)")
+		p.add(f, "required (non-empty list)")
 	}
 	for i, v := range vs {
-		p.text(fmt.Sprintf("%s[%d]", field, i), v, true, max)
+		p.text(f.index(i), v, true, max)
 	}
+}
+
+// object requires raw to be a JSON object: a trust configuration.
+func (p *problems) object(f field, raw []byte, required bool) {
+	v := jsontext.Value(raw)
+	switch k := v.Kind(); {
+	case len(raw) == 0:
+		if required {
+			p.add(f, "required (a JSON object)")
+		}
+	case k == 'n':
+		p.add(f, "must be a JSON object, not null")
+	case k != '{':
+		p.add(f, "must be a JSON object")
+	case !v.IsValid():
+		p.add(f, "must be a valid JSON object")
+	}
+}
+
+// The value syntaxes of the schema. They are written out rather than as
+// regular expressions: they run on every field of every posted record.
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isSHA256 matches ^[0-9a-f]{64}$.
+func isSHA256(s string) bool { return len(s) == 64 && isLowerHex(s) }
+
+// isCommit matches ^[0-9a-f]{7,64}$.
+func isCommit(s string) bool { return len(s) >= 7 && len(s) <= 64 && isLowerHex(s) }
+
+// isDigest matches ^sha256:[0-9a-f]{64}$.
+func isDigest(s string) bool {
+	return len(s) == 71 && s[:7] == "sha256:" && isLowerHex(s[7:])
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+// isName reports whether s is 1 to max bytes, starting with a letter or digit
+// and going on with letters, digits and the punctuation in more.
+func isName(s string, max int, more string) bool {
+	if s == "" || len(s) > max || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && strings.IndexByte(more, c) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabel matches ^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$.
+func isLabel(s string) bool { return isName(s, 128, "._/-") }
+
+// isRuleID matches ^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$.
+func isRuleID(s string) bool { return isName(s, 200, "._:/-") }
+
+// isDigestAlg matches ^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$.
+func isDigestAlg(s string) bool { return isName(s, 32, "_-") }
+
+// isVersionName reports whether s names a component in bootstrap.versions:
+// 1-128 bytes of UTF-8 without control characters.
+func isVersionName(s string) bool {
+	return s != "" && textProblem(s, true, 128) == ""
+}
+
+func subjectDigestOK(alg, d string) bool {
+	return isDigestAlg(alg) && d != "" && len(d) <= 256
+}
+
+func versionOK(name, v string) bool {
+	return isVersionName(name) && textProblem(v, false, 256) == ""
+}
+
+// allOK reports whether ok holds for every entry of m. Maps are checked in
+// any order and, only when something is wrong, walked again in sorted key
+// order to report the problems in a deterministic order.
+func allOK(m map[string]string, ok func(k, v string) bool) bool {
+	for k, v := range m {
+		if !ok(k, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks a statement against the transition schema and returns a
@@ -203,23 +512,27 @@ func (p *problems) list(field string, vs []string, required bool, max int) {
 func (s *Statement) Validate() error {
 	var p problems
 	if s.Type != StatementType {
-		p.add("_type", "must be %q", StatementType)
+		p.add(at("_type"), "must be %q", StatementType)
 	}
 	if s.PredicateType != PredicateType {
-		p.add("predicateType", "must be %q", PredicateType)
+		p.add(at("predicateType"), "must be %q", PredicateType)
 	}
 	if len(s.Subject) == 0 {
-		p.add("subject", "required (at least one artifact with a digest)")
+		p.add(at("subject"), "required (at least one artifact with a digest)")
 	}
 	for i, sub := range s.Subject {
-		f := fmt.Sprintf("subject[%d]", i)
-		p.text(f+".name", sub.Name, false, 1024)
+		p.text(elem("subject", i, ".name"), sub.Name, false, 1024)
+		digest := elem("subject", i, ".digest")
 		if len(sub.Digest) == 0 {
-			p.add(f+".digest", "required (at least one algorithm)")
+			p.add(digest, "required (at least one algorithm)")
+			continue
 		}
-		for alg, d := range sub.Digest {
-			if !digestAlgRe.MatchString(alg) || d == "" || len(d) > 256 {
-				p.add(f+".digest."+alg, "must map an algorithm name (such as sha256 or gitCommit) to a non-empty digest")
+		if allOK(sub.Digest, subjectDigestOK) {
+			continue
+		}
+		for _, alg := range slices.Sorted(maps.Keys(sub.Digest)) {
+			if !subjectDigestOK(alg, sub.Digest[alg]) {
+				p.add(digest.withKey(alg), "must map an algorithm name (such as sha256 or gitCommit) to a non-empty digest")
 			}
 		}
 	}
@@ -235,39 +548,39 @@ func (t *Transition) validate(p *problems) {
 	block, known := t.Kind.Block()
 	if !known {
 		if t.Kind == "" {
-			p.add(f+"kind", "required")
+			p.add(at(f+"kind"), "required")
 		} else {
-			p.add(f+"kind", "unknown kind %q", t.Kind)
+			p.add(at(f+"kind"), "unknown kind %q", t.Kind)
 		}
 	}
-	p.text(f+"changeId", t.ChangeID, true, 128)
-	p.time(f+"occurredAt", t.OccurredAt, true)
-	p.text(f+"actor", t.Actor, true, 256)
+	p.text(at(f+"changeId"), t.ChangeID, true, 128)
+	p.time(at(f+"occurredAt"), t.OccurredAt, true)
+	p.text(at(f+"actor"), t.Actor, true, 256)
 
 	src := t.Source
-	p.text(f+"source.repository", src.Repository, known && t.Kind.needsSource(), 512)
-	p.match(f+"source.commitSha", src.CommitSHA, commitRe, known && t.Kind.needsSource(), "7-64 lowercase hex characters")
-	p.text(f+"source.branch", src.Branch, false, 256)
+	p.text(at(f+"source.repository"), src.Repository, known && t.Kind.needsSource(), 512)
+	p.commit(at(f+"source.commitSha"), src.CommitSHA, known && t.Kind.needsSource())
+	p.text(at(f+"source.branch"), src.Branch, false, 256)
 	if src.PullRequest < 0 {
-		p.add(f+"source.pullRequest", "must not be negative")
+		p.add(at(f+"source.pullRequest"), "must not be negative")
 	}
 
 	tg := t.Target
-	p.label(f+"target.environment", tg.Environment, known && !t.Kind.LogWide())
-	for _, field := range [...]struct{ name, v string }{
-		{"cloud", tg.Cloud}, {"account", tg.Account}, {"region", tg.Region}, {"stack", tg.Stack},
-		{"cluster", tg.Cluster}, {"namespace", tg.Namespace}, {"application", tg.Application},
-		{"service", tg.Service}, {"dataClass", tg.DataClass},
+	p.label(at(f+"target.environment"), tg.Environment, known && !t.Kind.LogWide())
+	for _, l := range [...]struct{ name, v string }{
+		{f + "target.cloud", tg.Cloud}, {f + "target.account", tg.Account}, {f + "target.region", tg.Region},
+		{f + "target.stack", tg.Stack}, {f + "target.cluster", tg.Cluster}, {f + "target.namespace", tg.Namespace},
+		{f + "target.application", tg.Application}, {f + "target.service", tg.Service},
+		{f + "target.dataClass", tg.DataClass},
 	} {
-		p.label(f+"target."+field.name, field.v, false)
+		p.label(at(l.name), l.v, false)
 	}
-	p.oneOf(f+"riskClass", t.RiskClass, false, "low", "medium", "high", "critical")
+	p.oneOf(at(f+"riskClass"), t.RiskClass, false, "low", "medium", "high", "critical")
 	for i, a := range t.Artifacts {
-		af := fmt.Sprintf("%sartifacts[%d]", f, i)
-		p.text(af+".name", a.Name, true, 256)
-		p.match(af+".digest", a.Digest, digestRe, true, `"sha256:" followed by 64 lowercase hex characters`)
-		p.text(af+".uri", a.URI, false, 2048)
-		p.text(af+".mediaType", a.MediaType, false, 256)
+		p.text(elem(f+"artifacts", i, ".name"), a.Name, true, 256)
+		p.digest(elem(f+"artifacts", i, ".digest"), a.Digest, true)
+		p.text(elem(f+"artifacts", i, ".uri"), a.URI, false, 2048)
+		p.text(elem(f+"artifacts", i, ".mediaType"), a.MediaType, false, 256)
 	}
 	t.validateBlocks(p, block)
 }
@@ -292,166 +605,190 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		case b.present && b.name == want:
 			found = true
 		case b.present && want != "":
-			p.add(f+b.name, "not allowed on a %s record (it carries %q)", t.Kind, want)
+			p.add(at(f+b.name), "not allowed on a %s record (it carries %q)", t.Kind, want)
 		}
 	}
 	if want != "" && !found {
-		p.add(f+want, "required for kind %s", t.Kind)
+		p.add(at(f+want), "required for kind %s", t.Kind)
 		return
 	}
 	switch want {
 	case "change":
 		c := t.Change
-		p.text(f+"change.author", c.Author, true, 256)
-		p.text(f+"change.title", c.Title, false, 1024)
-		p.text(f+"change.targetBranch", c.TargetBranch, false, 256)
-		p.oneOf(f+"change.mutationType", c.MutationType, false, "create", "update", "delete", "replace", "mixed")
-		p.list(f+"change.requiresApprovalFrom", c.RequiresApprovalFrom, false, 128)
-		p.list(f+"change.evidenceRequired", c.EvidenceRequired, false, 128)
+		p.text(at(f+"change.author"), c.Author, true, 256)
+		p.text(at(f+"change.title"), c.Title, false, 1024)
+		p.text(at(f+"change.targetBranch"), c.TargetBranch, false, 256)
+		p.oneOf(at(f+"change.mutationType"), c.MutationType, false, "create", "update", "delete", "replace", "mixed")
+		p.list(at(f+"change.requiresApprovalFrom"), c.RequiresApprovalFrom, false, 128)
+		p.list(at(f+"change.evidenceRequired"), c.EvidenceRequired, false, 128)
 	case "plan":
 		pl := t.Plan
-		p.sha256(f+"plan.planSha256", pl.PlanSHA256, true)
-		p.oneOf(f+"plan.engine", pl.Engine, false, "opentofu", "terraform")
+		p.sha256(at(f+"plan.planSha256"), pl.PlanSHA256, true)
+		p.oneOf(at(f+"plan.engine"), pl.Engine, false, "opentofu", "terraform")
+		p.text(at(f+"plan.engineVersion"), pl.EngineVersion, false, 64)
+		p.text(at(f+"plan.stack"), pl.Stack, false, 512)
 		a := pl.Actions
 		if a.Create < 0 || a.Update < 0 || a.Delete < 0 || a.Replace < 0 {
-			p.add(f+"plan.actions", "counts must not be negative")
+			p.add(at(f+"plan.actions"), "counts must not be negative")
 		}
-		p.list(f+"plan.highRiskResources", pl.HighRiskResources, false, 512)
-		p.list(f+"plan.replacement", pl.Replacement, false, 512)
-		p.list(f+"plan.sensitiveChanges", pl.SensitiveChanges, false, 512)
+		p.list(at(f+"plan.highRiskResources"), pl.HighRiskResources, false, 512)
+		p.list(at(f+"plan.replacement"), pl.Replacement, false, 512)
+		p.list(at(f+"plan.sensitiveChanges"), pl.SensitiveChanges, false, 512)
+		const rcs = f + "plan.resourceChanges"
 		for i, rc := range pl.ResourceChanges {
-			rf := fmt.Sprintf("%splan.resourceChanges[%d]", f, i)
-			p.text(rf+".address", rc.Address, true, 512)
-			p.text(rf+".type", rc.Type, true, 256)
+			p.text(elem(rcs, i, ".address"), rc.Address, true, 512)
+			p.text(elem(rcs, i, ".type"), rc.Type, true, 256)
+			actions := elem(rcs, i, ".actions")
 			if len(rc.Actions) == 0 {
-				p.add(rf+".actions", "required (non-empty list)")
+				p.add(actions, "required (non-empty list)")
 			}
 			for j, act := range rc.Actions {
-				p.oneOf(fmt.Sprintf("%s.actions[%d]", rf, j), act, true, "no-op", "create", "read", "update", "delete")
+				p.oneOf(actions.index(j), act, true, "no-op", "create", "read", "update", "delete")
 			}
 		}
 	case "policy":
 		po := t.Policy
-		p.oneOf(f+"policy.result", po.Result, true, "allow", "deny", "warn")
-		p.sha256(f+"policy.bundleSha256", po.BundleSHA256, false)
+		p.oneOf(at(f+"policy.result"), po.Result, true, "allow", "deny", "warn")
+		p.sha256(at(f+"policy.bundleSha256"), po.BundleSHA256, false)
+		const ds = f + "policy.decisions"
 		for i, d := range po.Decisions {
-			df := fmt.Sprintf("%spolicy.decisions[%d]", f, i)
-			p.oneOf(df+".result", d.Result, true, "allow", "deny", "warn")
-			p.oneOf(df+".severity", d.Severity, false, "info", "low", "medium", "high", "critical")
-			p.match(df+".ruleId", d.RuleID, ruleIDRe, true, "a rule identifier such as iac.prod.database.replacement")
-			p.text(df+".message", d.Message, false, 2048)
-			p.list(df+".requiredApprovers", d.RequiredApprovers, false, 128)
-			p.list(df+".evidence", d.Evidence, false, 512)
-			p.text(df+".exceptionId", d.ExceptionID, false, 128)
+			p.oneOf(elem(ds, i, ".result"), d.Result, true, "allow", "deny", "warn")
+			p.oneOf(elem(ds, i, ".severity"), d.Severity, false, "info", "low", "medium", "high", "critical")
+			p.match(elem(ds, i, ".ruleId"), d.RuleID, isRuleID, true, "a rule identifier such as iac.prod.database.replacement")
+			p.text(elem(ds, i, ".message"), d.Message, false, 2048)
+			p.list(elem(ds, i, ".requiredApprovers"), d.RequiredApprovers, false, 128)
+			p.list(elem(ds, i, ".evidence"), d.Evidence, false, 512)
+			p.text(elem(ds, i, ".exceptionId"), d.ExceptionID, false, 128)
 		}
 	case "approval":
 		ap := t.Approval
-		p.match(f+"approval.commitSha", ap.CommitSHA, commitRe, true, "7-64 lowercase hex characters")
-		p.sha256(f+"approval.planSha256", ap.PlanSHA256, true)
-		p.sha256(f+"approval.policyDecisionSha256", ap.PolicyDecisionSHA256, false)
-		p.text(f+"approval.approver", ap.Approver, true, 256)
-		p.list(f+"approval.groups", ap.Groups, false, 128)
-		p.time(f+"approval.approvedAt", ap.ApprovedAt, true)
+		if ap.PullRequest < 0 {
+			p.add(at(f+"approval.pullRequest"), "must not be negative")
+		}
+		p.commit(at(f+"approval.commitSha"), ap.CommitSHA, true)
+		p.sha256(at(f+"approval.planSha256"), ap.PlanSHA256, true)
+		p.sha256(at(f+"approval.policyDecisionSha256"), ap.PolicyDecisionSHA256, false)
+		p.text(at(f+"approval.approver"), ap.Approver, true, 256)
+		p.list(at(f+"approval.groups"), ap.Groups, false, 128)
+		p.time(at(f+"approval.approvedAt"), ap.ApprovedAt, true)
 		if t.Kind == KindApprovalGranted {
-			p.time(f+"approval.expiresAt", ap.ExpiresAt, true)
+			p.time(at(f+"approval.expiresAt"), ap.ExpiresAt, true)
 			if !ap.ExpiresAt.IsZero() && !ap.ExpiresAt.After(ap.ApprovedAt) {
-				p.add(f+"approval.expiresAt", "must be after approvedAt")
+				p.add(at(f+"approval.expiresAt"), "must be after approvedAt")
 			}
 		}
-		p.text(f+"approval.reason", ap.Reason, t.Kind == KindApprovalRevoked, 2048)
+		p.text(at(f+"approval.reason"), ap.Reason, t.Kind == KindApprovalRevoked, 2048)
 	case "gate":
-		p.oneOf(f+"gate.decision", t.Gate.Decision, true, "allow", "deny")
-		p.sha256(f+"gate.planSha256", t.Gate.PlanSHA256, false)
-		p.list(f+"gate.reasons", t.Gate.Reasons, false, 1024)
+		p.oneOf(at(f+"gate.decision"), t.Gate.Decision, true, "allow", "deny")
+		p.sha256(at(f+"gate.planSha256"), t.Gate.PlanSHA256, false)
+		p.list(at(f+"gate.reasons"), t.Gate.Reasons, false, 1024)
 	case "apply":
 		ap := t.Apply
-		p.sha256(f+"apply.planSha256", ap.PlanSHA256, true)
-		p.oneOf(f+"apply.engine", ap.Engine, false, "opentofu", "terraform")
-		p.list(f+"apply.resourcesChanged", ap.ResourcesChanged, false, 512)
-		p.text(f+"apply.error", ap.Error, t.Kind == KindApplyFailed, 4096)
-		p.sha256(f+"apply.logSha256", ap.LogSHA256, false)
+		p.sha256(at(f+"apply.planSha256"), ap.PlanSHA256, true)
+		p.oneOf(at(f+"apply.engine"), ap.Engine, false, "opentofu", "terraform")
+		p.list(at(f+"apply.resourcesChanged"), ap.ResourcesChanged, false, 512)
+		p.text(at(f+"apply.error"), ap.Error, t.Kind == KindApplyFailed, 4096)
+		p.sha256(at(f+"apply.logSha256"), ap.LogSHA256, false)
 	case "verification":
 		v := t.Verification
-		p.oneOf(f+"verification.result", v.Result, true, "pass", "fail", "drift")
-		p.text(f+"verification.method", v.Method, false, 256)
-		p.list(f+"verification.checks", v.Checks, false, 1024)
+		p.oneOf(at(f+"verification.result"), v.Result, true, "pass", "fail", "drift")
+		p.text(at(f+"verification.method"), v.Method, false, 256)
+		p.list(at(f+"verification.checks"), v.Checks, false, 1024)
 	case "sync":
 		s := t.Sync
-		p.text(f+"sync.revision", s.Revision, true, 256)
-		p.text(f+"sync.application", s.Application, false, 256)
-		p.text(f+"sync.sourceRepo", s.SourceRepo, false, 512)
-		p.text(f+"sync.sourcePath", s.SourcePath, false, 512)
-		p.text(f+"sync.initiatedBy", s.InitiatedBy, false, 256)
-		p.text(f+"sync.message", s.Message, false, 4096)
-		p.text(f+"sync.operation", s.Operation, false, 128)
+		p.text(at(f+"sync.revision"), s.Revision, true, 256)
+		p.text(at(f+"sync.application"), s.Application, false, 256)
+		p.text(at(f+"sync.sourceRepo"), s.SourceRepo, false, 512)
+		p.text(at(f+"sync.sourcePath"), s.SourcePath, false, 512)
+		p.text(at(f+"sync.initiatedBy"), s.InitiatedBy, false, 256)
+		p.text(at(f+"sync.message"), s.Message, false, 4096)
+		p.text(at(f+"sync.operation"), s.Operation, false, 128)
+		const rs = f + "sync.resources"
 		for i, o := range s.Resources {
-			of := fmt.Sprintf("%ssync.resources[%d]", f, i)
-			p.text(of+".kind", o.Kind, true, 128)
-			p.text(of+".name", o.Name, true, 253)
+			p.text(elem(rs, i, ".group"), o.Group, false, 253)
+			p.text(elem(rs, i, ".kind"), o.Kind, true, 128)
+			p.text(elem(rs, i, ".namespace"), o.Namespace, false, 253)
+			p.text(elem(rs, i, ".name"), o.Name, true, 253)
+			p.text(elem(rs, i, ".status"), o.Status, false, 128)
 		}
-		p.list(f+"sync.pruned", s.Pruned, false, 512)
+		p.list(at(f+"sync.pruned"), s.Pruned, false, 512)
+		const ids = f + "sync.ignoreDifferences"
 		for i, ig := range s.Ignored {
-			p.text(fmt.Sprintf("%ssync.ignoreDifferences[%d].kind", f, i), ig.Kind, true, 128)
+			p.text(elem(ids, i, ".group"), ig.Group, false, 253)
+			p.text(elem(ids, i, ".kind"), ig.Kind, true, 128)
+			p.list(elem(ids, i, ".jsonPointers"), ig.JSONPointers, false, 512)
 		}
 	case "health":
-		p.oneOf(f+"health.status", t.Health.Status, true, "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
-		p.text(f+"health.message", t.Health.Message, false, 4096)
+		p.oneOf(at(f+"health.status"), t.Health.Status, true, "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
+		p.text(at(f+"health.message"), t.Health.Message, false, 4096)
 	case "drift":
 		d := t.Drift
-		p.list(f+"drift.resources", d.Resources, true, 512)
-		p.text(f+"drift.detectedBy", d.DetectedBy, false, 256)
-		p.oneOf(f+"drift.method", d.Method, t.Kind == KindDriftReconciled, "revert", "import", "accept")
-		p.text(f+"drift.summary", d.Summary, false, 4096)
+		p.list(at(f+"drift.resources"), d.Resources, true, 512)
+		p.text(at(f+"drift.detectedBy"), d.DetectedBy, false, 256)
+		p.oneOf(at(f+"drift.method"), d.Method, t.Kind == KindDriftReconciled, "revert", "import", "accept")
+		p.text(at(f+"drift.summary"), d.Summary, false, 4096)
 	case "rollout":
 		r := t.Rollout
-		p.text(f+"rollout.revision", r.Revision, true, 256)
-		p.text(f+"rollout.strategy", r.Strategy, false, 64)
-		p.match(f+"rollout.imageDigest", r.ImageDigest, digestRe, false, `"sha256:" followed by 64 lowercase hex characters`)
+		p.text(at(f+"rollout.revision"), r.Revision, true, 256)
+		p.text(at(f+"rollout.strategy"), r.Strategy, false, 64)
+		p.digest(at(f+"rollout.imageDigest"), r.ImageDigest, false)
+		const as = f + "rollout.analysis"
 		for i, a := range r.Analysis {
-			af := fmt.Sprintf("%srollout.analysis[%d]", f, i)
-			p.text(af+".metric", a.Metric, true, 256)
-			p.oneOf(af+".result", a.Result, true, "successful", "failed", "inconclusive", "error")
+			p.text(elem(as, i, ".template"), a.Template, false, 256)
+			p.text(elem(as, i, ".metric"), a.Metric, true, 256)
+			p.text(elem(as, i, ".query"), a.Query, false, 4096)
+			p.oneOf(elem(as, i, ".result"), a.Result, true, "successful", "failed", "inconclusive", "error")
 		}
-		p.text(f+"rollout.abortReason", r.AbortReason, t.Kind == KindRolloutAborted, 4096)
+		p.text(at(f+"rollout.abortReason"), r.AbortReason, t.Kind == KindRolloutAborted, 4096)
 	case "artifactAdmission":
 		a := t.ArtifactAdmission
-		p.text(f+"artifactAdmission.image", a.Image, true, 1024)
-		p.match(f+"artifactAdmission.digest", a.Digest, digestRe, true, `"sha256:" followed by 64 lowercase hex characters`)
-		p.text(f+"artifactAdmission.signerIdentity", a.SignerIdentity, false, 512)
-		p.text(f+"artifactAdmission.sourceBranch", a.SourceBranch, false, 256)
-		p.oneOf(f+"artifactAdmission.result", a.Result, true, "admitted", "denied")
+		p.text(at(f+"artifactAdmission.image"), a.Image, true, 1024)
+		p.digest(at(f+"artifactAdmission.digest"), a.Digest, true)
+		p.text(at(f+"artifactAdmission.signerIdentity"), a.SignerIdentity, false, 512)
+		p.text(at(f+"artifactAdmission.sourceBranch"), a.SourceBranch, false, 256)
+		p.digest(at(f+"artifactAdmission.sbomDigest"), a.SBOMDigest, false)
+		p.text(at(f+"artifactAdmission.provenance"), a.Provenance, false, 1024)
+		p.oneOf(at(f+"artifactAdmission.result"), a.Result, true, "admitted", "denied")
 	case "exception":
 		e := t.Exception
 		granted := t.Kind == KindExceptionGranted
-		p.text(f+"exception.id", e.ID, true, 128)
-		p.match(f+"exception.ruleId", e.RuleID, ruleIDRe, granted, "a rule identifier")
-		p.text(f+"exception.scope", e.Scope, granted, 1024)
-		p.text(f+"exception.justification", e.Justification, granted, 4096)
-		p.text(f+"exception.owner", e.Owner, granted, 256)
-		p.list(f+"exception.approvedBy", e.ApprovedBy, granted, 256)
-		p.list(f+"exception.compensatingControls", e.CompensatingControls, false, 1024)
-		p.time(f+"exception.expiresAt", e.ExpiresAt, granted)
+		p.text(at(f+"exception.id"), e.ID, true, 128)
+		p.match(at(f+"exception.ruleId"), e.RuleID, isRuleID, granted, "a rule identifier")
+		p.text(at(f+"exception.scope"), e.Scope, granted, 1024)
+		p.text(at(f+"exception.justification"), e.Justification, granted, 4096)
+		p.text(at(f+"exception.owner"), e.Owner, granted, 256)
+		p.list(at(f+"exception.approvedBy"), e.ApprovedBy, granted, 256)
+		p.list(at(f+"exception.compensatingControls"), e.CompensatingControls, false, 1024)
+		p.time(at(f+"exception.expiresAt"), e.ExpiresAt, granted)
 	case "breakglass":
 		b := t.Breakglass
-		p.text(f+"breakglass.incident", b.Incident, true, 128)
-		p.text(f+"breakglass.reason", b.Reason, t.Kind == KindBreakglassOpened, 4096)
-		p.list(f+"breakglass.approvedBy", b.ApprovedBy, false, 256)
-		p.text(f+"breakglass.reviewedBy", b.ReviewedBy, false, 256)
+		p.text(at(f+"breakglass.incident"), b.Incident, true, 128)
+		p.text(at(f+"breakglass.reason"), b.Reason, t.Kind == KindBreakglassOpened, 4096)
+		p.list(at(f+"breakglass.approvedBy"), b.ApprovedBy, false, 256)
+		p.text(at(f+"breakglass.reviewedBy"), b.ReviewedBy, false, 256)
 	case "lock":
-		p.text(f+"lock.incident", t.Lock.Incident, true, 128)
-		p.text(f+"lock.lockId", t.Lock.LockID, true, 256)
-		p.text(f+"lock.heldBy", t.Lock.HeldBy, false, 256)
+		p.text(at(f+"lock.incident"), t.Lock.Incident, true, 128)
+		p.text(at(f+"lock.lockId"), t.Lock.LockID, true, 256)
+		p.text(at(f+"lock.heldBy"), t.Lock.HeldBy, false, 256)
 	case "trust":
-		p.sha256(f+"trust.digest", t.Trust.Digest, true)
-		p.text(f+"trust.description", t.Trust.Description, false, 4096)
+		p.sha256(at(f+"trust.digest"), t.Trust.Digest, true)
+		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
+		p.object(at(f+"trust.config"), t.Trust.Config, true)
 	case "bootstrap":
 		b := t.Bootstrap
-		p.text(f+"bootstrap.operator", b.Operator, true, 256)
-		p.text(f+"bootstrap.logOrigin", b.LogOrigin, true, 256)
-		p.text(f+"bootstrap.logKey", b.LogKey, true, 512)
-		p.sha256(f+"bootstrap.trustDigest", b.TrustDigest, true)
-		if len(b.Trust) == 0 {
-			p.add(f+"bootstrap.trust", "required")
+		p.text(at(f+"bootstrap.operator"), b.Operator, true, 256)
+		p.text(at(f+"bootstrap.logOrigin"), b.LogOrigin, true, 256)
+		p.text(at(f+"bootstrap.logKey"), b.LogKey, true, 512)
+		p.sha256(at(f+"bootstrap.trustDigest"), b.TrustDigest, true)
+		p.object(at(f+"bootstrap.trust"), b.Trust, true)
+		if !allOK(b.Versions, versionOK) {
+			versions := at(f + "bootstrap.versions")
+			for _, name := range slices.Sorted(maps.Keys(b.Versions)) {
+				if !isVersionName(name) {
+					p.add(versions.withKey(name), "component names must be 1-128 bytes of UTF-8 without control characters")
+				}
+				p.text(versions.withKey(name), b.Versions[name], false, 256)
+			}
 		}
 	}
 }

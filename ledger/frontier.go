@@ -3,6 +3,7 @@ package ledger
 import (
 	"fmt"
 	"math/bits"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/tlog"
@@ -22,7 +23,7 @@ func loadFrontier(txn *badger.Txn, n uint64) (frontier, error) {
 			continue
 		}
 		idx := tlog.StoredHashIndex(level, int64(n>>level)-1)
-		h, err := hashReader{txn}.ReadHashes([]int64{idx})
+		h, err := hashReader{txn: txn}.ReadHashes([]int64{idx})
 		if err != nil {
 			return nil, fmt.Errorf("load tree frontier: %w", err)
 		}
@@ -57,4 +58,47 @@ func (f frontier) add(n int64, stored []tlog.Hash) {
 		delete(f, tlog.StoredHashIndex(level, m))
 		delete(f, tlog.StoredHashIndex(level, m-1))
 	}
+}
+
+// cachedLevel is the lowest tree level kept in memory for proofs: a node at
+// level 8 or above covers 256 entries, so the cache holds about 2/256 of a
+// hash per entry (256 KiB for a million entries) and a proof reads only its
+// lowest eight hashes from storage.
+const cachedLevel = 8
+
+// upperHashes caches the stored hashes at cachedLevel and above. The
+// committer adds a batch's hashes once the batch is durable; proofs read it.
+type upperHashes struct {
+	mu sync.RWMutex
+	m  map[int64]tlog.Hash
+}
+
+func loadUpperHashes(txn *badger.Txn, size uint64) (*upperHashes, error) {
+	u := &upperHashes{m: map[int64]tlog.Hash{}}
+	for level := cachedLevel; size>>level > 0; level++ {
+		for n := range int64(size >> level) {
+			idx := tlog.StoredHashIndex(level, n)
+			h, err := hashReader{txn: txn}.ReadHashes([]int64{idx})
+			if err != nil {
+				return nil, fmt.Errorf("load cached tree hashes: %w", err)
+			}
+			u.m[idx] = h[0]
+		}
+	}
+	return u, nil
+}
+
+func (u *upperHashes) add(hs map[int64]tlog.Hash) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for idx, h := range hs {
+		u.m[idx] = h
+	}
+}
+
+func (u *upperHashes) get(idx int64) (tlog.Hash, bool) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	h, ok := u.m[idx]
+	return h, ok
 }

@@ -152,6 +152,7 @@ type Log struct {
 	mu        sync.RWMutex
 	published head
 	latestCP  []byte
+	upper     *upperHashes // tree hashes at cachedLevel and above, for proofs
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -200,14 +201,15 @@ func badgerOptions(cfg Config) badger.Options {
 		WithSyncWrites(false).
 		WithDetectConflicts(false).
 		WithValueThreshold(1 << 10).
-		WithMemTableSize(32 << 20).
+		WithMemTableSize(16 << 20).
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
 		WithBlockCacheSize(cache * 2 / 3).
 		WithIndexCacheSize(cache / 3).
 		WithValueLogFileSize(64 << 20).
-		WithCompression(options.None).
+		WithCompression(options.ZSTD). // index keys share long prefixes; smaller tables, less mapped memory
+		WithZSTDCompressionLevel(1).
 		WithNumCompactors(2)
 }
 
@@ -217,7 +219,13 @@ func (l *Log) load() error {
 	if err := l.readHead(); err != nil {
 		return err
 	}
-	return l.recover()
+	if err := l.recover(); err != nil {
+		return err
+	}
+	return l.db.View(func(txn *badger.Txn) (err error) {
+		l.upper, err = loadUpperHashes(txn, l.published.size)
+		return err
+	})
 }
 
 func (l *Log) readHead() error {
@@ -324,12 +332,22 @@ func readLeaf(txn *badger.Txn, segs *segments, index uint64) ([]byte, error) {
 	return segs.read(index, loc.offset, loc.length)
 }
 
-// hashReader reads stored tree hashes inside one read transaction.
-type hashReader struct{ txn *badger.Txn }
+// hashReader reads stored tree hashes inside one read transaction, the upper
+// levels from the in-memory cache when there is one.
+type hashReader struct {
+	txn   *badger.Txn
+	upper *upperHashes
+}
 
 func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, idx := range indexes {
+		if r.upper != nil {
+			if h, ok := r.upper.get(idx); ok {
+				out[i] = h
+				continue
+			}
+		}
 		item, err := r.txn.Get(u64Key(prefixHash, uint64(idx)))
 		if err != nil {
 			return nil, fmt.Errorf("read tree hash %d: %w", idx, err)
@@ -356,7 +374,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][32]byt
 	var proof tlog.RecordProof
 	err := l.db.View(func(txn *badger.Txn) error {
 		var err error
-		proof, err = tlog.ProveRecord(int64(size), int64(index), hashReader{txn})
+		proof, err = tlog.ProveRecord(int64(size), int64(index), hashReader{txn, l.upper})
 		return err
 	})
 	return hashes(proof), err
@@ -370,7 +388,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][32]byte
 	var proof tlog.TreeProof
 	err := l.db.View(func(txn *badger.Txn) error {
 		var err error
-		proof, err = tlog.ProveTree(int64(to), int64(from), hashReader{txn})
+		proof, err = tlog.ProveTree(int64(to), int64(from), hashReader{txn, l.upper})
 		return err
 	})
 	return hashes(proof), err
@@ -384,7 +402,7 @@ func (l *Log) RootHash(ctx context.Context, size uint64) ([32]byte, error) {
 	var root tlog.Hash
 	err := l.db.View(func(txn *badger.Txn) error {
 		var err error
-		root, err = tlog.TreeHash(int64(size), hashReader{txn})
+		root, err = tlog.TreeHash(int64(size), hashReader{txn, l.upper})
 		return err
 	})
 	return root, err

@@ -101,8 +101,9 @@ type prepared struct {
 	batch      []*pending
 	receipts   []Receipt
 	base, next head
-	checkpoint []byte         // signed checkpoint for next.size, if any
-	runs       []segmentWrite // the batch's framed leaves
+	checkpoint []byte              // signed checkpoint for next.size, if any
+	runs       []segmentWrite      // the batch's framed leaves
+	upper      map[int64]tlog.Hash // its tree hashes at cachedLevel and above
 }
 
 func (l *Log) sequence() {
@@ -205,6 +206,7 @@ func (l *Log) commit() {
 			}
 			continue
 		}
+		l.upper.add(p.upper) // before publishing: proofs up to the new size may need them
 		l.mu.Lock()
 		l.published = p.next
 		if p.checkpoint != nil {
@@ -400,36 +402,48 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 	}
 	run := &p.runs[len(p.runs)-1]
 	run.data = frame(run.data, leaf)
-	return writeDerived(txn, state, tree, leaf, rec.Digest, rec.Terms)
+	index := state.size
+	r, stored, err := writeDerived(txn, state, tree, leaf, rec.Digest, rec.Terms)
+	if err != nil {
+		return r, err
+	}
+	// stored[k] is the level-k node this leaf completes.
+	for level := cachedLevel; level < len(stored); level++ {
+		if p.upper == nil {
+			p.upper = map[int64]tlog.Hash{}
+		}
+		p.upper[tlog.StoredHashIndex(level, int64(index>>level))] = stored[level]
+	}
+	return r, nil
 }
 
 // writeDerived writes what derives from the leaf at state.size (its location,
 // tree hashes, digest and index postings) and advances state. Appending and
 // crash recovery share it, so both derive exactly the same state.
-func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, error) {
+func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, []tlog.Hash, error) {
 	index := state.size
 	leafHash := tlog.RecordHash(leaf)
 	stored, err := tlog.StoredHashesForRecordHash(int64(index), leafHash, tree)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("tree hashes for entry %d: %w", index, err)
+		return Receipt{}, nil, fmt.Errorf("tree hashes for entry %d: %w", index, err)
 	}
 	base := tlog.StoredHashIndex(0, int64(index))
 	for k, h := range stored {
 		if err := txn.Set(u64Key(prefixHash, uint64(base+int64(k))), h[:]); err != nil {
-			return Receipt{}, err
+			return Receipt{}, nil, err
 		}
 	}
 	tree.add(int64(index), stored)
 	loc := location{offset: state.offset, length: uint32(len(leaf))}
 	if err := txn.Set(u64Key(prefixEntry, index), loc.encode()); err != nil {
-		return Receipt{}, err
+		return Receipt{}, nil, err
 	}
 	if err := txn.Set(append([]byte{prefixDigest}, digest[:]...), binary.BigEndian.AppendUint64(nil, index)); err != nil {
-		return Receipt{}, err
+		return Receipt{}, nil, err
 	}
 	for _, t := range terms {
 		if err := txn.Set(termKey(t, index), nil); err != nil {
-			return Receipt{}, err
+			return Receipt{}, nil, err
 		}
 	}
 	entryHash := evidence.EntryHash(leaf)
@@ -439,7 +453,7 @@ func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, dige
 	if segmentOf(state.size) != segmentOf(index) {
 		state.offset = 0
 	}
-	return Receipt{Index: index, EntryHash: entryHash, LeafHash: leafHash}, nil
+	return Receipt{Index: index, EntryHash: entryHash, LeafHash: leafHash}, stored, nil
 }
 
 // existing returns the receipt of an entry already holding digest, or nil.

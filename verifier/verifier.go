@@ -108,6 +108,11 @@ func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
 		if err != nil {
 			return nil, err
 		}
+		if other, dup := seen[id]; dup {
+			// The log key signs only log-wide records; as a runner's key
+			// it could sign anything.
+			return nil, fmt.Errorf("trust.runners (%s): the log's own key cannot be a runner's key", other)
+		}
 		v.keys = append(v.keys, trustedKey{name: LogSigner, id: id, key: logKey, scope: Scope{Environments: []string{"*"}}, log: true})
 	}
 	return v, nil

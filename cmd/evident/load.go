@@ -36,6 +36,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	env := fs.String("env", "prod", "target environment of the records")
 	presign := fs.Int("presign", 200000, "sign up to this many records before the clock starts; beyond it, sign while posting")
 	proofs := fs.Int("proofs", 0, "after posting, request this many inclusion proofs of random entries")
+	proofClients := fs.Int("proof-concurrency", 4, "concurrent clients requesting proofs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("first failure: %w", firstErr)
 	}
 	if *proofs > 0 {
-		return loadProofs(ctx, httpc, base, *proofs, *concurrency, stdout)
+		return loadProofs(ctx, httpc, base, *proofs, *proofClients, stdout)
 	}
 	return nil
 }
@@ -144,8 +145,9 @@ func loadRecord(run string, i int, env string, size int) evidence.Transition {
 		Plan: &evidence.Plan{PlanSHA256: fmt.Sprintf("%x", sum), Engine: "opentofu",
 			Actions: evidence.ActionCounts{Update: 2, Replace: 1}, RequiresManualApproval: true},
 	}
-	// Each resource change adds about 110 bytes to the base64 payload.
-	for n := 0; 700+n*110 < size; n++ {
+	// The record above signs to about 1,500 bytes; each resource change adds
+	// about 130.
+	for n := 0; 1500+(n+1)*130 <= size; n++ {
 		t.Plan.ResourceChanges = append(t.Plan.ResourceChanges, evidence.ResourceChange{
 			Address: fmt.Sprintf("aws_db_parameter_group.orders_%d", n), Type: "aws_db_parameter_group", Actions: []string{"update"}})
 	}
@@ -236,8 +238,8 @@ func loadProofs(ctx context.Context, c *http.Client, base string, n, concurrency
 	wg.Wait()
 	slices.Sort(server)
 	slices.Sort(total)
-	_, err = fmt.Fprintf(stdout, "inclusion proofs: %d in a tree of %d; server time p50 %s p99 %s max %s; round trip p50 %s p99 %s; %d failed\n",
-		n, size, pct(server, 50), pct(server, 99), server[n-1], pct(total, 50), pct(total, 99), failures.Load())
+	_, err = fmt.Fprintf(stdout, "inclusion proofs: %d from %d clients in a tree of %d; server time p50 %s p99 %s max %s; round trip p50 %s p99 %s; %d failed\n",
+		n, concurrency, size, pct(server, 50), pct(server, 99), server[n-1], pct(total, 50), pct(total, 99), failures.Load())
 	return err
 }
 

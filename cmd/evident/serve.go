@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -44,6 +46,7 @@ type Config struct {
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
 	CacheMB            int           `yaml:"cacheMB"`            // default 96
+	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 384, GOMEMLIMIT wins
 	Trust              struct {
 		Runners []struct {
 			Name      string         `yaml:"name"`
@@ -121,6 +124,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	logger := newLogger(stderr, level)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit makes the collector return memory before the heap
+		// doubles (GOGC's default) while Badger compacts.
+		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 384)) << 20)
+	}
 	srv, err := startServer(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -184,6 +192,9 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	}
 	signer, err := ledger.NewNoteSigner(cfg.Log.Origin, edKey)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(filepath.Join(cfg.Data, "ledger"), cfg.Log.Origin, signer.VerifierKey()); err != nil {
 		return nil, err
 	}
 	v, err := verifier.New(trust, edKey.Public())
@@ -262,6 +273,38 @@ func (s *server) wait(ctx context.Context) error {
 	err := g.Wait()
 	s.logger.Info("stopped", "entries", s.log.Size())
 	return err
+}
+
+// checkIdentity refuses to serve an existing log under another origin or log
+// key than its genesis entry names: the checkpoints and entries it would add
+// could never verify. It runs before the ledger opens, since opening may
+// already sign a checkpoint.
+func checkIdentity(ledgerDir, origin, key string) error {
+	if _, err := os.Stat(filepath.Join(ledgerDir, "entries")); errors.Is(err, fs.ErrNotExist) {
+		return nil // a new log
+	}
+	store, err := ledger.OpenStore(ledgerDir, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	snap, err := store.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	if snap.Size() == 0 {
+		return nil
+	}
+	haveOrigin, haveKey, err := genesisIdentity(snap)
+	if err != nil {
+		return err
+	}
+	if haveOrigin != origin || haveKey != key {
+		return fmt.Errorf("the log in %s is %q with log key %s, but this server would sign as %q with log key %s: "+
+			"set the origin (--origin, log.origin) and the log key (log.keyFile) the log was created with", ledgerDir, haveOrigin, haveKey, origin, key)
+	}
+	return nil
 }
 
 // loadOrCreateKey reads a PKCS#8 key, or creates an ed25519 one (mode 0600)
