@@ -487,6 +487,47 @@ var invalidCases = []invalidCase{
 		fields: []string{"predicate.breakglass.reason"}},
 	{name: "bootstrap without trust", kind: evidence.KindBootstrap, mut: del("predicate.bootstrap.trust"),
 		fields: []string{"predicate.bootstrap.trust"}},
+	{name: "plan.engineVersion too long", kind: evidence.KindPlanCreated, mut: set("predicate.plan.engineVersion", strings.Repeat("1", 65)),
+		fields: []string{"predicate.plan.engineVersion"}},
+	{name: "plan.stack too long", kind: evidence.KindPlanCreated, mut: set("predicate.plan.stack", strings.Repeat("a", 513)),
+		fields: []string{"predicate.plan.stack"}},
+	{name: "synced object group too long", kind: evidence.KindSyncSucceeded, mut: set("predicate.sync.resources.1.group", strings.Repeat("a", 254)),
+		fields: []string{"predicate.sync.resources[1].group"}},
+	{name: "control character in a synced object's namespace", kind: evidence.KindSyncSucceeded,
+		mut:    set("predicate.sync.resources.0.namespace", "orders\n"),
+		fields: []string{"predicate.sync.resources[0].namespace"}},
+	{name: "synced object status too long", kind: evidence.KindSyncFailed, mut: set("predicate.sync.resources.0.status", strings.Repeat("a", 129)),
+		fields: []string{"predicate.sync.resources[0].status"}},
+	{name: "ignored difference group too long", kind: evidence.KindSyncStarted,
+		mut:    set("predicate.sync.ignoreDifferences.0.group", strings.Repeat("a", 254)),
+		fields: []string{"predicate.sync.ignoreDifferences[0].group"}},
+	{name: "empty and overlong ignored JSON pointers", kind: evidence.KindSyncStarted,
+		mut:    set("predicate.sync.ignoreDifferences.0.jsonPointers", []any{"/spec/replicas", "", "/" + strings.Repeat("a", 512)}),
+		fields: []string{"predicate.sync.ignoreDifferences[0].jsonPointers[1]", "predicate.sync.ignoreDifferences[0].jsonPointers[2]"}},
+	{name: "analysis template too long", kind: evidence.KindRolloutAborted, mut: set("predicate.rollout.analysis.1.template", strings.Repeat("a", 257)),
+		fields: []string{"predicate.rollout.analysis[1].template"}},
+	{name: "analysis query too long", kind: evidence.KindRolloutPromoted, mut: set("predicate.rollout.analysis.0.query", strings.Repeat("a", 4097)),
+		fields: []string{"predicate.rollout.analysis[0].query"}},
+	{name: "sbomDigest in upper case", kind: evidence.KindArtifactAdmitted,
+		mut:    set("predicate.artifactAdmission.sbomDigest", "sha256:DEF456595EDCA1EDD8F7E87BC7567CA0A97134F841DB18CAE01361256D7FCF50"),
+		fields: []string{"predicate.artifactAdmission.sbomDigest"}},
+	{name: "provenance too long", kind: evidence.KindArtifactAdmitted, mut: set("predicate.artifactAdmission.provenance", strings.Repeat("a", 1025)),
+		fields: []string{"predicate.artifactAdmission.provenance"}},
+	{name: "bootstrap version name too long", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.versions."+strings.Repeat("a", 129), "v1"),
+		fields: []string{"predicate.bootstrap.versions." + strings.Repeat("a", 129)}},
+	{name: "bootstrap versions too long, in key order", kind: evidence.KindBootstrap,
+		mut: all(set("predicate.bootstrap.versions.opentofu", strings.Repeat("1", 257)),
+			set("predicate.bootstrap.versions.evident", strings.Repeat("1", 257))),
+		fields: []string{"predicate.bootstrap.versions.evident", "predicate.bootstrap.versions.opentofu"}},
+	{name: "empty bootstrap version name", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.versions", map[string]any{"": "v1"}),
+		fields: []string{`predicate.bootstrap.versions.""`}, schema: schemaRejects},
+	{name: "bad subject digests, in key order", kind: evidence.KindGateDecided,
+		mut:    set("subject.0.digest", map[string]any{"sha256": "", "sha 1": "00", "gitCommit": "8fb2d7e", "md5": strings.Repeat("0", 257)}),
+		fields: []string{"subject[0].digest.md5", "subject[0].digest.sha 1", "subject[0].digest.sha256"}},
+	{name: "trust.updated without config", kind: evidence.KindTrustUpdated, mut: del("predicate.trust.config"),
+		fields: []string{"predicate.trust.config"}},
+	{name: "bootstrap trust is an array", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.trust", []any{map[string]any{"runners": []any{}}}),
+		fields: []string{"predicate.bootstrap.trust"}},
 	{name: "zero occurredAt", kind: evidence.KindGateDecided, mut: set("predicate.occurredAt", "0001-01-01T00:00:00Z"),
 		fields: []string{"predicate.occurredAt"}, schema: schemaCannotTell},
 	{name: "actor longer than 256 bytes in fewer characters", kind: evidence.KindGateDecided,
@@ -511,6 +552,16 @@ var invalidCases = []invalidCase{
 		malformed: true, mentions: []string{"unknown", "weight"}},
 	{name: "unknown field in syncPolicy", kind: evidence.KindSyncStarted, mut: set("predicate.sync.syncPolicy.retry", true),
 		malformed: true, mentions: []string{"unknown", "retry"}},
+	{name: "null block", kind: evidence.KindPlanCreated, mut: set("predicate.plan", nil),
+		malformed: true, mentions: []string{"predicate.plan: must not be null"}, fields: []string{"predicate.plan"}},
+	{name: "null in a list", kind: evidence.KindPlanCreated, mut: set("predicate.plan.highRiskResources.0", nil),
+		malformed: true, mentions: []string{"predicate.plan.highRiskResources[0]: must not be null"}, fields: []string{"predicate.plan.highRiskResources[0]"}},
+	{name: "null subject digest", kind: evidence.KindGateDecided, mut: set("subject.0.digest.sha256", nil),
+		malformed: true, mentions: []string{"subject[0].digest.sha256: must not be null"}, fields: []string{"subject[0].digest.sha256"}},
+	{name: "null policy decision", kind: evidence.KindPolicyEvaluated, mut: set("predicate.policy.decisions.0", nil),
+		malformed: true, mentions: []string{"predicate.policy.decisions[0]: must not be null"}, fields: []string{"predicate.policy.decisions[0]"}},
+	{name: "null statement", kind: evidence.KindGateDecided, raw: func([]byte) []byte { return []byte("null") },
+		malformed: true, mentions: []string{"null"}},
 	{name: "wrong JSON type", kind: evidence.KindChangeOpened, mut: set("predicate.source.pullRequest", "4812"),
 		malformed: true, mentions: []string{"predicate.source.pullRequest"}},
 	{name: "time that is not RFC 3339", kind: evidence.KindGateDecided, mut: set("predicate.occurredAt", "2026-07-03 09:32:48"),
@@ -696,6 +747,150 @@ func TestKnownGaps(t *testing.T) {
 	}
 }
 
+// TestProblemOrder checks that the problems of a record come in the same
+// order every time, map entries in key order, though Go ranges over maps in
+// random order.
+func TestProblemOrder(t *testing.T) {
+	for _, c := range invalidCases {
+		if !strings.HasSuffix(c.name, "in key order") {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			payload := c.payload(t)
+			_, err := evidence.Decode(payload)
+			for range 50 {
+				if _, again := evidence.Decode(payload); again.Error() != err.Error() {
+					t.Fatalf("problems in another order:\n%v\n%v", err, again)
+				}
+			}
+		})
+	}
+}
+
+// TestDescribeJSONError checks how malformed records are reported: fields
+// spelled as FieldError spells them, from the unescaped tokens of the
+// decoder's JSON Pointer, and parse errors rather than "wrong type".
+func TestDescribeJSONError(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		kind evidence.Kind
+		mut  func(testing.TB, doc)
+		raw  func([]byte) []byte
+		want string // the start of the message after "malformed statement: "
+	}{
+		{name: "time that is not RFC 3339", kind: evidence.KindGateDecided, mut: set("predicate.occurredAt", "2026-07-03 09:32:48"),
+			want: `predicate.occurredAt: parsing time "2026-07-03 09:32:48"`},
+		{name: "time with an offset of 24 hours", kind: evidence.KindApprovalGranted, mut: set("predicate.approval.expiresAt", "2026-07-03T13:19:40+24:00"),
+			want: `predicate.approval.expiresAt: parsing time "2026-07-03T13:19:40+24:00"`},
+		{name: "wrong type", kind: evidence.KindChangeOpened, mut: set("predicate.source.pullRequest", "4812"),
+			want: "predicate.source.pullRequest: wrong type (JSON string)"},
+		{name: "fraction", kind: evidence.KindChangeOpened,
+			raw:  func(b []byte) []byte { return bytes.Replace(b, []byte(`4812`), []byte(`4812.0`), 1) },
+			want: "predicate.source.pullRequest: must be an integer without a fraction or exponent (JSON number 4812.0)"},
+		{name: "out of range", kind: evidence.KindChangeOpened,
+			raw:  func(b []byte) []byte { return bytes.Replace(b, []byte(`4812`), []byte(`99999999999999999999`), 1) },
+			want: "predicate.source.pullRequest: out of range (JSON number 99999999999999999999)"},
+		{name: "subject digest of the wrong type", kind: evidence.KindGateDecided, mut: set("subject.0.digest", "9e4ae564"),
+			want: "subject[0].digest: wrong type (JSON string)"},
+		{name: "numeric digest algorithm", kind: evidence.KindGateDecided, mut: set("subject.0.digest.256", 256),
+			want: "subject[0].digest.256: wrong type (JSON number)"},
+		{name: "numeric component name", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.versions.1", 1),
+			want: "predicate.bootstrap.versions.1: wrong type (JSON number)"},
+		{name: "indexes in a list in a list", kind: evidence.KindPlanCreated, mut: set("predicate.plan.resourceChanges.1.actions.0", 5),
+			want: "predicate.plan.resourceChanges[1].actions[0]: wrong type (JSON number)"},
+		{name: "unknown field with / and ~ in its name", kind: evidence.KindGateDecided, mut: set("predicate.gate.a/b~c", 1),
+			want: "predicate.gate.a/b~c: unknown field"},
+		{name: "unknown field with a control character in its name", kind: evidence.KindGateDecided, mut: set("predicate.x\x1b[2Ky", 1),
+			want: `predicate."x\x1b[2Ky": unknown field`},
+		{name: "unknown field in a list element", kind: evidence.KindPlanCreated, mut: set("predicate.artifacts.1.size", 1024),
+			want: "predicate.artifacts[1].size: unknown field"},
+		{name: "null", kind: evidence.KindChangeOpened, mut: set("predicate.change.requiresApprovalFrom.1", nil),
+			want: "predicate.change.requiresApprovalFrom[1]: must not be null"},
+		{name: "duplicate field", kind: evidence.KindGateDecided,
+			raw: func(b []byte) []byte {
+				return bytes.Replace(b, []byte(`"decision": "allow"`), []byte(`"decision": "deny", "decision": "allow"`), 1)
+			},
+			want: "invalid JSON in predicate.gate.decision after byte "},
+		{name: "invalid UTF-8", kind: evidence.KindGateDecided,
+			raw: func(b []byte) []byte {
+				return bytes.Replace(b, []byte(`"actor": "repo`), []byte("\"actor\": \"\xffrepo"), 1)
+			},
+			want: "invalid JSON in predicate.actor after byte "},
+		{name: "truncated", kind: evidence.KindPlanCreated, raw: func(b []byte) []byte { return b[:bytes.Index(b, []byte(`"aws",`))] },
+			want: "truncated JSON in predicate.target.cloud after byte "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := evidence.Decode(invalidCase{kind: c.kind, mut: c.mut, raw: c.raw}.payload(t))
+			if !errors.Is(err, evidence.ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			if got := strings.TrimPrefix(err.Error(), "malformed statement: "); !strings.HasPrefix(got, c.want) {
+				t.Errorf("error %q\ndoes not start %q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestDecodeAccepts checks records that differ from an example in what the
+// format allows, and that Decode and the schema both accept them.
+func TestDecodeAccepts(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		kind  evidence.Kind
+		mut   func(testing.TB, doc)
+		check func(*testing.T, *evidence.Statement)
+	}{
+		{name: "policy decisions null, as older Go clients wrote them", kind: evidence.KindPolicyEvaluated,
+			mut: set("predicate.policy.decisions", nil),
+			check: func(t *testing.T, st *evidence.Statement) {
+				if b, _ := json.Marshal(st.Predicate.Policy); bytes.Contains(b, []byte("decisions")) {
+					t.Errorf("a policy block without decisions encodes as %s", b)
+				}
+			}},
+		{name: "policy without decisions", kind: evidence.KindPolicyEvaluated, mut: del("predicate.policy.decisions")},
+		{name: "null inside the bootstrap trust configuration", kind: evidence.KindBootstrap,
+			mut: set("predicate.bootstrap.trust.runners.0.scope.environments", nil)},
+		{name: "null inside a new trust configuration", kind: evidence.KindTrustUpdated,
+			mut: set("predicate.trust.config.runners.2.scope.clusters", nil)},
+		{name: "no versions", kind: evidence.KindBootstrap, mut: del("predicate.bootstrap.versions")},
+		{name: "non-ASCII version", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.versions.évident", "v0.1.0 (été)")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := exampleDoc(t, c.kind)
+			c.mut(t, d)
+			payload, err := json.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := evidence.Decode(payload)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if err := schemaValidate(t, payload); err != nil {
+				t.Errorf("schema: %v", err)
+			}
+			if c.check != nil {
+				c.check(t, st)
+			}
+		})
+	}
+}
+
+// TestValidateAllocatesNothing checks that validating a valid record builds
+// no field names: Decode runs on every posted record.
+func TestValidateAllocatesNothing(t *testing.T) {
+	for _, k := range evidence.Kinds() {
+		st := decodeExample(t, k)
+		if n := testing.AllocsPerRun(20, func() {
+			if err := st.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("validating the %s example allocates %v times", k, n)
+		}
+	}
+}
+
 // FuzzDecode checks that Decode never panics, and that whatever it accepts
 // re-encodes to a statement it accepts again, which re-encodes to the same bytes.
 func FuzzDecode(f *testing.F) {
@@ -795,6 +990,91 @@ func TestMaxDepthFitsRecords(t *testing.T) {
 		if d := jsonDepth(v); d > evidence.MaxDepth {
 			t.Errorf("example %s is %d deep, more than MaxDepth", k, d)
 		}
+	}
+}
+
+// TestMaxDepthAdmitsTrustConfigurations checks that MaxDepth admits a
+// realistic trust configuration, with several runners and scopes, in both
+// records that carry one, and that the limit falls where MaxDepth says.
+func TestMaxDepthAdmitsTrustConfigurations(t *testing.T) {
+	// The shape of verifier.TrustConfig, encoded as its Canonical method
+	// encodes it: a runner without environments has "environments": null.
+	type scope struct {
+		Environments []string `json:"environments"`
+		Stacks       []string `json:"stacks,omitempty"`
+		Clusters     []string `json:"clusters,omitempty"`
+	}
+	type runner struct {
+		Name      string `json:"name"`
+		PublicKey string `json:"publicKey"`
+		Scope     scope  `json:"scope"`
+	}
+	key := exampleDoc(t, evidence.KindBootstrap)["predicate"].(doc)["bootstrap"].(doc)["trust"].(doc)["runners"].([]any)[0].(doc)["publicKey"].(string)
+	const stack = "prod/aws/account-payments-prod/ap-southeast-1/"
+	config := struct {
+		Runners []runner `json:"runners"`
+	}{Runners: []runner{
+		{"infra-live-ci", key, scope{Environments: []string{"*"}}},
+		{"infra-live-apply-prod", key, scope{Environments: []string{"prod"}, Stacks: []string{stack + "rds-orders", stack + "network", stack + "eks"}}},
+		{"infra-live-apply-staging", key, scope{Environments: []string{"staging"}, Stacks: []string{"staging/aws/*"}}},
+		{"argocd-prod-eu-1", key, scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}}},
+		{"argocd-prod-us-1", key, scope{Environments: []string{"prod"}, Clusters: []string{"prod-us-1", "prod-us-2"}}},
+		{"argocd-staging", key, scope{Environments: []string{"staging", "dev"}, Clusters: []string{"staging-eu-1"}}},
+		{"supply-chain-gate", key, scope{Environments: []string{"prod", "staging"}, Clusters: []string{"prod-eu-1", "prod-us-1"}}},
+		{"approval-service", key, scope{}},
+	}}
+	canonical, err := json.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(canonical)
+	digest := hex.EncodeToString(sum[:])
+	realistic := json.RawMessage(canonical)
+
+	for _, c := range []struct {
+		kind         evidence.Kind
+		config       string // the path of the trust configuration
+		digestFields []string
+	}{
+		{evidence.KindBootstrap, "predicate.bootstrap.trust", []string{"predicate.bootstrap.trustDigest", "subject.0.digest.sha256"}},
+		{evidence.KindTrustUpdated, "predicate.trust.config", []string{"predicate.trust.digest", "subject.0.digest.sha256"}},
+	} {
+		t.Run(string(c.kind), func(t *testing.T) {
+			decode := func(config any, digest string) ([]byte, error) {
+				d := exampleDoc(t, c.kind)
+				set(c.config, config)(t, d)
+				for _, f := range c.digestFields {
+					set(f, digest)(t, d)
+				}
+				payload, err := json.Marshal(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = evidence.Decode(payload)
+				return payload, err
+			}
+
+			payload, err := decode(realistic, digest)
+			if err != nil {
+				t.Fatalf("Decode refuses a realistic trust configuration: %v", err)
+			}
+			if err := schemaValidate(t, payload); err != nil {
+				t.Errorf("schema: %v", err)
+			}
+			var v any
+			if err := json.Unmarshal(payload, &v); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d runners: the statement is %d levels deep, MaxDepth is %d", len(config.Runners), jsonDepth(v), evidence.MaxDepth)
+
+			// The trust configuration starts at level 4.
+			if _, err := decode(doc{"runners": nested(evidence.MaxDepth - 4)}, digest); err != nil {
+				t.Errorf("Decode refuses a statement exactly MaxDepth deep: %v", err)
+			}
+			if _, err := decode(doc{"runners": nested(evidence.MaxDepth - 3)}, digest); !errors.Is(err, evidence.ErrMalformed) {
+				t.Errorf("Decode accepts a statement deeper than MaxDepth: %v", err)
+			}
+		})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -220,8 +221,32 @@ type ErrorBody struct {
 	Fields []evidence.FieldError `json:"fields,omitempty"`
 }
 
+// Bounds of a refusal: messages quote the input, which may be as large as
+// the body limit, and must not echo it back whole.
+const (
+	maxErrorMessage = 2048
+	maxErrorFields  = 64
+	maxFieldText    = 256
+)
+
 func writeError(w http.ResponseWriter, status int, code, msg string, fields []evidence.FieldError) {
-	writeJSON(w, status, ErrorBody{Error: msg, Code: code, Fields: fields})
+	if len(fields) > maxErrorFields {
+		fields = fields[:maxErrorFields]
+	}
+	clipped := make([]evidence.FieldError, len(fields))
+	for i, f := range fields {
+		clipped[i] = evidence.FieldError{Field: clip(f.Field, maxFieldText), Reason: clip(f.Reason, maxFieldText)}
+	}
+	writeJSON(w, status, ErrorBody{Error: clip(msg, maxErrorMessage), Code: code, Fields: clipped})
+}
+
+// clip shortens s to at most n bytes, on a UTF-8 boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = strings.ToValidUTF8(s[:n], "")
+	return s + "…"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -957,7 +957,7 @@ func TestCheckpointInterval(t *testing.T) {
 	if l.CheckpointSize() != 5 {
 		t.Fatalf("checkpoint after Close covers %d, want 5", l.CheckpointSize())
 	}
-	step(5, 5)
+	step(5, 6) // the first batch after Open is checkpointed
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -1037,6 +1037,18 @@ func (g *gateClock) arm() {
 	g.armed, g.entered, g.release = true, make(chan struct{}), make(chan struct{})
 }
 
+func (g *gateClock) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.release != nil {
+		select {
+		case <-g.release:
+		default:
+			close(g.release)
+		}
+	}
+}
+
 func (g *gateClock) Now() time.Time {
 	g.mu.Lock()
 	armed, entered, release := g.armed, g.entered, g.release
@@ -1057,6 +1069,7 @@ func TestOverload(t *testing.T) {
 		l := openLog(t, t.TempDir(), func(c *ledger.Config) { c.QueueSize = queue; c.Clock = clock.Now })
 		recs := makeRecords(t, 0, 1+queue+extra)
 		clock.arm()
+		t.Cleanup(clock.open)
 		results := make(chan error, len(recs))
 		go func() { _, err := l.Append(ctx, recs[0]); results <- err }()
 		<-clock.entered // the sequencer holds recs[0] and is stalled
@@ -1075,7 +1088,7 @@ func TestOverload(t *testing.T) {
 				t.Fatal("Append with a full queue did not fail fast")
 			}
 		}
-		close(clock.release)
+		clock.open()
 		for range 1 + queue {
 			if err := <-results; err != nil {
 				t.Fatalf("queued Append: %v", err)
@@ -1242,6 +1255,7 @@ func TestAppendRefusesBadRecords(t *testing.T) {
 		{"long term value", func(r *ledger.Record) { r.Terms = []ledger.Term{{Name: "x", Value: string(make([]byte, 1<<16))}} }},
 		{"empty envelope", func(r *ledger.Record) { r.Envelope = nil }},
 		{"envelope not compact", func(r *ledger.Record) { r.Envelope = []byte("{\n}") }},
+		{"envelope too big", func(r *ledger.Record) { r.Envelope = bytes.Repeat([]byte(" "), 64<<20) }},
 	} {
 		rec := good
 		rec.Digest = sha256.Sum256([]byte(c.name))
@@ -1255,6 +1269,42 @@ func TestAppendRefusesBadRecords(t *testing.T) {
 	}
 	if _, err := l.Append(ctx, good); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBadRecordFailsAlone: a malformed record queued with good ones fails
+// alone, and the log goes on.
+func TestBadRecordFailsAlone(t *testing.T) {
+	ctx := t.Context()
+	clock := &gateClock{}
+	l := openLog(t, t.TempDir(), func(c *ledger.Config) { c.Clock = clock.Now })
+	recs := makeRecords(t, 0, 3)
+	bad := makeRecord(t, spec{n: 99})
+	bad.Envelope = append([]byte("{\n"), bad.Envelope[1:]...)
+
+	clock.arm()
+	t.Cleanup(clock.open)
+	result := func(r ledger.Record) <-chan error {
+		c := make(chan error, 1)
+		go func() { _, err := l.Append(ctx, r); c <- err }()
+		return c
+	}
+	first := result(recs[0])
+	<-clock.entered // the sequencer holds recs[0]; the next two queue up together
+	badDone, second := result(bad), result(recs[1])
+	time.Sleep(30 * time.Millisecond)
+	clock.open()
+	for i, c := range []<-chan error{first, second} {
+		if err := <-c; err != nil {
+			t.Fatalf("good record %d queued with a bad one: %v", i, err)
+		}
+	}
+	if err := <-badDone; err == nil {
+		t.Fatal("the bad record was appended")
+	}
+	rc, err := l.Append(ctx, recs[2])
+	if err != nil || rc.Index != 2 {
+		t.Fatalf("append after the bad record: %+v, %v", rc, err)
 	}
 }
 
@@ -1280,5 +1330,57 @@ func TestOpenConfig(t *testing.T) {
 	}
 	if l.Origin() != testOrigin || l.VerifierKey() != signer.VerifierKey() {
 		t.Errorf("Origin %q, VerifierKey %q", l.Origin(), l.VerifierKey())
+	}
+}
+
+// TestSegmentBoundary fills the first segment file and runs into the next:
+// reads, proofs, recovery and a torn tail across the boundary.
+func TestSegmentBoundary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("appends 65,736 entries")
+	}
+	const n = 1<<16 + 200
+	dir := t.TempDir()
+	l := openLog(t, dir, nil)
+	recs := makeRecords(t, 0, n)
+	rcs := appendConcurrently(t, l, recs, 64)
+	before := leaves(t, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := segmentFiles(t, dir)
+	if len(files) != 2 {
+		t.Fatalf("segment files %v, want 2", files)
+	}
+	if got := len(frameOffsets(t, files[0])); got != 1<<16 {
+		t.Fatalf("first segment holds %d frames, want %d", got, 1<<16)
+	}
+	// A crash tore the tail of the second segment and lost Badger's state.
+	f, err := os.OpenFile(files[1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{0, 0, 0x10, 0, 'x'}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+
+	l = openLog(t, dir, nil)
+	waitFor(t, "a checkpoint of the replayed log", func() bool { return l.CheckpointSize() == n })
+	checkLog(t, l, before, byEntryHash(recs, rcs))
+	cp := parseCheckpoint(t, must(l.Checkpoint()))
+	lh := leafHashes(before)
+	for _, i := range []uint64{0, 1<<16 - 2, 1<<16 - 1, 1 << 16, 1<<16 + 1, n - 1} {
+		pr := must(l.InclusionProof(t.Context(), i, n))
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, n, lh[i][:], toSlices(pr), cp.Hash); err != nil {
+			t.Fatalf("inclusion of %d: %v", i, err)
+		}
+	}
+	rc, err := l.Append(t.Context(), makeRecord(t, spec{n: n}))
+	if err != nil || rc.Index != n {
+		t.Fatalf("append after recovery: %+v, %v", rc, err)
 	}
 }

@@ -37,8 +37,10 @@ func segmentOf(index uint64) uint64 { return index / segmentEntries }
 type segments struct {
 	dir string
 
-	// mu guards readers: open read handles by segment number.
-	mu      sync.Mutex
+	// mu guards readers: open read handles by segment number. A read holds
+	// mu (shared) while it uses a handle, so that evicting handles, which
+	// holds it exclusively, never closes one in use.
+	mu      sync.RWMutex
 	readers map[uint64]*os.File
 
 	// Owned by the committer: the segment being appended to.
@@ -50,7 +52,21 @@ func openSegments(dir string) (*segments, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("entry segments: %w", err)
 	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("entry segments: %w", err)
+	}
 	return &segments{dir: dir, readers: map[uint64]*os.File{}}, nil
+}
+
+// syncDir makes the entries of a directory durable: fdatasync of a new file
+// does not make its name durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
 }
 
 func (s *segments) path(seg uint64) string {
@@ -84,6 +100,10 @@ func (s *segments) append(runs []segmentWrite) error {
 			if err != nil {
 				return fmt.Errorf("open entry segment %d: %w", r.seg, err)
 			}
+			if err := syncDir(s.dir); err != nil { // the segment may be new
+				f.Close()
+				return fmt.Errorf("sync entry segments directory: %w", err)
+			}
 			s.tail, s.tailSeg = f, r.seg
 		}
 		if _, err := s.tail.WriteAt(r.data, int64(r.offset)); err != nil {
@@ -94,6 +114,26 @@ func (s *segments) append(runs []segmentWrite) error {
 		}
 	}
 	return nil
+}
+
+// discard removes what a failed batch's runs may have written, so that no
+// stale frames are left after the (possibly shorter) batch written at the
+// same offsets next: the first run's segment is cut back to where the run
+// started; later runs each began a new segment, which is removed.
+func (s *segments) discard(runs []segmentWrite) error {
+	errs := []error{s.closeTail()}
+	for i, r := range runs {
+		var err error
+		if i == 0 {
+			err = os.Truncate(s.path(r.seg), int64(r.offset))
+		} else {
+			err = os.Remove(s.path(r.seg))
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (s *segments) closeTail() error {
@@ -107,12 +147,8 @@ func (s *segments) closeTail() error {
 
 // read returns the leaf framed at offset in the segment of index.
 func (s *segments) read(index, offset uint64, length uint32) ([]byte, error) {
-	f, err := s.reader(segmentOf(index))
-	if err != nil {
-		return nil, err
-	}
 	buf := make([]byte, int(length)+frameOverhead)
-	if _, err := f.ReadAt(buf, int64(offset)); err != nil {
+	if err := s.readAt(segmentOf(index), buf, int64(offset)); err != nil {
 		return nil, fmt.Errorf("read entry %d: %w", index, err)
 	}
 	leaf, err := unframe(buf)
@@ -127,6 +163,10 @@ func unframe(buf []byte) ([]byte, error) {
 		return nil, errors.New("truncated frame")
 	}
 	n := binary.BigEndian.Uint32(buf)
+	if n == 0 {
+		// No leaf is empty; zeros are what a crash can leave at the tail.
+		return nil, errors.New("empty frame")
+	}
 	if uint64(n)+frameOverhead != uint64(len(buf)) {
 		return nil, fmt.Errorf("frame length %d does not match its location", n)
 	}
@@ -137,24 +177,34 @@ func unframe(buf []byte) ([]byte, error) {
 	return leaf, nil
 }
 
-func (s *segments) reader(seg uint64) (*os.File, error) {
+// readAt reads from a segment through a cached read handle.
+func (s *segments) readAt(seg uint64, buf []byte, off int64) error {
+	s.mu.RLock()
+	if f, ok := s.readers[seg]; ok {
+		_, err := f.ReadAt(buf, off)
+		s.mu.RUnlock()
+		return err
+	}
+	s.mu.RUnlock()
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f, ok := s.readers[seg]; ok {
-		return f, nil
-	}
-	f, err := os.Open(s.path(seg))
-	if err != nil {
-		return nil, fmt.Errorf("open entry segment %d: %w", seg, err)
-	}
-	if len(s.readers) >= 64 { // bound open files; reopening is cheap
-		for k, r := range s.readers {
-			r.Close()
-			delete(s.readers, k)
+	f, ok := s.readers[seg]
+	if !ok {
+		var err error
+		if f, err = os.Open(s.path(seg)); err != nil {
+			return fmt.Errorf("open entry segment %d: %w", seg, err)
 		}
+		if len(s.readers) >= 64 { // bound open files; reopening is cheap
+			for k, r := range s.readers {
+				r.Close()
+				delete(s.readers, k)
+			}
+		}
+		s.readers[seg] = f
 	}
-	s.readers[seg] = f
-	return f, nil
+	_, err := f.ReadAt(buf, off)
+	return err
 }
 
 func (s *segments) close() error {
@@ -260,3 +310,7 @@ func (s *segments) cutTornTail(index, offset uint64) error {
 
 // maxLeaf bounds one leaf: a maximal record plus the log's metadata.
 const maxLeaf = 64 << 20
+
+// maxEnvelope bounds the envelope of a record, leaving room in its leaf for
+// the log's metadata.
+const maxEnvelope = maxLeaf - 1<<20

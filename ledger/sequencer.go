@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -55,6 +56,11 @@ func (l *Log) Append(ctx context.Context, rec Record) (Receipt, error) {
 			return Receipt{}, fmt.Errorf("index term %q: name or value too long", t.Name)
 		}
 	}
+	// Refused here, the record fails alone; in the sequencer it would fail
+	// its whole batch.
+	if len(rec.Envelope) == 0 || bytes.IndexByte(rec.Envelope, '\n') >= 0 || len(rec.Envelope) > maxEnvelope {
+		return Receipt{}, fmt.Errorf("envelope must be compact JSON of at most %d bytes", maxEnvelope)
+	}
 	p := &pending{rec: rec, done: make(chan result, 1)}
 	select {
 	case <-l.stop:
@@ -77,6 +83,9 @@ func (l *Log) Append(ctx context.Context, rec Record) (Receipt, error) {
 		case r := <-p.done:
 			return r.receipt, r.err
 		default:
+			if l.fatal == nil {
+				return Receipt{}, ErrClosed
+			}
 			return Receipt{}, fmt.Errorf("%w: %v", ErrClosed, l.fatal)
 		}
 	}
@@ -161,7 +170,12 @@ func (l *Log) sequence() {
 		if err != nil {
 			l.cfg.Logger.Error("preparing a batch failed", "records", len(batch), "err", err)
 			answer(batch, nil, err)
-			// The frontier and the dedupe map may hold part of the batch.
+			// The frontier and the dedupe map may hold part of the batch:
+			// rebuild them from storage, once the batches prepared before
+			// this one are durable (or have failed). Rebuilding from a head
+			// they have not reached yet would build every later batch on a
+			// stale base, which the committer refuses forever.
+			l.waitDurable(state.size)
 			state = l.durable()
 			if tree, err = l.frontierAt(state.size); err != nil {
 				l.stopWith(err)
@@ -198,6 +212,11 @@ func (l *Log) commit() {
 			p.txn.Discard()
 		}
 		if err != nil {
+			// Leave no part of the batch in the segments: the next batch is
+			// written at the same offsets and may be shorter.
+			if derr := l.segs.discard(p.runs); derr != nil {
+				l.cfg.Logger.Error("removing a failed batch from the segments failed", "err", derr)
+			}
 			l.cfg.Logger.Error("batch commit failed", "records", len(p.batch), "err", err)
 			answer(p.batch, nil, fmt.Errorf("%w: %v", ErrStorage, err))
 			select {
@@ -353,7 +372,9 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 	if state == p.base {
 		// Only duplicates (or nothing): answer without a commit. Their
 		// entries may still be in flight, so wait for those first.
-		l.waitDurable(state.size)
+		if !l.waitDurable(state.size) {
+			return nil, fmt.Errorf("%w: an earlier batch failed to commit", ErrStorage)
+		}
 		answer(batch, p.receipts, nil)
 		return p, nil
 	}
@@ -365,16 +386,22 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 	return p, nil
 }
 
-// waitDurable waits until the log holds size entries durably, or the
-// committer has stopped.
-func (l *Log) waitDurable(size uint64) {
+// waitDurable waits until the log holds size entries durably. It reports
+// false if a commit failed first (the entries in flight may then never become
+// durable; the failure stays signalled for the sequencer) or the committer
+// has stopped.
+func (l *Log) waitDurable(size uint64) bool {
 	for l.durable().size < size {
+		if len(l.commitFailed) > 0 {
+			return false
+		}
 		select {
 		case <-l.stopped:
-			return
+			return false
 		case <-time.After(200 * time.Microsecond):
 		}
 	}
+	return true
 }
 
 // appendEntry encodes one new entry at state.size, frames it into the
@@ -395,6 +422,10 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 	leaf, err := e.Leaf()
 	if err != nil {
 		return Receipt{}, fmt.Errorf("encode entry %d: %w", state.size, err)
+	}
+	if len(leaf) > maxLeaf {
+		// The segment scan would take it for a torn frame.
+		return Receipt{}, fmt.Errorf("entry %d: leaf of %d bytes exceeds %d", state.size, len(leaf), maxLeaf)
 	}
 	seg := segmentOf(state.size)
 	if n := len(p.runs); n == 0 || p.runs[n-1].seg != seg {

@@ -105,6 +105,9 @@ func (s *Snapshot) Checkpoints(ctx context.Context) ([][]byte, error) {
 // segment files. The leaf is only valid during the call. It fails naming the
 // first entry that is missing or damaged, or whose stored location is wrong.
 func (s *Snapshot) Leaves(ctx context.Context, fn func(index uint64, leaf []byte) error) error {
+	if s.size == 0 {
+		return nil // and scan's limit 0 would mean no limit
+	}
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = []byte{prefixEntry}
 	opts.PrefetchSize = 1024

@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -152,17 +151,6 @@ func sign(t testing.TB, k testKey, payload []byte) []byte {
 		t.Fatalf("SignEnvelope: %v", err)
 	}
 	return env
-}
-
-// rawSig signs the PAE of the payload without building an envelope.
-func rawSig(t testing.TB, k testKey, payload []byte) []byte {
-	t.Helper()
-	env := decodeEnv(t, sign(t, k, payload))
-	sig, err := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sig
 }
 
 func decodeEnv(t testing.TB, raw []byte) dsse.Envelope {

@@ -184,30 +184,56 @@ func openNote(signed []byte, origin string, v note.Verifier) (checkpoint, error)
 
 // checkChain reads the leaves in order: chain, tree and checkpoints, and hands
 // each leaf to the signature workers.
+//
+// A broken link between entries i-1 and i means one of the two was altered:
+// entry i-1 (its hash changed) or entry i (its previous-hash changed). Which
+// one is decided by the next link: if entry i+1 vouches for entry i, entry
+// i-1 is the bad one. Until then the judgement waits, and any other finding
+// about entry i is dropped in its favour.
 func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []checkpoint, rep *CheckReport, sigs *signatureCheck, jobs chan<- sigJob) error {
 	var prev [32]byte
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	tree := rf.NewEmptyRange(0)
 	next := 0
 	for next < len(cps) && cps[next].size == 0 {
+		if !bytes.Equal(cps[next].root[:], rfc6962.DefaultHasher.EmptyRoot()) {
+			return errors.New("a signed checkpoint of the empty log has a root that is not the empty tree's")
+		}
 		next++
 	}
 	var trust *Verifier
+	var broken *BadEntryError // a broken link at broken.Index, judged at the next entry
+	fail := func(err error) error {
+		if broken != nil {
+			return broken
+		}
+		return err
+	}
 	err := src.Leaves(ctx, func(index uint64, leaf []byte) error {
 		if index != rep.Size {
-			return &BadEntryError{Index: rep.Size, Err: errors.New("missing")}
+			return fail(&BadEntryError{Index: rep.Size, Err: errors.New("missing")})
 		}
 		p, err := evidence.ParseLeafPrefix(leaf)
 		if err != nil {
-			return &BadEntryError{Index: index, Err: err}
+			return fail(&BadEntryError{Index: index, Err: err})
 		}
 		switch {
 		case p.Origin != opts.Origin:
-			return &BadEntryError{Index: index, Err: fmt.Errorf("belongs to log %q, not %q", p.Origin, opts.Origin)}
+			return fail(&BadEntryError{Index: index, Err: fmt.Errorf("belongs to log %q, not %q", p.Origin, opts.Origin)})
 		case p.Index != index:
-			return &BadEntryError{Index: index, Err: fmt.Errorf("leaf says index %d", p.Index)}
+			return fail(&BadEntryError{Index: index, Err: fmt.Errorf("leaf says index %d", p.Index)})
+		case broken != nil && p.PrevHash == prev:
+			// This entry vouches for the one after the broken link, so the
+			// one before the link was altered.
+			altered := &BadEntryError{Index: broken.Index - 1, Err: fmt.Errorf("altered: its hash no longer matches the previous-hash entry %d records", broken.Index)}
+			broken = nil
+			return altered
+		case broken != nil:
+			return broken
+		case p.PrevHash != prev && index == 0:
+			return &BadEntryError{Index: index, Err: errors.New("the first entry's previous-hash must be zero")}
 		case p.PrevHash != prev:
-			return &BadEntryError{Index: index, Err: errors.New("previous-hash does not match the entry before it: the chain is broken")}
+			broken = &BadEntryError{Index: index, Err: errors.New("previous-hash does not match the entry before it: the chain is broken")}
 		}
 		prev = sha256.Sum256(leaf)
 		leafHash := rfc6962.DefaultHasher.HashLeaf(leaf)
@@ -215,15 +241,15 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 			rep.LeafHashes = append(rep.LeafHashes, [32]byte(leafHash))
 		}
 		if err := tree.Append(leafHash, nil); err != nil {
-			return err
+			return fail(err)
 		}
 		rep.Size++
 		for next < len(cps) && cps[next].size == rep.Size {
 			root, err := tree.GetRootHash(nil)
 			if err != nil {
-				return err
+				return fail(err)
 			}
-			if !bytes.Equal(root, cps[next].root[:]) {
+			if broken == nil && !bytes.Equal(root, cps[next].root[:]) {
 				return &BadEntryError{Index: index, Err: fmt.Errorf("the tree of the first %d entries does not match its signed checkpoint", rep.Size)}
 			}
 			next++
@@ -236,7 +262,7 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 			// they are checked here, in order, not by the workers.
 			established, err := logRecord(leaf, index, opts, sigs.logPub)
 			if err != nil {
-				return &BadEntryError{Index: index, Err: err}
+				return fail(&BadEntryError{Index: index, Err: err})
 			}
 			if established != nil {
 				trust = established
@@ -253,6 +279,11 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 			return ctx.Err()
 		}
 	})
+	if broken != nil {
+		// The last link is broken (or reading stopped): nothing after it
+		// can tell which side was altered.
+		return broken
+	}
 	if err != nil {
 		return err
 	}

@@ -34,17 +34,15 @@ const (
 // ingest.EnsureTrust, records appended through the verifier and the ledger,
 // as the server does.
 type logFixture struct {
-	t       testing.TB
-	dir     string
-	logKey  testKey
-	signer  *ledger.NoteSigner
-	vkey    string
-	keys    map[string]testKey // runner name -> key
-	trust   verifier.TrustConfig
-	clock   atomic.Int64
-	log     *ledger.Log
-	leaves  int // entries appended so far
-	signers []string
+	t      testing.TB
+	dir    string
+	logKey testKey
+	signer *ledger.NoteSigner
+	vkey   string
+	keys   map[string]testKey // runner name -> key
+	trust  verifier.TrustConfig
+	clock  atomic.Int64
+	log    *ledger.Log
 }
 
 // newLogFixture makes the keys (deterministic, so fuzz workers agree) and an
@@ -149,14 +147,23 @@ func (f *logFixture) postAs(v *verifier.Verifier, name string, kind evidence.Kin
 	return f.post(v, sign(f.t, f.keys[name], payloadOf(f.t, transition(kind, changeID, tg))))
 }
 
-// buildStandardLog writes nine entries with checkpoints at sizes 1, 5 and 9:
+// buildStandardLog writes nine entries in two runs of the log, with
+// checkpoints at sizes 1, 5, 6 and 9 (each run checkpoints its first batch and
+// its close):
 //
-//	0 bootstrap (log) | 1 ci | 2 apply | 3 argocd | 4 ci || 5 apply | 6 ci | 7 argocd | 8 ci
+//	0 bootstrap (log) | 1 ci | 2 apply | 3 argocd | 4 ci || 5 ci | 6 apply | 7 argocd | 8 ci
 //
 // and leaves the log open.
 func buildStandardLog(t testing.TB) *logFixture {
 	t.Helper()
+	return buildLogAt(t, testTime)
+}
+
+// buildLogAt builds the standard log with its clock starting at start.
+func buildLogAt(t testing.TB, start time.Time) *logFixture {
+	t.Helper()
 	f := newLogFixture(t)
+	f.clock.Store(start.UnixNano())
 	f.open()
 	f.ensureTrust(f.trust)
 	v := f.verifierFor(f.trust)
@@ -174,6 +181,9 @@ func buildStandardLog(t testing.TB) *logFixture {
 	f.open()
 	if f.log.Size() != 9 || f.log.CheckpointSize() != 9 {
 		t.Fatalf("fixture: size %d, checkpoint %d; want 9, 9", f.log.Size(), f.log.CheckpointSize())
+	}
+	if cps, err := f.snapshot().Checkpoints(context.Background()); err != nil || len(cps) != 4 {
+		t.Fatalf("fixture: %d checkpoints, %v; want 4", len(cps), err)
 	}
 	return f
 }

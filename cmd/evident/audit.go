@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -146,8 +148,38 @@ func downloadExport(ctx context.Context, server string, w io.Writer) error {
 	if req.StatusCode != 200 {
 		return fmt.Errorf("export: server answered %s", req.Status)
 	}
-	_, err = io.Copy(w, req.Body)
-	return err
+	// The status is sent before the log is read: a server that fails midway
+	// can only end the stream early. Count the lines the header announces.
+	lc := &lineCounter{}
+	if _, err := io.Copy(io.MultiWriter(w, lc), req.Body); err != nil {
+		return err
+	}
+	var h verifier.ExportHeader
+	if err := json.Unmarshal(lc.first, &h); err != nil {
+		return fmt.Errorf("export: incomplete: the server sent no export header (see the server's log): %w", err)
+	}
+	if want := 1 + uint64(h.Checkpoints) + h.Size; lc.lines != want {
+		return fmt.Errorf("export: incomplete: the server sent %d of the %d lines its header announces (see the server's log)", lc.lines, want)
+	}
+	return nil
+}
+
+// lineCounter counts complete lines and keeps the first.
+type lineCounter struct {
+	first []byte
+	lines uint64
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	if c.lines == 0 {
+		end := bytes.IndexByte(p, '\n')
+		if end < 0 {
+			end = len(p)
+		}
+		c.first = append(c.first, p[:end]...)
+	}
+	c.lines += uint64(bytes.Count(p, []byte{'\n'}))
+	return len(p), nil
 }
 
 func exportData(ctx context.Context, dataDir string, w io.Writer) error {

@@ -237,7 +237,7 @@ func (s *testServer) stop() {
 // kill9 kills the server with SIGKILL: a crash, with no chance to clean up.
 func (s *testServer) kill9() {
 	s.t.Helper()
-	if err := s.cmd.Process.Kill(); err != nil {
+	if err := s.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		s.t.Fatalf("kill -9: %v", err)
 	}
 	<-s.exited
@@ -427,18 +427,6 @@ func statementOf(t *testing.T, env []byte) map[string]any {
 		t.Fatalf("statement: %v: %s", err, payload)
 	}
 	return st
-}
-
-// payloadOf is the base64 payload of a DSSE envelope.
-func payloadOf(t *testing.T, env []byte) string {
-	t.Helper()
-	var e struct {
-		Payload string `json:"payload"`
-	}
-	if err := json.Unmarshal(env, &e); err != nil || e.Payload == "" {
-		t.Fatalf("envelope without payload (%v): %s", err, env)
-	}
-	return e.Payload
 }
 
 // newSigner reads a PKCS#8 key file into a client signer.

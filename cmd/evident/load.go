@@ -43,6 +43,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *keyFile == "" {
 		return errors.New("load: --key is required")
 	}
+	if *records < 1 || *concurrency < 1 || *proofs < 0 || *proofClients < 1 {
+		return errors.New("load: --records, --concurrency and --proof-concurrency must be at least 1, --proofs not negative")
+	}
 	keyPEM, err := os.ReadFile(*keyFile)
 	if err != nil {
 		return err
@@ -220,7 +223,11 @@ func loadProofs(ctx context.Context, c *http.Client, base string, n, concurrency
 				}
 				idx := rand.Uint64N(size)
 				t0 := time.Now()
-				resp, err := httpGet(ctx, fmt.Sprintf("%s/v1/proofs/inclusion?index=%d&size=%d", base, idx, size))
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/proofs/inclusion?index=%d&size=%d", base, idx, size), nil)
+				var resp *http.Response
+				if err == nil {
+					resp, err = c.Do(req) // c keeps a connection per client alive
+				}
 				if err != nil || resp.StatusCode != 200 {
 					failures.Add(1)
 					if err == nil {

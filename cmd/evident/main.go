@@ -71,6 +71,9 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // -h asked for the usage, as with flag.ExitOnError
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

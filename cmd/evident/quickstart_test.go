@@ -203,9 +203,45 @@ func TestQuickStart(t *testing.T) {
 	if n := srv.size(); n != 3 {
 		t.Errorf("log size %d after one record and one duplicate, want 3", n)
 	}
+
+	// A whole in-toto statement keeps its own subjects; a statement of
+	// another type is refused, not re-typed.
+	var pj map[string]any
+	if err := json.Unmarshal(raw, &pj); err != nil {
+		t.Fatal(err)
+	}
+	pj["changeId"] = "CHG-2026-07-03-1422"
+	subject := []any{map[string]any{"name": "plan.tfplan", "digest": map[string]any{"sha256": "9e4ae5643818e741d99a703defa2646920c1a300753ac914e144e98730fb50a1"}}}
+	statement := map[string]any{"_type": "https://in-toto.io/Statement/v1", "subject": subject,
+		"predicateType": "https://evident.dev/transition/v1", "predicate": pj}
+	stFile := filepath.Join(work, "statement.json")
+	b, _ := json.Marshal(statement)
+	writeFile(t, stFile, string(b))
+	r = evident(t, work, "record", "post", "--key", devKey, "--file", stFile, "--server", srv.URL)
+	if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(statementOf(t, srv.entry(rc.Index).Envelope)["subject"])
+	if want, _ := json.Marshal(subject); string(got) != string(want) {
+		t.Errorf("statement posted with subjects %s, stored with %s", want, got)
+	}
+	statement["predicateType"] = "https://slsa.dev/provenance/v1"
+	b, _ = json.Marshal(statement)
+	writeFile(t, stFile, string(b))
+	r = evidentFails(t, work, -1, "record", "sign", "--key", devKey, "--file", stFile)
+	mustContain(t, "record sign of another predicate type", r.stderr, "https://slsa.dev/provenance/v1")
+	// Not a transition at all: refused before anything is sent.
+	writeFile(t, stFile, `{"kind":"plan.created","changeId":"CHG-1","colour":"blue"}`)
+	r = evidentFails(t, work, -1, "record", "post", "--key", devKey, "--file", stFile, "--server", srv.URL)
+	mustContain(t, "record post of an unknown field", r.stderr, "colour")
+
+	// An entry no checkpoint covers yet cannot be proven; proof says so.
+	r = evidentFails(t, work, -1, "proof", "--index", "99", "--server", srv.URL, "--timeout", "500ms")
+	mustContain(t, "proof of a missing entry", r.stderr, "no checkpoint covers entry 99")
+
 	srv.stop()
 	r = evident(t, work, "verify", "--data", data, "--log-key", srv.LogKey)
-	mustContain(t, "verify", r.stdout, "OK: 3 entries")
+	mustContain(t, "verify", r.stdout, "OK: 4 entries")
 }
 
 // TestServeDefaults pins what serve does with no flags at all: it listens on
@@ -246,9 +282,15 @@ func TestServeRefusesAnotherIdentity(t *testing.T) {
 	data := filepath.Join(work, "data")
 	srv := startServe(t, work, "--listen", "127.0.0.1:0", "--data", data)
 	postMany(t, srv, newSigner(t, filepath.Join(data, "dev-runner.key")), "CHG-IDENTITY", "prod", 3, 1)
+	// One data directory, one server.
+	r := runIn(t, work, 30*time.Second, "serve", "--listen", "127.0.0.1:0", "--data", data)
+	if r.code == 0 || strings.Contains(r.stdout, "evident serving on") {
+		t.Fatalf("a second server on the same data directory started: %s", r)
+	}
+	mustContain(t, "a second server's error", r.stderr, "is a server running on it?")
 	srv.stop()
 
-	r := runIn(t, work, 30*time.Second, "serve", "--listen", "127.0.0.1:0", "--data", data, "--origin", "other.example/log")
+	r = runIn(t, work, 30*time.Second, "serve", "--listen", "127.0.0.1:0", "--data", data, "--origin", "other.example/log")
 	if r.code == 0 || strings.Contains(r.stdout, "evident serving on") {
 		t.Fatalf("serve accepted another origin for an existing log: %s", r)
 	}
@@ -275,4 +317,62 @@ func TestServeRefusesAnotherIdentity(t *testing.T) {
 	srv.stop()
 	r = evident(t, work, "verify", "--data", data)
 	mustContain(t, "verify", r.stdout, "OK: 4 entries")
+}
+
+// TestCommandLine pins the command line's own conventions: usage and exit
+// codes.
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	r := runIn(t, dir, time.Minute)
+	if r.code != 2 || !strings.Contains(r.stderr, "usage: evident <command>") {
+		t.Errorf("no command: %s", r)
+	}
+	r = runIn(t, dir, time.Minute, "frobnicate")
+	if r.code != 2 || !strings.Contains(r.stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %s", r)
+	}
+	r = evident(t, dir, "help")
+	for _, c := range []string{"serve", "keys", "record", "proof", "export", "verify", "load", "version"} {
+		mustContain(t, "help", r.stdout, "\n  "+c+" ")
+	}
+	r = evident(t, dir, "version")
+	if !strings.HasPrefix(r.stdout, "evident ") {
+		t.Errorf("version: %s", r)
+	}
+	// -h prints the flags and is not an error.
+	for cmd, flags := range map[string][]string{
+		"serve":  {"-config", "-data", "-listen", "-operator"},
+		"proof":  {"-index", "-server", "-log-key", "-consistent-with"},
+		"export": {"-data", "-server", "-out"},
+		"verify": {"-data", "-export", "-log-key", "-fast"},
+		"load":   {"-key", "-server", "-records", "-concurrency", "-proofs"},
+	} {
+		r := evident(t, dir, cmd, "-h")
+		mustContain(t, cmd+" -h", r.stderr, flags...)
+	}
+	r = evident(t, dir, "record", "post", "-h")
+	mustContain(t, "record post -h", r.stderr, "-key", "-file", "-server")
+	if _, err := os.Stat(filepath.Join(dir, "evident-data")); err == nil {
+		t.Error("serve -h started a server")
+	}
+	// Usage errors are exit 2, not the verify failure code 1.
+	for _, args := range [][]string{
+		{"verify"},
+		{"verify", "--data", dir, "--export", "x"},
+		{"export", "--out", filepath.Join(dir, "x")},
+		{"record", "post", "--file", "x"},
+		{"load"},
+		{"serve", "--no-such-flag"},
+	} {
+		evidentFails(t, dir, 2, args...)
+	}
+	// verify of something that is not a log fails with 1, and says so.
+	r = evidentFails(t, dir, 1, "verify", "--data", dir)
+	mustContain(t, "verify of an empty directory", r.stderr, "verify FAILED", "not an Evident ledger directory")
+	writeFile(t, filepath.Join(dir, "not-an-export.jsonl"), "{}\n")
+	evidentFails(t, dir, 1, "verify", "--export", filepath.Join(dir, "not-an-export.jsonl"))
+	// load refuses nonsense counts instead of panicking.
+	evident(t, dir, "keys", "generate", "--name", "k", "--dir", dir)
+	r = evidentFails(t, dir, 2, "load", "--key", filepath.Join(dir, "k.key"), "--records", "0", "--server", "http://127.0.0.1:9")
+	mustContain(t, "load --records 0", r.stderr, "at least 1")
 }

@@ -141,6 +141,12 @@ func signPredicateFile(keyFile, file string) ([]byte, error) {
 	if err := dec.Decode(target); err != nil {
 		return nil, fmt.Errorf("%s: not a transition predicate or statement: %w", file, err)
 	}
+	// Signing re-creates the statement: one of another type or predicate
+	// type would be silently re-typed.
+	if probe.Type != "" && (st.Type != evidence.StatementType || st.PredicateType != evidence.PredicateType) {
+		return nil, fmt.Errorf("%s: a statement of _type %q with predicateType %q; want %q and %q",
+			file, st.Type, st.PredicateType, evidence.StatementType, evidence.PredicateType)
+	}
 	if st.Predicate.OccurredAt.IsZero() {
 		st.Predicate.OccurredAt = time.Now().UTC().Truncate(time.Second)
 	}
