@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -302,6 +303,9 @@ func (s *segments) cutTornTail(index, offset uint64) error {
 	case tail > maxTornTail:
 		return fmt.Errorf("entry segment %d is damaged at entry %d with %d bytes after it: refusing to cut acknowledged entries (run evident verify)", seg, index, tail)
 	}
+	if err := s.refuseIntactFrames(seg, index, offset); err != nil {
+		return err
+	}
 	if err := os.Truncate(s.path(seg), int64(offset)); err != nil {
 		return fmt.Errorf("cut torn tail of entry segment %d: %w", seg, err)
 	}
@@ -314,3 +318,32 @@ const maxLeaf = 64 << 20
 // maxEnvelope bounds the envelope of a record, leaving room in its leaf for
 // the log's metadata.
 const maxEnvelope = maxLeaf - 1<<20
+
+// refuseIntactFrames fails if an intact frame follows the damaged one: a
+// torn write leaves only a partial frame (or zeros) at the end, so an intact
+// frame after the damage means acknowledged entries would be cut off.
+func (s *segments) refuseIntactFrames(seg, index, offset uint64) error {
+	tail, err := os.ReadFile(s.path(seg))
+	if err != nil {
+		return fmt.Errorf("read entry segment %d: %w", seg, err)
+	}
+	tail = tail[offset:]
+	header := []byte("evident.dev/entry/v1\n")
+	for i := 1; i < len(tail); i++ {
+		j := bytes.Index(tail[i:], header)
+		if j < 0 {
+			return nil
+		}
+		i += j
+		if i < 4 {
+			continue
+		}
+		n := uint64(binary.BigEndian.Uint32(tail[i-4:]))
+		if end := uint64(i) + n + 4; end <= uint64(len(tail)) {
+			if _, err := unframe(tail[i-4 : end]); err == nil {
+				return fmt.Errorf("entry segment %d is damaged at entry %d and intact entries follow: refusing to cut acknowledged entries (run evident verify)", seg, index)
+			}
+		}
+	}
+	return nil
+}
