@@ -149,16 +149,7 @@ func (l *Log) sequence() {
 		checkpoint := false
 		select {
 		case p := <-l.queue:
-			batch = append(batch, p)
-		fill:
-			for len(batch) < l.cfg.MaxBatch {
-				select {
-				case p := <-l.queue:
-					batch = append(batch, p)
-				default:
-					break fill
-				}
-			}
+			batch = l.takeQueued(append(batch, p))
 			checkpoint = l.cfg.Clock().Sub(lastCP) >= l.cfg.CheckpointInterval
 		case <-cpTimer:
 			cpTimer, checkpoint = nil, true
@@ -265,20 +256,25 @@ func (l *Log) stopWith(err error) {
 	l.fatal = err
 }
 
+// takeQueued adds to batch what is already queued, up to MaxBatch, without
+// waiting.
+func (l *Log) takeQueued(batch []*pending) []*pending {
+	for len(batch) < l.cfg.MaxBatch {
+		select {
+		case p := <-l.queue:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // drainOnStop prepares what is already queued and a final checkpoint, so
 // nothing accepted into the queue is dropped silently.
 func (l *Log) drainOnStop(state head, tree frontier, inflight *inflight) {
 	for {
-		var batch []*pending
-	fill:
-		for len(batch) < l.cfg.MaxBatch {
-			select {
-			case p := <-l.queue:
-				batch = append(batch, p)
-			default:
-				break fill
-			}
-		}
+		batch := l.takeQueued(nil)
 		p, err := l.prepare(state, tree, inflight, batch, true)
 		if err != nil {
 			answer(batch, nil, err)
