@@ -41,17 +41,23 @@ type Entry struct {
 }
 
 // EntryMeta is what the log adds to a record: who verifiably signed it, the
-// record's identity, and the verifier's and policies' findings.
+// record's identity, the verifier's and policies' findings, and the policy
+// decision when the active policy set judged the record.
 type EntryMeta struct {
 	Signer       Signer    `json:"signer"`
 	RecordDigest string    `json:"recordDigest"` // hex SHA-256 of the DSSE PAE
 	Findings     []Finding `json:"findings"`
+	Decision     *Policy   `json:"decision,omitempty"`
 }
 
-// Signer is a verified identity.
+// Signer is a verified identity: a registered key (Name is the runner, KeyID
+// the key's hex SHA-256 of its PKIX DER) or a keyless certificate identity
+// (Name is the subject alternative name, Issuer the OIDC issuer, KeyID the
+// hex SHA-256 of the leaf certificate's DER).
 type Signer struct {
-	Name  string `json:"name"`
-	KeyID string `json:"keyId"`
+	Name   string `json:"name"`
+	KeyID  string `json:"keyId"`
+	Issuer string `json:"issuer,omitempty"`
 }
 
 // Finding is one observation about a record by the verifier or a policy,
@@ -60,6 +66,9 @@ type Finding struct {
 	Code     string `json:"code"`
 	Severity string `json:"severity,omitempty"`
 	Message  string `json:"message,omitempty"`
+	// Evidence names what the finding was computed from, e.g. the digest of
+	// the group-membership snapshot or the approval entry's index.
+	Evidence map[string]string `json:"evidence,omitempty"`
 }
 
 // Leaf encodes the entry. The envelope must already be compact JSON.

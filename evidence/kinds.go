@@ -95,6 +95,13 @@ func (k Kind) LogWide() bool {
 	return k == KindBootstrap || k == KindTrustUpdated
 }
 
+// LogWritten reports whether only the log itself writes records of this kind,
+// signed with the log key: its genesis, trust changes, and the apply gate's
+// decisions. The log key signs nothing else.
+func (k Kind) LogWritten() bool {
+	return k.LogWide() || k == KindGateDecided
+}
+
 // needsSource reports whether records of this kind must name the Git change
 // they are about: the Git ledger is what binds plan, approval and apply.
 func (k Kind) needsSource() bool {

@@ -11,7 +11,10 @@
 package evidence
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -322,4 +325,16 @@ type Bootstrap struct {
 	TrustDigest string            `json:"trustDigest"`
 	Trust       json.RawMessage   `json:"trust"` // the initial trust configuration, a JSON object; trustDigest is its SHA-256
 	Versions    map[string]string `json:"versions,omitempty"`
+}
+
+// Digest is the hex SHA-256 of the decision's JSON encoding (fields in
+// declaration order, no insignificant whitespace): the policyDecisionSha256
+// an approval binds to. An auditor recomputes it from the entry's metadata.
+func (p *Policy) Digest() string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(fmt.Sprintf("evidence: encode policy decision: %v", err)) // plain strings and slices always encode
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

@@ -41,7 +41,9 @@ type Verifier interface {
 type Config struct {
 	Log      Appender
 	Verifier Verifier
-	Logger   *slog.Logger
+	// Judges assess each verified record before it is appended, in order.
+	Judges []Judge
+	Logger *slog.Logger
 	// MaxBodyBytes bounds a posted record. Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxClockSkew is how far in the future occurredAt may be. Default 10m.
@@ -87,6 +89,12 @@ type Receipt struct {
 	Signer     evidence.Signer `json:"signer"`
 	Kind       evidence.Kind   `json:"kind"`
 	ChangeID   string          `json:"changeId"`
+	// Findings and Decision are the new entry's; a duplicate's receipt
+	// leaves them out (GET /v1/entries/{index} has the original's).
+	Findings []evidence.Finding `json:"findings,omitempty"`
+	Decision *evidence.Policy   `json:"decision,omitempty"`
+	// PolicyDecisionSHA256 is what an approval of this change binds to.
+	PolicyDecisionSHA256 string `json:"policyDecisionSha256,omitempty"`
 }
 
 func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +117,7 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "truncated_body", "could not read the request body: "+err.Error(), nil)
 		return
 	}
-	rec, verified, err := h.prepare(body)
+	rec, verified, err := h.prepare(r.Context(), body)
 	if err != nil {
 		h.refuse(w, err)
 		return
@@ -123,8 +131,12 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 	if receipt.Duplicate {
 		status = http.StatusOK
 	}
+	writeJSON(w, status, newReceipt(receipt, rec, verified))
+}
+
+func newReceipt(receipt ledger.Receipt, rec ledger.Record, verified *verifier.Verified) Receipt {
 	p := verified.Statement.Predicate
-	writeJSON(w, status, Receipt{
+	out := Receipt{
 		Index:      receipt.Index,
 		EntryHash:  hex.EncodeToString(receipt.EntryHash[:]),
 		LeafHash:   hex.EncodeToString(receipt.LeafHash[:]),
@@ -133,7 +145,14 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 		Signer:     verified.Signer,
 		Kind:       p.Kind,
 		ChangeID:   p.ChangeID,
-	})
+	}
+	if !receipt.Duplicate {
+		out.Findings, out.Decision = rec.Findings, rec.Decision
+		if rec.Decision != nil {
+			out.PolicyDecisionSHA256 = rec.Decision.Digest()
+		}
+	}
+	return out
 }
 
 func acceptedType(mt string) bool {
@@ -147,8 +166,9 @@ func acceptedType(mt string) bool {
 // errFuture marks a record claiming to have happened in the future.
 var errFuture = errors.New("occurredAt is in the future")
 
-// prepare authenticates a body and turns it into a ledger record.
-func (h *Handler) prepare(body []byte) (ledger.Record, *verifier.Verified, error) {
+// prepare authenticates a body, has the judges assess it, and turns it into a
+// ledger record.
+func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *verifier.Verified, error) {
 	v, err := h.cfg.Verifier.Verify(body)
 	if err != nil {
 		return ledger.Record{}, nil, err
@@ -156,6 +176,10 @@ func (h *Handler) prepare(body []byte) (ledger.Record, *verifier.Verified, error
 	if at := v.Statement.Predicate.OccurredAt; at.After(h.cfg.Clock().Add(h.cfg.MaxClockSkew)) {
 		return ledger.Record{}, nil, fmt.Errorf("%w: predicate.occurredAt %s is more than %s ahead of the server clock",
 			errFuture, at.Format(time.RFC3339), h.cfg.MaxClockSkew)
+	}
+	judged, err := judge(ctx, h.cfg.Judges, v)
+	if err != nil {
+		return ledger.Record{}, nil, err
 	}
 	// The leaf holds the envelope on one line. Verify has checked it is
 	// valid JSON, so JSON without whitespace is stored as posted.
@@ -171,6 +195,8 @@ func (h *Handler) prepare(body []byte) (ledger.Record, *verifier.Verified, error
 		Envelope: envelope,
 		Digest:   v.Digest,
 		Signer:   v.Signer,
+		Findings: judged.Findings,
+		Decision: judged.Decision,
 		Terms:    ledger.TermsFor(v.Statement),
 	}, v, nil
 }
@@ -189,6 +215,10 @@ func (h *Handler) refuse(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, "untrusted_signer", err.Error(), nil)
 	case errors.Is(err, verifier.ErrOutOfScope):
 		writeError(w, http.StatusForbidden, "out_of_scope", err.Error(), nil)
+	case errors.Is(err, errJudge):
+		h.cfg.Logger.Error("judging a record failed", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "judge_unavailable", "the record could not be judged; retry later", nil)
 	default:
 		// Every verifier error wraps a sentinel; reaching here is a bug, but
 		// the input is still refused rather than half-accepted.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -100,7 +101,7 @@ func TestConcurrentAppend(t *testing.T) {
 			t.Fatalf("entry %d: leaf receivedAt %v, receipt %v", idx, e.ReceivedAt, rc.ReceivedAt)
 		}
 		if e.Meta.RecordDigest != hex.EncodeToString(rec.Digest[:]) || e.Meta.Signer != rec.Signer ||
-			!slices.Equal(e.Meta.Findings, rec.Findings) || !bytes.Equal(e.Envelope, rec.Envelope) {
+			!reflect.DeepEqual(e.Meta.Findings, rec.Findings) || !bytes.Equal(e.Envelope, rec.Envelope) {
 			t.Fatalf("entry %d does not hold the record its receipt was given for", idx)
 		}
 		want.AddTerms(uint64(idx), rec.Terms)

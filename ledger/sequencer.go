@@ -22,6 +22,7 @@ type Record struct {
 	Digest   [sha256.Size]byte // the record's identity (verifier.Verified.Digest)
 	Signer   evidence.Signer
 	Findings []evidence.Finding
+	Decision *evidence.Policy // the policy decision, when policies judged the record
 	Terms    []Term // secondary-index postings (TermsFor)
 }
 
@@ -412,6 +413,7 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 			Signer:       rec.Signer,
 			RecordDigest: hex.EncodeToString(rec.Digest[:]),
 			Findings:     rec.Findings,
+			Decision:     rec.Decision,
 		},
 		Envelope: rec.Envelope,
 	}

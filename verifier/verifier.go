@@ -248,9 +248,9 @@ func (v *Verifier) authenticate(sigs []dsse.Signature, pae []byte) (*trustedKey,
 
 // permits checks the signer may report this transition.
 func (k *trustedKey) permits(t evidence.Transition) error {
-	if t.Kind.LogWide() != k.log {
+	if t.Kind.LogWritten() != k.log {
 		if k.log {
-			return fmt.Errorf("%w: the log key signs only log-wide records, not %s", ErrOutOfScope, t.Kind)
+			return fmt.Errorf("%w: the log key signs only the log's own records, not %s", ErrOutOfScope, t.Kind)
 		}
 		return fmt.Errorf("%w: %s records are written by the log itself, not by runner %q", ErrOutOfScope, t.Kind, k.name)
 	}
