@@ -23,7 +23,7 @@ type Record struct {
 	Signer   evidence.Signer
 	Findings []evidence.Finding
 	Decision *evidence.Policy // the policy decision, when policies judged the record
-	Terms    []Term // secondary-index postings (TermsFor)
+	Terms    []Term           // secondary-index postings (TermsFor)
 }
 
 // Receipt acknowledges a durable entry.
