@@ -1,25 +1,50 @@
 #!/usr/bin/env bash
 # Installs the pinned tools the tests and checks need into the user cache
 # directory (outside the clone), so a second run is fast. Prints the bin
-# directory to add to PATH. Needs only Go and the Go module proxy.
+# directory to add to PATH. Needs only Go, gcc, the Go module proxy and the
+# Debian package registry.
+#
+# Each tool has its own file in scripts/setup.d/, sourced in name order; it
+# pins its version and calls the helpers below, which skip a tool already
+# installed at that version.
 set -euo pipefail
-
-STATICCHECK_VERSION=v0.8.2 # honnef.co/go/tools
 
 cache="${EVIDENT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/evident-tools}"
 bin="$cache/bin"
 mkdir -p "$bin"
 
-install_go_tool() { # name module version
-  local name=$1 module=$2 version=$3 stamp="$cache/$1.version"
-  if [[ -x "$bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$version" ]]; then
-    return
-  fi
-  echo "setup: installing $name $version" >&2
-  GOBIN="$bin" go install "$module@$version"
-  echo "$version" >"$stamp"
+installed() { # name version: true when name is in bin at version
+  [[ -x "$bin/$1" && "$(cat "$cache/$1.version" 2>/dev/null)" == "$2" ]]
 }
 
-install_go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
+mark_installed() { # name version
+  echo "$2" >"$cache/$1.version"
+}
+
+install_go_tool() { # name module version
+  local name=$1 module=$2 version=$3
+  installed "$name" "$version" && return
+  echo "setup: installing $name $version" >&2
+  GOBIN="$bin" go install "$module@$version" >&2
+  mark_installed "$name" "$version"
+}
+
+install_debian_packages() { # package...: installs the ones missing
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "setup: installing Debian packages ${missing[*]}" >&2
+  local sudo=
+  [[ $(id -u) -ne 0 ]] && sudo=sudo
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+for f in "$(dirname "$0")"/setup.d/*.sh; do
+  # shellcheck source=/dev/null
+  source "$f"
+done
 
 echo "$bin"

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 bin=$(scripts/setup.sh)
 export PATH="$bin:$PATH"
+# Tests that need an installed tool (OpenTofu, MinIO, promtool, ...) fail
+# instead of skipping when it is missing.
+export EVIDENT_REQUIRE_TOOLS=1
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go') 2>&1 || true)
