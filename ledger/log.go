@@ -152,7 +152,8 @@ type Log struct {
 	mu        sync.RWMutex
 	published head
 	latestCP  []byte
-	upper     *upperHashes // tree hashes at cachedLevel and above, for proofs
+	upper     *upperHashes  // tree hashes at cachedLevel and above, for proofs
+	grown     chan struct{} // closed and replaced each time published grows (Wait)
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -180,6 +181,7 @@ func Open(cfg Config) (*Log, error) {
 		commits:      make(chan *prepared, 1),
 		commitFailed: make(chan struct{}, 1),
 		stop:         make(chan struct{}),
+		grown:        make(chan struct{}),
 		stopped:      make(chan struct{}),
 	}
 	if err := l.load(); err != nil {
@@ -277,6 +279,27 @@ func (l *Log) Size() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.published.size
+}
+
+// Wait blocks until the log holds more than size entries, ctx ends, or the
+// log closes, and returns the log's size. Projections (completeness,
+// metrics, query indexes) tail the log with it: read entries [done, Wait(done)).
+func (l *Log) Wait(ctx context.Context, size uint64) (uint64, error) {
+	for {
+		l.mu.RLock()
+		now, grown := l.published.size, l.grown
+		l.mu.RUnlock()
+		if now > size {
+			return now, nil
+		}
+		select {
+		case <-grown:
+		case <-ctx.Done():
+			return now, ctx.Err()
+		case <-l.stop:
+			return now, ErrClosed
+		}
+	}
 }
 
 // CheckpointSize is the tree size of the latest signed checkpoint.

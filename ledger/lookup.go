@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"evident.dev/evident/evidence"
 )
 
 // Query selects entries of one index term.
@@ -60,4 +62,34 @@ func (l *Log) Lookup(ctx context.Context, q Query) ([]uint64, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Entries returns the entries matching q, parsed, in Lookup's order.
+func (l *Log) Entries(ctx context.Context, q Query) ([]*evidence.Entry, error) {
+	idx, err := l.Lookup(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*evidence.Entry, 0, len(idx))
+	for _, i := range idx {
+		e, err := l.Entry(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Entry returns entry i, parsed.
+func (l *Log) Entry(ctx context.Context, i uint64) (*evidence.Entry, error) {
+	leaf, err := l.Leaf(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("entry %d: %w", i, err)
+	}
+	return e, nil
 }

@@ -223,6 +223,8 @@ func (l *Log) commit() {
 		if p.checkpoint != nil {
 			l.latestCP = p.checkpoint
 		}
+		close(l.grown)
+		l.grown = make(chan struct{})
 		l.mu.Unlock()
 		answer(p.batch, p.receipts, nil)
 	}

@@ -1,0 +1,78 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+)
+
+// A projection tailing the log with Wait sees every entry, and Entries
+// returns them parsed, with the findings and decision they were appended with.
+func TestWaitAndEntries(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, t.TempDir(), nil)
+
+	seen := make(chan uint64, 16)
+	go func() {
+		var done uint64
+		for {
+			size, err := l.Wait(ctx, done)
+			if err != nil {
+				close(seen)
+				return
+			}
+			for i := done; i < size; i++ {
+				seen <- i
+			}
+			done = size
+		}
+	}()
+
+	recs := makeRecords(t, 0, 3)
+	recs[1].Decision = &evidence.Policy{Result: "deny", Decisions: []evidence.Decision{{Result: "deny", RuleID: "prod.db-owner"}}}
+	for _, rec := range recs {
+		if _, err := l.Append(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for want := range uint64(3) {
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("tail saw entry %d, want %d", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tail did not see entry %d", want)
+		}
+	}
+
+	es, err := l.Entries(ctx, ledger.Query{Name: ledger.TermChange, Value: "CHG-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].Index != 1 {
+		t.Fatalf("Entries(change CHG-1) = %d entries", len(es))
+	}
+	if d := es[0].Meta.Decision; d == nil || d.Result != "deny" || d.Digest() != recs[1].Decision.Digest() {
+		t.Fatalf("entry 1 decision = %+v, want the appended one", d)
+	}
+	if es[0].Meta.Findings[0].Code != "test.finding" {
+		t.Fatalf("entry 1 findings = %+v", es[0].Meta.Findings)
+	}
+
+	// Wait returns at once when the log already holds more.
+	if size, err := l.Wait(ctx, 1); err != nil || size != 3 {
+		t.Fatalf("Wait(1) = %d, %v", size, err)
+	}
+	// Wait on a closed log ends with ErrClosed.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Wait(ctx, 3); !errors.Is(err, ledger.ErrClosed) {
+		t.Fatalf("Wait after Close: %v, want ErrClosed", err)
+	}
+}
