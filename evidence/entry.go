@@ -13,6 +13,7 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // LeafHeader is the first line of every leaf: the entry encoding's version.
@@ -163,7 +164,7 @@ func ParseLeaf(leaf []byte) (*Entry, error) {
 	if err := jsonv2.Unmarshal(lines[5], &e.Meta, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, fmt.Errorf("leaf: metadata: %w", err)
 	}
-	if !json.Valid(lines[6]) {
+	if !jsontext.Value(lines[6]).IsValid() {
 		return nil, errors.New("leaf: envelope is not valid JSON")
 	}
 	e.Envelope = json.RawMessage(lines[6])

@@ -58,7 +58,7 @@ type Config struct {
 	// CheckpointInterval is the most often a new checkpoint is signed; a
 	// quiet log checkpoints every batch. Default 500ms.
 	CheckpointInterval time.Duration
-	// CacheMB sizes Badger's block and index caches together. Default 96.
+	// CacheMB sizes Badger's block and index caches together. Default 64.
 	CacheMB int
 }
 
@@ -85,7 +85,7 @@ func (c *Config) withDefaults() error {
 		c.CheckpointInterval = 500 * time.Millisecond
 	}
 	if c.CacheMB <= 0 {
-		c.CacheMB = 96
+		c.CacheMB = 64
 	}
 	return nil
 }

@@ -7,13 +7,22 @@
 # `evident verify` on its data directory (fast and full).
 #
 #   scripts/load.sh [RECORDS] [PROOFS]     # defaults 200000 and 20000
+#
+# EVIDENT_LOAD_KEEP=DIR keeps the data directory there for later runs
+# (e.g. `evident verify --data DIR`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 records=${1:-200000}
 proofs=${2:-20000}
 work=$(mktemp -d)
 pid=
-cleanup() { [[ -n "$pid" ]] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null
+  if [[ -n "${EVIDENT_LOAD_KEEP:-}" && -d "$work/data" ]]; then
+    rm -rf "$EVIDENT_LOAD_KEEP" && mv "$work/data" "$EVIDENT_LOAD_KEEP"
+  fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 go build -o "$work/evident" "$root/cmd/evident"
@@ -32,8 +41,19 @@ addr=127.0.0.1:${EVIDENT_LOAD_PORT:-8188}
 pid=$!
 for _ in $(seq 100); do grep -q '^log key:' serve.out 2>/dev/null && break; sleep 0.1; done
 
+# The peak of anonymous (Go heap, stacks) and file-backed (Badger's mapped
+# tables) resident memory, sampled each second.
+( peak_anon=0 peak_file=0
+  while [[ -r /proc/$pid/status ]]; do
+    a=$(awk '/^RssAnon/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+    f=$(awk '/^RssFile/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+    ((a > peak_anon)) && peak_anon=$a; ((f > peak_file)) && peak_file=$f
+    echo "$peak_anon $peak_file" >"$work/peaks"; sleep 1
+  done ) &
 ./evident load --server "http://$addr" --key keys/load.key --records "$records" --concurrency 64 --proofs "$proofs"
-echo "server memory: $(grep -E 'VmHWM' /proc/$pid/status | tr -s ' ')"
+echo "server memory: $(grep -E '^(VmHWM|VmRSS|RssAnon|RssFile)' /proc/$pid/status | tr -s ' \t' ' ' | paste -sd' ')"
+read -r peak_anon peak_file <"$work/peaks"
+echo "server memory peaks (sampled): RssAnon $((peak_anon / 1024)) MiB, RssFile $((peak_file / 1024)) MiB"
 kill -TERM "$pid"; wait "$pid" || true; pid=
 echo "verify --fast (chain, tree, checkpoints):"
 ./evident verify --data data --fast 2>/dev/null

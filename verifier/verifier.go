@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-json-experiment/json"
 
+	voied25519 "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"evident.dev/evident/evidence"
@@ -66,6 +67,20 @@ type trustedKey struct {
 	key   crypto.PublicKey
 	scope Scope
 	log   bool
+	// expanded is an ed25519 key decompressed once: checking a whole log
+	// verifies millions of signatures by a handful of keys.
+	expanded *voied25519.ExpandedPublicKey
+}
+
+func newTrustedKey(name, id string, key crypto.PublicKey, scope Scope, log bool) (trustedKey, error) {
+	k := trustedKey{name: name, id: id, key: key, scope: scope, log: log}
+	if pub, ok := key.(ed25519.PublicKey); ok {
+		var err error
+		if k.expanded, err = voied25519.NewExpandedPublicKey(voied25519.PublicKey(pub)); err != nil {
+			return trustedKey{}, fmt.Errorf("ed25519 key %s: %w", id, err)
+		}
+	}
+	return k, nil
 }
 
 // Verifier checks envelopes against one trust configuration. It is immutable
@@ -101,7 +116,11 @@ func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
 			return nil, fmt.Errorf("trust.runners[%d] (%s): same public key as %s", i, r.Name, other)
 		}
 		seen[id] = r.Name
-		v.keys = append(v.keys, trustedKey{name: r.Name, id: id, key: pub, scope: r.Scope})
+		k, err := newTrustedKey(r.Name, id, pub, r.Scope, false)
+		if err != nil {
+			return nil, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
+		}
+		v.keys = append(v.keys, k)
 	}
 	if logKey != nil {
 		id, err := KeyID(logKey)
@@ -113,7 +132,11 @@ func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
 			// it could sign anything.
 			return nil, fmt.Errorf("trust.runners (%s): the log's own key cannot be a runner's key", other)
 		}
-		v.keys = append(v.keys, trustedKey{name: LogSigner, id: id, key: logKey, scope: Scope{Environments: []string{"*"}}, log: true})
+		k, err := newTrustedKey(LogSigner, id, logKey, Scope{Environments: []string{"*"}}, true)
+		if err != nil {
+			return nil, fmt.Errorf("log key: %w", err)
+		}
+		v.keys = append(v.keys, k)
 	}
 	return v, nil
 }
@@ -230,7 +253,9 @@ func (v *Verifier) authenticate(sigs []dsse.Signature, pae []byte) (*trustedKey,
 			}
 			switch pub := k.key.(type) {
 			case ed25519.PublicKey:
-				if ed25519.Verify(pub, pae, sig) {
+				// VerifyOptionsStdLib: accept exactly what crypto/ed25519 accepts.
+				opts := &voied25519.Options{Verify: voied25519.VerifyOptionsStdLib}
+				if voied25519.VerifyExpandedWithOptions(k.expanded, pae, sig, opts) {
 					return k, nil
 				}
 			case *ecdsa.PublicKey:

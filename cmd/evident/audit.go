@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -228,11 +229,23 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logKey := fs.String("log-key", "", "pinned log verifier key, or a file holding it; default: the key the log's genesis names")
 	fast := fs.Bool("fast", false, "check only the chain, the tree and the checkpoints, not every signature and index")
 	workers := fs.Int("workers", 0, "signature-checking workers (default: all cores)")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the check to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if (*data == "") == (*export == "") {
 		return errors.New("verify: give exactly one of --data or --export")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
 	var rep *verifier.CheckReport

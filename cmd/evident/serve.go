@@ -45,8 +45,8 @@ type Config struct {
 		MaxClockSkew time.Duration `yaml:"maxClockSkew"` // default 10m
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
-	CacheMB            int           `yaml:"cacheMB"`            // default 96
-	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 384, GOMEMLIMIT wins
+	CacheMB            int           `yaml:"cacheMB"`            // default 64
+	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 320, GOMEMLIMIT wins
 	Trust              struct {
 		Runners []struct {
 			Name      string         `yaml:"name"`
@@ -127,7 +127,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft limit makes the collector return memory before the heap
 		// doubles (GOGC's default) while Badger compacts.
-		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 384)) << 20)
+		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 320)) << 20)
 	}
 	srv, err := startServer(ctx, cfg, logger)
 	if err != nil {
