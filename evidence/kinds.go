@@ -32,6 +32,7 @@ const (
 	KindLockForced            Kind = "lock.forced"
 	KindTrustUpdated          Kind = "trust.updated"
 	KindBootstrap             Kind = "bootstrap"
+	KindCheckpointAnchored    Kind = "checkpoint.anchored"
 )
 
 // Kinds returns every known kind in lifecycle order.
@@ -43,7 +44,7 @@ func Kinds() []Kind {
 		KindSyncFailed, KindHealthDegraded, KindDriftDetected, KindDriftReconciled,
 		KindRolloutPromoted, KindRolloutAborted, KindArtifactAdmitted, KindExceptionGranted,
 		KindExceptionExpired, KindBreakglassOpened, KindBreakglassClosed, KindLockForced,
-		KindTrustUpdated, KindBootstrap,
+		KindTrustUpdated, KindBootstrap, KindCheckpointAnchored,
 	}
 }
 
@@ -85,6 +86,8 @@ func (k Kind) Block() (string, bool) {
 		return "trust", true
 	case KindBootstrap:
 		return "bootstrap", true
+	case KindCheckpointAnchored:
+		return "anchor", true
 	}
 	return "", false
 }
@@ -92,11 +95,12 @@ func (k Kind) Block() (string, bool) {
 // LogWide reports whether records of this kind describe the log itself rather
 // than a change to some environment, so they carry no target environment.
 func (k Kind) LogWide() bool {
-	return k == KindBootstrap || k == KindTrustUpdated
+	return k == KindBootstrap || k == KindTrustUpdated || k == KindCheckpointAnchored
 }
 
 // LogWritten reports whether only the log itself writes records of this kind,
-// signed with the log key: its genesis, trust changes, and the apply gate's
+// signed with the log key: its genesis, trust changes, the anchors of its
+// checkpoints in an outside transparency log, and the apply gate's
 // decisions. The log key signs nothing else.
 func (k Kind) LogWritten() bool {
 	return k.LogWide() || k == KindGateDecided

@@ -71,6 +71,7 @@ type Transition struct {
 	Lock              *Lock              `json:"lock,omitempty"`
 	Trust             *Trust             `json:"trust,omitempty"`
 	Bootstrap         *Bootstrap         `json:"bootstrap,omitempty"`
+	Anchor            *Anchor            `json:"anchor,omitempty"`
 }
 
 // Source is the Git ledger: what was wanted.
@@ -325,6 +326,44 @@ type Bootstrap struct {
 	TrustDigest string            `json:"trustDigest"`
 	Trust       json.RawMessage   `json:"trust"` // the initial trust configuration, a JSON object; trustDigest is its SHA-256
 	Versions    map[string]string `json:"versions,omitempty"`
+}
+
+// Anchor records that one of the log's signed checkpoints was entered in an
+// independent transparency log (Rekor) as a hashedrekord entry: the SHA-512
+// of the checkpoint's note text, signed by the log key (Ed25519ph). Rewriting
+// the log's history would then also need rewriting that log. The fields are
+// Rekor's answer as Rekor signs and proves it, so an auditor re-checks them
+// offline with Rekor's public key.
+type Anchor struct {
+	// CheckpointSize and RootHash (hex SHA-256) are the anchored checkpoint
+	// of this log: its note text is origin, size and base64 root, one a line.
+	CheckpointSize uint64 `json:"checkpointSize"`
+	RootHash       string `json:"rootHash"`
+	// Rekor is the base URL the entry was submitted to (information only:
+	// the LogID names the Rekor log).
+	Rekor string `json:"rekor,omitempty"`
+	// LogID is the hex SHA-256 of Rekor's public key (PKIX DER).
+	LogID string `json:"logId"`
+	// LogIndex is the entry's index in Rekor (across its shards).
+	LogIndex int64 `json:"logIndex"`
+	// IntegratedTime is when Rekor integrated the entry, Unix seconds.
+	IntegratedTime int64 `json:"integratedTime"`
+	// Body is the entry as Rekor stores it (base64 canonical JSON).
+	Body string `json:"body"`
+	// SignedEntryTimestamp is Rekor's signature (base64) over body,
+	// integratedTime, logIndex and logID.
+	SignedEntryTimestamp string              `json:"signedEntryTimestamp"`
+	InclusionProof       RekorInclusionProof `json:"inclusionProof"`
+}
+
+// RekorInclusionProof proves a Rekor entry is in Rekor's tree (RFC 6962).
+type RekorInclusionProof struct {
+	LogIndex int64    `json:"logIndex"` // in the tree of this shard
+	TreeSize int64    `json:"treeSize"`
+	RootHash string   `json:"rootHash"`         // hex SHA-256
+	Hashes   []string `json:"hashes,omitempty"` // hex SHA-256 audit path
+	// Checkpoint is Rekor's signed checkpoint note for TreeSize and RootHash.
+	Checkpoint string `json:"checkpoint"`
 }
 
 // Digest is the hex SHA-256 of the decision's JSON encoding (fields in

@@ -599,7 +599,7 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		{"drift", t.Drift != nil}, {"rollout", t.Rollout != nil},
 		{"artifactAdmission", t.ArtifactAdmission != nil}, {"exception", t.Exception != nil},
 		{"breakglass", t.Breakglass != nil}, {"lock", t.Lock != nil}, {"trust", t.Trust != nil},
-		{"bootstrap", t.Bootstrap != nil},
+		{"bootstrap", t.Bootstrap != nil}, {"anchor", t.Anchor != nil},
 	} {
 		switch {
 		case b.present && b.name == want:
@@ -774,6 +774,8 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.sha256(at(f+"trust.digest"), t.Trust.Digest, true)
 		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
 		p.object(at(f+"trust.config"), t.Trust.Config, true)
+	case "anchor":
+		validateAnchor(p, t.Anchor)
 	case "bootstrap":
 		b := t.Bootstrap
 		p.text(at(f+"bootstrap.operator"), b.Operator, true, 256)
@@ -791,4 +793,80 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 			}
 		}
 	}
+}
+
+// validateAnchor checks the shape of an anchor; whether Rekor's signatures
+// and proof hold is the verifier's job.
+func validateAnchor(p *problems, a *Anchor) {
+	const f = "predicate.anchor."
+	if a.CheckpointSize == 0 {
+		p.add(at(f+"checkpointSize"), "required (the size of a checkpoint of at least one entry)")
+	}
+	p.sha256(at(f+"rootHash"), a.RootHash, true)
+	p.text(at(f+"rekor"), a.Rekor, false, 2048)
+	p.sha256(at(f+"logId"), a.LogID, true)
+	if a.LogIndex < 0 {
+		p.add(at(f+"logIndex"), "must not be negative")
+	}
+	if a.IntegratedTime <= 0 {
+		p.add(at(f+"integratedTime"), "required (Unix seconds)")
+	}
+	p.match(at(f+"body"), a.Body, isBase64(65536), true, "standard base64 of at most 65536 characters")
+	p.match(at(f+"signedEntryTimestamp"), a.SignedEntryTimestamp, isBase64(1024), true, "standard base64 of at most 1024 characters")
+	ip := a.InclusionProof
+	const fp = f + "inclusionProof."
+	if ip.LogIndex < 0 {
+		p.add(at(fp+"logIndex"), "must not be negative")
+	}
+	if ip.TreeSize <= ip.LogIndex {
+		p.add(at(fp+"treeSize"), "must be greater than logIndex")
+	}
+	p.sha256(at(fp+"rootHash"), ip.RootHash, true)
+	if len(ip.Hashes) > 64 {
+		p.add(at(fp+"hashes"), "at most 64 hashes (a tree of 2^64 entries)")
+	}
+	for i, h := range ip.Hashes {
+		p.sha256(at(fp+"hashes").index(i), h, true)
+	}
+	if reason := noteProblem(ip.Checkpoint, 4096); reason != "" {
+		p.add(at(fp+"checkpoint"), "%s", reason)
+	}
+}
+
+// isBase64 returns a matcher of ^[A-Za-z0-9+/]*={0,2}$ of at most max
+// characters, a whole number of 4-character groups.
+func isBase64(max int) func(string) bool {
+	return func(s string) bool {
+		if len(s) > max || len(s)%4 != 0 {
+			return false
+		}
+		t := strings.TrimSuffix(strings.TrimSuffix(s, "="), "=")
+		for i := 0; i < len(t); i++ {
+			if c := t[i]; !isAlnum(c) && c != '+' && c != '/' {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// noteProblem returns what is wrong with a signed note's text (lines ending
+// in newlines, as C2SP signed-note writes them), or "".
+func noteProblem(v string, max int) string {
+	switch {
+	case v == "":
+		return "required (a signed note)"
+	case len(v) > max:
+		return "longer than " + strconv.Itoa(max) + " bytes"
+	case !utf8.ValidString(v):
+		return "not valid UTF-8"
+	case !strings.HasSuffix(v, "\n"):
+		return "must end with a newline"
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c != '\n' && (c < 0x20 || c == 0x7f) {
+			return "contains control characters other than newlines"
+		}
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package verifier
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -48,6 +49,11 @@ type CheckOptions struct {
 	KeepLeafHashes bool
 	// Workers verifying signatures in parallel; 0 means GOMAXPROCS.
 	Workers int
+	// RekorKeys are the public keys of the Rekor logs anchors may name
+	// (with Signatures). Without them an anchor's Rekor proof and signed
+	// entry timestamp are not checked, only that it anchors a checkpoint
+	// the log signed, with the log's key.
+	RekorKeys []crypto.PublicKey
 }
 
 // CheckReport is what a successful check established.
@@ -58,6 +64,10 @@ type CheckReport struct {
 	CheckpointSize uint64
 	Root           [32]byte
 	Signatures     uint64 // records whose signature was re-verified
+	// Anchors is the number of checkpoint.anchored records whose Rekor
+	// proof and signatures verified; AnchorsUnchecked those whose Rekor
+	// side was not checked for want of RekorKeys.
+	Anchors, AnchorsUnchecked int
 	LeafHashes     [][32]byte
 }
 
@@ -122,9 +132,10 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 			g.Go(func() error { return sigs.work(gctx, jobs) })
 		}
 	}
+	anchors := newAnchorCheck(opts, logPub, cps)
 	g.Go(func() error {
 		defer close(jobs)
-		return checkChain(gctx, src, opts, cps, rep, sigs, jobs)
+		return checkChain(gctx, src, opts, cps, rep, sigs, anchors, jobs)
 	})
 	if err := g.Wait(); err != nil {
 		if bad := sigs.firstBad(); bad != nil && !isBadBefore(err, bad.Index) {
@@ -136,6 +147,7 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 		return nil, bad
 	}
 	rep.Signatures = sigs.count
+	rep.Anchors, rep.AnchorsUnchecked = anchors.verified, anchors.unchecked
 	return rep, nil
 }
 
@@ -190,7 +202,7 @@ func openNote(signed []byte, origin string, v note.Verifier) (checkpoint, error)
 // one is decided by the next link: if entry i+1 vouches for entry i, entry
 // i-1 is the bad one. Until then the judgement waits, and any other finding
 // about entry i is dropped in its favour.
-func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []checkpoint, rep *CheckReport, sigs *signatureCheck, jobs chan<- sigJob) error {
+func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []checkpoint, rep *CheckReport, sigs *signatureCheck, anchors *anchorCheck, jobs chan<- sigJob) error {
 	var prev [32]byte
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	tree := rf.NewEmptyRange(0)
@@ -260,7 +272,7 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 		if index == 0 || bytes.HasPrefix(leafLine(leaf, 5), []byte(`{"signer":{"name":"`+LogSigner+`"`)) {
 			// The log's own records change the trust for what follows, so
 			// they are checked here, in order, not by the workers.
-			established, err := logRecord(leaf, index, opts, sigs.logPub)
+			established, err := logRecord(leaf, index, opts, sigs.logPub, anchors)
 			if err != nil {
 				return fail(&BadEntryError{Index: index, Err: err})
 			}
@@ -311,7 +323,7 @@ func leafLine(leaf []byte, n int) []byte {
 // logRecord checks a record the log wrote itself: entry 0 must be the
 // bootstrap record, later ones may update the trust configuration. It returns
 // the verifier for the trust the record establishes, or nil if unchanged.
-func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.PublicKey) (*Verifier, error) {
+func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.PublicKey, anchors *anchorCheck) (*Verifier, error) {
 	e, err := evidence.ParseLeaf(leaf)
 	if err != nil {
 		return nil, err
@@ -343,6 +355,10 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.Publ
 		return nil, errors.New("a second bootstrap record")
 	case p.Kind == evidence.KindTrustUpdated && len(p.Trust.Config) > 0:
 		digest, config = p.Trust.Digest, p.Trust.Config
+	case p.Kind == evidence.KindCheckpointAnchored:
+		if err := anchors.check(index, p.Anchor); err != nil {
+			return nil, err
+		}
 	}
 	if opts.OnRecord != nil {
 		opts.OnRecord(index, v)
