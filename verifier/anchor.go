@@ -218,4 +218,3 @@ func (c *anchorCheck) check(index uint64, a *evidence.Anchor) error {
 	c.verified++
 	return nil
 }
-

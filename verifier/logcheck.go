@@ -68,7 +68,7 @@ type CheckReport struct {
 	// proof and signatures verified; AnchorsUnchecked those whose Rekor
 	// side was not checked for want of RekorKeys.
 	Anchors, AnchorsUnchecked int
-	LeafHashes     [][32]byte
+	LeafHashes                [][32]byte
 }
 
 // BadEntryError names the first entry that fails a check.

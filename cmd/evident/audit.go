@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -230,11 +231,19 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fast := fs.Bool("fast", false, "check only the chain, the tree and the checkpoints, not every signature and index")
 	workers := fs.Int("workers", 0, "signature-checking workers (default: all cores)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the check to this file")
+	rekorKey := fs.String("rekor-key", "", "file(s, comma-separated) with the pinned public key of the Rekor the log is anchored in; without it anchors' Rekor proofs are not checked")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if (*data == "") == (*export == "") {
 		return errors.New("verify: give exactly one of --data or --export")
+	}
+	var rekorKeys []crypto.PublicKey
+	if *rekorKey != "" {
+		var err error
+		if rekorKeys, err = readRekorKeys(*rekorKey); err != nil {
+			return err
+		}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -251,9 +260,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rep *verifier.CheckReport
 	var err error
 	if *export != "" {
-		rep, err = verifyExport(ctx, *export, *logKey, !*fast, *workers, stderr)
+		rep, err = verifyExport(ctx, *export, *logKey, !*fast, *workers, rekorKeys, stderr)
 	} else {
-		rep, err = verifyData(ctx, *data, *logKey, !*fast, *workers, stderr)
+		rep, err = verifyData(ctx, *data, *logKey, !*fast, *workers, rekorKeys, stderr)
 	}
 	if err != nil {
 		var bad *verifier.BadEntryError
@@ -268,6 +277,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	_, err = fmt.Fprintf(stdout, "OK: %d entries, %d checkpoints (latest at size %d, root %x), %d signatures re-verified; checked %s in %s\n",
 		rep.Size, rep.Checkpoints, rep.CheckpointSize, rep.Root, rep.Signatures, what, time.Since(start).Round(time.Millisecond))
+	if err == nil && rep.Anchors > 0 {
+		_, err = fmt.Fprintf(stdout, "anchors: %d checkpoint anchors verified against Rekor\n", rep.Anchors)
+	}
+	if err == nil && rep.AnchorsUnchecked > 0 {
+		_, err = fmt.Fprintf(stdout, "note: %d checkpoint anchors not checked against Rekor (give --rekor-key)\n", rep.AnchorsUnchecked)
+	}
 	if err == nil && rep.CheckpointSize < rep.Size {
 		_, err = fmt.Fprintf(stdout, "note: entries %d..%d are not yet covered by a signed checkpoint\n", rep.CheckpointSize, rep.Size-1)
 	}
@@ -281,7 +296,7 @@ func keyOrFile(k string) string {
 	return k
 }
 
-func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, stderr io.Writer) (*verifier.CheckReport, error) {
+func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*verifier.CheckReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -300,10 +315,10 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 	if err != nil {
 		return nil, err
 	}
-	return verifier.CheckLog(ctx, ex, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers})
+	return verifier.CheckLog(ctx, ex, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
 }
 
-func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, stderr io.Writer) (*verifier.CheckReport, error) {
+func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*verifier.CheckReport, error) {
 	store, err := ledger.OpenStore(filepath.Join(dataDir, "ledger"), nil)
 	if err != nil {
 		return nil, err
@@ -328,7 +343,7 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	var mu sync.Mutex
 	var want ledger.IndexDigest
 	rep, err := verifier.CheckLog(ctx, snap, verifier.CheckOptions{
-		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true,
+		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true, RekorKeys: rekorKeys,
 		OnRecord: func(index uint64, v *verifier.Verified) {
 			terms := ledger.TermsFor(v.Statement)
 			mu.Lock()

@@ -7,7 +7,8 @@
 //	evident record sign --key FILE --file PREDICATE.json
 //	evident proof    --index I [--server URL] [--log-key KEY]
 //	evident export   (--data DIR | --server URL) --out FILE
-//	evident verify   (--data DIR | --export FILE) [--log-key KEY] [--fast]
+//	evident verify   (--data DIR | --export FILE) [--log-key KEY] [--rekor-key FILE] [--fast]
+//	evident anchor   --rekor URL --rekor-key FILE [--config FILE | --data DIR]
 //	evident load     --key FILE [--server URL] [--records N] [--concurrency C]
 //
 // Every subcommand prints its flags with -h.
@@ -41,6 +42,7 @@ func commands() []command {
 		{"proof", "fetch and verify an entry's inclusion proof", runProof},
 		{"export", "write the whole log to one file", runExport},
 		{"verify", "check a data directory or an export offline", runVerify},
+		{"anchor", "anchor the latest checkpoint in Rekor (a stopped server's log)", runAnchor},
 		{"load", "post signed records concurrently and report throughput and latency", runLoad},
 		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			_, err := fmt.Fprintln(out, "evident", version)

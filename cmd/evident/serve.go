@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
 
+	"evident.dev/evident/anchor"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/query"
@@ -54,6 +55,7 @@ type Config struct {
 			Scope     verifier.Scope `yaml:"scope"`     // environments, stacks, clusters
 		} `yaml:"runners"`
 	} `yaml:"trust"`
+	Anchor AnchorConfig `yaml:"anchor"` // anchor checkpoints in Rekor (docs/anchoring.md)
 
 	dir string // the configuration file's directory
 }
@@ -166,6 +168,9 @@ type server struct {
 	http   *http.Server
 	ln     net.Listener
 	logger *slog.Logger
+	// anchor, if set, anchors new checkpoints in Rekor every anchorEvery.
+	anchor      *anchor.Anchorer
+	anchorEvery time.Duration
 }
 
 func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server, error) {
@@ -225,13 +230,18 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, errors.Join(err, lg.Close())
 	}
 	mux := http.NewServeMux()
-	ingest.New(ingest.Config{
+	ih := ingest.New(ingest.Config{
 		Log:          lg,
 		Verifier:     v,
 		Logger:       logger,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,
-	}).Register(mux)
+	})
+	ih.Register(mux)
+	anc, anchorEvery, err := cfg.anchorer(lg, edKey, ih.Recorder(edKey), logger)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
 	query.NewProofHandler(lg, logger).Register(mux)
 	query.NewExportHandler(lg, logger).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -251,7 +261,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
-	return &server{addr: ln.Addr().String(), log: lg, http: hs, ln: ln, logger: logger}, nil
+	return &server{addr: ln.Addr().String(), log: lg, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery}, nil
 }
 
 // wait serves until ctx ends, then drains requests and closes the log.
@@ -263,6 +273,9 @@ func (s *server) wait(ctx context.Context) error {
 		}
 		return nil
 	})
+	if s.anchor != nil {
+		g.Go(func() error { return s.anchor.Run(gctx, s.anchorEvery) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,0 +1,351 @@
+// Package anchor enters the log's signed checkpoints in an independent
+// transparency log, Rekor (https://docs.sigstore.dev/logging/overview/), and
+// records Rekor's answer in the log as a checkpoint.anchored entry: after
+// that, rewriting the log's history would also need rewriting Rekor's.
+//
+// A checkpoint is submitted as a hashedrekord entry: the SHA-512 of the
+// checkpoint's note text (origin, size, root hash), signed with the log's
+// ed25519 key as Ed25519ph, the form Rekor's hashedrekord accepts for
+// ed25519 keys. Rekor's inclusion proof and signed entry timestamp are
+// checked (verifier.VerifyAnchor) before the anchor is recorded, through
+// the same path as every other record the log writes itself.
+package anchor
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-openapi/strfmt"
+	"github.com/go-openapi/swag/conv"
+	rekorclient "github.com/sigstore/rekor/pkg/client"
+	genclient "github.com/sigstore/rekor/pkg/generated/client"
+	"github.com/sigstore/rekor/pkg/generated/client/entries"
+	"github.com/sigstore/rekor/pkg/generated/models"
+	"golang.org/x/mod/sumdb/note"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ingest"
+	"evident.dev/evident/verifier"
+)
+
+// Log is the log whose checkpoints are anchored.
+type Log interface {
+	// Checkpoint returns the latest signed checkpoint note; an error
+	// (ledger.ErrEmpty) when there is none yet.
+	Checkpoint() ([]byte, error)
+	Origin() string
+	// VerifierKey is the note verifier key of the log's checkpoints.
+	VerifierKey() string
+}
+
+// Recorder appends a record signed with the log key and returns once it is
+// durable (ingest.Recorder).
+type Recorder interface {
+	Record(ctx context.Context, subjects []evidence.Subject, t evidence.Transition) (ingest.Receipt, error)
+}
+
+// Config is what an Anchorer needs.
+type Config struct {
+	// Rekor is Rekor's base URL, e.g. https://rekor.sigstore.dev.
+	Rekor string
+	// RekorKeys are the Rekor public keys an answer must be signed with,
+	// pinned out of band (GET /api/v1/log/publicKey, checked once).
+	RekorKeys []crypto.PublicKey
+	Log       Log
+	// LogKey is the log's private key, the one its checkpoints are signed with.
+	LogKey   ed25519.PrivateKey
+	Recorder Recorder
+	Logger   *slog.Logger
+	// Clock gives the anchor record's occurredAt; nil means time.Now.
+	Clock func() time.Time
+	// Retries of a failed Rekor request (Rekor's client retries 5xx and
+	// connection errors with back-off); default 3.
+	Retries uint
+}
+
+// Anchorer anchors checkpoints. Anchor and Run must not be called
+// concurrently with each other.
+type Anchorer struct {
+	cfg      Config
+	rekor    *genclient.Rekor
+	verifier note.Verifier
+	logPub   ed25519.PublicKey
+
+	// The last anchor this Anchorer recorded, to skip a checkpoint that
+	// adds nothing but that anchor record.
+	lastSize   uint64
+	lastRecord uint64
+	anchored   bool
+}
+
+// Result is one recorded anchor.
+type Result struct {
+	Anchor  evidence.Anchor
+	Receipt ingest.Receipt
+}
+
+// New checks the configuration and builds a Rekor client.
+func New(cfg Config) (*Anchorer, error) {
+	switch {
+	case cfg.Rekor == "":
+		return nil, errors.New("anchor: the Rekor URL is required")
+	case len(cfg.RekorKeys) == 0:
+		return nil, errors.New("anchor: Rekor's public key is required (pin it: GET <rekor>/api/v1/log/publicKey)")
+	case cfg.Log == nil || cfg.Recorder == nil || cfg.LogKey == nil:
+		return nil, errors.New("anchor: Log, LogKey and Recorder are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 3
+	}
+	v, err := note.NewVerifier(cfg.Log.VerifierKey())
+	if err != nil {
+		return nil, fmt.Errorf("anchor: log key: %w", err)
+	}
+	pub := cfg.LogKey.Public().(ed25519.PublicKey)
+	logPub, _, err := verifier.LogPublicKey(cfg.Log.VerifierKey())
+	if err != nil {
+		return nil, fmt.Errorf("anchor: %w", err)
+	}
+	if !logPub.Equal(pub) {
+		return nil, errors.New("anchor: the log key does not sign the log's checkpoints")
+	}
+	rc, err := rekorclient.GetRekorClient(cfg.Rekor, rekorclient.WithRetryCount(cfg.Retries),
+		rekorclient.WithUserAgent("evident-anchor"))
+	if err != nil {
+		return nil, fmt.Errorf("anchor: Rekor client for %s: %w", cfg.Rekor, err)
+	}
+	return &Anchorer{cfg: cfg, rekor: rc, verifier: v, logPub: pub}, nil
+}
+
+// Anchor submits the latest checkpoint to Rekor, verifies Rekor's answer
+// and records it. Submitting a checkpoint Rekor already holds (after a
+// restart, say) fetches and records Rekor's existing entry.
+func (a *Anchorer) Anchor(ctx context.Context) (*Result, error) {
+	signed, err := a.cfg.Log.Checkpoint()
+	if err != nil {
+		return nil, fmt.Errorf("anchor: latest checkpoint: %w", err)
+	}
+	size, root, text, err := a.openCheckpoint(signed)
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 {
+		return nil, errors.New("anchor: the log is empty")
+	}
+	entry, err := a.submit(ctx, text)
+	if err != nil {
+		return nil, err
+	}
+	anc, err := anchorOf(entry, size, root)
+	if err != nil {
+		return nil, err
+	}
+	anc.Rekor = a.cfg.Rekor
+	if err := verifier.VerifyAnchor(&anc, a.cfg.Log.Origin(), a.logPub, a.cfg.RekorKeys); err != nil {
+		return nil, fmt.Errorf("anchor: Rekor's answer for checkpoint %d: %w", size, err)
+	}
+	sum := sha512.Sum512(text)
+	rootHex := hex.EncodeToString(root[:])
+	receipt, err := a.cfg.Recorder.Record(ctx, []evidence.Subject{{
+		Name:   "checkpoint/" + strconv.FormatUint(size, 10),
+		Digest: map[string]string{"sha512": hex.EncodeToString(sum[:])},
+	}}, evidence.Transition{
+		Kind:       evidence.KindCheckpointAnchored,
+		ChangeID:   "checkpoint-" + strconv.FormatUint(size, 10),
+		OccurredAt: a.cfg.Clock().UTC(),
+		Actor:      "evident-anchor",
+		Anchor:     &anc,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("anchor: record the anchor of checkpoint %d: %w", size, err)
+	}
+	a.lastSize, a.lastRecord, a.anchored = size, receipt.Index, true
+	a.cfg.Logger.Info("anchored checkpoint in Rekor", "size", size, "root", rootHex,
+		"rekorIndex", anc.LogIndex, "entry", receipt.Index)
+	return &Result{Anchor: anc, Receipt: receipt}, nil
+}
+
+// due reports whether the latest checkpoint needs anchoring: it does unless
+// it is the one anchored last, or adds only that anchor's own record.
+func (a *Anchorer) due() (bool, error) {
+	signed, err := a.cfg.Log.Checkpoint()
+	if err != nil {
+		return false, nil // no checkpoint yet
+	}
+	size, _, _, err := a.openCheckpoint(signed)
+	if err != nil {
+		return false, err
+	}
+	if size == 0 {
+		return false, nil
+	}
+	if !a.anchored {
+		return true, nil
+	}
+	idle := size == a.lastSize || a.lastSize == a.lastRecord && size == a.lastRecord+1
+	return !idle, nil
+}
+
+// Run anchors the latest checkpoint every interval while the log grows,
+// until ctx ends. A failed attempt is logged and retried at the next tick:
+// Rekor being away must not stop the log.
+func (a *Anchorer) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("anchor: interval must be positive, got %v", interval)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		due, err := a.due()
+		if err != nil {
+			a.cfg.Logger.Error("anchor: read checkpoint", "err", err)
+		}
+		if due {
+			if _, err := a.Anchor(ctx); err != nil && ctx.Err() == nil {
+				a.cfg.Logger.Error("anchor failed; retrying at the next interval", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// openCheckpoint verifies a signed checkpoint note and returns its size,
+// root and note text, which must be the text verifier.CheckpointText
+// rebuilds from them, so that an auditor can recompute what was signed.
+func (a *Anchorer) openCheckpoint(signed []byte) (uint64, [32]byte, []byte, error) {
+	n, err := note.Open(signed, note.VerifierList(a.verifier))
+	if err != nil {
+		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint: %w", err)
+	}
+	lines := strings.SplitN(n.Text, "\n", 4)
+	if len(lines) < 4 {
+		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint text %q has fewer than 3 lines", n.Text)
+	}
+	sizeText, rootText := lines[1], lines[2]
+	size, err := strconv.ParseUint(sizeText, 10, 64)
+	if err != nil {
+		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint size: %w", err)
+	}
+	rb, err := base64.StdEncoding.DecodeString(rootText)
+	if err != nil || len(rb) != 32 {
+		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint root %q is not a base64 SHA-256", rootText)
+	}
+	root := [32]byte(rb)
+	text := verifier.CheckpointText(a.cfg.Log.Origin(), size, root)
+	if string(text) != n.Text {
+		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint text %q is not origin, size and root alone", n.Text)
+	}
+	return size, root, text, nil
+}
+
+// submit enters a hashedrekord over text in Rekor and returns Rekor's entry.
+func (a *Anchorer) submit(ctx context.Context, text []byte) (*models.LogEntryAnon, error) {
+	digest := sha512.Sum512(text)
+	sig, err := a.cfg.LogKey.Sign(rand.Reader, digest[:], &ed25519.Options{Hash: crypto.SHA512})
+	if err != nil {
+		return nil, fmt.Errorf("anchor: sign checkpoint: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(a.logPub)
+	if err != nil {
+		return nil, fmt.Errorf("anchor: log public key: %w", err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	proposed := &models.Hashedrekord{
+		APIVersion: conv.Pointer("0.0.1"),
+		Spec: models.HashedrekordV001Schema{
+			Data: &models.HashedrekordV001SchemaData{Hash: &models.HashedrekordV001SchemaDataHash{
+				Algorithm: conv.Pointer(models.HashedrekordV001SchemaDataHashAlgorithmSha512),
+				Value:     conv.Pointer(hex.EncodeToString(digest[:])),
+			}},
+			Signature: &models.HashedrekordV001SchemaSignature{
+				Content:   strfmt.Base64(sig),
+				PublicKey: &models.HashedrekordV001SchemaSignaturePublicKey{Content: strfmt.Base64(pubPEM)},
+			},
+		},
+	}
+	params := entries.NewCreateLogEntryParamsWithContext(ctx).WithProposedEntry(proposed)
+	created, err := a.rekor.Entries.CreateLogEntry(params)
+	var conflict *entries.CreateLogEntryConflict
+	switch {
+	case errors.As(err, &conflict):
+		// Ed25519 signatures are deterministic: Rekor already holds this
+		// very entry. Fetch it, with its proof, by the UUID it names.
+		uuid := path.Base(conflict.Location.String())
+		got, err := a.rekor.Entries.GetLogEntryByUUID(entries.NewGetLogEntryByUUIDParamsWithContext(ctx).WithEntryUUID(uuid))
+		if err != nil {
+			return nil, fmt.Errorf("anchor: Rekor holds the entry already, but fetching %s: %w", uuid, err)
+		}
+		return onlyEntry(got.Payload)
+	case err != nil:
+		return nil, fmt.Errorf("anchor: submit to Rekor %s: %w", a.cfg.Rekor, err)
+	}
+	return onlyEntry(created.Payload)
+}
+
+func onlyEntry(le models.LogEntry) (*models.LogEntryAnon, error) {
+	if len(le) != 1 {
+		return nil, fmt.Errorf("anchor: Rekor answered with %d entries, want 1", len(le))
+	}
+	var only models.LogEntryAnon
+	for _, e := range le {
+		only = e
+	}
+	return &only, nil
+}
+
+// anchorOf copies Rekor's answer into an anchor block.
+func anchorOf(e *models.LogEntryAnon, size uint64, root [32]byte) (evidence.Anchor, error) {
+	body, ok := e.Body.(string)
+	switch {
+	case !ok:
+		return evidence.Anchor{}, fmt.Errorf("anchor: Rekor's entry body is a %T, not a base64 string", e.Body)
+	case e.IntegratedTime == nil || e.LogID == nil || e.LogIndex == nil:
+		return evidence.Anchor{}, errors.New("anchor: Rekor's entry lacks integratedTime, logID or logIndex")
+	case e.Verification == nil || e.Verification.InclusionProof == nil || len(e.Verification.SignedEntryTimestamp) == 0:
+		return evidence.Anchor{}, errors.New("anchor: Rekor's entry has no inclusion proof or signed entry timestamp")
+	}
+	ip := e.Verification.InclusionProof
+	if ip.Checkpoint == nil || ip.LogIndex == nil || ip.RootHash == nil || ip.TreeSize == nil {
+		return evidence.Anchor{}, errors.New("anchor: Rekor's inclusion proof is incomplete")
+	}
+	return evidence.Anchor{
+		CheckpointSize:       size,
+		RootHash:             hex.EncodeToString(root[:]),
+		LogID:                *e.LogID,
+		LogIndex:             *e.LogIndex,
+		IntegratedTime:       *e.IntegratedTime,
+		Body:                 body,
+		SignedEntryTimestamp: base64.StdEncoding.EncodeToString(e.Verification.SignedEntryTimestamp),
+		InclusionProof: evidence.RekorInclusionProof{
+			LogIndex:   *ip.LogIndex,
+			TreeSize:   *ip.TreeSize,
+			RootHash:   *ip.RootHash,
+			Hashes:     ip.Hashes,
+			Checkpoint: *ip.Checkpoint,
+		},
+	}, nil
+}
