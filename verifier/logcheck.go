@@ -64,11 +64,12 @@ type CheckReport struct {
 	CheckpointSize uint64
 	Root           [32]byte
 	Signatures     uint64 // records whose signature was re-verified
+	LeafHashes     [][32]byte
+
 	// Anchors is the number of checkpoint.anchored records whose Rekor
 	// proof and signatures verified; AnchorsUnchecked those whose Rekor
 	// side was not checked for want of RekorKeys.
 	Anchors, AnchorsUnchecked int
-	LeafHashes                [][32]byte
 }
 
 // BadEntryError names the first entry that fails a check.
