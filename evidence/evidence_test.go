@@ -613,7 +613,7 @@ var invalidCases = []invalidCase{
 // example with one thing wrong, and that the JSON Schema rejects the same
 // records wherever JSON Schema can express the rule.
 func TestDecodeRejects(t *testing.T) {
-	for _, c := range invalidCases {
+	for _, c := range slices.Concat(invalidCases, anchorCases) {
 		t.Run(c.name, func(t *testing.T) {
 			payload := c.payload(t)
 			_, err := evidence.Decode(payload)
