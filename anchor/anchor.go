@@ -287,15 +287,15 @@ func (a *Anchorer) submit(ctx context.Context, text []byte) (*models.LogEntryAno
 			},
 		},
 	}
-	params := entries.NewCreateLogEntryParamsWithContext(ctx).WithProposedEntry(proposed)
-	created, err := a.rekor.Entries.CreateLogEntry(params)
+	params := entries.NewCreateLogEntryParams().WithProposedEntry(proposed)
+	created, err := a.rekor.Entries.CreateLogEntryContext(ctx, params)
 	var conflict *entries.CreateLogEntryConflict
 	switch {
 	case errors.As(err, &conflict):
 		// Ed25519 signatures are deterministic: Rekor already holds this
 		// very entry. Fetch it, with its proof, by the UUID it names.
 		uuid := path.Base(conflict.Location.String())
-		got, err := a.rekor.Entries.GetLogEntryByUUID(entries.NewGetLogEntryByUUIDParamsWithContext(ctx).WithEntryUUID(uuid))
+		got, err := a.rekor.Entries.GetLogEntryByUUIDContext(ctx, entries.NewGetLogEntryByUUIDParams().WithEntryUUID(uuid))
 		if err != nil {
 			return nil, fmt.Errorf("anchor: Rekor holds the entry already, but fetching %s: %w", uuid, err)
 		}

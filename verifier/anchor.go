@@ -135,7 +135,7 @@ func checkRekorProof(a *evidence.Anchor, rekorKeys []crypto.PublicKey) error {
 	}
 	v, err := signature.LoadVerifier(rekorKey, crypto.SHA256)
 	if err != nil {
-		return fmt.Errorf("Rekor key: %v", err)
+		return fmt.Errorf("the Rekor key: %v", err)
 	}
 	set, err := base64.StdEncoding.DecodeString(a.SignedEntryTimestamp)
 	if err != nil {
@@ -161,13 +161,13 @@ func checkRekorProof(a *evidence.Anchor, rekorKeys []crypto.PublicKey) error {
 	// Pure computation: the context only travels into signature options.
 	ctx := context.Background()
 	if err := rekorverify.VerifyInclusion(ctx, e); err != nil {
-		return fmt.Errorf("Rekor inclusion proof: %v", err)
+		return fmt.Errorf("the Rekor inclusion proof: %v", err)
 	}
 	if err := rekorverify.VerifyCheckpointSignature(e, v); err != nil {
-		return fmt.Errorf("Rekor checkpoint: %v", err)
+		return fmt.Errorf("the Rekor checkpoint: %v", err)
 	}
 	if err := rekorverify.VerifySignedEntryTimestamp(ctx, e, v); err != nil {
-		return fmt.Errorf("Rekor signed entry timestamp: %v", err)
+		return fmt.Errorf("the Rekor signed entry timestamp: %v", err)
 	}
 	return nil
 }

@@ -69,7 +69,7 @@ func readRekorKeys(files string) ([]crypto.PublicKey, error) {
 	for _, f := range strings.Split(files, ",") {
 		b, err := os.ReadFile(strings.TrimSpace(f))
 		if err != nil {
-			return nil, fmt.Errorf("Rekor key: %w", err)
+			return nil, fmt.Errorf("read the Rekor key: %w", err)
 		}
 		for {
 			var block *pem.Block
@@ -82,13 +82,13 @@ func readRekorKeys(files string) ([]crypto.PublicKey, error) {
 			}
 			k, err := x509.ParsePKIXPublicKey(block.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("Rekor key %s: %w", f, err)
+				return nil, fmt.Errorf("the Rekor key %s: %w", f, err)
 			}
 			keys = append(keys, k)
 		}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("Rekor key: no PEM PUBLIC KEY in %s", files)
+		return nil, fmt.Errorf("the Rekor key: no PEM PUBLIC KEY in %s", files)
 	}
 	return keys, nil
 }
