@@ -149,3 +149,47 @@ func FuzzVerifyAnchor(f *testing.F) {
 		}
 	})
 }
+
+// TestAnchorRecordsAreTheLogsOwn checks that only the log key signs a
+// checkpoint.anchored record: a runner trusted for every environment
+// cannot, and the log key can.
+func TestAnchorRecordsAreTheLogsOwn(t *testing.T) {
+	raw, err := os.ReadFile("../evidence/testdata/kinds/checkpoint.anchored.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnerPriv, runnerPub, err := verifier.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner, err := verifier.ParsePrivateKey(runnerPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logSeed := sha256.Sum256([]byte("anchor test log"))
+	logKey := ed25519.NewKeyFromSeed(logSeed[:])
+	v, err := verifier.New(verifier.TrustConfig{Runners: []verifier.Runner{
+		{Name: "ci", PublicKey: string(runnerPub), Scope: verifier.Scope{Environments: []string{"*"}}},
+	}}, logKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := verifier.SignEnvelope(runner, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(env); !errors.Is(err, verifier.ErrOutOfScope) {
+		t.Errorf("a runner's checkpoint.anchored record: %v, want ErrOutOfScope", err)
+	}
+	env, err = verifier.SignEnvelope(logKey, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := v.Verify(env)
+	if err != nil {
+		t.Fatalf("the log's checkpoint.anchored record: %v", err)
+	}
+	if got.Signer.Name != verifier.LogSigner {
+		t.Errorf("signer %q, want the log", got.Signer.Name)
+	}
+}
