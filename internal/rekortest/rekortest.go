@@ -300,6 +300,13 @@ func (h *harness) start(ctx context.Context) (*Rekor, error) {
 		return nil, err
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", rekorPort)
+	// rekor-server v1.5.4 always serves metrics on ":2112", every
+	// interface, and ignores a failed bind. Holding 127.0.0.1:2112 makes
+	// that bind fail, so nothing listens beyond loopback. If another
+	// harness holds it already, that hold does the same.
+	if hold, err := net.Listen("tcp", "127.0.0.1:2112"); err == nil {
+		h.t.Cleanup(func() { hold.Close() })
+	}
 	rekor, err := h.run("rekor-server", h.tools.rekor, "serve",
 		"--rekor_server.address=127.0.0.1", fmt.Sprintf("--port=%d", rekorPort),
 		"--rekor_server.hostname=rekor.test", "--rekor_server.signer="+keyPath,
