@@ -196,15 +196,26 @@ func splitLeaf(leaf []byte, n int) ([][]byte, error) {
 // EntryHash is the chain hash of a leaf: SHA-256(leaf).
 func EntryHash(leaf []byte) [sha256.Size]byte { return sha256.Sum256(leaf) }
 
-// Statement decodes the statement an entry's envelope carries. It does not
-// check signatures: the entry is already in the log.
+// dsseFields are the parts of a DSSE envelope Statement reads.
+type dsseFields struct {
+	PayloadType string `json:"payloadType"`
+	Payload     string `json:"payload"`
+}
+
+// Statement decodes the statement an entry's envelope carries: a DSSE
+// envelope, or a keyless record's Sigstore bundle (whose dsseEnvelope is the
+// envelope). It does not check signatures: the entry is already in the log.
 func (e *Entry) Statement() (*Statement, error) {
 	var env struct {
-		PayloadType string `json:"payloadType"`
-		Payload     string `json:"payload"`
+		PayloadType string      `json:"payloadType"`
+		Payload     string      `json:"payload"`
+		Bundled     *dsseFields `json:"dsseEnvelope"`
 	}
 	if err := jsonv2.Unmarshal(e.Envelope, &env); err != nil {
 		return nil, fmt.Errorf("entry %d: envelope: %s", e.Index, DescribeJSONError(err))
+	}
+	if env.Bundled != nil {
+		env.PayloadType, env.Payload = env.Bundled.PayloadType, env.Bundled.Payload
 	}
 	if env.PayloadType != PayloadType {
 		return nil, fmt.Errorf("entry %d: envelope payloadType %q", e.Index, env.PayloadType)

@@ -14,8 +14,21 @@ import (
 // canonical JSON is recorded in the genesis entry (and in every trust.updated
 // entry), so an auditor rebuilds the trust in force at any point of the log
 // from the log alone.
+//
+// Every field added after the first release is optional and omitted when
+// empty, so a configuration that does not use it keeps its canonical bytes
+// (and its digest in existing logs).
 type TrustConfig struct {
 	Runners []Runner `json:"runners"`
+	// Identities are keyless signers: Sigstore certificate identities
+	// (a CI workflow, a person's e-mail) verified against Sigstore.
+	Identities []Identity `json:"identities,omitempty"`
+	// Sigstore is the trusted root keyless bundles are verified against.
+	// Required when Identities is not empty.
+	Sigstore *SigstoreTrust `json:"sigstore,omitempty"`
+	// Groups is the directory approvals are checked against: group name to
+	// member identities (e-mails, or runner approver names).
+	Groups map[string][]string `json:"groups,omitempty"`
 }
 
 // Runner is one identity allowed to post records: a CI job, a bundled runner,
@@ -24,6 +37,32 @@ type Runner struct {
 	Name      string `json:"name"`
 	PublicKey string `json:"publicKey"` // PKIX PEM; in the YAML config, a path to the PEM file
 	Scope     Scope  `json:"scope"`
+	// Approver is the person this key belongs to (an e-mail): approvals it
+	// signs count as that person's. Empty for machine identities.
+	Approver string `json:"approver,omitempty"`
+}
+
+// Identity is a keyless signer: a certificate whose subject alternative name
+// (exactly SAN, or matching SANRegexp) was issued for a token of Issuer.
+type Identity struct {
+	Name      string `json:"name"`
+	SAN       string `json:"san,omitempty"`
+	SANRegexp string `json:"sanRegexp,omitempty"` // RE2, anchored at both ends
+	Issuer    string `json:"issuer"`
+	Scope     Scope  `json:"scope"`
+}
+
+// SigstoreTrust is the Sigstore instance keyless records are verified
+// against: the public-good instance or a private one.
+type SigstoreTrust struct {
+	// TrustedRoot is the trusted_root.json document (Fulcio CAs, Rekor
+	// logs, timestamp authorities). It is recorded in the log with the rest
+	// of the trust, so an auditor re-verifies keyless entries offline.
+	TrustedRoot json.RawMessage `json:"trustedRoot"`
+	// AllowTimestampOnly accepts a bundle with an RFC 3161 signed timestamp
+	// and no transparency-log entry. By default a Rekor inclusion proof is
+	// required.
+	AllowTimestampOnly bool `json:"allowTimestampOnly,omitempty"`
 }
 
 // Scope limits what a runner may report on. "*" matches anything. An empty
@@ -32,6 +71,10 @@ type Scope struct {
 	Environments []string `json:"environments"`
 	Stacks       []string `json:"stacks,omitempty"`
 	Clusters     []string `json:"clusters,omitempty"`
+	// RelayApprovals lets the signer post approvals on behalf of the
+	// approvers they name: a trusted approval service (e.g. the code host's
+	// review webhook relay).
+	RelayApprovals bool `json:"relayApprovals,omitempty" yaml:"relayApprovals"`
 }
 
 // Canonical returns the trust configuration as the JSON recorded in the log.

@@ -24,6 +24,7 @@ import (
 
 	voied25519 "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 
 	"evident.dev/evident/evidence"
 )
@@ -59,14 +60,23 @@ type Verified struct {
 	// payload: the record's identity, whatever signatures or whitespace
 	// surround it. Posting the same statement twice yields the same digest.
 	Digest [sha256.Size]byte
+	// Approver is the person the signer speaks for: a keyless identity's
+	// subject alternative name, or a registered key's configured approver.
+	// Approvals count only when signed by their approver, or relayed.
+	Approver string
+	// RelaysApprovals: the signer's scope lets it post others' approvals.
+	RelaysApprovals bool
+	// Keyless: the record came as a Sigstore bundle.
+	Keyless bool
 }
 
 type trustedKey struct {
-	name  string
-	id    string
-	key   crypto.PublicKey
-	scope Scope
-	log   bool
+	name     string
+	id       string
+	key      crypto.PublicKey
+	scope    Scope
+	log      bool
+	approver string
 	// expanded is an ed25519 key decompressed once: checking a whole log
 	// verifies millions of signatures by a handful of keys.
 	expanded *voied25519.ExpandedPublicKey
@@ -83,10 +93,12 @@ func newTrustedKey(name, id string, key crypto.PublicKey, scope Scope, log bool)
 	return k, nil
 }
 
-// Verifier checks envelopes against one trust configuration. It is immutable
-// and safe for concurrent use.
+// Verifier checks envelopes and keyless bundles against one trust
+// configuration. It is immutable and safe for concurrent use.
 type Verifier struct {
-	keys []trustedKey
+	keys       []trustedKey
+	identities []trustedIdentity
+	sigstore   *verify.Verifier // nil without keyless identities
 }
 
 // New builds a verifier for a trust configuration. logKey, if not nil, is the
@@ -120,7 +132,12 @@ func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
 		}
+		k.approver = r.Approver
 		v.keys = append(v.keys, k)
+	}
+	var err error
+	if v.identities, v.sigstore, err = newKeyless(cfg); err != nil {
+		return nil, err
 	}
 	if logKey != nil {
 		id, err := KeyID(logKey)
@@ -207,9 +224,13 @@ func decodeBase64(s string) ([]byte, error) {
 	return b, nil
 }
 
-// Verify decodes an envelope, checks its signature against the trusted keys,
-// decodes and validates the statement, and checks the signer's scope.
+// Verify decodes an envelope (or a Sigstore bundle carrying one), checks its
+// signature against the trusted keys (or the keyless identities), decodes and
+// validates the statement, and checks the signer's scope.
 func (v *Verifier) Verify(raw []byte) (*Verified, error) {
+	if isBundle(raw) {
+		return v.verifyBundle(raw)
+	}
 	env, payload, err := DecodeEnvelope(raw)
 	if err != nil {
 		return nil, err
@@ -232,6 +253,9 @@ func (v *Verifier) Verify(raw []byte) (*Verified, error) {
 		Statement: st,
 		Signer:    Signer{Name: signer.name, KeyID: signer.id},
 		Digest:    sha256.Sum256(pae),
+		Approver:  signer.approver,
+		// The log never relays approvals.
+		RelaysApprovals: signer.scope.RelayApprovals && !signer.log,
 	}, nil
 }
 
