@@ -102,7 +102,7 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !acceptedType(mt) {
 			writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
-				fmt.Sprintf("Content-Type %q: post a DSSE envelope with Content-Type: application/json", ct), nil)
+				fmt.Sprintf("Content-Type %q: post a DSSE envelope with Content-Type: application/json, or a Sigstore bundle with %s", ct, verifier.BundleMediaType), nil)
 			return
 		}
 	}
@@ -157,7 +157,7 @@ func newReceipt(receipt ledger.Receipt, rec ledger.Record, verified *verifier.Ve
 
 func acceptedType(mt string) bool {
 	switch mt {
-	case "application/json", "application/vnd.dsse.envelope.v1+json", "application/vnd.dsse+json":
+	case "application/json", "application/vnd.dsse.envelope.v1+json", "application/vnd.dsse+json", verifier.BundleMediaType:
 		return true
 	}
 	return false
