@@ -489,3 +489,135 @@ func itoa(i uint64) string {
 	b, _ := json.Marshal(i)
 	return string(b)
 }
+
+func TestGate(t *testing.T) {
+	s := newApprovalServer(t, verifier.ApprovalConfig{
+		Rules:          []verifier.ApprovalRule{{Environment: "prod", Groups: []string{"platform-infra"}}},
+		MaxPlanAge:     time.Hour,
+		MaxApprovalAge: 2 * time.Hour,
+	})
+	c := s.newChange("CHG-GATE", "high")
+	c.plan(planA, s.at(time.Minute))
+	req := verifier.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA, Target: c.target, Actor: "ci"}
+	s.setClock(s.at(5 * time.Minute))
+
+	// Refused: the policy requires database owners and nobody approved.
+	status, a, body := s.gate(req)
+	if status != http.StatusOK || a.Decision != verifier.Deny {
+		t.Fatalf("gate = %d %s", status, body)
+	}
+	if !slices.Equal(a.RequiredApprovers, []string{"database-owners"}) || len(a.Approvals) != 0 || !hasPrefix(a.Reasons, verifier.FindingApprovalMissing) {
+		t.Errorf("deny answer = %+v", a)
+	}
+	// The decision itself is an entry, signed by the log.
+	e, err := s.log.Entry(context.Background(), a.Entry.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Predicate.Kind != evidence.KindGateDecided || st.Predicate.Gate.Decision != verifier.Deny ||
+		st.Predicate.Gate.PlanSHA256 != planA || e.Meta.Signer.Name != verifier.LogSigner || a.Entry.Kind != evidence.KindGateDecided {
+		t.Errorf("gate.decided entry = %+v by %+v", st.Predicate, e.Meta.Signer)
+	}
+
+	// Approved by a database owner: allowed, naming the approval.
+	ap := c.approve("carol", carol, s.at(6*time.Minute))
+	s.setClock(s.at(7 * time.Minute))
+	_, a, _ = s.gate(req)
+	if a.Decision != verifier.Allow || len(a.Approvals) != 1 || a.Approvals[0].Entry != ap.Index || a.Approvals[0].Approver != carol ||
+		!slices.Equal(a.Approvals[0].Groups, []string{"database-owners"}) {
+		t.Errorf("allow answer = %+v", a)
+	}
+
+	// Another plan, another commit, another target: denied.
+	for name, tc := range map[string]struct {
+		edit func(*verifier.GateRequest)
+		want string
+	}{
+		"other plan":   {func(r *verifier.GateRequest) { r.PlanSHA256 = planB }, "plan.missing"},
+		"other commit": {func(r *verifier.GateRequest) { r.CommitSHA = commitB }, "plan.commit-mismatch"},
+		"other env":    {func(r *verifier.GateRequest) { r.Target.Environment = "staging" }, "plan.target-mismatch"},
+	} {
+		r := req
+		tc.edit(&r)
+		if _, a, _ := s.gate(r); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, tc.want) {
+			t.Errorf("%s: %+v, want a %s denial", name, a, tc.want)
+		}
+	}
+
+	// Freshness: the plan is older than an hour at decision time.
+	s.setClock(s.at(70 * time.Minute))
+	if _, a, _ := s.gate(req); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, "plan.stale") {
+		t.Errorf("stale plan: %+v", a)
+	}
+	// A fresh plan of the same hash, then the approval grows too old.
+	c.plan(planA, s.at(69*time.Minute))
+	s.setClock(s.at(130 * time.Minute))
+	if _, a, _ := s.gate(req); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, verifier.FindingApprovalExpired) {
+		t.Errorf("stale approval: %+v", a)
+	}
+
+	// Under break-glass the gate allows, flagged as an emergency.
+	c.breakglass(evidence.KindBreakglassOpened, s.at(131*time.Minute), s.at(4*time.Hour))
+	s.setClock(s.at(132 * time.Minute))
+	if _, a, _ := s.gate(req); a.Decision != verifier.Allow || !a.Emergency || !hasPrefix(a.Reasons, "emergency") {
+		t.Errorf("break-glass: %+v", a)
+	}
+
+	// Bad requests are refused without a decision.
+	for _, body := range []string{`{`, `{"changeId":"x"}`, `{"changeId":"x","commitSha":"` + commitA + `","planSha256":"` + planA + `","target":{"environment":"prod"},"actor":"ci","extra":1}`} {
+		resp, err := http.Post(s.url+"/v1/gate/apply", "application/json", bytes.NewReader([]byte(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("gate %s = %d, want 400", body, resp.StatusCode)
+		}
+	}
+}
+
+func hasPrefix(reasons []string, prefix string) bool {
+	return slices.ContainsFunc(reasons, func(r string) bool { return len(r) >= len(prefix) && r[:len(prefix)] == prefix })
+}
+
+// The log with keyless entries, approvals and gate decisions re-verifies
+// offline: the bundles are stored whole, and the trusted root is part of the
+// trust configuration recorded at genesis.
+func TestKeylessEntriesVerifyOffline(t *testing.T) {
+	s := newApprovalServer(t, defaultApprovalConfig())
+	c := s.newChange("CHG-OFFLINE", "high")
+	c.plan(planA, s.at(time.Minute))
+	ap := c.approve("dave", dave, s.at(2*time.Minute))
+	s.setClock(s.at(3 * time.Minute))
+	if _, a, _ := s.gate(verifier.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA, Target: c.target, Actor: "ci"}); a.Decision != verifier.Allow {
+		t.Fatalf("gate: %+v", a)
+	}
+	snap, err := s.log.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	keyless := 0
+	vkey := s.log.VerifierKey()
+	rep, err := verifier.CheckLog(context.Background(), snap, verifier.CheckOptions{
+		Origin: testOrigin, LogKey: vkey, Signatures: true,
+		OnRecord: func(i uint64, v *verifier.Verified) {
+			if v.Keyless {
+				if i != ap.Index || v.Signer.Name != dave {
+					t.Errorf("keyless entry %d signed by %+v", i, v.Signer)
+				}
+				keyless++
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("CheckLog: %v", err)
+	}
+	if keyless != 1 || rep.Signatures != s.log.Size() {
+		t.Errorf("re-verified %d records (%d keyless) of %d", rep.Signatures, keyless, s.log.Size())
+	}
+}
