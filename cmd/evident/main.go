@@ -10,6 +10,7 @@
 //	evident verify   (--data DIR | --export FILE) [--log-key KEY] [--rekor-key FILE] [--fast]
 //	evident anchor   --rekor URL --rekor-key FILE [--config FILE | --data DIR]
 //	evident load     --key FILE [--server URL] [--records N] [--concurrency C]
+//	evident gate check --change ID --commit SHA (--plan FILE | --plan-sha256 HEX) --env ENV --actor ID [--server URL]
 //
 // Every subcommand prints its flags with -h.
 package main
@@ -44,6 +45,7 @@ func commands() []command {
 		{"verify", "check a data directory or an export offline", runVerify},
 		{"anchor", "anchor the latest checkpoint in Rekor (a stopped server's log)", runAnchor},
 		{"load", "post signed records concurrently and report throughput and latency", runLoad},
+		{"gate", "ask the apply gate whether a plan may be applied (gate check)", runGate},
 		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			_, err := fmt.Fprintln(out, "evident", version)
 			return err

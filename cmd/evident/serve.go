@@ -53,9 +53,12 @@ type Config struct {
 			Name      string         `yaml:"name"`
 			PublicKey string         `yaml:"publicKey"` // path to a PKIX PEM file
 			Scope     verifier.Scope `yaml:"scope"`     // environments, stacks, clusters
+			Approver  string         `yaml:"approver"`  // the person (e-mail) whose approvals this key signs
 		} `yaml:"runners"`
+		keylessTrust `yaml:",inline"` // identities, sigstore, groups (gate.go)
 	} `yaml:"trust"`
 	Anchor AnchorConfig `yaml:"anchor"` // anchor checkpoints in Rekor (docs/anchoring.md)
+	Approvals approvalsConfig `yaml:"approvals"` // approval rules and freshness windows (gate.go)
 
 	dir string // the configuration file's directory
 }
@@ -96,9 +99,9 @@ func (c *Config) trust() (verifier.TrustConfig, error) {
 		if err != nil {
 			return t, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
 		}
-		t.Runners = append(t.Runners, verifier.Runner{Name: r.Name, PublicKey: string(pem), Scope: r.Scope})
+		t.Runners = append(t.Runners, verifier.Runner{Name: r.Name, PublicKey: string(pem), Scope: r.Scope, Approver: r.Approver})
 	}
-	return t, nil
+	return t, c.Trust.keylessTrust.apply(c, &t)
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -190,10 +193,12 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
-	if len(trust.Runners) == 0 {
+	if len(trust.Runners) == 0 && len(trust.Identities) == 0 {
+		groups := trust.Groups
 		if trust, err = devTrust(cfg.Data, logger); err != nil {
 			return nil, err
 		}
+		trust.Groups = groups
 	}
 	signer, err := ledger.NewNoteSigner(cfg.Log.Origin, edKey)
 	if err != nil {
@@ -230,14 +235,20 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, errors.Join(err, lg.Close())
 	}
 	mux := http.NewServeMux()
+	approvals, err := cfg.Approvals.build(lg, trust)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
 	ih := ingest.New(ingest.Config{
 		Log:          lg,
 		Verifier:     v,
+		Judges:       []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}},
 		Logger:       logger,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,
 	})
 	ih.Register(mux)
+	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(mux)
 	anc, anchorEvery, err := cfg.anchorer(lg, edKey, ih.Recorder(edKey), logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
