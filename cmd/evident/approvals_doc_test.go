@@ -108,6 +108,11 @@ func TestApprovalsWalkthrough(t *testing.T) {
 		"approval.self-approved: alice@example.com approved their own change",
 		"approval by carol@example.com (database-owners)",
 		"plan.missing: no plan.created record",
+		// The sample output the page shows.
+		"DENY: change CHG-1001, plan 1892634ae11ecdf378f85c86a9bc98e81f6003c34d0e999d9046d62c09f654cd, recorded as entry 3",
+		"ALLOW: change CHG-1001, plan 1892634ae11ecdf378f85c86a9bc98e81f6003c34d0e999d9046d62c09f654cd, recorded as entry 7",
+		"entry 6, bound to commit 8fb2d7e2705c and plan 1892634ae11e, fresh until",
+		"required groups database-owners covered (from config, membership 576c239c16f8)",
 		"gate refused (exit 1)")
 
 	// The last entry is the apply, bound to Carol's approval: no finding.
