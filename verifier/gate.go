@@ -111,7 +111,7 @@ func (a *Approvals) Decide(ctx context.Context, req GateRequest, now time.Time) 
 		case d == nil && a.cfg.RequirePolicyDecision:
 			deny = append(deny, fmt.Sprintf("policy.missing: plan %s has no policy decision", short(req.PlanSHA256)))
 		case d == nil:
-		case d.Result == "deny" || d.Result == "fail":
+		case d.Result == "deny":
 			deny = append(deny, fmt.Sprintf("policy.denied: the policy decision %s on plan %s is %q", short(d.Digest()), short(req.PlanSHA256), d.Result))
 		case a.cfg.MaxPolicyAge > 0 && now.Sub(plan.e.ReceivedAt) > a.cfg.MaxPolicyAge:
 			deny = append(deny, fmt.Sprintf("policy.stale: the policy decision %s is older than %s", short(d.Digest()), a.cfg.MaxPolicyAge))

@@ -37,6 +37,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	presign := fs.Int("presign", 200000, "sign up to this many records before the clock starts; beyond it, sign while posting")
 	proofs := fs.Int("proofs", 0, "after posting, request this many inclusion proofs of random entries")
 	proofClients := fs.Int("proof-concurrency", 4, "concurrent clients requesting proofs")
+	applyEvery := fs.Int("apply-every", 0, "make every Nth record an apply.completed of the plans before it (one change per N records), so the approval judge works as in production; 0: plans only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
-	gen := func(i int) ([]byte, error) { return signer.Sign(loadRecord(run, i, *env, *size)) }
+	gen := func(i int) ([]byte, error) { return signer.Sign(loadRecord(run, i, *env, *size, *applyEvery)) }
 	var signed [][]byte
 	if *records <= *presign {
 		fmt.Fprintf(stderr, "signing %d records...\n", *records)
@@ -134,11 +135,15 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // loadRecord is a plan.created record padded with resource changes to about
 // size bytes once signed.
-func loadRecord(run string, i int, env string, size int) evidence.Transition {
+func loadRecord(run string, i int, env string, size, applyEvery int) evidence.Transition {
 	sum := sha256.Sum256([]byte(run + strconv.Itoa(i)))
+	changeID := fmt.Sprintf("LOAD-%s-%d", run, i)
+	if applyEvery > 0 {
+		changeID = fmt.Sprintf("LOAD-%s-c%d", run, i/applyEvery)
+	}
 	t := evidence.Transition{
 		Kind:       evidence.KindPlanCreated,
-		ChangeID:   fmt.Sprintf("LOAD-%s-%d", run, i),
+		ChangeID:   changeID,
 		OccurredAt: time.Now().UTC(),
 		Actor:      "ci@example.com",
 		Source:     evidence.Source{Repository: "infra-live", PullRequest: 4812 + i, CommitSHA: fmt.Sprintf("%x", sum[:20]), Branch: "main"},
@@ -153,6 +158,13 @@ func loadRecord(run string, i int, env string, size int) evidence.Transition {
 	for n := 0; 1500+(n+1)*130 <= size; n++ {
 		t.Plan.ResourceChanges = append(t.Plan.ResourceChanges, evidence.ResourceChange{
 			Address: fmt.Sprintf("aws_db_parameter_group.orders_%d", n), Type: "aws_db_parameter_group", Actions: []string{"update"}})
+	}
+	if applyEvery > 0 && i%applyEvery == applyEvery-1 {
+		// The change's first plan, applied: the judge reads the change.
+		first := sha256.Sum256([]byte(run + strconv.Itoa(i-applyEvery+1)))
+		t.Kind, t.Source.CommitSHA = evidence.KindApplyCompleted, fmt.Sprintf("%x", first[:20])
+		t.Apply = &evidence.Apply{PlanSHA256: fmt.Sprintf("%x", first), Engine: "opentofu", ResourcesChanged: []string{"aws_db_parameter_group.orders"}}
+		t.Plan = nil
 	}
 	return t
 }
