@@ -44,7 +44,7 @@ type approvalServer struct {
 	keys     map[string]testKey
 	sigstore *keylesstest.Sigstore
 	url      string
-	base     time.Time   // records happen at base + offsets
+	base     time.Time    // records happen at base + offsets
 	clock    atomic.Int64 // the server's clock (unix ns)
 	appr     *verifier.Approvals
 }

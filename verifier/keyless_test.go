@@ -206,8 +206,10 @@ func TestKeylessTrustConfig(t *testing.T) {
 		t.Errorf("verify with the re-parsed trust: %v", err)
 	}
 	for name, edit := range map[string]func(*verifier.TrustConfig){
-		"no root":       func(c *verifier.TrustConfig) { c.Sigstore = nil },
-		"bad root":      func(c *verifier.TrustConfig) { c.Sigstore = &verifier.SigstoreTrust{TrustedRoot: json.RawMessage(`{}`)} },
+		"no root": func(c *verifier.TrustConfig) { c.Sigstore = nil },
+		"bad root": func(c *verifier.TrustConfig) {
+			c.Sigstore = &verifier.SigstoreTrust{TrustedRoot: json.RawMessage(`{}`)}
+		},
 		"no issuer":     func(c *verifier.TrustConfig) { c.Identities[0].Issuer = "" },
 		"both sans":     func(c *verifier.TrustConfig) { c.Identities[1].SANRegexp = ".*" },
 		"bad regexp":    func(c *verifier.TrustConfig) { c.Identities[0].SANRegexp = "(" },
