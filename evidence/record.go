@@ -281,6 +281,13 @@ type ArtifactAdmission struct {
 	SBOMDigest      string `json:"sbomDigest,omitempty"`
 	Provenance      string `json:"provenance,omitempty"`
 	Result          string `json:"result"`
+	// SignatureBundle is the image's Sigstore signature bundle (JSON, as
+	// cosign or sigstore-go write it) over the image digest; the verifier
+	// checks it and the expected signer of the source repository.
+	SignatureBundle json.RawMessage `json:"signatureBundle,omitempty"`
+	// ProvenanceBundle is the Sigstore bundle of the image's SLSA
+	// provenance attestation (a DSSE in-toto statement about the digest).
+	ProvenanceBundle json.RawMessage `json:"provenanceBundle,omitempty"`
 }
 
 // Exception is a time-bound waiver of one rule (section 23).

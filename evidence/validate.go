@@ -749,6 +749,8 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.digest(at(f+"artifactAdmission.sbomDigest"), a.SBOMDigest, false)
 		p.text(at(f+"artifactAdmission.provenance"), a.Provenance, false, 1024)
 		p.oneOf(at(f+"artifactAdmission.result"), a.Result, true, "admitted", "denied")
+		p.object(at(f+"artifactAdmission.signatureBundle"), a.SignatureBundle, false)
+		p.object(at(f+"artifactAdmission.provenanceBundle"), a.ProvenanceBundle, false)
 	case "exception":
 		e := t.Exception
 		granted := t.Kind == KindExceptionGranted

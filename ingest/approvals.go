@@ -33,3 +33,14 @@ func (j ApprovalJudge) Judge(ctx context.Context, v *verifier.Verified) (Judgeme
 	}
 	return Judgement{Findings: f}, nil
 }
+
+// ArtifactJudge adds the verifier's artifact-admission findings to
+// artifact.admitted and sync.* records.
+type ArtifactJudge struct {
+	Verifier *verifier.Verifier
+}
+
+// Judge implements Judge.
+func (j ArtifactJudge) Judge(_ context.Context, v *verifier.Verified) (Judgement, error) {
+	return Judgement{Findings: j.Verifier.AdmitArtifact(v.Statement.Predicate)}, nil
+}

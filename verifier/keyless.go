@@ -50,12 +50,17 @@ func (id *trustedIdentity) matches(san, issuer string) bool {
 }
 
 // newKeyless compiles the keyless part of a trust configuration.
+// The Sigstore verifier also checks artifact signatures, so it exists
+// whenever a trusted root is configured.
 func newKeyless(cfg TrustConfig) ([]trustedIdentity, *verify.Verifier, error) {
-	if len(cfg.Identities) == 0 {
+	if cfg.Sigstore == nil {
+		if len(cfg.Identities) > 0 {
+			return nil, nil, errors.New("trust.identities: keyless identities need trust.sigstore.trustedRoot")
+		}
 		return nil, nil, nil
 	}
-	if cfg.Sigstore == nil || len(cfg.Sigstore.TrustedRoot) == 0 {
-		return nil, nil, errors.New("trust.identities: keyless identities need trust.sigstore.trustedRoot")
+	if len(cfg.Sigstore.TrustedRoot) == 0 {
+		return nil, nil, errors.New("trust.sigstore.trustedRoot is required")
 	}
 	tr, err := root.NewTrustedRootFromJSON(cfg.Sigstore.TrustedRoot)
 	if err != nil {
@@ -139,7 +144,7 @@ func (v *Verifier) verifyBundle(raw []byte) (*Verified, error) {
 	if len(pe.GetSignatures()) > maxSignatures {
 		return nil, fmt.Errorf("%w: signatures: at most %d allowed", ErrMalformed, maxSignatures)
 	}
-	if v.sigstore == nil {
+	if len(v.identities) == 0 {
 		return nil, fmt.Errorf("%w: keyless bundle, but the trust configuration lists no keyless identities", ErrUntrusted)
 	}
 	vc, err := b.VerificationContent()

@@ -29,6 +29,9 @@ type TrustConfig struct {
 	// Groups is the directory approvals are checked against: group name to
 	// member identities (e-mails, or runner approver names).
 	Groups map[string][]string `json:"groups,omitempty"`
+	// Artifacts is what artifact admission trusts: expected image signers
+	// per source repository, SLSA builders, protected branches.
+	Artifacts *ArtifactTrust `json:"artifacts,omitempty"`
 }
 
 // Runner is one identity allowed to post records: a CI job, a bundled runner,
@@ -45,11 +48,11 @@ type Runner struct {
 // Identity is a keyless signer: a certificate whose subject alternative name
 // (exactly SAN, or matching SANRegexp) was issued for a token of Issuer.
 type Identity struct {
-	Name      string `json:"name"`
-	SAN       string `json:"san,omitempty"`
-	SANRegexp string `json:"sanRegexp,omitempty"` // RE2, anchored at both ends
-	Issuer    string `json:"issuer"`
-	Scope     Scope  `json:"scope"`
+	Name      string `json:"name" yaml:"name"`
+	SAN       string `json:"san,omitempty" yaml:"san"`
+	SANRegexp string `json:"sanRegexp,omitempty" yaml:"sanRegexp"` // RE2, anchored at both ends
+	Issuer    string `json:"issuer" yaml:"issuer"`
+	Scope     Scope  `json:"scope" yaml:"scope"`
 }
 
 // SigstoreTrust is the Sigstore instance keyless records are verified

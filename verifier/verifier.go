@@ -98,7 +98,8 @@ func newTrustedKey(name, id string, key crypto.PublicKey, scope Scope, log bool)
 type Verifier struct {
 	keys       []trustedKey
 	identities []trustedIdentity
-	sigstore   *verify.Verifier // nil without keyless identities
+	sigstore   *verify.Verifier // nil without a trusted root
+	artifacts  *artifactTrust
 }
 
 // New builds a verifier for a trust configuration. logKey, if not nil, is the
@@ -137,6 +138,9 @@ func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
 	}
 	var err error
 	if v.identities, v.sigstore, err = newKeyless(cfg); err != nil {
+		return nil, err
+	}
+	if v.artifacts, err = newArtifactTrust(cfg.Artifacts); err != nil {
 		return nil, err
 	}
 	if logKey != nil {

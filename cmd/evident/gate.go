@@ -32,13 +32,19 @@ import (
 //	    allowTimestampOnly: false
 //	  groups:
 //	    database-owners: [carol@example.com]
+//	  artifacts:
+//	    signers:
+//	      - {repository: github.com/example/orders, sanRegexp: 'https://github\.com/example/orders/.*', issuer: https://token.actions.githubusercontent.com}
+//	    builders: [https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.1.0]
+//	    protectedBranches: [main]
 type keylessTrust struct {
 	Identities []verifier.Identity `yaml:"identities"`
 	Sigstore   *struct {
 		TrustedRoot        string `yaml:"trustedRoot"`
 		AllowTimestampOnly bool   `yaml:"allowTimestampOnly"`
 	} `yaml:"sigstore"`
-	Groups map[string][]string `yaml:"groups"`
+	Groups    map[string][]string     `yaml:"groups"`
+	Artifacts *verifier.ArtifactTrust `yaml:"artifacts"` // expected image signers, SLSA builders, protected branches
 }
 
 // apply adds the keyless identities, the trusted root and the groups to t.
@@ -48,7 +54,7 @@ func (k keylessTrust) apply(c *Config, t *verifier.TrustConfig) error {
 			return fmt.Errorf("trust.identities[%d]: name is required", i)
 		}
 	}
-	t.Identities, t.Groups = k.Identities, k.Groups
+	t.Identities, t.Groups, t.Artifacts = k.Identities, k.Groups, k.Artifacts
 	if k.Sigstore == nil {
 		return nil
 	}

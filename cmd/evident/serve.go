@@ -242,7 +242,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	ih := ingest.New(ingest.Config{
 		Log:          lg,
 		Verifier:     v,
-		Judges:       []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}},
+		Judges:       []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, ingest.ArtifactJudge{Verifier: v}},
 		Logger:       logger,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,
