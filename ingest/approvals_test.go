@@ -47,6 +47,7 @@ type approvalServer struct {
 	base     time.Time    // records happen at base + offsets
 	clock    atomic.Int64 // the server's clock (unix ns)
 	appr     *verifier.Approvals
+	mux      *http.ServeMux
 }
 
 // policyStandIn stands in for the policy engine (another package, built
@@ -130,6 +131,7 @@ func newApprovalServer(t testing.TB, cfg verifier.ApprovalConfig) *approvalServe
 	mux := http.NewServeMux()
 	h.Register(mux)
 	ingest.NewGate(ingest.GateConfig{Decider: s.appr, Recorder: h.Recorder(logKey.priv), Clock: now}).Register(mux)
+	s.mux = mux
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	s.url = srv.URL
