@@ -57,7 +57,7 @@ type Config struct {
 		} `yaml:"runners"`
 		keylessTrust `yaml:",inline"` // identities, sigstore, groups (gate.go)
 	} `yaml:"trust"`
-	Anchor AnchorConfig `yaml:"anchor"` // anchor checkpoints in Rekor (docs/anchoring.md)
+	Anchor    AnchorConfig    `yaml:"anchor"`    // anchor checkpoints in Rekor (docs/anchoring.md)
 	Approvals approvalsConfig `yaml:"approvals"` // approval rules and freshness windows (gate.go)
 
 	dir string // the configuration file's directory
