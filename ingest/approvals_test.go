@@ -480,6 +480,24 @@ func TestBreakglass(t *testing.T) {
 	// overdue review is not flagged twice.
 	wantCodes(t, m.apply(planA, commitA, s.at(100*time.Minute)))
 
+	// The gate denies the change's applies while a review is overdue, and
+	// allows again once an approval of the plan arrives, even late.
+	g := s.newChange("CHG-BG-GATE", "high")
+	g.plan(planA, s.at(time.Minute))
+	g.breakglass(evidence.KindBreakglassOpened, s.at(2*time.Minute), s.at(2*time.Hour))
+	wantCodes(t, g.apply(planA, commitA, s.at(3*time.Minute)), verifier.FindingEmergency)
+	wantCodes(t, g.breakglass(evidence.KindBreakglassClosed, s.at(70*time.Minute), time.Time{}), verifier.FindingBreakglassReviewMissing)
+	s.setClock(s.at(75 * time.Minute))
+	req := verifier.GateRequest{ChangeID: g.id, CommitSHA: commitA, PlanSHA256: planA, Target: g.target, Actor: "ci"}
+	if _, a, _ := s.gate(req); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, verifier.FindingBreakglassReviewMissing) {
+		t.Errorf("gate with an overdue review: %+v", a)
+	}
+	g.approve("carol", carol, s.at(76*time.Minute))
+	s.setClock(s.at(77 * time.Minute))
+	if _, a, _ := s.gate(req); a.Decision != verifier.Allow {
+		t.Errorf("gate after the late review: %+v", a)
+	}
+
 	// An expired break-glass does not cover an apply.
 	x := s.newChange("CHG-BG-EXPIRED", "high")
 	x.plan(planA, s.at(time.Minute))

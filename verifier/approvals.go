@@ -395,8 +395,10 @@ func revoked(later []entry, ap *evidence.Approval, t time.Time) bool {
 
 // reviewsMissing returns a breakglass.review-missing finding for every
 // emergency apply of the change whose review window has passed at t without
-// an approval of the applied plan, unless an earlier entry already says so.
-func (a *Approvals) reviewsMissing(c *change, t time.Time) []evidence.Finding {
+// an approval of the applied plan within it, unless an earlier entry already
+// says so. For the gate (gate true) every overdue review counts, flagged or
+// not, until an approval of the plan arrives, late or not.
+func (a *Approvals) reviewsMissing(c *change, t time.Time, gate bool) []evidence.Finding {
 	var out []evidence.Finding
 	for i, x := range c.entries {
 		if !isApply(x.p.Kind) || x.p.Apply == nil || !x.has(FindingEmergency) {
@@ -410,7 +412,7 @@ func (a *Approvals) reviewsMissing(c *change, t time.Time) []evidence.Finding {
 		reviewed, flagged := false, false
 		for _, y := range c.entries[i+1:] {
 			if ap := y.p.Approval; y.p.Kind == evidence.KindApprovalGranted && ap != nil && !y.has(FindingApprovalUnauthorized) &&
-				ap.PlanSHA256 == x.p.Apply.PlanSHA256 && !ap.ApprovedAt.After(deadline) {
+				ap.PlanSHA256 == x.p.Apply.PlanSHA256 && (gate || !ap.ApprovedAt.After(deadline)) {
 				reviewed = true
 			}
 			if slices.ContainsFunc(y.e.Meta.Findings, func(f evidence.Finding) bool {
@@ -419,7 +421,7 @@ func (a *Approvals) reviewsMissing(c *change, t time.Time) []evidence.Finding {
 				flagged = true
 			}
 		}
-		if !reviewed && !flagged {
+		if !reviewed && (gate || !flagged) {
 			out = append(out, finding(FindingBreakglassReviewMissing, SeverityError,
 				fmt.Sprintf("emergency apply (entry %d) of plan %s has no approval within %s", x.e.Index, short(x.p.Apply.PlanSHA256), a.cfg.BreakglassReview),
 				map[string]string{"applyEntry": idx, "planSha256": x.p.Apply.PlanSHA256, "deadline": deadline.Format(time.RFC3339)}))
@@ -450,13 +452,13 @@ func (a *Approvals) Judge(ctx context.Context, v *Verified) ([]evidence.Finding,
 			ChangeID: p.ChangeID, CommitSHA: p.Source.CommitSHA, PlanSHA256: p.Apply.PlanSHA256,
 			Target: p.Target, RiskClass: p.RiskClass, At: p.OccurredAt,
 		})
-		return append(as.Findings, a.reviewsMissing(c, p.OccurredAt)...), nil
+		return append(as.Findings, a.reviewsMissing(c, p.OccurredAt, false)...), nil
 	case p.Kind == evidence.KindBreakglassClosed || p.Kind == evidence.KindGateDecided || p.Kind == evidence.KindVerificationCompleted:
 		c, err := a.load(ctx, p.ChangeID)
 		if err != nil {
 			return nil, err
 		}
-		return a.reviewsMissing(c, p.OccurredAt), nil
+		return a.reviewsMissing(c, p.OccurredAt, false), nil
 	}
 	return nil, nil
 }

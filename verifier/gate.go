@@ -139,7 +139,7 @@ func (a *Approvals) Decide(ctx context.Context, req GateRequest, now time.Time) 
 	for _, f := range as.Findings {
 		deny = append(deny, f.Code+": "+f.Message)
 	}
-	for _, f := range a.reviewsMissing(c, now) {
+	for _, f := range a.reviewsMissing(c, now, true) {
 		deny = append(deny, f.Code+": "+f.Message)
 	}
 	if len(deny) > 0 {
