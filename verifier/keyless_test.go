@@ -223,3 +223,16 @@ func TestKeylessTrustConfig(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerifyBundle is the cost of authenticating one keyless record
+// (ingest, and evident verify re-checking a log offline).
+func BenchmarkVerifyBundle(b *testing.B) {
+	s := newSigstore(b)
+	v := mustNew(b, keylessTrust(b, s), nil)
+	raw := bundleOf(b, s, carol, googleIss, record(b, "CHG-1", prod()), keylesstest.Options{})
+	for b.Loop() {
+		if _, err := v.Verify(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
