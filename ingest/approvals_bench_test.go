@@ -88,7 +88,7 @@ func (s *approvalServer) fill(b *testing.B, n int) {
 						return
 					}
 					rec := ledger.Record{Envelope: sign(b, s.keys[mixSigners[j]], s.statement(p)), Digest: ver.Digest,
-						Signer: ver.Signer, Terms: ledger.TermsFor(ver.Statement)}
+						Signer: ver.Signer, Terms: ledger.TermsFor(ver.Statement, evidence.EntryMeta{})}
 					if _, err := s.log.Append(context.Background(), rec); err != nil {
 						b.Error(err)
 						return

@@ -93,7 +93,7 @@ func EnsureTrust(ctx context.Context, log interface {
 		Envelope: env,
 		Digest:   verified.Digest,
 		Signer:   verified.Signer,
-		Terms:    ledger.TermsFor(verified.Statement),
+		Terms:    ledger.TermsFor(verified.Statement, evidence.EntryMeta{}),
 	})
 	if err != nil {
 		return fmt.Errorf("append %s record: %w", t.Kind, err)

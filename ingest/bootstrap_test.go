@@ -175,7 +175,7 @@ func TestEnsureTrustWithoutBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.log.Append(context.Background(), ledger.Record{Envelope: s.signedPlan("CHG-1"), Digest: vd.Digest, Signer: vd.Signer, Terms: ledger.TermsFor(vd.Statement)}); err != nil {
+	if _, err := s.log.Append(context.Background(), ledger.Record{Envelope: s.signedPlan("CHG-1"), Digest: vd.Digest, Signer: vd.Signer, Terms: ledger.TermsFor(vd.Statement, evidence.EntryMeta{})}); err != nil {
 		t.Fatal(err)
 	}
 	err = ingest.EnsureTrust(context.Background(), s.log, s.logKey.priv, s.trust, s.genesis())

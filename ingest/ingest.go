@@ -197,7 +197,7 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 		Signer:   v.Signer,
 		Findings: judged.Findings,
 		Decision: judged.Decision,
-		Terms:    ledger.TermsFor(v.Statement),
+		Terms:    ledger.TermsFor(v.Statement, evidence.EntryMeta{Findings: judged.Findings, Decision: judged.Decision}),
 	}, v, nil
 }
 

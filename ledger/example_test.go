@@ -72,7 +72,7 @@ func Example() {
 		Envelope: envelope,
 		Digest:   verified.Digest,
 		Signer:   verified.Signer,
-		Terms:    ledger.TermsFor(verified.Statement),
+		Terms:    ledger.TermsFor(verified.Statement, evidence.EntryMeta{}),
 	}
 
 	receipt, err := log.Append(ctx, rec) // returns once the entry is durable

@@ -105,7 +105,7 @@ func TestGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec.Signer, rec.Findings = e.Meta.Signer, e.Meta.Findings
-		rec.Terms = ledger.TermsFor(must(e.Statement()))
+		rec.Terms = ledger.TermsFor(must(e.Statement()), e.Meta)
 		recs = append(recs, rec)
 	}
 	seg2, cp2 := writeGolden(t, recs)

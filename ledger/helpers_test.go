@@ -174,12 +174,13 @@ func buildRecord(s spec) (ledger.Record, error) {
 	if err != nil {
 		return ledger.Record{}, err
 	}
+	findings := []evidence.Finding{{Code: "test.finding", Severity: "info", Message: fmt.Sprint("record ", s.n)}}
 	return ledger.Record{
 		Envelope: env,
 		Digest:   sha256.Sum256(dsse.PAE(evidence.PayloadType, payload)),
 		Signer:   evidence.Signer{Name: "ci", KeyID: "test"},
-		Findings: []evidence.Finding{{Code: "test.finding", Severity: "info", Message: fmt.Sprint("record ", s.n)}},
-		Terms:    ledger.TermsFor(decoded),
+		Findings: findings,
+		Terms:    ledger.TermsFor(decoded, evidence.EntryMeta{Findings: findings}),
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/binary"
+	"strconv"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -33,31 +34,126 @@ type Term struct {
 	At    time.Time
 }
 
-// The secondary indexes every entry gets (issue: by change id,
-// environment+time, kind, actor, stack).
+// The secondary indexes (issues 1 and 5): what the audit queries filter on.
+// Every term but TermEnvironment, TermTime and TermExceptionExpiry has no
+// time, so its postings are in log order and a query can check "does entry i
+// have term t" with one point read.
 const (
 	TermChange      = "change"
 	TermEnvironment = "env" // ordered by occurredAt
 	TermKind        = "kind"
 	TermActor       = "actor"
 	TermStack       = "stack"
+
+	TermTime        = "time"    // value "", ordered by occurredAt: every entry
+	TermEnv         = "envx"    // environment, in log order
+	TermAccount     = "account" // target fields
+	TermRegion      = "region"
+	TermCluster     = "cluster"
+	TermNamespace   = "ns"
+	TermApplication = "app"
+	TermService     = "service"
+	TermDataClass   = "dataclass"
+	TermRiskClass   = "risk"
+	TermEmergency   = "emergency" // "true" for emergency records and break-glass
+	TermApprover    = "approver"  // approval blocks
+	TermGroup       = "group"
+	TermResType     = "rtype" // plan resource types, synced object kinds
+	TermResAddress  = "raddr" // plan resource addresses, synced objects as kind/namespace/name
+	TermFinding     = "finding"
+	TermPolicy      = "presult" // policy result: the log's decision and policy.evaluated blocks
+	TermRule        = "rule"    // rule ids of those decisions
+	TermArtifactBr  = "protected"
+	// TermExceptionExpiry (value "") orders exception.granted records by
+	// their expiry, for "exceptions expiring within N days".
+	TermExceptionExpiry = "exexpiry"
 )
 
-// TermsFor derives the index terms of a record. It is the one definition used
-// both when appending and when `evident verify` rebuilds the indexes.
-func TermsFor(st *evidence.Statement) []Term {
+// maxResourceTerms bounds the resource postings of one record, so a plan of
+// thousands of resources cannot multiply the index; the rest are still in
+// the record and its plan artifact.
+const maxResourceTerms = 64
+
+// TermsFor derives the index terms of a record from its statement and the
+// metadata the log adds (findings, policy decision). It is the one
+// definition used both when appending and when `evident verify` rebuilds the
+// indexes. Terms are unique: the same posting is never listed twice.
+func TermsFor(st *evidence.Statement, meta evidence.EntryMeta) []Term {
 	p := st.Predicate
-	terms := make([]Term, 0, 5)
+	terms := make([]Term, 0, 16)
+	seen := make(map[[2]string]bool, 16)
 	add := func(name, value string, at time.Time) {
-		if value != "" {
-			terms = append(terms, Term{Name: name, Value: value, At: at})
+		if value == "" || seen[[2]string{name, value}] || !validTerm(Term{Name: name, Value: value}) {
+			return
 		}
+		seen[[2]string{name, value}] = true
+		terms = append(terms, Term{Name: name, Value: value, At: at})
 	}
 	add(TermChange, p.ChangeID, time.Time{})
 	add(TermEnvironment, p.Target.Environment, p.OccurredAt)
 	add(TermKind, string(p.Kind), time.Time{})
 	add(TermActor, p.Actor, time.Time{})
 	add(TermStack, p.Target.Stack, time.Time{})
+
+	if !p.OccurredAt.IsZero() {
+		terms = append(terms, Term{Name: TermTime, Value: "", At: p.OccurredAt})
+	}
+	t := p.Target
+	add(TermEnv, t.Environment, time.Time{})
+	add(TermAccount, t.Account, time.Time{})
+	add(TermRegion, t.Region, time.Time{})
+	add(TermCluster, t.Cluster, time.Time{})
+	add(TermNamespace, t.Namespace, time.Time{})
+	add(TermApplication, t.Application, time.Time{})
+	add(TermService, t.Service, time.Time{})
+	add(TermDataClass, t.DataClass, time.Time{})
+	add(TermRiskClass, p.RiskClass, time.Time{})
+	if p.Emergency || p.Kind == evidence.KindBreakglassOpened || p.Kind == evidence.KindBreakglassClosed {
+		add(TermEmergency, "true", time.Time{})
+	}
+	if a := p.Approval; a != nil {
+		add(TermApprover, a.Approver, time.Time{})
+		for _, g := range a.Groups {
+			add(TermGroup, g, time.Time{})
+		}
+	}
+	resources := 0
+	resource := func(typ, addr string) {
+		if resources >= maxResourceTerms {
+			return
+		}
+		resources++
+		add(TermResType, typ, time.Time{})
+		add(TermResAddress, addr, time.Time{})
+	}
+	if pl := p.Plan; pl != nil {
+		for _, rc := range pl.ResourceChanges {
+			resource(rc.Type, rc.Address)
+		}
+	}
+	if s := p.Sync; s != nil {
+		for _, o := range s.Resources {
+			resource(o.Kind, o.Kind+"/"+o.Namespace+"/"+o.Name)
+		}
+	}
+	for _, f := range meta.Findings {
+		add(TermFinding, f.Code, time.Time{})
+	}
+	for _, d := range []*evidence.Policy{meta.Decision, p.Policy} {
+		if d == nil {
+			continue
+		}
+		add(TermPolicy, d.Result, time.Time{})
+		for _, r := range d.Decisions {
+			add(TermRule, r.RuleID, time.Time{})
+		}
+	}
+	if a := p.ArtifactAdmission; a != nil {
+		add(TermArtifactBr, strconv.FormatBool(a.ProtectedBranch), time.Time{})
+	}
+	if e := p.Exception; e != nil && p.Kind == evidence.KindExceptionGranted && !e.ExpiresAt.IsZero() {
+		terms = append(terms, Term{Name: TermExceptionExpiry, Value: "", At: e.ExpiresAt})
+	}
 	return terms
 }
 

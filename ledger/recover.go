@@ -49,7 +49,7 @@ func (l *Log) recover() error {
 		if n, err := hex.Decode(digest[:], []byte(e.Meta.RecordDigest)); err != nil || n != len(digest) {
 			return fmt.Errorf("entry %d: bad record digest", index)
 		}
-		if _, _, err := writeDerived(txn, &state, tree, leaf, digest, TermsFor(st)); err != nil {
+		if _, _, err := writeDerived(txn, &state, tree, leaf, digest, TermsFor(st, e.Meta)); err != nil {
 			return err
 		}
 		replayed++

@@ -45,6 +45,9 @@ type CheckOptions struct {
 	Signatures bool
 	// OnRecord, if set, is called (concurrently) for every verified record.
 	OnRecord func(index uint64, v *Verified)
+	// OnEntry, if set, is called like OnRecord with the parsed entry too,
+	// for what the log added to the record (findings, policy decision).
+	OnEntry func(index uint64, e *evidence.Entry, v *Verified)
 	// KeepLeafHashes keeps every RFC 6962 leaf hash in the report.
 	KeepLeafHashes bool
 	// Workers verifying signatures in parallel; 0 means GOMAXPROCS.
@@ -364,6 +367,9 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.Publ
 	if opts.OnRecord != nil {
 		opts.OnRecord(index, v)
 	}
+	if opts.OnEntry != nil {
+		opts.OnEntry(index, e, v)
+	}
 	if config == nil {
 		return nil, nil
 	}
@@ -429,6 +435,9 @@ func (s *signatureCheck) check(j sigJob) error {
 	}
 	if s.opts.OnRecord != nil {
 		s.opts.OnRecord(j.index, v)
+	}
+	if s.opts.OnEntry != nil {
+		s.opts.OnEntry(j.index, e, v)
 	}
 	return nil
 }

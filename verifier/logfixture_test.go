@@ -125,7 +125,7 @@ func (f *logFixture) post(v *verifier.Verifier, env []byte) ledger.Receipt {
 	if err != nil {
 		f.t.Fatalf("Verify: %v", err)
 	}
-	return f.appendVerified(env, vd.Digest, vd.Signer, ledger.TermsFor(vd.Statement))
+	return f.appendVerified(env, vd.Digest, vd.Signer, ledger.TermsFor(vd.Statement, evidence.EntryMeta{}))
 }
 
 func (f *logFixture) appendVerified(env []byte, digest [32]byte, signer evidence.Signer, terms []ledger.Term) ledger.Receipt {

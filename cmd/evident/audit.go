@@ -344,8 +344,8 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	var want ledger.IndexDigest
 	rep, err := verifier.CheckLog(ctx, snap, verifier.CheckOptions{
 		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true, RekorKeys: rekorKeys,
-		OnRecord: func(index uint64, v *verifier.Verified) {
-			terms := ledger.TermsFor(v.Statement)
+		OnEntry: func(index uint64, e *evidence.Entry, v *verifier.Verified) {
+			terms := ledger.TermsFor(v.Statement, e.Meta)
 			mu.Lock()
 			want.AddTerms(index, terms)
 			mu.Unlock()

@@ -1,0 +1,207 @@
+package ledger
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Search finds entries having every one of several terms. It walks the
+// postings of one driving term in that term's order (log order for untimed
+// terms, then time order for timed ones) and keeps those entries that also
+// have each Must term, checked by one point read each, and that Accept
+// accepts. Work is bounded by Budget postings, so a selective filter over a
+// large log answers with fewer results and a position to resume from
+// instead of taking unbounded time.
+type Search struct {
+	Driver Query // Name, Value and optionally From/To of the walked term; Limit is ignored
+	Must   []Term
+	// After resumes after this position (a Hit.Pos or Result.Resume); nil
+	// starts at the beginning (or the end when Reverse).
+	After   []byte
+	Reverse bool
+	Limit   int // most hits; 0 means 100
+	Budget  int // most postings walked; 0 means 10,000
+	// Accept, if set, is the last check of a candidate; it runs inside the
+	// search's read transaction and may read the log.
+	Accept func(index uint64) (bool, error)
+}
+
+// Hit is one entry found and its position in the driving term's order.
+type Hit struct {
+	Index uint64
+	Pos   []byte
+}
+
+// SearchResult lists hits. Resume is where to continue, or nil when the
+// driving term has no more postings.
+type SearchResult struct {
+	Hits   []Hit
+	Resume []byte
+}
+
+// posLen is the length of a position: the driving key's time and index.
+const posLen = 16
+
+// Search runs s in one read transaction.
+func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
+	var res SearchResult
+	if s.Limit <= 0 {
+		s.Limit = 100
+	}
+	if s.Budget <= 0 {
+		s.Budget = 10_000
+	}
+	if !validTerm(Term{Name: s.Driver.Name, Value: s.Driver.Value}) {
+		return res, fmt.Errorf("search %q: name or value too long", s.Driver.Name)
+	}
+	if s.After != nil && len(s.After) != posLen {
+		return res, errors.New("search: malformed position")
+	}
+	mustKeys := make([][]byte, len(s.Must))
+	for i, t := range s.Must {
+		if !validTerm(t) {
+			return res, fmt.Errorf("search term %q: name or value too long", t.Name)
+		}
+		mustKeys[i] = termPrefix(t.Name, t.Value)
+	}
+	prefix := termPrefix(s.Driver.Name, s.Driver.Value)
+	var from, to uint64 = 0, math.MaxUint64
+	if !s.Driver.From.IsZero() {
+		from = uint64(s.Driver.From.UnixNano())
+	}
+	if !s.Driver.To.IsZero() {
+		to = uint64(s.Driver.To.UnixNano()) // exclusive
+	}
+	size := l.Size()
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		opts.Reverse = s.Reverse
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		seek := append([]byte(nil), prefix...)
+		switch {
+		case s.After != nil && !s.Reverse:
+			seek = append(seek, s.After...)
+			seek = incr(seek)
+		case s.After != nil:
+			seek = append(seek, s.After...)
+			seek = decr(seek)
+		case !s.Reverse:
+			seek = binary.BigEndian.AppendUint64(seek, from)
+		default:
+			at := to
+			if at != math.MaxUint64 {
+				at-- // To is exclusive
+			}
+			seek = binary.BigEndian.AppendUint64(seek, at)
+			seek = binary.BigEndian.AppendUint64(seek, math.MaxUint64)
+		}
+		walked := 0
+		var last []byte
+		for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			if len(k) != len(prefix)+posLen {
+				return fmt.Errorf("index key of %q has unexpected length %d", s.Driver.Name, len(k))
+			}
+			pos := k[len(prefix):]
+			at := binary.BigEndian.Uint64(pos)
+			if (!s.Reverse && at >= to) || (s.Reverse && at < from) {
+				return nil
+			}
+			if walked == s.Budget {
+				res.Resume = last
+				return nil
+			}
+			walked++
+			last = bytes.Clone(pos)
+			index := binary.BigEndian.Uint64(pos[8:])
+			if index >= size {
+				continue // appended after this search began
+			}
+			ok, err := hasAll(txn, mustKeys, index)
+			if err != nil {
+				return err
+			}
+			if ok && s.Accept != nil {
+				if ok, err = s.Accept(index); err != nil {
+					return err
+				}
+			}
+			if !ok {
+				continue
+			}
+			res.Hits = append(res.Hits, Hit{Index: index, Pos: last})
+			if len(res.Hits) == s.Limit {
+				res.Resume = last
+				return nil
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// hasAll reports whether the entry has every untimed term whose prefix is given.
+func hasAll(txn *badger.Txn, prefixes [][]byte, index uint64) (bool, error) {
+	var key []byte
+	for _, p := range prefixes {
+		key = append(key[:0], p...)
+		key = binary.BigEndian.AppendUint64(key, 0)
+		key = binary.BigEndian.AppendUint64(key, index)
+		_, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read index: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// incr returns the smallest key greater than every key with prefix k of the
+// same length: k + 1 as a big-endian number, which a forward Seek lands on
+// or after.
+func incr(k []byte) []byte {
+	out := bytes.Clone(k)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			return out
+		}
+	}
+	return append(out, 0) // all 0xff: past everything of this length
+}
+
+// decr returns k - 1 as a big-endian number, which a reverse Seek lands on
+// or before.
+func decr(k []byte) []byte {
+	out := bytes.Clone(k)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]--
+		if out[i] != 0xff {
+			return out
+		}
+	}
+	return out
+}
+
+// PosTime is the time part of a position (zero for untimed terms).
+func PosTime(pos []byte) time.Time {
+	if len(pos) != posLen || binary.BigEndian.Uint64(pos) == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(pos)))
+}

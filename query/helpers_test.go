@@ -1,0 +1,203 @@
+package query_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ingest"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/query"
+	"evident.dev/evident/verifier"
+)
+
+const testOrigin = "evident.test/query"
+
+// harness is the real read and write path: a Badger-backed log in a
+// temporary directory, the ingest handler and the GraphQL handler on one
+// HTTP server on 127.0.0.1.
+type harness struct {
+	t         testing.TB
+	log       *ledger.Log
+	gql       *query.GraphQL
+	srv       *httptest.Server
+	runner    crypto.Signer
+	logKey    string // note verifier key
+	access    *query.AccessLog
+	accessLog string
+}
+
+func seededKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte(name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+func pubPEM(t testing.TB, k crypto.Signer) string {
+	der, err := x509.MarshalPKIXPublicKey(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func newHarness(t testing.TB, access query.AccessConfig) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	logPriv := seededKey("log")
+	signer, err := ledger.NewNoteSigner(testOrigin, logPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := ledger.Open(ledger.Config{Dir: dir, Origin: testOrigin, Signer: signer, CheckpointInterval: 5 * time.Millisecond, CacheMB: 16,
+		Clock: func() time.Time { return query.DemoClock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, log: lg, runner: seededKey("runner"), logKey: signer.VerifierKey()}
+	trust := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "ci", PublicKey: pubPEM(t, h.runner), Scope: verifier.Scope{Environments: []string{"*"}}}}}
+	if err := ingest.EnsureTrust(context.Background(), lg, logPriv, trust, ingest.Genesis{
+		Operator: "test", Origin: testOrigin, LogKey: signer.VerifierKey(), Now: query.DemoClock.Add(-60 * 24 * time.Hour),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := verifier.New(trust, logPriv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := query.NewAuthenticator(access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.accessLog = filepath.Join(dir, "access.jsonl")
+	if h.access, err = query.OpenAccessLog(h.accessLog); err != nil {
+		t.Fatal(err)
+	}
+	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: func() time.Time { return query.DemoClock }}).Register(mux)
+	h.gql.Register(mux)
+	h.srv = httptest.NewServer(mux)
+	t.Cleanup(func() {
+		h.srv.Close()
+		if err := h.access.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := lg.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+// post signs a statement with the runner key and posts it.
+func (h *harness) post(st evidence.Statement) uint64 {
+	h.t.Helper()
+	payload, err := json.Marshal(st)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	env, err := verifier.SignEnvelope(h.runner, payload)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := http.Post(h.srv.URL+"/v1/records", "application/json", bytes.NewReader(env))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("post %s of %s: %s %s", st.Predicate.Kind, st.Predicate.ChangeID, resp.Status, body)
+	}
+	var rc struct {
+		Index uint64 `json:"index"`
+	}
+	if err := json.Unmarshal(body, &rc); err != nil {
+		h.t.Fatal(err)
+	}
+	return rc.Index
+}
+
+func (h *harness) loadDemo() {
+	h.t.Helper()
+	for _, st := range query.DemoStatements() {
+		h.post(st)
+	}
+	h.waitCheckpoint()
+}
+
+// waitCheckpoint waits until a signed checkpoint covers every entry.
+func (h *harness) waitCheckpoint() {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.log.CheckpointSize() < h.log.Size() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no checkpoint covers %d entries", h.log.Size())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type gqlResult struct {
+	Data   json.RawMessage  `json:"data"`
+	Errors []map[string]any `json:"errors"`
+	Status int              `json:"-"`
+}
+
+// query posts a GraphQL query with an optional bearer token.
+func (h *harness) query(token, q string, vars map[string]any) gqlResult {
+	h.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": q, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out gqlResult
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		h.t.Fatalf("response %s: %v", b, err)
+	}
+	out.Status = resp.StatusCode
+	return out
+}
+
+// mustData fails on errors and returns the data.
+func (h *harness) mustData(token, q string) map[string]any {
+	h.t.Helper()
+	r := h.query(token, q, nil)
+	if len(r.Errors) > 0 || r.Status != http.StatusOK {
+		h.t.Fatalf("query %s: status %d errors %v", q, r.Status, r.Errors)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(r.Data, &m); err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+func tokenHash(tok string) string {
+	s := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(s[:])
+}

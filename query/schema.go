@@ -1,0 +1,553 @@
+package query
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/graphql-go/graphql"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+)
+
+// The schema is written for the domain (changes, approvals, decisions), not
+// for storage; every list is filtered by the caller's tenant scope before
+// anything is counted, paged or returned.
+
+func nonNull(t graphql.Output) graphql.Output { return graphql.NewNonNull(t) }
+func listOf(t graphql.Output) graphql.Output  { return graphql.NewNonNull(graphql.NewList(graphql.NewNonNull(t))) }
+
+// optTime resolves a time that may be unset to null.
+func optTime(get func(any) time.Time) graphql.FieldResolveFn {
+	return func(p graphql.ResolveParams) (any, error) {
+		if t := get(p.Source); !t.IsZero() {
+			return t.UTC(), nil
+		}
+		return nil, nil
+	}
+}
+
+func hexHash(h [32]byte) string { return hex.EncodeToString(h[:]) }
+
+// policyView is a policy decision and where it came from.
+type policyView struct {
+	evidence.Policy
+	Origin string // "log": the log's policies judged the record; "record": a policy.evaluated record reports it
+	Index  uint64
+}
+
+type approvalView struct {
+	evidence.Approval
+	Kind    evidence.Kind
+	Index   uint64
+	ChangeR *record
+}
+
+type exceptionView struct {
+	evidence.Exception
+	Kind  evidence.Kind
+	Index uint64
+}
+
+type checkpointView struct {
+	Origin string
+	Size   uint64
+	Root   [32]byte
+	Note   string
+}
+
+type connection struct {
+	Edges   []edge
+	HasNext bool
+	End     string
+}
+
+type edge struct {
+	Node   any
+	Cursor string
+}
+
+// Completeness is one environment's evidence completeness as the policies
+// projection (issue 4) computes it.
+type Completeness struct {
+	Environment string
+	Changes     int      // changes seen
+	Complete    int      // changes whose required evidence is all present
+	Missing     []string // evidence kinds missing most often, most frequent first
+}
+
+// CompletenessSource is what the completeness fields read; the policies
+// package's projection satisfies it once it is wired. Until then the fields
+// are null. Implementations must be safe for concurrent use and must
+// themselves honour tenant scope by being asked only for environments the
+// caller may see (the resolver checks that first).
+type CompletenessSource interface {
+	Completeness(ctx context.Context, environment string) (*Completeness, error)
+}
+
+func (g *GraphQL) buildSchema() (graphql.Schema, error) {
+	str := graphql.String
+	b := graphql.Boolean
+	integer := graphql.Int
+
+	signer := newObject(graphql.ObjectConfig{Name: "Signer", Description: "The verified identity that signed a record.", Fields: graphql.Fields{
+		"name": {Type: nonNull(str)}, "keyId": {Type: nonNull(str)}, "issuer": {Type: str},
+	}})
+	source := newObject(graphql.ObjectConfig{Name: "Source", Description: "The Git ledger: what was wanted.", Fields: graphql.Fields{
+		"repository": {Type: str}, "pullRequest": {Type: integer}, "commitSha": {Type: str}, "branch": {Type: str},
+	}})
+	target := newObject(graphql.ObjectConfig{Name: "Target", Description: "Where the change lands.", Fields: graphql.Fields{
+		"environment": {Type: str}, "cloud": {Type: str}, "account": {Type: str}, "region": {Type: str},
+		"stack": {Type: str}, "cluster": {Type: str}, "namespace": {Type: str}, "application": {Type: str},
+		"service": {Type: str}, "dataClass": {Type: str},
+	}})
+	artifact := newObject(graphql.ObjectConfig{Name: "Artifact", Description: "Evidence kept outside the log, named by digest.", Fields: graphql.Fields{
+		"name": {Type: nonNull(str)}, "digest": {Type: nonNull(str)}, "uri": {Type: str}, "mediaType": {Type: str},
+	}})
+	finding := newObject(graphql.ObjectConfig{Name: "Finding", Description: "An observation by the verifier or a policy, stored with the entry.", Fields: graphql.Fields{
+		"code": {Type: nonNull(str)}, "severity": {Type: str}, "message": {Type: str},
+		"evidence": {Type: listOf(newObject(graphql.ObjectConfig{Name: "FindingEvidence", Fields: graphql.Fields{
+			"name": {Type: nonNull(str)}, "value": {Type: nonNull(str)},
+		}})), Resolve: func(p graphql.ResolveParams) (any, error) {
+			f := p.Source.(evidence.Finding)
+			keys := make([]string, 0, len(f.Evidence))
+			for k := range f.Evidence {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			out := make([]map[string]string, len(keys))
+			for i, k := range keys {
+				out[i] = map[string]string{"name": k, "value": f.Evidence[k]}
+			}
+			return out, nil
+		}},
+	}})
+	rule := newObject(graphql.ObjectConfig{Name: "RuleDecision", Description: "One rule's verdict.", Fields: graphql.Fields{
+		"ruleId": {Type: nonNull(str)}, "result": {Type: nonNull(str)}, "severity": {Type: str}, "message": {Type: str},
+		"requiredApprovers": {Type: graphql.NewList(str)}, "evidence": {Type: graphql.NewList(str)}, "exceptionId": {Type: str},
+	}})
+	policy := newObject(graphql.ObjectConfig{Name: "PolicyDecision", Description: "A structured policy decision (case study section 10).", Fields: graphql.Fields{
+		"result":       {Type: nonNull(str)},
+		"bundleSha256": {Type: str},
+		"origin":       {Type: nonNull(str), Description: "log: the log's policies judged the record at append; record: a policy.evaluated record reports it", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(policyView).Origin, nil }},
+		"digest":       {Type: nonNull(str), Description: "policyDecisionSha256, what approvals bind to", Resolve: func(p graphql.ResolveParams) (any, error) { d := p.Source.(policyView).Policy; return d.Digest(), nil }},
+		"rules":        {Type: listOf(rule), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(policyView).Decisions, nil }},
+		"denied":       {Type: listOf(rule), Description: "the rules that denied", Resolve: func(p graphql.ResolveParams) (any, error) { return denied(p.Source.(policyView).Decisions), nil }},
+	}})
+	approval := newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change (case study section 11).", Fields: graphql.Fields{
+		"approver": {Type: nonNull(str)}, "groups": {Type: graphql.NewList(str)},
+		"revoked":    {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(approvalView).Kind == evidence.KindApprovalRevoked, nil }},
+		"approvedAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(approvalView).ApprovedAt })},
+		"expiresAt":  {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(approvalView).ExpiresAt })},
+		"pullRequest": {Type: integer}, "commitSha": {Type: nonNull(str)}, "planSha256": {Type: nonNull(str)},
+		"policyDecisionSha256": {Type: str}, "reason": {Type: str},
+		"index": {Type: nonNull(integer), Description: "the log entry", Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(approvalView).Index), nil }},
+		"byAuthor": {Type: nonNull(b), Description: "the approver is the change's author (change.opened)", Resolve: func(p graphql.ResolveParams) (any, error) {
+			a := p.Source.(approvalView)
+			return a.ChangeR != nil && a.ChangeR.P().Change != nil && strings.EqualFold(a.ChangeR.P().Change.Author, a.Approver), nil
+		}},
+	}})
+	exception := newObject(graphql.ObjectConfig{Name: "Exception", Description: "A time-bound waiver of one rule (case study section 23).", Fields: graphql.Fields{
+		"id": {Type: nonNull(str)}, "ruleId": {Type: str}, "scope": {Type: str}, "justification": {Type: str},
+		"compensatingControls": {Type: graphql.NewList(str)}, "owner": {Type: str}, "approvedBy": {Type: graphql.NewList(str)},
+		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*exceptionView).ExpiresAt })},
+		"expired":   {Type: nonNull(b), Description: "this is an exception.expired record", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*exceptionView).Kind == evidence.KindExceptionExpired, nil }},
+		"index":     {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*exceptionView).Index), nil }},
+	}})
+	checkpoint := newObject(graphql.ObjectConfig{Name: "Checkpoint", Description: "A signed C2SP tlog-checkpoint note.", Fields: graphql.Fields{
+		"origin":   {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*checkpointView).Origin, nil }},
+		"size":     {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*checkpointView).Size), nil }},
+		"rootHash": {Type: nonNull(str), Description: "hex", Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(p.Source.(*checkpointView).Root), nil }},
+		"note":     {Type: nonNull(str), Description: "the signed note, verifiable with the log key", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*checkpointView).Note, nil }},
+	}})
+	inclusion := newObject(graphql.ObjectConfig{Name: "InclusionProof", Description: "An RFC 6962 audit path of one entry.", Fields: graphql.Fields{
+		"index":      {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*proof).Index), nil }},
+		"treeSize":   {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*proof).TreeSize), nil }},
+		"leafHash":   {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(p.Source.(*proof).LeafHash), nil }},
+		"hashes":     {Type: listOf(str), Description: "hex, in RFC 6962 order", Resolve: func(p graphql.ResolveParams) (any, error) { return hexList(p.Source.(*proof).Hashes), nil }},
+		"checkpoint": {Type: checkpoint, Description: "the signed checkpoint of treeSize, when it is the latest", Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(p.Source.(*proof).Checkpoint), nil }},
+	}})
+	consistency := newObject(graphql.ObjectConfig{Name: "ConsistencyProof", Description: "An RFC 6962 proof that a tree extends an older one.", Fields: graphql.Fields{
+		"from": {Type: nonNull(integer)}, "to": {Type: nonNull(integer)}, "hashes": {Type: listOf(str)},
+	}})
+	completeness := newObject(graphql.ObjectConfig{Name: "Completeness", Description: "Evidence completeness, from the policies projection.", Fields: graphql.Fields{
+		"environment": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Environment, nil }},
+		"changes":     {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Changes, nil }},
+		"complete":    {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Complete, nil }},
+		"missing":     {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Missing, nil }},
+	}})
+	resourceChange := newObject(graphql.ObjectConfig{Name: "ResourceChange", Fields: graphql.Fields{
+		"address": {Type: nonNull(str)}, "type": {Type: nonNull(str)}, "actions": {Type: listOf(str)},
+	}})
+	plan := newObject(graphql.ObjectConfig{Name: "Plan", Description: "The plan stage's risk summary (case study section 9).", Fields: graphql.Fields{
+		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "engineVersion": {Type: str}, "stack": {Type: str},
+		"destructive": {Type: nonNull(b)}, "requiresManualApproval": {Type: nonNull(b)},
+		"highRiskResources": {Type: graphql.NewList(str)}, "replacement": {Type: graphql.NewList(str)}, "sensitiveChanges": {Type: graphql.NewList(str)},
+		"resourceChanges": {Type: graphql.NewList(resourceChange)},
+	}})
+	gate := newObject(graphql.ObjectConfig{Name: "GateDecision", Fields: graphql.Fields{
+		"decision": {Type: nonNull(str)}, "planSha256": {Type: str}, "reasons": {Type: graphql.NewList(str)},
+	}})
+	apply := newObject(graphql.ObjectConfig{Name: "Apply", Fields: graphql.Fields{
+		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "error": {Type: str}, "logSha256": {Type: str},
+		"resourcesChanged": {Type: graphql.NewList(str)},
+		"startedAt":        {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).StartedAt })},
+		"completedAt":      {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).CompletedAt })},
+	}})
+	verification := newObject(graphql.ObjectConfig{Name: "Verification", Fields: graphql.Fields{
+		"result": {Type: nonNull(str)}, "method": {Type: str}, "exitCode": {Type: integer}, "checks": {Type: graphql.NewList(str)},
+	}})
+	syncedObject := newObject(graphql.ObjectConfig{Name: "SyncedObject", Fields: graphql.Fields{
+		"group": {Type: str}, "kind": {Type: nonNull(str)}, "namespace": {Type: str}, "name": {Type: nonNull(str)}, "status": {Type: str},
+	}})
+	syncT := newObject(graphql.ObjectConfig{Name: "Sync", Fields: graphql.Fields{
+		"application": {Type: str}, "revision": {Type: nonNull(str)}, "sourceRepo": {Type: str}, "sourcePath": {Type: str},
+		"initiatedBy": {Type: str}, "operation": {Type: str}, "message": {Type: str}, "pruned": {Type: graphql.NewList(str)},
+		"resources": {Type: graphql.NewList(syncedObject)},
+	}})
+	drift := newObject(graphql.ObjectConfig{Name: "Drift", Fields: graphql.Fields{
+		"resources": {Type: listOf(str)}, "detectedBy": {Type: str}, "method": {Type: str, Description: "how it was reconciled: revert, import, accept"}, "summary": {Type: str},
+	}})
+	admission := newObject(graphql.ObjectConfig{Name: "ArtifactAdmission", Fields: graphql.Fields{
+		"image": {Type: nonNull(str)}, "digest": {Type: nonNull(str)}, "signed": {Type: nonNull(b)}, "signerIdentity": {Type: str},
+		"sourceBranch": {Type: str}, "protectedBranch": {Type: nonNull(b)}, "sbomDigest": {Type: str}, "provenance": {Type: str}, "result": {Type: nonNull(str)},
+	}})
+	breakglass := newObject(graphql.ObjectConfig{Name: "Breakglass", Fields: graphql.Fields{
+		"incident": {Type: nonNull(str)}, "reason": {Type: str}, "approvedBy": {Type: graphql.NewList(str)}, "reviewedBy": {Type: str},
+		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Breakglass).ExpiresAt })},
+	}})
+	changeContract := newObject(graphql.ObjectConfig{Name: "ChangeContract", Description: "The pull request contract (case study section 7).", Fields: graphql.Fields{
+		"title": {Type: str}, "author": {Type: nonNull(str)}, "targetBranch": {Type: str}, "mutationType": {Type: str},
+		"requiresApprovalFrom": {Type: graphql.NewList(str)}, "evidenceRequired": {Type: graphql.NewList(str)},
+	}})
+
+	rec := func(p graphql.ResolveParams) *record { return p.Source.(*record) }
+	block := func(get func(*evidence.Transition) any) graphql.FieldResolveFn {
+		return func(p graphql.ResolveParams) (any, error) { return get(rec(p).P()), nil }
+	}
+	transition := newObject(graphql.ObjectConfig{Name: "Transition", Description: "One log entry: a signed state transition and what the log added to it.", Fields: graphql.Fields{
+		"index":        {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(rec(p).Index), nil }},
+		"kind":         {Type: nonNull(str), Resolve: block(func(t *evidence.Transition) any { return string(t.Kind) })},
+		"changeId":     {Type: nonNull(str), Resolve: block(func(t *evidence.Transition) any { return t.ChangeID })},
+		"occurredAt":   {Type: nonNull(graphql.DateTime), Resolve: block(func(t *evidence.Transition) any { return t.OccurredAt.UTC() })},
+		"receivedAt":   {Type: nonNull(graphql.DateTime), Resolve: func(p graphql.ResolveParams) (any, error) { return rec(p).Entry.ReceivedAt.UTC(), nil }},
+		"actor":        {Type: nonNull(str), Resolve: block(func(t *evidence.Transition) any { return t.Actor })},
+		"signer":       {Type: nonNull(signer), Resolve: func(p graphql.ResolveParams) (any, error) { return rec(p).Entry.Meta.Signer, nil }},
+		"recordDigest": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return rec(p).Entry.Meta.RecordDigest, nil }},
+		"entryHash":    {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(evidence.EntryHash(rec(p).Leaf)), nil }},
+		"source":       {Type: nonNull(source), Resolve: block(func(t *evidence.Transition) any { return t.Source })},
+		"target":       {Type: nonNull(target), Resolve: block(func(t *evidence.Transition) any { return t.Target })},
+		"riskClass":    {Type: str, Resolve: block(func(t *evidence.Transition) any { return t.RiskClass })},
+		"emergency":    {Type: nonNull(b), Resolve: block(func(t *evidence.Transition) any { return t.Emergency })},
+		"artifacts":    {Type: listOf(artifact), Resolve: block(func(t *evidence.Transition) any { return nonNil(t.Artifacts) })},
+		"findings":     {Type: listOf(finding), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(rec(p).Entry.Meta.Findings), nil }},
+		"decision": {Type: policy, Description: "the policy decision: the log's own, else the record's policy block", Resolve: func(p graphql.ResolveParams) (any, error) {
+			if d := decisions(rec(p)); len(d) > 0 {
+				return d[0], nil
+			}
+			return nil, nil
+		}},
+		"change":            {Type: changeContract, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Change) })},
+		"plan":              {Type: plan, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Plan) })},
+		"approval":          {Type: approval, Resolve: func(p graphql.ResolveParams) (any, error) { return approvalOf(rec(p), nil), nil }},
+		"gate":              {Type: gate, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Gate) })},
+		"apply":             {Type: apply, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Apply) })},
+		"verification":      {Type: verification, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Verification) })},
+		"sync":              {Type: syncT, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Sync) })},
+		"drift":             {Type: drift, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Drift) })},
+		"artifactAdmission": {Type: admission, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.ArtifactAdmission) })},
+		"exception":         {Type: exception, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(exceptionOf(rec(p))), nil }},
+		"breakglass":        {Type: breakglass, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Breakglass) })},
+		"envelope":          {Type: nonNull(str), Description: "the DSSE envelope as stored (JSON)", Resolve: func(p graphql.ResolveParams) (any, error) { return string(rec(p).Entry.Envelope), nil }},
+		"inclusionProof": {Type: inclusion, Description: "proof against the checkpoint of treeSize (default: the latest signed checkpoint)",
+			Args: graphql.FieldConfigArgument{"treeSize": {Type: integer}},
+			Resolve: func(p graphql.ResolveParams) (any, error) {
+				size, _ := p.Args["treeSize"].(int)
+				if size < 0 {
+					return nil, errors.New("treeSize must not be negative")
+				}
+				return g.inclusion(p.Context, rec(p), uint64(size))
+			}},
+	}})
+
+	pageInfo := newObject(graphql.ObjectConfig{Name: "PageInfo", Fields: graphql.Fields{
+		"hasNextPage": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*connection).HasNext, nil }},
+		"endCursor":   {Type: str, Resolve: func(p graphql.ResolveParams) (any, error) { return emptyNil(p.Source.(*connection).End), nil }},
+	}})
+	connectionOf := func(name string, node graphql.Output) *graphql.Object {
+		e := newObject(graphql.ObjectConfig{Name: name + "Edge", Fields: graphql.Fields{
+			"node":   {Type: nonNull(node), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(edge).Node, nil }},
+			"cursor": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(edge).Cursor, nil }},
+		}})
+		return newObject(graphql.ObjectConfig{Name: name + "Connection", Description: "A Relay connection. A page may hold fewer than `first` nodes while hasNextPage is true: each page does bounded work; follow endCursor.", Fields: graphql.Fields{
+			"edges":    {Type: listOf(e), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*connection).Edges, nil }},
+			"nodes":    {Type: listOf(node), Resolve: func(p graphql.ResolveParams) (any, error) { return nodes(p.Source.(*connection)), nil }},
+			"pageInfo": {Type: nonNull(pageInfo), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source, nil }},
+		}})
+	}
+	transitionConn := connectionOf("Transition", transition)
+
+	kinds := func(c *changeView, ks ...evidence.Kind) []*record {
+		var out []*record
+		for _, r := range c.Timeline {
+			if slices.Contains(ks, r.P().Kind) {
+				out = append(out, r)
+			}
+		}
+		return nonNil(out)
+	}
+	cv := func(p graphql.ResolveParams) *changeView { return p.Source.(*changeView) }
+	change := newObject(graphql.ObjectConfig{Name: "Change", Description: "One change and its whole timeline, as far as the caller may see it.", Fields: graphql.Fields{
+		"id":          {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).ID, nil }},
+		"contract":    {Type: changeContract, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(cv(p).contract()), nil }},
+		"source":      {Type: source, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Source, nil }},
+		"target":      {Type: target, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Target, nil }},
+		"emergency":   {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).emergency(), nil }},
+		"timeline":    {Type: listOf(transition), Description: "every entry of the change, in log order", Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).Timeline, nil }},
+		"plans":       {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindPlanCreated), nil }},
+		"policyDecisions": {Type: listOf(policy), Resolve: func(p graphql.ResolveParams) (any, error) {
+			var out []policyView
+			for _, r := range cv(p).Timeline {
+				out = append(out, decisions(r)...)
+			}
+			return nonNil(out), nil
+		}},
+		"approvals": {Type: listOf(approval), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).approvals(), nil }},
+		"selfApprovals": {Type: listOf(approval), Description: "approvals by the change's own author", Resolve: func(p graphql.ResolveParams) (any, error) {
+			return cv(p).selfApprovals(), nil
+		}},
+		"gateDecisions": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindGateDecided), nil }},
+		"applies": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return kinds(cv(p), evidence.KindApplyStarted, evidence.KindApplyCompleted, evidence.KindApplyFailed), nil
+		}},
+		"appliesWithoutFreshApproval": {Type: listOf(transition), Description: "completed applies with no unrevoked, unexpired approval of the same commit and plan hash given before them (and not by the author)",
+			Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).unapprovedApplies(), nil }},
+		"verifications": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindVerificationCompleted), nil }},
+		"syncs": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return kinds(cv(p), evidence.KindSyncStarted, evidence.KindSyncSucceeded, evidence.KindSyncFailed), nil
+		}},
+		"drift": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return kinds(cv(p), evidence.KindDriftDetected, evidence.KindDriftReconciled), nil
+		}},
+		"exceptions": {Type: listOf(exception), Resolve: func(p graphql.ResolveParams) (any, error) {
+			var out []*exceptionView
+			for _, r := range kinds(cv(p), evidence.KindExceptionGranted, evidence.KindExceptionExpired) {
+				out = append(out, exceptionOf(r))
+			}
+			return nonNil(out), nil
+		}},
+		"findings": {Type: listOf(finding), Description: "every finding on every entry of the change", Resolve: func(p graphql.ResolveParams) (any, error) {
+			var out []evidence.Finding
+			for _, r := range cv(p).Timeline {
+				out = append(out, r.Entry.Meta.Findings...)
+			}
+			return nonNil(out), nil
+		}},
+		"completeness": {Type: completeness, Description: "null until the policies projection is wired", Resolve: func(p graphql.ResolveParams) (any, error) {
+			env := cv(p).first().P().Target.Environment
+			return g.completeness(p.Context, env)
+		}},
+		"evidencePack": {Type: nonNull(str), Description: "where to download this change's evidence pack (GET, same credentials)", Resolve: func(p graphql.ResolveParams) (any, error) {
+			return "/v1/packs/" + cv(p).ID, nil
+		}},
+	}})
+	changeConn := connectionOf("Change", change)
+	exceptionConn := connectionOf("Exception", exception)
+
+	filterFields := graphql.InputObjectConfigFieldMap{}
+	for _, n := range []string{"changeId", "environment", "account", "region", "stack", "cluster", "namespace", "application", "service", "dataClass",
+		"kind", "actor", "approver", "approverGroup", "resourceType", "resourceAddress", "riskClass", "findingCode", "policyResult", "policyRule"} {
+		filterFields[n] = &graphql.InputObjectFieldConfig{Type: str}
+	}
+	filterFields["emergency"] = &graphql.InputObjectFieldConfig{Type: b, Description: "emergency records and break-glass"}
+	filterFields["artifactFromProtectedBranch"] = &graphql.InputObjectFieldConfig{Type: b, Description: "artifact admissions by the protection of the branch the artifact was built from"}
+	filterFields["from"] = &graphql.InputObjectFieldConfig{Type: graphql.DateTime, Description: "occurredAt at or after"}
+	filterFields["to"] = &graphql.InputObjectFieldConfig{Type: graphql.DateTime, Description: "occurredAt before"}
+	filter := graphql.NewInputObject(graphql.InputObjectConfig{Name: "Filter", Description: "Every given field must match one entry. Resource type and address come from plans and synced objects; policy result and rule from the log's decision and policy.evaluated records.", Fields: filterFields})
+	order := graphql.NewEnum(graphql.EnumConfig{Name: "Order", Values: graphql.EnumValueConfigMap{
+		"OLDEST_FIRST": {Value: false}, "NEWEST_FIRST": {Value: true},
+	}})
+	connArgs := func() graphql.FieldConfigArgument {
+		return graphql.FieldConfigArgument{
+			"filter": {Type: filter},
+			"first":  {Type: integer, Description: fmt.Sprintf("page size, at most %d", g.cfg.MaxPage)},
+			"after":  {Type: str},
+			"order":  {Type: order, DefaultValue: false},
+		}
+	}
+
+	query := newObject(graphql.ObjectConfig{Name: "Query", Fields: graphql.Fields{
+		"transitions": {Type: nonNull(transitionConn), Args: connArgs(), Description: "entries matching the filter", Resolve: g.resolveTransitions},
+		"changes": {Type: nonNull(changeConn), Args: func() graphql.FieldConfigArgument {
+			a := connArgs()
+			a["appliedWithoutFreshApproval"] = &graphql.ArgumentConfig{Type: b, Description: "only changes with (true) or without (false) a completed apply lacking a fresh approval"}
+			a["selfApproved"] = &graphql.ArgumentConfig{Type: b, Description: "only changes with (true) or without (false) an approval by their author"}
+			return a
+		}(), Description: "changes with at least one entry matching the filter, once each, at their first matching entry", Resolve: g.resolveChanges},
+		"change": {Type: change, Args: graphql.FieldConfigArgument{"id": {Type: nonNull(str)}}, Resolve: func(p graphql.ResolveParams) (any, error) {
+			return g.change(p.Context, identity(p.Context), p.Args["id"].(string))
+		}},
+		"transition": {Type: transition, Args: graphql.FieldConfigArgument{"index": {Type: nonNull(integer)}}, Resolve: func(p graphql.ResolveParams) (any, error) {
+			return g.transition(p.Context, identity(p.Context), p.Args["index"].(int))
+		}},
+		"expiringExceptions": {Type: nonNull(exceptionConn), Description: "exceptions granted to expire between now and withinDays from now, soonest first",
+			Args: graphql.FieldConfigArgument{"withinDays": {Type: nonNull(integer)}, "first": {Type: integer}, "after": {Type: str}},
+			Resolve: g.resolveExpiring},
+		"checkpoint": {Type: checkpoint, Description: "the latest signed checkpoint", Resolve: func(p graphql.ResolveParams) (any, error) {
+			cp, err := g.checkpoint()
+			if errors.Is(err, ledger.ErrEmpty) {
+				return nil, nil
+			}
+			return cp, err
+		}},
+		"consistencyProof": {Type: consistency, Args: graphql.FieldConfigArgument{"from": {Type: nonNull(integer)}, "to": {Type: integer, Description: "default: the latest checkpoint"}},
+			Resolve: func(p graphql.ResolveParams) (any, error) {
+				from, _ := p.Args["from"].(int)
+				to, ok := p.Args["to"].(int)
+				if !ok {
+					to = int(g.store.CheckpointSize())
+				}
+				if from <= 0 || to < from || uint64(to) > g.store.CheckpointSize() {
+					return nil, fmt.Errorf("need 0 < from <= to <= the latest checkpoint's size")
+				}
+				h, err := g.store.ConsistencyProof(p.Context, uint64(from), uint64(to))
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"from": from, "to": to, "hashes": hexList(h)}, nil
+			}},
+		"completeness": {Type: completeness, Description: "evidence completeness of one environment; null until the policies projection is wired",
+			Args: graphql.FieldConfigArgument{"environment": {Type: nonNull(str)}},
+			Resolve: func(p graphql.ResolveParams) (any, error) {
+				env := p.Args["environment"].(string)
+				id := identity(p.Context)
+				if id.Role != RoleAuditor && (len(id.Scope.Environments) == 0 || !slices.Contains(id.Scope.Environments, env)) {
+					return nil, nil // as if nothing were known: no leak of other environments
+				}
+				return g.completeness(p.Context, env)
+			}},
+		"whoami": {Type: nonNull(newObject(graphql.ObjectConfig{Name: "Caller", Fields: graphql.Fields{
+			"subject": {Type: nonNull(str)}, "role": {Type: nonNull(str)},
+		}})), Resolve: func(p graphql.ResolveParams) (any, error) {
+			id := identity(p.Context)
+			return map[string]any{"subject": id.Subject, "role": string(id.Role)}, nil
+		}},
+	}})
+	return graphql.NewSchema(graphql.SchemaConfig{Query: query})
+}
+
+func denied(ds []evidence.Decision) []evidence.Decision {
+	out := []evidence.Decision{}
+	for _, d := range ds {
+		if d.Result == "deny" || d.Result == "fail" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// decisions lists an entry's policy decisions: the log's own first.
+func decisions(r *record) []policyView {
+	var out []policyView
+	if d := r.Entry.Meta.Decision; d != nil {
+		out = append(out, policyView{Policy: *d, Origin: "log", Index: r.Index})
+	}
+	if d := r.P().Policy; d != nil {
+		out = append(out, policyView{Policy: *d, Origin: "record", Index: r.Index})
+	}
+	return out
+}
+
+func approvalOf(r *record, c *changeView) any {
+	a := r.P().Approval
+	if a == nil {
+		return nil
+	}
+	v := approvalView{Approval: *a, Kind: r.P().Kind, Index: r.Index}
+	if c != nil {
+		v.ChangeR = c.opened()
+	}
+	return v
+}
+
+func exceptionOf(r *record) *exceptionView {
+	e := r.P().Exception
+	if e == nil {
+		return nil
+	}
+	return &exceptionView{Exception: *e, Kind: r.P().Kind, Index: r.Index}
+}
+
+func hexList(h [][32]byte) []string {
+	out := make([]string, len(h))
+	for i := range h {
+		out[i] = hexHash(h[i])
+	}
+	return out
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// nilIfNil turns a typed nil pointer into an untyped nil, which graphql-go
+// resolves to null.
+func nilIfNil[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+func emptyNil(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nodes(c *connection) []any {
+	out := make([]any, len(c.Edges))
+	for i, e := range c.Edges {
+		out[i] = e.Node
+	}
+	return out
+}
+
+// newObject is graphql.NewObject whose fields without a resolver read the
+// source's field of the same JSON name (through the view wrappers), and
+// resolve an empty string of a nullable field to null.
+func newObject(cfg graphql.ObjectConfig) *graphql.Object {
+	if fields, ok := cfg.Fields.(graphql.Fields); ok {
+		for _, f := range fields {
+			if f.Resolve != nil {
+				continue
+			}
+			_, required := f.Type.(*graphql.NonNull)
+			f.Resolve = func(p graphql.ResolveParams) (any, error) {
+				switch v := p.Source.(type) {
+				case approvalView:
+					p.Source = v.Approval
+				case *exceptionView:
+					p.Source = v.Exception
+				case policyView:
+					p.Source = v.Policy
+				}
+				out, err := graphql.DefaultResolveFn(p)
+				if s, ok := out.(string); ok && s == "" && !required {
+					return nil, err
+				}
+				return out, err
+			}
+		}
+	}
+	return graphql.NewObject(cfg)
+}

@@ -1,0 +1,336 @@
+package query
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+)
+
+// Store is the ledger as the GraphQL side needs it.
+type Store interface {
+	Log
+	Search(ctx context.Context, s ledger.Search) (ledger.SearchResult, error)
+	Size() uint64
+	Origin() string
+}
+
+// record is one entry, parsed, as resolvers use it.
+type record struct {
+	Index uint64
+	Leaf  []byte
+	Entry *evidence.Entry
+	St    *evidence.Statement
+}
+
+func (r *record) P() *evidence.Transition { return &r.St.Predicate }
+
+// loadRecord reads and parses entry i.
+func loadRecord(ctx context.Context, s Store, i uint64) (*record, error) {
+	leaf, err := s.Leaf(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("stored entry %d is damaged: %w", i, err)
+	}
+	st, err := e.Statement()
+	if err != nil {
+		return nil, fmt.Errorf("stored entry %d: %w", i, err)
+	}
+	return &record{Index: i, Leaf: leaf, Entry: e, St: st}, nil
+}
+
+// Filter is the GraphQL TransitionFilter: every given field must match.
+type Filter struct {
+	ChangeID, Environment, Account, Region, Stack, Cluster, Namespace, Application, Service, DataClass string
+	Kind, Actor, Approver, ApproverGroup, ResourceType, ResourceAddress, RiskClass                      string
+	FindingCode, PolicyResult, PolicyRule                                                              string
+	Emergency, ArtifactFromProtectedBranch                                                             *bool
+	From, To                                                                                           time.Time // occurredAt, [From, To)
+}
+
+// terms lists the filter's untimed index terms, most selective first: the
+// first one drives the search, the others are point checks.
+func (f *Filter) terms() []ledger.Term {
+	var out []ledger.Term
+	add := func(name, v string) {
+		if v != "" {
+			out = append(out, ledger.Term{Name: name, Value: v})
+		}
+	}
+	add(ledger.TermChange, f.ChangeID)
+	add(ledger.TermResAddress, f.ResourceAddress)
+	add(ledger.TermApprover, f.Approver)
+	add(ledger.TermFinding, f.FindingCode)
+	add(ledger.TermRule, f.PolicyRule)
+	add(ledger.TermStack, f.Stack)
+	add(ledger.TermApplication, f.Application)
+	add(ledger.TermNamespace, f.Namespace)
+	add(ledger.TermCluster, f.Cluster)
+	add(ledger.TermAccount, f.Account)
+	add(ledger.TermService, f.Service)
+	add(ledger.TermResType, f.ResourceType)
+	add(ledger.TermGroup, f.ApproverGroup)
+	add(ledger.TermActor, f.Actor)
+	if f.Emergency != nil && *f.Emergency {
+		add(ledger.TermEmergency, "true")
+	}
+	if f.ArtifactFromProtectedBranch != nil {
+		add(ledger.TermArtifactBr, strconv.FormatBool(*f.ArtifactFromProtectedBranch))
+	}
+	add(ledger.TermPolicy, f.PolicyResult)
+	add(ledger.TermKind, f.Kind)
+	add(ledger.TermRiskClass, f.RiskClass)
+	add(ledger.TermDataClass, f.DataClass)
+	add(ledger.TermRegion, f.Region)
+	add(ledger.TermEnv, f.Environment)
+	return out
+}
+
+// weak terms select a large share of a log; with a time range, walking the
+// time-ordered postings is cheaper than walking these.
+var weak = map[string]bool{
+	ledger.TermKind: true, ledger.TermRiskClass: true, ledger.TermDataClass: true, ledger.TermRegion: true,
+	ledger.TermEnv: true, ledger.TermPolicy: true, ledger.TermEmergency: true, ledger.TermArtifactBr: true,
+	ledger.TermActor: true, ledger.TermGroup: true,
+}
+
+// plan turns a filter into a ledger search: which postings to walk, which
+// to check, and whether the time range still has to be checked on the entry.
+func (f *Filter) plan() (driver ledger.Query, must []ledger.Term, checkTime bool) {
+	terms := f.terms()
+	timed := !f.From.IsZero() || !f.To.IsZero()
+	switch {
+	case len(terms) > 0 && (!timed || !weak[terms[0].Name]):
+		return ledger.Query{Name: terms[0].Name, Value: terms[0].Value}, terms[1:], timed
+	case f.Environment != "":
+		// The environment's own postings are time-ordered (issue 1).
+		rest := make([]ledger.Term, 0, len(terms))
+		for _, t := range terms {
+			if t.Name != ledger.TermEnv {
+				rest = append(rest, t)
+			}
+		}
+		return ledger.Query{Name: ledger.TermEnvironment, Value: f.Environment, From: f.From, To: f.To}, rest, false
+	default:
+		return ledger.Query{Name: ledger.TermTime, Value: "", From: f.From, To: f.To}, terms, false
+	}
+}
+
+// residual checks what the index cannot: the time range when another term
+// drives, emergency: false.
+func (f *Filter) residual(p *evidence.Transition, checkTime bool) bool {
+	if checkTime {
+		if !f.From.IsZero() && p.OccurredAt.Before(f.From) {
+			return false
+		}
+		if !f.To.IsZero() && !p.OccurredAt.Before(f.To) {
+			return false
+		}
+	}
+	if f.Emergency != nil && !*f.Emergency && (p.Emergency || p.Kind == evidence.KindBreakglassOpened || p.Kind == evidence.KindBreakglassClosed) {
+		return false
+	}
+	return true
+}
+
+// cursorKeeper seals cursors with AES-GCM under a key made at start, bound to
+// the caller: a cursor is opaque, cannot be forged or altered, and is useless
+// to anyone else. It carries the position in the driving postings and the
+// log size the first page saw, so that later pages show the same snapshot
+// however many entries are appended meanwhile.
+type cursorKeeper struct{ aead cipher.AEAD }
+
+func newCursorKeeper() (*cursorKeeper, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &cursorKeeper{aead: aead}, nil
+}
+
+// cursor is a position in a search plus the size of the log it reads.
+type cursor struct {
+	Pos  []byte // 16 bytes
+	AsOf uint64
+}
+
+var errBadCursor = errors.New("invalid cursor: cursors come from this server's pageInfo, for the same caller and query, and expire when the server restarts")
+
+func (k *cursorKeeper) seal(c cursor, caller, query string) string {
+	plain := binary.BigEndian.AppendUint64(append([]byte(nil), c.Pos...), c.AsOf)
+	nonce := make([]byte, k.aead.NonceSize())
+	_, _ = rand.Read(nonce) // crypto/rand never fails on Linux
+	out := k.aead.Seal(nonce, nonce, plain, []byte(caller+"\x00"+query))
+	return base64.RawURLEncoding.EncodeToString(out)
+}
+
+func (k *cursorKeeper) open(s, caller, query string) (cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < k.aead.NonceSize() {
+		return cursor{}, errBadCursor
+	}
+	plain, err := k.aead.Open(nil, b[:k.aead.NonceSize()], b[k.aead.NonceSize():], []byte(caller+"\x00"+query))
+	if err != nil || len(plain) != 24 {
+		return cursor{}, errBadCursor
+	}
+	return cursor{Pos: plain[:16], AsOf: binary.BigEndian.Uint64(plain[16:])}, nil
+}
+
+// page is one page of a search as the connection resolvers return it.
+type page struct {
+	Records []*record
+	Cursors []string
+	HasNext bool
+	End     string
+}
+
+// searchOpts is one connection request.
+type searchOpts struct {
+	Filter  Filter
+	First   int
+	After   string
+	Reverse bool
+	// Budget bounds the postings one page walks.
+	Budget int
+	// Keep, if set, is a further check on a visible, matching record.
+	Keep func(*record) (bool, error)
+	// QueryKey binds cursors to the connection (field and arguments).
+	QueryKey string
+}
+
+// search runs one page of a filtered, tenant-scoped search.
+func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page, error) {
+	driver, must, checkTime := o.Filter.plan()
+	asOf := g.store.Size()
+	var after []byte
+	if o.After != "" {
+		c, err := g.cursors.open(o.After, id.Subject, o.QueryKey)
+		if err != nil {
+			return nil, err
+		}
+		after, asOf = c.Pos, c.AsOf
+	}
+	loaded := map[uint64]*record{}
+	accept := func(i uint64) (bool, error) {
+		if i >= asOf {
+			return false, nil
+		}
+		r, err := loadRecord(ctx, g.store, i)
+		if err != nil {
+			return false, err
+		}
+		if !id.sees(r.P()) || !o.Filter.residual(r.P(), checkTime) {
+			return false, nil
+		}
+		if o.Keep != nil {
+			if ok, err := o.Keep(r); err != nil || !ok {
+				return false, err
+			}
+		}
+		loaded[i] = r
+		return true, nil
+	}
+	res, err := g.store.Search(ctx, ledger.Search{
+		Driver: driver, Must: must, After: after, Reverse: o.Reverse,
+		Limit: o.First, Budget: o.Budget, Accept: accept,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p := &page{HasNext: res.Resume != nil}
+	for _, h := range res.Hits {
+		p.Records = append(p.Records, loaded[h.Index])
+		p.Cursors = append(p.Cursors, g.cursors.seal(cursor{Pos: h.Pos, AsOf: asOf}, id.Subject, o.QueryKey))
+	}
+	if res.Resume != nil {
+		p.End = g.cursors.seal(cursor{Pos: res.Resume, AsOf: asOf}, id.Subject, o.QueryKey)
+	} else if n := len(p.Cursors); n > 0 {
+		p.End = p.Cursors[n-1]
+	}
+	return p, nil
+}
+
+// timeline returns the caller-visible entries of one change in log order.
+func (g *GraphQL) timeline(ctx context.Context, id *Identity, change string) ([]*record, error) {
+	var out []*record
+	var after []byte
+	for {
+		res, err := g.store.Search(ctx, ledger.Search{
+			Driver: ledger.Query{Name: ledger.TermChange, Value: change},
+			After:  after, Limit: 1000, Budget: 1000,
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range res.Hits {
+			r, err := loadRecord(ctx, g.store, h.Index)
+			if err != nil {
+				return nil, err
+			}
+			if id.sees(r.P()) {
+				out = append(out, r)
+			}
+		}
+		if res.Resume == nil || len(out) >= g.cfg.MaxTimeline {
+			return out, nil
+		}
+		after = res.Resume
+	}
+}
+
+// proof is an inclusion proof of one record against a tree size.
+type proof struct {
+	Index, TreeSize uint64
+	LeafHash        [32]byte
+	Hashes          [][32]byte
+	Checkpoint      *checkpointView // the signed checkpoint when TreeSize is the latest
+}
+
+func (g *GraphQL) inclusion(ctx context.Context, r *record, size uint64) (*proof, error) {
+	latest := g.store.CheckpointSize()
+	if size == 0 {
+		size = latest
+	}
+	if r.Index >= size {
+		return nil, fmt.Errorf("entry is not yet covered by a signed checkpoint (tree size %d); ask again in a moment", size)
+	}
+	if size > latest {
+		return nil, fmt.Errorf("treeSize %d is beyond the latest signed checkpoint", size)
+	}
+	hashes, err := g.store.InclusionProof(ctx, r.Index, size)
+	if err != nil {
+		return nil, err
+	}
+	p := &proof{Index: r.Index, TreeSize: size, LeafHash: tlog.RecordHash(r.Leaf), Hashes: hashes}
+	if size == latest {
+		if p.Checkpoint, err = g.checkpoint(); err != nil {
+			return nil, err
+		}
+		if p.Checkpoint.Size != size { // a newer checkpoint was signed meanwhile
+			p.Checkpoint = nil
+		}
+	}
+	return p, nil
+}
