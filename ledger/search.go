@@ -28,6 +28,11 @@ type Search struct {
 	Reverse bool
 	Limit   int // most hits; 0 means 100
 	Budget  int // most postings walked; 0 means 10,000
+	// Visible, if set, is asked first about every posting; postings it
+	// rejects are skipped without counting against Budget, so what a
+	// restricted caller learns from a page (how far it got) depends only on
+	// entries it may see.
+	Visible func(index uint64) (bool, error)
 	// Accept, if set, is the last check of a candidate; it runs inside the
 	// search's read transaction and may read the log.
 	Accept func(index uint64) (bool, error)
@@ -120,16 +125,26 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 			if (!s.Reverse && at >= to) || (s.Reverse && at < from) {
 				return nil
 			}
+			index := binary.BigEndian.Uint64(pos[8:])
+			if index >= size {
+				continue // appended after this search began
+			}
+			if s.Visible != nil {
+				ok, err := s.Visible(index)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					last = bytes.Clone(pos)
+					continue
+				}
+			}
 			if walked == s.Budget {
 				res.Resume = last
 				return nil
 			}
 			walked++
 			last = bytes.Clone(pos)
-			index := binary.BigEndian.Uint64(pos[8:])
-			if index >= size {
-				continue // appended after this search began
-			}
 			ok, err := hasAll(txn, mustKeys, index)
 			if err != nil {
 				return err

@@ -418,7 +418,8 @@ func (g *GraphQL) resolveExpiring(p graphql.ResolveParams) (any, error) {
 	res, err := g.store.Search(p.Context, ledger.Search{
 		Driver: ledger.Query{Name: ledger.TermExceptionExpiry, From: now, To: now.Add(time.Duration(days) * 24 * time.Hour)},
 		After:  pos, Limit: first, Budget: g.cfg.PageBudget,
-		Accept: func(i uint64) (bool, error) {
+		// Visible, not Accept: others' exceptions do not count against the budget.
+		Visible: func(i uint64) (bool, error) {
 			if i >= asOf {
 				return false, nil
 			}

@@ -233,28 +233,58 @@ func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page
 		after, asOf = c.Pos, c.AsOf
 	}
 	loaded := map[uint64]*record{}
+	load := func(i uint64) (*record, error) {
+		if r := loaded[i]; r != nil {
+			return r, nil
+		}
+		r, err := loadRecord(ctx, g.store, i)
+		if err == nil {
+			loaded[i] = r
+		}
+		return r, err
+	}
+	var visible func(uint64) (bool, error)
+	if id.Role != RoleAuditor {
+		// Check the scope before anything else, so that nothing about a
+		// page (how far its bounded walk got) depends on others' entries.
+		visible = func(i uint64) (bool, error) {
+			if i >= asOf {
+				return false, nil
+			}
+			r, err := load(i)
+			if err != nil {
+				return false, err
+			}
+			if !id.sees(r.P()) {
+				delete(loaded, i)
+				return false, nil
+			}
+			return true, nil
+		}
+	}
 	accept := func(i uint64) (bool, error) {
 		if i >= asOf {
 			return false, nil
 		}
-		r, err := loadRecord(ctx, g.store, i)
+		r, err := load(i)
 		if err != nil {
 			return false, err
 		}
 		if !id.sees(r.P()) || !o.Filter.residual(r.P(), checkTime) {
+			delete(loaded, i)
 			return false, nil
 		}
 		if o.Keep != nil {
 			if ok, err := o.Keep(r); err != nil || !ok {
+				delete(loaded, i)
 				return false, err
 			}
 		}
-		loaded[i] = r
 		return true, nil
 	}
 	res, err := g.store.Search(ctx, ledger.Search{
 		Driver: driver, Must: must, After: after, Reverse: o.Reverse,
-		Limit: o.First, Budget: o.Budget, Accept: accept,
+		Limit: o.First, Budget: o.Budget, Visible: visible, Accept: accept,
 	})
 	if err != nil {
 		return nil, err
