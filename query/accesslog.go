@@ -24,12 +24,12 @@ import (
 // by orders of magnitude and would crowd the evidence log, and the log's
 // entries are signed records about changes, not reads.
 type AccessLog struct {
-	mu   sync.Mutex // guards f, prev, dirty
-	f    *os.File
-	prev [sha256.Size]byte
+	mu    sync.Mutex // guards f, prev, dirty
+	f     *os.File
+	prev  [sha256.Size]byte
 	dirty bool
-	stop chan struct{}
-	done chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // AccessRecord is one line.

@@ -87,6 +87,9 @@ type OIDCProvider struct {
 	Audience string      `yaml:"audience"`
 	JWKSURL  string      `yaml:"jwksURL"`
 	Grants   []OIDCGrant `yaml:"grants"`
+	// MinRefresh is the least time between two JWKS fetches caused by a
+	// token naming an unknown key (rotation). Default 30s.
+	MinRefresh time.Duration `yaml:"minRefresh"`
 }
 
 // OIDCGrant gives Role (and Scope) to tokens whose Claim equals or, for a
@@ -102,9 +105,9 @@ type OIDCGrant struct {
 // side is open and every caller is an anonymous auditor (a development
 // server); configure access before exposing a server.
 type AccessConfig struct {
-	Tokens []TokenGrant    `yaml:"tokens"`
-	OIDC   []OIDCProvider  `yaml:"oidc"`
-	Client *http.Client    `yaml:"-"` // fetches JWKS; nil: a client with a 10s timeout
+	Tokens []TokenGrant     `yaml:"tokens"`
+	OIDC   []OIDCProvider   `yaml:"oidc"`
+	Client *http.Client     `yaml:"-"` // fetches JWKS; nil: a client with a 10s timeout
 	Clock  func() time.Time `yaml:"-"`
 }
 
@@ -160,6 +163,9 @@ func NewAuthenticator(cfg AccessConfig) (*Authenticator, error) {
 			if err := checkGrant(g.Role, g.Scope); err != nil {
 				return nil, fmt.Errorf("access.oidc[%d].grants[%d]: %w", i, j, err)
 			}
+		}
+		if p.MinRefresh <= 0 {
+			p.MinRefresh = 30 * time.Second
 		}
 		a.providers = append(a.providers, &jwksProvider{cfg: p, client: client})
 	}
@@ -256,7 +262,7 @@ func claimHas(v any, want string) bool {
 }
 
 // jwksProvider caches an issuer's JWKS, fetching it again (at most every
-// 30s) when a token names a key it does not hold: issuers rotate keys.
+// MinRefresh) when a token names a key it does not hold: issuers rotate keys.
 type jwksProvider struct {
 	cfg    OIDCProvider
 	client *http.Client
@@ -291,7 +297,7 @@ func (p *jwksProvider) verify(ctx context.Context, tok *jwt.JSONWebToken, out ..
 func (p *jwksProvider) keySet(ctx context.Context, refresh bool) (*jose.JSONWebKeySet, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.keys != nil && (!refresh || time.Since(p.fetched) < 30*time.Second) {
+	if p.keys != nil && (!refresh || time.Since(p.fetched) < p.cfg.MinRefresh) {
 		return p.keys, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.JWKSURL, nil)

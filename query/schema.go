@@ -20,7 +20,9 @@ import (
 // anything is counted, paged or returned.
 
 func nonNull(t graphql.Output) graphql.Output { return graphql.NewNonNull(t) }
-func listOf(t graphql.Output) graphql.Output  { return graphql.NewNonNull(graphql.NewList(graphql.NewNonNull(t))) }
+func listOf(t graphql.Output) graphql.Output {
+	return graphql.NewNonNull(graphql.NewList(graphql.NewNonNull(t)))
+}
 
 // optTime resolves a time that may be unset to null.
 func optTime(get func(any) time.Time) graphql.FieldResolveFn {
@@ -141,9 +143,11 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	}})
 	approval := newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change (case study section 11).", Fields: graphql.Fields{
 		"approver": {Type: nonNull(str)}, "groups": {Type: graphql.NewList(str)},
-		"revoked":    {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(approvalView).Kind == evidence.KindApprovalRevoked, nil }},
-		"approvedAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(approvalView).ApprovedAt })},
-		"expiresAt":  {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(approvalView).ExpiresAt })},
+		"revoked": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return p.Source.(approvalView).Kind == evidence.KindApprovalRevoked, nil
+		}},
+		"approvedAt":  {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(approvalView).ApprovedAt })},
+		"expiresAt":   {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(approvalView).ExpiresAt })},
 		"pullRequest": {Type: integer}, "commitSha": {Type: nonNull(str)}, "planSha256": {Type: nonNull(str)},
 		"policyDecisionSha256": {Type: str}, "reason": {Type: str},
 		"index": {Type: nonNull(integer), Description: "the log entry", Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(approvalView).Index), nil }},
@@ -156,8 +160,10 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"id": {Type: nonNull(str)}, "ruleId": {Type: str}, "scope": {Type: str}, "justification": {Type: str},
 		"compensatingControls": {Type: graphql.NewList(str)}, "owner": {Type: str}, "approvedBy": {Type: graphql.NewList(str)},
 		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*exceptionView).ExpiresAt })},
-		"expired":   {Type: nonNull(b), Description: "this is an exception.expired record", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*exceptionView).Kind == evidence.KindExceptionExpired, nil }},
-		"index":     {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*exceptionView).Index), nil }},
+		"expired": {Type: nonNull(b), Description: "this is an exception.expired record", Resolve: func(p graphql.ResolveParams) (any, error) {
+			return p.Source.(*exceptionView).Kind == evidence.KindExceptionExpired, nil
+		}},
+		"index": {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*exceptionView).Index), nil }},
 	}})
 	checkpoint := newObject(graphql.ObjectConfig{Name: "Checkpoint", Description: "A signed C2SP tlog-checkpoint note.", Fields: graphql.Fields{
 		"origin":   {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*checkpointView).Origin, nil }},
@@ -303,13 +309,13 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	}
 	cv := func(p graphql.ResolveParams) *changeView { return p.Source.(*changeView) }
 	change := newObject(graphql.ObjectConfig{Name: "Change", Description: "One change and its whole timeline, as far as the caller may see it.", Fields: graphql.Fields{
-		"id":          {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).ID, nil }},
-		"contract":    {Type: changeContract, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(cv(p).contract()), nil }},
-		"source":      {Type: source, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Source, nil }},
-		"target":      {Type: target, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Target, nil }},
-		"emergency":   {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).emergency(), nil }},
-		"timeline":    {Type: listOf(transition), Description: "every entry of the change, in log order", Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).Timeline, nil }},
-		"plans":       {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindPlanCreated), nil }},
+		"id":        {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).ID, nil }},
+		"contract":  {Type: changeContract, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(cv(p).contract()), nil }},
+		"source":    {Type: source, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Source, nil }},
+		"target":    {Type: target, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Target, nil }},
+		"emergency": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).emergency(), nil }},
+		"timeline":  {Type: listOf(transition), Description: "every entry of the change, in log order", Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).Timeline, nil }},
+		"plans":     {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindPlanCreated), nil }},
 		"policyDecisions": {Type: listOf(policy), Resolve: func(p graphql.ResolveParams) (any, error) {
 			var out []policyView
 			for _, r := range cv(p).Timeline {
@@ -327,7 +333,9 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		}},
 		"appliesWithoutFreshApproval": {Type: listOf(transition), Description: "completed applies with no unrevoked, unexpired approval of the same commit and plan hash given before them (and not by the author)",
 			Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).unapprovedApplies(), nil }},
-		"verifications": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindVerificationCompleted), nil }},
+		"verifications": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return kinds(cv(p), evidence.KindVerificationCompleted), nil
+		}},
 		"syncs": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
 			return kinds(cv(p), evidence.KindSyncStarted, evidence.KindSyncSucceeded, evidence.KindSyncFailed), nil
 		}},
@@ -396,7 +404,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return g.transition(p.Context, identity(p.Context), p.Args["index"].(int))
 		}},
 		"expiringExceptions": {Type: nonNull(exceptionConn), Description: "exceptions granted to expire between now and withinDays from now, soonest first",
-			Args: graphql.FieldConfigArgument{"withinDays": {Type: nonNull(integer)}, "first": {Type: integer}, "after": {Type: str}},
+			Args:    graphql.FieldConfigArgument{"withinDays": {Type: nonNull(integer)}, "first": {Type: integer}, "after": {Type: str}},
 			Resolve: g.resolveExpiring},
 		"checkpoint": {Type: checkpoint, Description: "the latest signed checkpoint", Resolve: func(p graphql.ResolveParams) (any, error) {
 			cp, err := g.checkpoint()

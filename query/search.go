@@ -56,7 +56,7 @@ func loadRecord(ctx context.Context, s Store, i uint64) (*record, error) {
 // Filter is the GraphQL TransitionFilter: every given field must match.
 type Filter struct {
 	ChangeID, Environment, Account, Region, Stack, Cluster, Namespace, Application, Service, DataClass string
-	Kind, Actor, Approver, ApproverGroup, ResourceType, ResourceAddress, RiskClass                      string
+	Kind, Actor, Approver, ApproverGroup, ResourceType, ResourceAddress, RiskClass                     string
 	FindingCode, PolicyResult, PolicyRule                                                              string
 	Emergency, ArtifactFromProtectedBranch                                                             *bool
 	From, To                                                                                           time.Time // occurredAt, [From, To)

@@ -191,7 +191,9 @@ func TestRolesAndCredentials(t *testing.T) {
 	}
 	// A cursor is bound to its caller: another tenant's cursor is refused.
 	r := h.query(auditorToken, `{ transitions(first: 1) { pageInfo { endCursor } } }`, nil)
-	var d struct{ Transitions struct{ PageInfo struct{ EndCursor string } } }
+	var d struct {
+		Transitions struct{ PageInfo struct{ EndCursor string } }
+	}
 	if err := json.Unmarshal(r.Data, &d); err != nil || d.Transitions.PageInfo.EndCursor == "" {
 		t.Fatalf("no cursor: %s", r.Data)
 	}

@@ -1,0 +1,80 @@
+package query_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
+)
+
+func TestEvidencePackVerifiesOffline(t *testing.T) {
+	h := newHarness(t, tenancyConfig())
+	h.loadDemo()
+	const change = "CHG-2026-06-03-0101"
+	body, status := h.get(auditorToken, "/v1/packs/"+change)
+	if status != 200 {
+		t.Fatalf("pack: %d %s", status, body)
+	}
+	p, err := verifier.ReadPack(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := verifier.CheckPack(p, h.logKey)
+	if err != nil {
+		t.Fatalf("a pack straight from the server does not verify: %v", err)
+	}
+	if rep.Records != 6 || rep.Signatures != 6 || rep.TreeSize != h.log.CheckpointSize() {
+		t.Errorf("report %+v: want 6 records, 6 signatures, tree size %d", rep, h.log.CheckpointSize())
+	}
+
+	// A tenant's pack has no log-wide trust entries: inclusion only.
+	tb, status := h.get(stagingToken, "/v1/packs/CHG-2026-06-30-0909")
+	if status != 200 {
+		t.Fatalf("tenant pack: %d %s", status, tb)
+	}
+	tp, err := verifier.ReadPack(bytes.NewReader(tb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tp.Trust) != 0 {
+		t.Error("a tenant's pack carries the log's trust entries")
+	}
+	if rep, err := verifier.CheckPack(tp, h.logKey); err != nil || rep.Signatures != 0 || rep.Records != 4 {
+		t.Errorf("tenant pack: %+v %v", rep, err)
+	}
+
+	// Every kind of tampering is caught.
+	tamper := map[string]func(p *verifier.Pack){
+		"leaf byte":      func(p *verifier.Pack) { p.Entries[1].Leaf[len(p.Entries[1].Leaf)-5] ^= 1 },
+		"proof hash":     func(p *verifier.Pack) { p.Entries[0].Proof[0][0] ^= 1 },
+		"dropped proof":  func(p *verifier.Pack) { p.Entries[0].Proof = p.Entries[0].Proof[1:] },
+		"checkpoint":     func(p *verifier.Pack) { p.Checkpoint = strings.Replace(p.Checkpoint, "\n", "\n1", 1) },
+		"other change":   func(p *verifier.Pack) { p.Change = "CHG-2026-06-11-0202" },
+		"index":          func(p *verifier.Pack) { p.Entries[2].Index++ },
+		"order":          func(p *verifier.Pack) { p.Entries[0], p.Entries[1] = p.Entries[1], p.Entries[0] },
+		"no trust start": func(p *verifier.Pack) { p.Trust = p.Trust[1:]; p.Trust = append(p.Trust, p.Entries[0]) },
+		"empty":          func(p *verifier.Pack) { p.Entries = nil },
+		"foreign origin": func(p *verifier.Pack) { p.Origin = "evil.example/log" },
+	}
+	for name, f := range tamper {
+		var cp verifier.Pack
+		if err := json.Unmarshal(body, &cp); err != nil {
+			t.Fatal(err)
+		}
+		f(&cp)
+		if _, err := verifier.CheckPack(&cp, h.logKey); err == nil {
+			t.Errorf("tampered %s: the pack still verifies", name)
+		}
+	}
+	// Another key of the same origin refuses the pack.
+	other, err := ledger.NewNoteSigner(testOrigin, seededKey("another log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verifier.CheckPack(p, other.VerifierKey()); err == nil {
+		t.Error("a pack verifies under another log key")
+	}
+}
