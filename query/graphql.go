@@ -79,6 +79,9 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	return g, nil
 }
 
+// Auth is the authenticator the handler uses.
+func (g *GraphQL) Auth() *Authenticator { return g.cfg.Auth }
+
 func setDefault(v *int, d int) {
 	if *v <= 0 {
 		*v = d

@@ -232,11 +232,18 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workers := fs.Int("workers", 0, "signature-checking workers (default: all cores)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the check to this file")
 	rekorKey := fs.String("rekor-key", "", "file(s, comma-separated) with the pinned public key of the Rekor the log is anchored in; without it anchors' Rekor proofs are not checked")
+	pack := fs.String("pack", "", "or: an evidence pack (evident pack)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *pack != "" {
+		if *data != "" || *export != "" {
+			return errors.New("verify: give exactly one of --data, --export or --pack")
+		}
+		return verifyPack(*pack, *logKey, stdout, stderr)
+	}
 	if (*data == "") == (*export == "") {
-		return errors.New("verify: give exactly one of --data or --export")
+		return errors.New("verify: give exactly one of --data, --export or --pack")
 	}
 	var rekorKeys []crypto.PublicKey
 	if *rekorKey != "" {

@@ -7,10 +7,13 @@
 //	evident record sign --key FILE --file PREDICATE.json
 //	evident proof    --index I [--server URL] [--log-key KEY]
 //	evident export   (--data DIR | --server URL) --out FILE
-//	evident verify   (--data DIR | --export FILE) [--log-key KEY] [--rekor-key FILE] [--fast]
+//	evident verify   (--data DIR | --export FILE | --pack FILE) [--log-key KEY] [--rekor-key FILE] [--fast]
 //	evident anchor   --rekor URL --rekor-key FILE [--config FILE | --data DIR]
 //	evident load     --key FILE [--server URL] [--records N] [--concurrency C]
 //	evident gate check --change ID --commit SHA (--plan FILE | --plan-sha256 HEX) --env ENV --actor ID [--server URL]
+//	evident pack     --change ID --out FILE [--server URL] [--token T] [--log-key KEY]
+//	evident demo     --key FILE [--server URL]
+//	evident query-load [--server URL] [--token T] [--clients C] [--duration D] [--seed N --key FILE] [--ingest-rate R]
 //
 // Every subcommand prints its flags with -h.
 package main
@@ -46,6 +49,9 @@ func commands() []command {
 		{"anchor", "anchor the latest checkpoint in Rekor (a stopped server's log)", runAnchor},
 		{"load", "post signed records concurrently and report throughput and latency", runLoad},
 		{"gate", "ask the apply gate whether a plan may be applied (gate check)", runGate},
+		{"pack", "download a change's evidence pack and check it", runPack},
+		{"demo", "post the audit-queries demo data set", runDemo},
+		{"query-load", "run the audit queries concurrently (optionally while ingesting) and report latency", runQueryLoad},
 		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			_, err := fmt.Fprintln(out, "evident", version)
 			return err

@@ -48,7 +48,13 @@ type Config struct {
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
 	CacheMB            int           `yaml:"cacheMB"`            // default 64
 	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 320, GOMEMLIMIT wins
-	Trust              struct {
+	// Access is who may read (docs/audit-queries.md): bearer tokens stored
+	// hashed, OIDC issuers, tenant scopes, and the access log's file.
+	Access struct {
+		query.AccessConfig `yaml:",inline"`
+		AccessLog          string `yaml:"accessLog"` // default <data>/access.jsonl
+	} `yaml:"access"`
+	Trust struct {
 		Runners []struct {
 			Name      string         `yaml:"name"`
 			PublicKey string         `yaml:"publicKey"` // path to a PKIX PEM file
@@ -168,6 +174,7 @@ func currentUser() string {
 type server struct {
 	addr   string
 	log    *ledger.Log
+	access *query.AccessLog
 	http   *http.Server
 	ln     net.Listener
 	logger *slog.Logger
@@ -253,14 +260,29 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	query.NewProofHandler(lg, logger).Register(mux)
-	query.NewExportHandler(lg, logger).Register(mux)
+	access, gql, err := readSide(cfg, lg, logger)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	gql.Register(mux)
+	// The log endpoints: checkpoints and proofs are for everyone; whole
+	// entries, term lookups and exports cannot be filtered by tenant, so
+	// once access is configured only auditors reach them.
+	logMux := http.NewServeMux()
+	query.NewProofHandler(lg, logger).Register(logMux)
+	query.NewExportHandler(lg, logger).Register(logMux)
+	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/log-key", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
+		mux.Handle(route, logMux)
+	}
+	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
+		mux.Handle(route, gql.Auth().RequireAuditor(logMux))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("listen: %w", err), lg.Close())
+		return nil, errors.Join(fmt.Errorf("listen: %w", err), access.Close(), lg.Close())
 	}
 	hs := &http.Server{
 		Handler:           mux,
@@ -272,7 +294,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
-	return &server{addr: ln.Addr().String(), log: lg, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery}, nil
+	return &server{addr: ln.Addr().String(), log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery}, nil
 }
 
 // wait serves until ctx ends, then drains requests and closes the log.
@@ -292,7 +314,7 @@ func (s *server) wait(ctx context.Context) error {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.http.Shutdown(shutdownCtx)
-		return errors.Join(err, s.log.Close())
+		return errors.Join(err, s.access.Close(), s.log.Close())
 	})
 	err := g.Wait()
 	s.logger.Info("stopped", "entries", s.log.Size())
@@ -379,4 +401,25 @@ func devTrust(dataDir string, logger *slog.Logger) (verifier.TrustConfig, error)
 	return verifier.TrustConfig{Runners: []verifier.Runner{{
 		Name: "dev-runner", PublicKey: string(pub), Scope: verifier.Scope{Environments: []string{"*"}},
 	}}}, nil
+}
+
+// readSide builds the GraphQL handler: who may read, and the access log
+// every query is recorded in.
+func readSide(cfg *Config, lg *ledger.Log, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
+	auth, err := query.NewAuthenticator(cfg.Access.AccessConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	if auth.Open() {
+		logger.Warn("no access configured: every caller reads the whole log as an auditor (configure access before exposing this server)")
+	}
+	access, err := query.OpenAccessLog(firstOf(cfg.path(cfg.Access.AccessLog), filepath.Join(cfg.Data, "access.jsonl")))
+	if err != nil {
+		return nil, nil, err
+	}
+	gql, err := query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger})
+	if err != nil {
+		return nil, nil, errors.Join(err, access.Close())
+	}
+	return access, gql, nil
 }

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"evident.dev/evident/client"
+	"evident.dev/evident/query"
+	"evident.dev/evident/verifier"
+)
+
+// runPack downloads a change's evidence pack, checks it against the pinned
+// log key before writing it, and writes it.
+func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("pack", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	change := fs.String("change", "", "change id")
+	out := fs.String("out", "", "file to write (- for standard output)")
+	token := fs.String("token", "", "bearer token (default: $EVIDENT_TOKEN)")
+	logKey := fs.String("log-key", "", "pinned log verifier key, or a file holding it; default: ask the server (trust on first use)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *change == "" || *out == "" {
+		return errors.New("pack: --change and --out are required")
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	key, err := pinnedKey(ctx, client.New(*server), keyOrFile(*logKey), stderr)
+	if err != nil {
+		return err
+	}
+	body, err := getWithToken(ctx, strings.TrimRight(*server, "/")+"/v1/packs/"+url.PathEscape(*change), firstOf(*token, os.Getenv("EVIDENT_TOKEN")))
+	if err != nil {
+		return err
+	}
+	p, err := verifier.ReadPack(bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	rep, err := verifier.CheckPack(p, key)
+	if err != nil {
+		return fmt.Errorf("the server's pack does not verify: %w", err)
+	}
+	if *out == "-" {
+		_, err = stdout.Write(body)
+	} else {
+		err = os.WriteFile(*out, body, 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote the evidence pack of %s: %d records under the signed tree of size %d, verified\n", *change, rep.Records, rep.TreeSize)
+	return nil
+}
+
+func getWithToken(ctx context.Context, u, token string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		return nil, fmt.Errorf("%s: %s %s", u, resp.Status, e.Error)
+	}
+	return body, nil
+}
+
+// verifyPack checks a pack offline.
+func verifyPack(file, logKey string, stdout, stderr io.Writer) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p, err := verifier.ReadPack(f)
+	if err != nil {
+		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+	}
+	key := keyOrFile(logKey)
+	if key == "" {
+		key = p.LogKey
+		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the pack names: %s\n", key)
+	}
+	rep, err := verifier.CheckPack(p, key)
+	if err != nil {
+		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+	}
+	sigs := fmt.Sprintf("%d signatures re-verified under the trust in force", rep.Signatures)
+	if len(p.Trust) == 0 {
+		sigs = "signatures not checked (the pack carries no trust entries: a tenant's pack)"
+	}
+	_, err = fmt.Fprintf(stdout, "OK: evidence pack of %s: %d records included in the signed tree of size %d (root %x); %s\n",
+		rep.Change, rep.Records, rep.TreeSize, rep.Root, sigs)
+	return err
+}
+
+// runDemo signs and posts the demo data set of docs/audit-queries.md.
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	keyFile := fs.String("key", "", "runner private key trusted for prod and staging (the dev server's dev-runner.key)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *keyFile == "" {
+		return errors.New("demo: --key is required")
+	}
+	keyPEM, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	key, err := verifier.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return err
+	}
+	c := client.New(*server)
+	for _, st := range query.DemoStatements() {
+		payload, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		env, err := verifier.SignEnvelope(key, payload)
+		if err != nil {
+			return err
+		}
+		rc, err := c.Post(ctx, env)
+		if err != nil {
+			return fmt.Errorf("%s of %s: %w", st.Predicate.Kind, st.Predicate.ChangeID, err)
+		}
+		fmt.Fprintf(stdout, "%6d %-24s %s\n", rc.Index, st.Predicate.Kind, st.Predicate.ChangeID)
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"evident.dev/evident/query"
+	"evident.dev/evident/verifier"
+)
+
+// runQueryLoad measures the read side: many concurrent clients run the audit
+// queries of docs/audit-queries.md and one change's timeline for a while,
+// optionally while records are ingested at a fixed rate, and it reports the
+// latency of each query. --seed first posts a data set of that many records
+// (the demo changes, repeated under new change ids) so the figures are
+// measured at scale.
+func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("query-load", stderr)
+	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	token := fs.String("token", "", "bearer token of an auditor (default: $EVIDENT_TOKEN)")
+	clients := fs.Int("clients", 100, "concurrent query clients")
+	duration := fs.Duration("duration", 20*time.Second, "how long to query")
+	seed := fs.Int("seed", 0, "first post this many records (needs --key)")
+	keyFile := fs.String("key", "", "runner key trusted for prod and staging, for --seed and --ingest-rate")
+	ingestRate := fs.Int("ingest-rate", 0, "records per second to post while querying (needs --key)")
+	timeline := fs.String("timeline-change", "CHG-2026-06-03-0101", "change whose timeline is timed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *clients < 1 || *duration <= 0 || *seed < 0 || *ingestRate < 0 {
+		return errors.New("query-load: --clients and --duration must be positive, --seed and --ingest-rate not negative")
+	}
+	var sign func(i int) ([]byte, error)
+	if *seed > 0 || *ingestRate > 0 {
+		if *keyFile == "" {
+			return errors.New("query-load: --seed and --ingest-rate need --key")
+		}
+		pemBytes, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return err
+		}
+		k, err := verifier.ParsePrivateKey(pemBytes)
+		if err != nil {
+			return err
+		}
+		demo := query.DemoStatements()
+		run := time.Now().UnixNano()
+		sign = func(i int) ([]byte, error) {
+			st := demo[i%len(demo)]
+			st.Predicate.ChangeID = fmt.Sprintf("%s-L%x-%d", st.Predicate.ChangeID, run, i/len(demo))
+			b, err := json.Marshal(st)
+			if err != nil {
+				return nil, err
+			}
+			return verifier.SignEnvelope(k, b)
+		}
+	}
+	base := strings.TrimRight(*server, "/")
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients + 16, MaxConnsPerHost: *clients + 16}, Timeout: time.Minute}
+	post := func(ctx context.Context, body []byte) error {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/records", bytes.NewReader(body))
+			resp, err := httpc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusCreated, http.StatusOK:
+				return nil
+			case http.StatusServiceUnavailable:
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("post: %s", resp.Status)
+		}
+	}
+	next := 0
+	if *seed > 0 {
+		fmt.Fprintf(stderr, "seeding %d records...\n", *seed)
+		start := time.Now()
+		var idx atomic.Int64
+		var wg sync.WaitGroup
+		var errs atomic.Int64
+		for range 32 {
+			wg.Go(func() {
+				for {
+					i := int(idx.Add(1)) - 1
+					if i >= *seed || ctx.Err() != nil {
+						return
+					}
+					b, err := sign(i)
+					if err == nil {
+						err = post(ctx, b)
+					}
+					if err != nil && errs.Add(1) == 1 {
+						fmt.Fprintln(stderr, "seed:", err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		next = *seed
+		fmt.Fprintf(stderr, "seeded %d records in %s (%d errors)\n", *seed, time.Since(start).Round(time.Millisecond), errs.Load())
+	}
+
+	type namedQuery struct{ name, query string }
+	queries := []namedQuery{{"timeline of one change", fmt.Sprintf(`{ change(id: %q) { timeline { index kind occurredAt actor signer { name } findings { code } decision { result } approval { approver } } } }`, *timeline)}}
+	for _, q := range query.AuditQueries() {
+		queries = append(queries, namedQuery{q.Name, q.Query})
+	}
+	tok := firstOf(*token, os.Getenv("EVIDENT_TOKEN"))
+	lat := make([][]time.Duration, len(queries))
+	errCount := make([]int64, len(queries))
+	var mu sync.Mutex
+	var firstErr error
+	ctx, cancel := context.WithTimeout(ctx, *duration)
+	defer cancel()
+	var wg sync.WaitGroup
+
+	var ingested, ingestErrs atomic.Int64
+	if *ingestRate > 0 {
+		// Posters share a ticket channel filled at the target rate.
+		tickets := make(chan int, *ingestRate)
+		wg.Go(func() {
+			defer close(tickets)
+			interval := time.Second / 100
+			per := max(*ingestRate/100, 1)
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					for range per {
+						select {
+						case tickets <- next:
+							next++
+						default: // posters are behind: the rate is not reached
+						}
+					}
+				}
+			}
+		})
+		for range 64 {
+			wg.Go(func() {
+				for i := range tickets {
+					b, err := sign(i)
+					if err == nil {
+						err = post(ctx, b)
+					}
+					if err != nil && ctx.Err() == nil {
+						ingestErrs.Add(1)
+					} else if err == nil {
+						ingested.Add(1)
+					}
+				}
+			})
+		}
+	}
+	fmt.Fprintf(stderr, "querying with %d clients for %s...\n", *clients, *duration)
+	start := time.Now()
+	for c := range *clients {
+		wg.Go(func() {
+			for i := c; ctx.Err() == nil; i++ {
+				qi := i % len(queries)
+				body, _ := json.Marshal(map[string]string{"query": queries[qi].query})
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/graphql", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				if tok != "" {
+					req.Header.Set("Authorization", "Bearer "+tok)
+				}
+				t0 := time.Now()
+				resp, err := httpc.Do(req)
+				var out struct{ Errors []map[string]any }
+				if err == nil {
+					err = json.NewDecoder(resp.Body).Decode(&out)
+					resp.Body.Close()
+					if err == nil && (resp.StatusCode != http.StatusOK || len(out.Errors) > 0) {
+						err = fmt.Errorf("%s: %s %v", queries[qi].name, resp.Status, out.Errors)
+					}
+				}
+				d := time.Since(t0)
+				if ctx.Err() != nil {
+					return // cut off by the end of the run, not a failure
+				}
+				mu.Lock()
+				if err != nil {
+					errCount[qi]++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					lat[qi] = append(lat[qi], d)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	total := 0
+	fmt.Fprintf(stdout, "%-58s %7s %8s %8s %8s %8s %6s\n", "query", "n", "p50", "p95", "p99", "max", "errors")
+	for i, q := range queries {
+		l := lat[i]
+		slices.Sort(l)
+		total += len(l)
+		pct := func(p float64) time.Duration {
+			if len(l) == 0 {
+				return 0
+			}
+			return l[min(len(l)-1, int(float64(len(l))*p))]
+		}
+		fmt.Fprintf(stdout, "%-58s %7d %8s %8s %8s %8s %6d\n", trunc(q.name, 58), len(l), ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(1)), errCount[i])
+	}
+	fmt.Fprintf(stdout, "%d queries in %s (%.0f/s) by %d clients\n", total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), *clients)
+	if *ingestRate > 0 {
+		fmt.Fprintf(stdout, "ingest meanwhile: %d records (%.0f/s, target %d/s), %d errors\n", ingested.Load(), float64(ingested.Load())/elapsed.Seconds(), *ingestRate, ingestErrs.Load())
+	}
+	if firstErr != nil {
+		return fmt.Errorf("query errors (first: %w)", firstErr)
+	}
+	if ingestErrs.Load() > 0 {
+		return errors.New("ingest errors while querying")
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
+
+func trunc(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}

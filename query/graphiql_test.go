@@ -1,0 +1,71 @@
+package query_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"evident.dev/evident/query"
+)
+
+// TestGraphiQLInChromium loads GET /graphql in headless Chromium (the
+// Debian package scripts/setup.d/50-chromium.sh installs), runs the first
+// saved audit query with GraphiQL's run button and waits for its answer.
+// Every asset comes from the server: the page works with no network.
+func TestGraphiQLInChromium(t *testing.T) {
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("EVIDENT_REQUIRE_TOOLS") == "1" {
+			t.Fatal("chromium is not installed; run scripts/setup.sh")
+		}
+		t.Skip("chromium is not installed; run scripts/setup.sh")
+	}
+	h := newHarness(t, query.AccessConfig{})
+	h.loadDemo()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox, // CI containers run as root
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"), // no CDN could be reached
+	)
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+
+	// The first Run starts the browser; its context must carry no timeout.
+	if err := chromedp.Do(ctx, chromedp.Navigate(h.srv.URL+"/graphql")); err != nil {
+		t.Fatalf("load GraphiQL in Chromium: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(`.graphiql-execute-button`)),
+		chromedp.Click(chromedp.CSS(`.graphiql-execute-button`)),
+	); err != nil {
+		t.Fatalf("GraphiQL did not render its run button: %v", err)
+	}
+	tabs, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('.graphiql-tab').length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := chromedp.Run(ctx, chromedp.Poll[string](`(() => { const r = document.querySelector('.result-window'); return r && r.innerText.includes('bob@example.com') ? r.innerText : null })()`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
+		t.Fatalf("no answer in GraphiQL: %v", err)
+	}
+	if tabs != len(query.AuditQueries()) {
+		t.Errorf("GraphiQL shows %d tabs, want the %d saved audit queries", tabs, len(query.AuditQueries()))
+	}
+	for _, want := range []string{"CHG-2026-06-03-0101", "dba", "approvedAt"} {
+		if !strings.Contains(answer, want) {
+			t.Errorf("the answer in GraphiQL lacks %q:\n%s", want, answer)
+		}
+	}
+}
