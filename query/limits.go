@@ -36,10 +36,14 @@ func (g *GraphQL) checkLimits(req Request) error {
 			frags[f.Name.Value] = f
 		}
 	}
+	visits := 0 // bounds the check itself: fragments can spread each other many times
 	var walk func(ss *ast.SelectionSet, depth int, seen map[string]bool) (cost int, err error)
 	walk = func(ss *ast.SelectionSet, depth int, seen map[string]bool) (int, error) {
 		if ss == nil {
 			return 0, nil
+		}
+		if visits += len(ss.Selections); visits > g.cfg.MaxCost {
+			return 0, fmt.Errorf("query expands to more than %d selections; the limit is %d", visits, g.cfg.MaxCost)
 		}
 		if depth > g.cfg.MaxDepth {
 			return 0, fmt.Errorf("query is nested %d levels deep; the limit is %d", depth, g.cfg.MaxDepth)
