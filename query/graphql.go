@@ -14,6 +14,9 @@ import (
 
 	"github.com/graphql-go/graphql"
 	"github.com/graphql-go/graphql/gqlerrors"
+	"github.com/graphql-go/graphql/language/ast"
+	"github.com/graphql-go/graphql/language/parser"
+	"github.com/graphql-go/graphql/language/source"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
@@ -34,6 +37,7 @@ type GraphQLConfig struct {
 	Timeout      time.Duration // per query; default 10s
 	MaxBody      int64         // request bytes; default 64 KiB
 	MaxTimeline  int           // entries of one change; default 10,000
+	CacheEntries int           // parsed entries kept in memory; default 8192
 	Clock        func() time.Time
 }
 
@@ -44,6 +48,14 @@ type GraphQL struct {
 	schema  graphql.Schema
 	cursors *cursorKeeper
 	logger  *slog.Logger
+	records *lru[uint64, *record]
+	docs    *lru[string, prepared]
+}
+
+// prepared is a parsed, validated query document, or why it is refused.
+type prepared struct {
+	doc  *ast.Document
+	errs []gqlerrors.FormattedError
 }
 
 // NewGraphQL builds the schema.
@@ -56,6 +68,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	setDefault(&cfg.MaxDepth, 12)
 	setDefault(&cfg.MaxCost, 50_000)
 	setDefault(&cfg.MaxTimeline, 10_000)
+	setDefault(&cfg.CacheEntries, 8192)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -72,7 +85,8 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &GraphQL{cfg: cfg, store: cfg.Store, cursors: ck, logger: cfg.Logger}
+	g := &GraphQL{cfg: cfg, store: cfg.Store, cursors: ck, logger: cfg.Logger,
+		records: newLRU[uint64, *record](cfg.CacheEntries), docs: newLRU[string, prepared](1024)}
 	if g.schema, err = g.buildSchema(); err != nil {
 		return nil, fmt.Errorf("query: schema: %w", err)
 	}
@@ -174,15 +188,41 @@ func (g *GraphQL) Execute(ctx context.Context, id *Identity, req Request) Result
 	if err := g.checkLimits(req); err != nil {
 		return Result{Errors: []map[string]any{{"message": err.Error(), "extensions": map[string]string{"code": "QUERY_TOO_COMPLEX"}}}}
 	}
-	res := graphql.Do(graphql.Params{
-		Schema: g.schema, RequestString: req.Query, VariableValues: req.Variables,
-		OperationName: req.OperationName, Context: ctx,
+	pr := g.prepare(req.Query)
+	if pr.errs != nil {
+		out := Result{}
+		for _, e := range pr.errs {
+			out.Errors = append(out.Errors, g.publicError(ctx, e))
+		}
+		return out
+	}
+	res := graphql.Execute(graphql.ExecuteParams{
+		Schema: g.schema, AST: pr.doc, Args: req.Variables, OperationName: req.OperationName, Context: ctx,
 	})
 	out := Result{Data: res.Data}
 	for _, e := range res.Errors {
 		out.Errors = append(out.Errors, g.publicError(ctx, e))
 	}
 	return out
+}
+
+// prepare parses and validates a query once; the same text (GraphiQL's
+// saved queries, dashboards) is answered from the cache.
+func (g *GraphQL) prepare(q string) prepared {
+	if p, ok := g.docs.get(q); ok {
+		return p
+	}
+	var p prepared
+	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{Body: []byte(q), Name: "GraphQL request"})})
+	if err != nil {
+		p.errs = gqlerrors.FormatErrors(err)
+	} else if v := graphql.ValidateDocument(&g.schema, doc, nil); !v.IsValid {
+		p.errs = v.Errors
+	} else {
+		p.doc = doc
+	}
+	g.docs.put(q, p)
+	return p
 }
 
 // publicError keeps messages written for callers and replaces internal ones
@@ -386,7 +426,7 @@ func (g *GraphQL) transition(ctx context.Context, id *Identity, index int) (any,
 	if index < 0 || uint64(index) >= g.store.Size() {
 		return nil, nil
 	}
-	r, err := loadRecord(ctx, g.store, uint64(index))
+	r, err := g.load(ctx, uint64(index))
 	if err != nil {
 		return nil, internal(err)
 	}
@@ -426,7 +466,7 @@ func (g *GraphQL) resolveExpiring(p graphql.ResolveParams) (any, error) {
 			if i >= asOf {
 				return false, nil
 			}
-			r, err := loadRecord(p.Context, g.store, i)
+			r, err := g.load(p.Context, i)
 			if err != nil || !id.sees(r.P()) {
 				return false, err
 			}

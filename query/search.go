@@ -36,6 +36,20 @@ type record struct {
 
 func (r *record) P() *evidence.Transition { return &r.St.Predicate }
 
+// load reads entry i through the cache of parsed entries. Records are
+// shared between requests and must not be modified.
+func (g *GraphQL) load(ctx context.Context, i uint64) (*record, error) {
+	if r, ok := g.records.get(i); ok {
+		return r, nil
+	}
+	r, err := loadRecord(ctx, g.store, i)
+	if err != nil {
+		return nil, err
+	}
+	g.records.put(i, r)
+	return r, nil
+}
+
 // loadRecord reads and parses entry i.
 func loadRecord(ctx context.Context, s Store, i uint64) (*record, error) {
 	leaf, err := s.Leaf(ctx, i)
@@ -237,7 +251,7 @@ func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page
 		if r := loaded[i]; r != nil {
 			return r, nil
 		}
-		r, err := loadRecord(ctx, g.store, i)
+		r, err := g.load(ctx, i)
 		if err == nil {
 			loaded[i] = r
 		}
@@ -315,7 +329,7 @@ func (g *GraphQL) timeline(ctx context.Context, id *Identity, change string) ([]
 			return nil, err
 		}
 		for _, h := range res.Hits {
-			r, err := loadRecord(ctx, g.store, h.Index)
+			r, err := g.load(ctx, h.Index)
 			if err != nil {
 				return nil, err
 			}
