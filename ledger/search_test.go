@@ -48,7 +48,9 @@ func TestSearch(t *testing.T) {
 		{"one term", ledger.Search{Driver: ledger.Query{Name: ledger.TermStack, Value: "stack-3"}}, func(s spec) bool { return s.stack == "stack-3" }, false},
 		{"three terms", ledger.Search{Driver: ledger.Query{Name: ledger.TermStack, Value: "stack-3"},
 			Must: []ledger.Term{{Name: ledger.TermEnv, Value: "prod"}, {Name: ledger.TermKind, Value: string(evidence.KindApplyStarted)}}},
-			func(s spec) bool { return s.stack == "stack-3" && s.env == "prod" && kindOf(s) == evidence.KindApplyStarted }, false},
+			func(s spec) bool {
+				return s.stack == "stack-3" && s.env == "prod" && kindOf(s) == evidence.KindApplyStarted
+			}, false},
 		{"timed driver", ledger.Search{Driver: ledger.Query{Name: ledger.TermEnvironment, Value: "staging", From: from, To: to},
 			Must: []ledger.Term{{Name: ledger.TermActor, Value: "actor-2"}}},
 			func(s spec) bool {

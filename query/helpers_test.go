@@ -184,20 +184,6 @@ func (h *harness) query(token, q string, vars map[string]any) gqlResult {
 	return out
 }
 
-// mustData fails on errors and returns the data.
-func (h *harness) mustData(token, q string) map[string]any {
-	h.t.Helper()
-	r := h.query(token, q, nil)
-	if len(r.Errors) > 0 || r.Status != http.StatusOK {
-		h.t.Fatalf("query %s: status %d errors %v", q, r.Status, r.Errors)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(r.Data, &m); err != nil {
-		h.t.Fatal(err)
-	}
-	return m
-}
-
 func tokenHash(tok string) string {
 	s := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(s[:])

@@ -116,6 +116,11 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "seeded %d records in %s (%d errors)\n", *seed, time.Since(start).Round(time.Millisecond), errs.Load())
 	}
 
+	// Proofs need a signed checkpoint covering the entries queried.
+	if err := waitCovered(ctx, httpc, base); err != nil {
+		return err
+	}
+
 	type namedQuery struct{ name, query string }
 	queries := []namedQuery{{"timeline of one change", fmt.Sprintf(`{ change(id: %q) { timeline { index kind occurredAt actor signer { name } findings { code } decision { result } approval { approver } } } }`, *timeline)}}
 	for _, q := range query.AuditQueries() {
@@ -136,19 +141,18 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		tickets := make(chan int, *ingestRate)
 		wg.Go(func() {
 			defer close(tickets)
-			interval := time.Second / 100
-			per := max(*ingestRate/100, 1)
-			t := time.NewTicker(interval)
+			t := time.NewTicker(10 * time.Millisecond)
 			defer t.Stop()
+			began, issued := time.Now(), 0
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					for range per {
+					due := int(time.Since(began).Seconds() * float64(*ingestRate))
+					for ; issued < due; issued++ {
 						select {
-						case tickets <- next:
-							next++
+						case tickets <- next + issued:
 						default: // posters are behind: the rate is not reached
 						}
 					}
@@ -246,4 +250,43 @@ func trunc(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "…"
+}
+
+// waitCovered waits until a signed checkpoint covers every entry the server
+// holds now.
+func waitCovered(ctx context.Context, c *http.Client, base string) error {
+	get := func(path string) (string, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	health, err := get("/healthz")
+	if err != nil {
+		return err
+	}
+	var size uint64
+	if _, err := fmt.Sscanf(health, "ok %d", &size); err != nil {
+		return fmt.Errorf("healthz: %q", health)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cp, err := get("/v1/checkpoint")
+		if err != nil {
+			return err
+		}
+		var origin string
+		var cpSize uint64
+		if _, err := fmt.Sscanf(cp, "%s\n%d", &origin, &cpSize); err == nil && cpSize >= size {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no signed checkpoint covers the log after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
