@@ -37,7 +37,7 @@ type GraphQLConfig struct {
 	Timeout      time.Duration // per query; default 10s
 	MaxBody      int64         // request bytes; default 64 KiB
 	MaxTimeline  int           // entries of one change; default 10,000
-	CacheEntries int           // parsed entries kept in memory; default 8192
+	CacheEntries int           // parsed entries kept in memory (about 5 KB each); default 4096
 	Clock        func() time.Time
 }
 
@@ -68,7 +68,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	setDefault(&cfg.MaxDepth, 12)
 	setDefault(&cfg.MaxCost, 50_000)
 	setDefault(&cfg.MaxTimeline, 10_000)
-	setDefault(&cfg.CacheEntries, 8192)
+	setDefault(&cfg.CacheEntries, 4096)
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
