@@ -515,11 +515,31 @@ func (g *GraphQL) completeness(ctx context.Context, env string) (any, error) {
 	if g.cfg.Completeness == nil || env == "" {
 		return nil, nil
 	}
-	c, err := g.cfg.Completeness.Completeness(ctx, env)
+	c, err := g.cfg.Completeness.Environment(ctx, env)
 	if err != nil {
 		return nil, internal(err)
 	}
 	return nilIfNil(c), nil
+}
+
+func (g *GraphQL) changeCompleteness(ctx context.Context, id *Identity, c *changeView) (any, error) {
+	if g.cfg.Completeness == nil {
+		return nil, nil
+	}
+	if id.Role != RoleAuditor {
+		all, err := g.timeline(ctx, &Identity{Subject: "completeness", Role: RoleAuditor}, c.ID)
+		if err != nil {
+			return nil, internal(err)
+		}
+		if len(all) != len(c.Timeline) {
+			return nil, nil // the change reaches beyond the tenant's scope
+		}
+	}
+	cc, err := g.cfg.Completeness.Change(ctx, c.ID)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return nilIfNil(cc), nil
 }
 
 // changeView is a change as one caller sees it.

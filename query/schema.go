@@ -83,13 +83,20 @@ type Completeness struct {
 	Missing     []string // evidence kinds missing most often, most frequent first
 }
 
+// ChangeCompleteness is one change's evidence against its contract.
+type ChangeCompleteness struct {
+	Required, Present, Missing []string
+}
+
 // CompletenessSource is what the completeness fields read; the policies
 // package's projection satisfies it once it is wired. Until then the fields
-// are null. Implementations must be safe for concurrent use and must
-// themselves honour tenant scope by being asked only for environments the
-// caller may see (the resolver checks that first).
+// are null. Implementations must be safe for concurrent use. They see the
+// whole log; the resolvers ask them only what the caller may see in full
+// (an environment a tenant's scope covers entirely, a change all of whose
+// entries the tenant sees), so aggregates never count others' entries.
 type CompletenessSource interface {
-	Completeness(ctx context.Context, environment string) (*Completeness, error)
+	Environment(ctx context.Context, environment string) (*Completeness, error)
+	Change(ctx context.Context, changeID string) (*ChangeCompleteness, error)
 }
 
 func (g *GraphQL) buildSchema() (graphql.Schema, error) {
@@ -180,6 +187,16 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	}})
 	consistency := newObject(graphql.ObjectConfig{Name: "ConsistencyProof", Description: "An RFC 6962 proof that a tree extends an older one.", Fields: graphql.Fields{
 		"from": {Type: nonNull(integer)}, "to": {Type: nonNull(integer)}, "hashes": {Type: listOf(str)},
+	}})
+	changeCompleteness := newObject(graphql.ObjectConfig{Name: "ChangeCompleteness", Description: "One change's evidence against its contract, from the policies projection.", Fields: graphql.Fields{
+		"required": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return nonNil(p.Source.(*ChangeCompleteness).Required), nil
+		}},
+		"present": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(p.Source.(*ChangeCompleteness).Present), nil }},
+		"missing": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(p.Source.(*ChangeCompleteness).Missing), nil }},
+		"complete": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return len(p.Source.(*ChangeCompleteness).Missing) == 0, nil
+		}},
 	}})
 	completeness := newObject(graphql.ObjectConfig{Name: "Completeness", Description: "Evidence completeness, from the policies projection.", Fields: graphql.Fields{
 		"environment": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Environment, nil }},
@@ -356,9 +373,8 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			}
 			return nonNil(out), nil
 		}},
-		"completeness": {Type: completeness, Description: "null until the policies projection is wired", Resolve: func(p graphql.ResolveParams) (any, error) {
-			env := cv(p).first().P().Target.Environment
-			return g.completeness(p.Context, env)
+		"completeness": {Type: changeCompleteness, Description: "null until the policies projection is wired", Resolve: func(p graphql.ResolveParams) (any, error) {
+			return g.changeCompleteness(p.Context, identity(p.Context), cv(p))
 		}},
 		"evidencePack": {Type: nonNull(str), Description: "where to download this change's evidence pack (GET, same credentials)", Resolve: func(p graphql.ResolveParams) (any, error) {
 			return "/v1/packs/" + cv(p).ID, nil
@@ -434,8 +450,12 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			Resolve: func(p graphql.ResolveParams) (any, error) {
 				env := p.Args["environment"].(string)
 				id := identity(p.Context)
-				if id.Role != RoleAuditor && (len(id.Scope.Environments) == 0 || !slices.Contains(id.Scope.Environments, env)) {
-					return nil, nil // as if nothing were known: no leak of other environments
+				sc := id.Scope
+				whole := slices.Contains(sc.Environments, env) && len(sc.Accounts)+len(sc.Stacks)+len(sc.Namespaces) == 0
+				if id.Role != RoleAuditor && !whole {
+					// An aggregate over an environment the tenant does not
+					// see in full would count others' entries.
+					return nil, nil
 				}
 				return g.completeness(p.Context, env)
 			}},
