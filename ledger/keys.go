@@ -17,6 +17,7 @@ const (
 	prefixCheckpoint = 'c' // c | tree size u64         -> signed checkpoint note
 	prefixTerm       = 'x' // x | term                  -> (empty): secondary index
 	keyHead          = "s" // head: size u64 | last entry hash [32] | checkpoint size u64
+	// keyTermsVersion ("v", reindex.go) records which TermsFor built the x keys.
 )
 
 func u64Key(prefix byte, n uint64) []byte {

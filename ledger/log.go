@@ -216,12 +216,16 @@ func badgerOptions(cfg Config) badger.Options {
 }
 
 // load reads the head, replays entries the segments hold beyond it (Badger
-// state lost in a crash), and cuts off a torn segment tail.
+// state lost in a crash), cuts off a torn segment tail, and rebuilds the
+// secondary indexes if they follow an older definition.
 func (l *Log) load() error {
 	if err := l.readHead(); err != nil {
 		return err
 	}
 	if err := l.recover(); err != nil {
+		return err
+	}
+	if err := l.reindex(); err != nil {
 		return err
 	}
 	return l.db.View(func(txn *badger.Txn) (err error) {

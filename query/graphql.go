@@ -31,7 +31,7 @@ type GraphQLConfig struct {
 	// Completeness is the policies projection; nil: completeness is null.
 	Completeness CompletenessSource
 	MaxPage      int           // largest `first`; default 100
-	PageBudget   int           // index postings one page may walk; default 20,000
+	PageBudget   int           // index postings one page may walk; default 10,000
 	MaxDepth     int           // deepest selection; default 12
 	MaxCost      int           // estimated resolver calls; default 50,000
 	Timeout      time.Duration // per query; default 10s
@@ -64,7 +64,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 		return nil, errors.New("query: Store and Auth are required")
 	}
 	setDefault(&cfg.MaxPage, 100)
-	setDefault(&cfg.PageBudget, 20_000)
+	setDefault(&cfg.PageBudget, 10_000)
 	setDefault(&cfg.MaxDepth, 12)
 	setDefault(&cfg.MaxCost, 50_000)
 	setDefault(&cfg.MaxTimeline, 10_000)
