@@ -22,6 +22,10 @@ import (
 type Search struct {
 	Driver Query // Name, Value and optionally From/To of the walked term; Limit is ignored
 	Must   []Term
+	// Scope are untimed terms every entry must have, checked before Visible
+	// and, like it, never counted against Budget: the caller's own
+	// restriction, which says nothing about entries it may not see.
+	Scope []Term
 	// After resumes after this position (a Hit.Pos or Result.Resume); nil
 	// starts at the beginning (or the end when Reverse).
 	After   []byte
@@ -69,12 +73,23 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 	if s.After != nil && len(s.After) != posLen {
 		return res, errors.New("search: malformed position")
 	}
-	mustKeys := make([][]byte, len(s.Must))
-	for i, t := range s.Must {
-		if !validTerm(t) {
-			return res, fmt.Errorf("search term %q: name or value too long", t.Name)
+	prefixes := func(terms []Term) ([][]byte, error) {
+		out := make([][]byte, len(terms))
+		for i, t := range terms {
+			if !validTerm(t) {
+				return nil, fmt.Errorf("search term %q: name or value too long", t.Name)
+			}
+			out[i] = termPrefix(t.Name, t.Value)
 		}
-		mustKeys[i] = termPrefix(t.Name, t.Value)
+		return out, nil
+	}
+	mustKeys, err := prefixes(s.Must)
+	if err != nil {
+		return res, err
+	}
+	scopeKeys, err := prefixes(s.Scope)
+	if err != nil {
+		return res, err
 	}
 	prefix := termPrefix(s.Driver.Name, s.Driver.Value)
 	var from, to uint64 = 0, math.MaxUint64
@@ -85,7 +100,7 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 		to = uint64(s.Driver.To.UnixNano()) // exclusive
 	}
 	size := l.Size()
-	err := l.db.View(func(txn *badger.Txn) error {
+	err = l.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		opts.Prefix = prefix
@@ -128,6 +143,13 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 			index := binary.BigEndian.Uint64(pos[8:])
 			if index >= size {
 				continue // appended after this search began
+			}
+			if ok, err := hasAll(txn, scopeKeys, index); err != nil || !ok {
+				if err != nil {
+					return err
+				}
+				last = bytes.Clone(pos)
+				continue
 			}
 			if s.Visible != nil {
 				ok, err := s.Visible(index)

@@ -122,6 +122,12 @@ func TestSearch(t *testing.T) {
 	if err != nil || len(res.Hits) != 1 || res.Hits[0].Index != 250 {
 		t.Errorf("invisible postings counted: %+v %v", res, err)
 	}
+	// Scope terms are not counted either: entry 2 is the first of "dev".
+	res, err = l.Search(ctx, ledger.Search{Driver: ledger.Query{Name: ledger.TermKind, Value: string(evidence.KindPlanCreated)}, Budget: 1, Limit: 1,
+		Scope: []ledger.Term{{Name: ledger.TermEnv, Value: "dev"}}})
+	if err != nil || len(res.Hits) != 1 || res.Hits[0].Index != 2 {
+		t.Errorf("out-of-scope postings counted: %+v %v", res, err)
+	}
 	if _, err := l.Search(ctx, ledger.Search{Driver: ledger.Query{Name: ledger.TermTime}, After: []byte("short")}); err == nil {
 		t.Error("a malformed position is accepted")
 	}

@@ -234,9 +234,40 @@ type searchOpts struct {
 	QueryKey string
 }
 
+// scopeTerms are the index terms a tenant's scope implies: one for each
+// dimension limited to a single value. Entries without them are not the
+// tenant's, so the search skips them before anything else.
+func (id *Identity) scopeTerms() []ledger.Term {
+	if id.Role == RoleAuditor {
+		return nil
+	}
+	var out []ledger.Term
+	for _, d := range []struct {
+		name   string
+		values []string
+	}{{ledger.TermEnv, id.Scope.Environments}, {ledger.TermAccount, id.Scope.Accounts}, {ledger.TermStack, id.Scope.Stacks}, {ledger.TermNamespace, id.Scope.Namespaces}} {
+		if len(d.values) == 1 {
+			out = append(out, ledger.Term{Name: d.name, Value: d.values[0]})
+		}
+	}
+	return out
+}
+
 // search runs one page of a filtered, tenant-scoped search.
 func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page, error) {
 	driver, must, checkTime := o.Filter.plan()
+	scope := id.scopeTerms()
+	if len(scope) > 0 && driver.Name == ledger.TermTime {
+		// Nothing in the filter narrows the walk: walk the tenant's own
+		// postings instead of the whole log's.
+		if scope[0].Name == ledger.TermEnv {
+			driver = ledger.Query{Name: ledger.TermEnvironment, Value: scope[0].Value, From: driver.From, To: driver.To}
+		} else {
+			driver = ledger.Query{Name: scope[0].Name, Value: scope[0].Value}
+			checkTime = !o.Filter.From.IsZero() || !o.Filter.To.IsZero()
+		}
+		scope = scope[1:]
+	}
 	asOf := g.store.Size()
 	var after []byte
 	if o.After != "" {
@@ -297,7 +328,7 @@ func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page
 		return true, nil
 	}
 	res, err := g.store.Search(ctx, ledger.Search{
-		Driver: driver, Must: must, After: after, Reverse: o.Reverse,
+		Driver: driver, Must: must, Scope: scope, After: after, Reverse: o.Reverse,
 		Limit: o.First, Budget: o.Budget, Visible: visible, Accept: accept,
 	})
 	if err != nil {
