@@ -33,7 +33,7 @@ func FuzzCursor(f *testing.F) {
 
 // FuzzCheckLimits: the depth and cost check parses any text without panic.
 func FuzzCheckLimits(f *testing.F) {
-	g := &GraphQL{cfg: GraphQLConfig{MaxDepth: 5, MaxCost: 100, MaxPage: 100}}
+	g := &GraphQL{cfg: GraphQLConfig{MaxDepth: 5, MaxCost: 100, MaxPage: 100, MaxSelections: 100}}
 	for _, q := range AuditQueries() {
 		f.Add(q.Query)
 	}

@@ -29,16 +29,17 @@ type GraphQLConfig struct {
 	Access *AccessLog // every query with its caller; nil: not recorded (tests only)
 	Logger *slog.Logger
 	// Completeness is the policies projection; nil: completeness is null.
-	Completeness CompletenessSource
-	MaxPage      int           // largest `first`; default 100
-	PageBudget   int           // index postings one page may walk; default 10,000
-	MaxDepth     int           // deepest selection; default 12
-	MaxCost      int           // estimated resolver calls; default 50,000
-	Timeout      time.Duration // per query; default 10s
-	MaxBody      int64         // request bytes; default 64 KiB
-	MaxTimeline  int           // entries of one change; default 10,000
-	CacheEntries int           // parsed entries kept in memory (about 5 KB each); default 4096
-	Clock        func() time.Time
+	Completeness  CompletenessSource
+	MaxPage       int           // largest `first`; default 100
+	PageBudget    int           // index postings one page may walk; default 10,000
+	MaxDepth      int           // deepest selection; default 12
+	MaxCost       int           // estimated resolver calls; default 50,000
+	MaxSelections int           // field selections in one query, fragments expanded; default 500
+	Timeout       time.Duration // per query; default 10s
+	MaxBody       int64         // request bytes; default 64 KiB
+	MaxTimeline   int           // entries of one change; default 10,000
+	CacheEntries  int           // parsed entries kept in memory (about 5 KB each); default 4096
+	Clock         func() time.Time
 }
 
 // GraphQL serves audit queries.
@@ -67,6 +68,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	setDefault(&cfg.PageBudget, 10_000)
 	setDefault(&cfg.MaxDepth, 12)
 	setDefault(&cfg.MaxCost, 50_000)
+	setDefault(&cfg.MaxSelections, 500)
 	setDefault(&cfg.MaxTimeline, 10_000)
 	setDefault(&cfg.CacheEntries, 4096)
 	if cfg.Timeout <= 0 {

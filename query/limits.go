@@ -22,8 +22,9 @@ var listFields = map[string]int{
 // connectionFields take `first`.
 var connectionFields = map[string]bool{"transitions": true, "changes": true, "expiringExceptions": true}
 
-// checkLimits refuses a query deeper than MaxDepth or whose estimated number
-// of resolved fields exceeds MaxCost, before anything runs. Fragments are
+// checkLimits refuses a query deeper than MaxDepth, with more than
+// MaxSelections selections, or whose estimated number of resolved fields
+// exceeds MaxCost, before it is validated or run. Fragments are
 // expanded (with a guard against cycles, which validation refuses anyway).
 func (g *GraphQL) checkLimits(req Request) error {
 	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{Body: []byte(req.Query), Name: "query"})})
@@ -42,8 +43,10 @@ func (g *GraphQL) checkLimits(req Request) error {
 		if ss == nil {
 			return 0, nil
 		}
-		if visits += len(ss.Selections); visits > g.cfg.MaxCost {
-			return 0, fmt.Errorf("query expands to more than %d selections; the limit is %d", visits, g.cfg.MaxCost)
+		// graphql-go's validation compares fields pairwise, so the number of
+		// selections, not only their cost, must stay small.
+		if visits += len(ss.Selections); visits > g.cfg.MaxSelections {
+			return 0, fmt.Errorf("query has more than %d field selections (fragments expanded); the limit is %d", g.cfg.MaxSelections, g.cfg.MaxSelections)
 		}
 		if depth > g.cfg.MaxDepth {
 			return 0, fmt.Errorf("query is nested %d levels deep; the limit is %d", depth, g.cfg.MaxDepth)
