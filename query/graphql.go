@@ -223,7 +223,9 @@ func (g *GraphQL) prepare(q string) prepared {
 	} else {
 		p.doc = doc
 	}
-	g.docs.put(q, p)
+	if len(q) <= 8<<10 { // saved and generated queries; large one-offs would crowd the cache
+		g.docs.put(q, p)
+	}
 	return p
 }
 
