@@ -36,9 +36,9 @@ type AccessLog struct {
 type AccessRecord struct {
 	Time      time.Time      `json:"time"`
 	Subject   string         `json:"subject"`
-	Role      Role           `json:"role"`
+	Role      Role           `json:"role,omitempty"`
 	Operation string         `json:"operation,omitempty"`
-	Query     string         `json:"query"`
+	Query     string         `json:"query,omitempty"`
 	Variables map[string]any `json:"variables,omitempty"`
 	Status    string         `json:"status"`
 	Duration  time.Duration  `json:"durationNs"`

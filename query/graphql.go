@@ -119,7 +119,8 @@ func (g *GraphQL) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /graphql", g.serveQuery)
 	mux.HandleFunc("GET /graphql", serveGraphiQL)
 	mux.HandleFunc("GET /graphql/assets/{name}", serveAsset)
-	mux.HandleFunc("GET /v1/packs/{change}", g.servePack)
+	mux.HandleFunc("GET /v1/packs/{change...}", g.servePack) // change ids may hold '/'
+
 }
 
 // Request is a GraphQL request body.
@@ -138,12 +139,25 @@ type Result struct {
 func (g *GraphQL) serveQuery(w http.ResponseWriter, r *http.Request) {
 	start := g.cfg.Clock()
 	id, err := g.cfg.Auth.Authenticate(r)
-	if err != nil {
-		writeJSON(w, http.StatusUnauthorized, Result{Errors: []map[string]any{{"message": err.Error(), "extensions": map[string]string{"code": "UNAUTHENTICATED"}}}})
-		return
+	if err == nil && id.Role == RoleRunner {
+		err = ErrForbidden
 	}
-	if id.Role == RoleRunner {
-		writeJSON(w, http.StatusForbidden, Result{Errors: []map[string]any{{"message": ErrForbidden.Error(), "extensions": map[string]string{"code": "FORBIDDEN"}}}})
+	if err != nil {
+		// Refused attempts are evidence too; their text is not read.
+		subject := "unauthenticated"
+		if id != nil {
+			subject = id.Subject
+		}
+		if g.cfg.Access != nil {
+			if lerr := g.cfg.Access.Record(AccessRecord{Time: start, Subject: subject, Role: roleOf(id), Status: "refused: " + err.Error()}); lerr != nil {
+				g.logger.Error("access log", "err", lerr)
+			}
+		}
+		status, code := http.StatusUnauthorized, "UNAUTHENTICATED"
+		if errors.Is(err, ErrForbidden) {
+			status, code = http.StatusForbidden, "FORBIDDEN"
+		}
+		writeJSON(w, status, Result{Errors: []map[string]any{{"message": err.Error(), "extensions": map[string]string{"code": code}}}})
 		return
 	}
 	var req Request
@@ -178,6 +192,13 @@ func (g *GraphQL) serveQuery(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+func roleOf(id *Identity) Role {
+	if id == nil {
+		return ""
+	}
+	return id.Role
 }
 
 func badQuery(w http.ResponseWriter, msg string) {

@@ -1,6 +1,7 @@
 package query_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -213,7 +214,15 @@ func TestRolesAndCredentials(t *testing.T) {
 			t.Errorf("access log has no query by %s", who)
 		}
 	}
-	if strings.Contains(string(b), auditorToken) || strings.Contains(string(b), stagingToken) {
+	for _, want := range []string{`"subject":"unauthenticated","status":"refused: missing or invalid credentials"`, `"subject":"token:ci","role":"runner","status":"refused: this role may not read evidence"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("access log lacks the refused attempt %s", want)
+		}
+	}
+	if n, err := query.CheckAccessLog(bytes.NewReader(b)); err != nil || n < 5 {
+		t.Errorf("access log chain: %d lines, %v", n, err)
+	}
+	if strings.Contains(string(b), auditorToken) || strings.Contains(string(b), stagingToken) || strings.Contains(string(b), "wrong-token") {
 		t.Error("the access log holds a bearer token")
 	}
 	_ = http.StatusOK

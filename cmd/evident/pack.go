@@ -39,7 +39,11 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	body, err := getWithToken(ctx, strings.TrimRight(*server, "/")+"/v1/packs/"+url.PathEscape(*change), firstOf(*token, os.Getenv("EVIDENT_TOKEN")))
+	segs := strings.Split(*change, "/")
+	for i := range segs {
+		segs[i] = url.PathEscape(segs[i])
+	}
+	body, err := getWithToken(ctx, strings.TrimRight(*server, "/")+"/v1/packs/"+strings.Join(segs, "/"), firstOf(*token, os.Getenv("EVIDENT_TOKEN")))
 	if err != nil {
 		return err
 	}
