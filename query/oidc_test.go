@@ -83,7 +83,7 @@ func TestOIDCTokens(t *testing.T) {
 	}{
 		{"auditor", is.token(t, is.key, is.kid, good, map[string]any{"groups": []string{"x", "auditors"}}), 200, "auditor"},
 		{"tenant", is.token(t, is.key, is.kid, good, map[string]any{"groups": []string{"team-staging"}}), 200, "tenant"},
-		{"no grant", is.token(t, is.key, is.kid, good, map[string]any{"groups": []string{"other"}}), 401, ""},
+		{"no grant", is.token(t, is.key, is.kid, good, map[string]any{"groups": []string{"other"}}), 403, ""}, // authentic, but no role
 		{"wrong audience", is.token(t, is.key, is.kid, with(func(c *jwt.Claims) { c.Audience = jwt.Audience{"other"} }), map[string]any{"groups": []string{"auditors"}}), 401, ""},
 		{"expired", is.token(t, is.key, is.kid, with(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(-time.Hour)) }), map[string]any{"groups": []string{"auditors"}}), 401, ""},
 		{"no expiry", is.token(t, is.key, is.kid, with(func(c *jwt.Claims) { c.Expiry = nil }), map[string]any{"groups": []string{"auditors"}}), 401, ""},
