@@ -64,6 +64,11 @@ func AuditQueries() []ExampleQuery {
     }
   }
 }`},
+		{"Which records did the log flag when they arrived?", `{
+  transitions(filter: {findingCode: "approval.missing"}) {
+    nodes { changeId kind occurredAt findings { code severity message } }
+  }
+}`},
 		{"Which approvals were given by the change's own author?", `{
   changes(filter: {kind: "approval.granted"}, selfApproved: true) {
     nodes { id contract { author } selfApprovals { approver approvedAt } }

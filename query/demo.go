@@ -162,6 +162,16 @@ func DemoStatements() []evidence.Statement {
 	return out
 }
 
+// DemoGroups is the approver directory of the demo data set.
+func DemoGroups() map[string][]string {
+	return map[string][]string{
+		"dba":            {"bob@example.com", "carol@example.com", "dave@example.com"},
+		"prod-approvers": {"bob@example.com"},
+		"web-leads":      {"frank@example.com"},
+		"network":        {"grace@example.com"},
+	}
+}
+
 // demoHash is a stable fake digest: sha256(label/n), 64 hex.
 func demoHash(label string, n int) string {
 	sum := sha256.Sum256([]byte(label + "/" + string(rune('a'+n%26)) + hex.EncodeToString([]byte{byte(n >> 8), byte(n)})))

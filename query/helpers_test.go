@@ -68,7 +68,12 @@ func newHarness(t testing.TB, access query.AccessConfig) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, log: lg, runner: seededKey("runner"), logKey: signer.VerifierKey()}
-	trust := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "ci", PublicKey: pubPEM(t, h.runner), Scope: verifier.Scope{Environments: []string{"*"}}}}}
+	// The demo's runner relays approvals (a review webhook relay), and the
+	// directory says who is in which approver group.
+	trust := verifier.TrustConfig{
+		Runners: []verifier.Runner{{Name: "ci", PublicKey: pubPEM(t, h.runner), Scope: verifier.Scope{Environments: []string{"*"}, RelayApprovals: true}}},
+		Groups:  query.DemoGroups(),
+	}
 	if err := ingest.EnsureTrust(context.Background(), lg, logPriv, trust, ingest.Genesis{
 		Operator: "test", Origin: testOrigin, LogKey: signer.VerifierKey(), Now: query.DemoClock.Add(-60 * 24 * time.Hour),
 	}); err != nil {
@@ -91,7 +96,14 @@ func newHarness(t testing.TB, access query.AccessConfig) *harness {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: func() time.Time { return query.DemoClock }}).Register(mux)
+	// The approval judge of the real server (issue 3), with the demo's
+	// directory: entries carry the findings it computes at append time.
+	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{Groups: trust.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: func() time.Time { return query.DemoClock },
+		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}}).Register(mux)
 	h.gql.Register(mux)
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {

@@ -35,12 +35,27 @@ func graphqlPost(t *testing.T, url, token, q string) (int, string) {
 // answer's evidence pack, verify it offline, and see a tampered pack fail.
 func TestAuditorWalkthrough(t *testing.T) {
 	work := t.TempDir()
-	data := filepath.Join(work, "data")
-	srv := startServe(t, work, "--listen", "127.0.0.1:0", "--data", data)
-	evident(t, work, "demo", "--server", srv.URL, "--key", filepath.Join(data, "dev-runner.key"))
+	evident(t, work, "keys", "generate", "--name", "demo", "--dir", ".")
+	writeFile(t, filepath.Join(work, "evident.yaml"), `data: data
+trust:
+  runners:
+    - {name: demo, publicKey: demo.pub, scope: {environments: ["*"], relayApprovals: true}}
+  groups:
+    dba: [bob@example.com, carol@example.com, dave@example.com]
+    prod-approvers: [bob@example.com]
+    web-leads: [frank@example.com]
+    network: [grace@example.com]
+`)
+	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--listen", "127.0.0.1:0")
+	evident(t, work, "demo", "--server", srv.URL, "--key", "demo.key")
 	status, body := graphqlPost(t, srv.URL, "", `{ changes(filter: {emergency: true}, appliedWithoutFreshApproval: true) { nodes { id } } }`)
 	if status != 200 || !strings.Contains(body, "CHG-2026-06-20-0404") || strings.Contains(body, "CHG-2026-06-03-0101") {
 		t.Fatalf("emergency changes without review: %d %s", status, body)
+	}
+	// The server's approval judge flagged what the document shows, and only that.
+	_, body = graphqlPost(t, srv.URL, "", `{ transitions(filter: {findingCode: "approval.missing"}) { nodes { changeId } } }`)
+	if body != `{"data":{"transitions":{"nodes":[{"changeId":"CHG-2026-06-30-0909"}]}}}`+"\n" {
+		t.Errorf("flagged on the real server: %s", body)
 	}
 	srv.waitCheckpoint(srv.size())
 	evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-2026-06-03-0101", "--out", "pack.json", "--log-key", srv.LogKey)
