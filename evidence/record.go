@@ -142,6 +142,10 @@ type ResourceChange struct {
 	Address string   `json:"address"`
 	Type    string   `json:"type"`
 	Actions []string `json:"actions"`
+	// Attributes are planned values of non-sensitive attributes the
+	// policies read, such as an IAM policy document or a bucket ACL; values
+	// that are not strings are JSON text. Runners leave sensitive values out.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // Policy is a structured policy evaluation (section 10).
@@ -323,6 +327,24 @@ type Trust struct {
 	Digest      string          `json:"digest"`
 	Description string          `json:"description,omitempty"`
 	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration, a JSON object; required
+	// Policies is the active policy set from this entry on, when the server
+	// judges records with policies: the bundleSha256 its decisions carry.
+	Policies *PolicySet `json:"policies,omitempty"`
+}
+
+// PolicySet is the policy set that decides: its digest and the files it
+// is made of, so that an auditor can recompute the digest from the files.
+type PolicySet struct {
+	// BundleSHA256 is the hex SHA-256 of the lines "<file sha256>  <path>\n"
+	// of Modules, in the order listed (sorted by path): sha256sum's output.
+	BundleSHA256 string         `json:"bundleSha256"`
+	Modules      []PolicyModule `json:"modules,omitempty"`
+}
+
+// PolicyModule is one file of a policy set: a Rego module or a data document.
+type PolicyModule struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
 }
 
 // Bootstrap is the genesis entry (case study section 18).

@@ -159,7 +159,8 @@ func trimJSONPrefix(msg string) string {
 // pointer's unescaped tokens joined by dots, array indexes as [N]:
 // "/predicate/plan/resourceChanges/1/actions/0" is
 // "predicate.plan.resourceChanges[1].actions[0]". The keys of the maps of a
-// statement (subject[].digest, predicate.bootstrap.versions) are names even
+// statement (subject[].digest, predicate.bootstrap.versions,
+// predicate.plan.resourceChanges[].attributes) are names even
 // when they are numbers.
 func pointerField(ptr jsontext.Pointer) string {
 	toks := slices.Collect(ptr.Tokens())
@@ -194,6 +195,9 @@ func isArrayIndex(tok string) bool {
 
 // isMapKey reports whether the next token after parents is a key of a map.
 func isMapKey(parents []string) bool {
+	if len(parents) == 5 {
+		return parents[0] == "predicate" && parents[1] == "plan" && parents[2] == "resourceChanges" && parents[4] == "attributes"
+	}
 	return len(parents) == 3 &&
 		(parents[0] == "subject" && parents[2] == "digest" ||
 			parents[0] == "predicate" && parents[1] == "bootstrap" && parents[2] == "versions")
@@ -412,6 +416,30 @@ func (p *problems) list(f field, vs []string, required bool, max int) {
 	for i, v := range vs {
 		p.text(f.index(i), v, true, max)
 	}
+}
+
+// MaxAttributes bounds plan.resourceChanges[].attributes.
+const MaxAttributes = 64
+
+// attributes checks a resource change's planned attribute values: names are
+// labels, values text of at most 16 KiB.
+func (p *problems) attributes(f field, attrs map[string]string) {
+	if len(attrs) > MaxAttributes {
+		p.add(f, "at most %d attributes", MaxAttributes)
+	}
+	if allOK(attrs, attributeOK) {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
+		if !isLabel(name) {
+			p.add(f.withKey(name), "attribute names must be 1-128 characters of letters, digits, '.', '_', '/' or '-'")
+		}
+		p.text(f.withKey(name), attrs[name], false, 16384)
+	}
+}
+
+func attributeOK(name, v string) bool {
+	return isLabel(name) && textProblem(v, false, 16384) == ""
 }
 
 // object requires raw to be a JSON object: a trust configuration. Decode
@@ -645,6 +673,7 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 			for j, act := range rc.Actions {
 				p.oneOf(actions.index(j), act, true, "no-op", "create", "read", "update", "delete")
 			}
+			p.attributes(elem(rcs, i, ".attributes"), rc.Attributes)
 		}
 	case "policy":
 		po := t.Policy
@@ -776,6 +805,14 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.sha256(at(f+"trust.digest"), t.Trust.Digest, true)
 		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
 		p.object(at(f+"trust.config"), t.Trust.Config, true)
+		if ps := t.Trust.Policies; ps != nil {
+			p.sha256(at(f+"trust.policies.bundleSha256"), ps.BundleSHA256, true)
+			const ms = f + "trust.policies.modules"
+			for i, m := range ps.Modules {
+				p.text(elem(ms, i, ".path"), m.Path, true, 512)
+				p.sha256(elem(ms, i, ".sha256"), m.SHA256, true)
+			}
+		}
 	case "anchor":
 		validateAnchor(p, t.Anchor)
 	case "bootstrap":
