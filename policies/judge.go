@@ -1,0 +1,229 @@
+package policies
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
+)
+
+// ChangeReader reads the entries of one change from the log, in log order.
+// *ledger.Log implements it; it must see every acknowledged entry.
+type ChangeReader interface {
+	Entries(ctx context.Context, q ledger.Query) ([]*evidence.Entry, error)
+}
+
+// ExceptionSource lists exceptions granted under any change, for the
+// standing exceptions whose scope covers other changes. *Tracker
+// implements it; it may lag the log by the entries it has not read yet.
+type ExceptionSource interface {
+	AllExceptions() []*Exception
+}
+
+// JudgeConfig wires a Judge.
+type JudgeConfig struct {
+	Set *Set
+	Log ChangeReader
+	// Contracts decide which records close a change and what it must
+	// have; nil means DefaultContracts.
+	Contracts *Contracts
+	// Exceptions adds exceptions granted under other changes; nil means
+	// only the change's own.
+	Exceptions ExceptionSource
+	// Production decides which environments are production; nil means
+	// DefaultProduction.
+	Production Environments
+	// MaxExceptionLifetime bounds expiresAt - occurredAt of a grant.
+	// Default 180 days.
+	MaxExceptionLifetime time.Duration
+	// MaxHistory bounds the entries of one change read per record.
+	// Default 10000.
+	MaxHistory int
+	// Clock is the server's time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Judge judges records with a policy set (it is an ingest.Judge through
+// a one-line adapter: ingest sits above this package). Which records:
+//
+//   - plan.created, apply.*, sync.*, artifact.admitted and
+//     breakglass.closed are evaluated: their entry carries the decision,
+//     and each deny becomes a finding;
+//   - a record of a kind that closes a change class (contracts' closedBy)
+//     gets a completeness.missing finding when the change lacks evidence;
+//   - exception.granted records are checked against the exception
+//     invariants and refused with an *evidence.ValidationError;
+//   - other kinds pass unjudged.
+//
+// Safe for concurrent use.
+type Judge struct {
+	cfg JudgeConfig
+}
+
+// Judgement is what the judge adds to an entry (ingest.Judgement's fields).
+type Judgement struct {
+	Findings []evidence.Finding
+	Decision *evidence.Policy
+}
+
+// NewJudge returns a judge.
+func NewJudge(cfg JudgeConfig) (*Judge, error) {
+	if cfg.Set == nil || cfg.Log == nil {
+		return nil, errors.New("policies: a judge needs a policy set and a log")
+	}
+	if cfg.Contracts == nil {
+		cfg.Contracts = DefaultContracts()
+	}
+	if cfg.Production == nil {
+		cfg.Production = DefaultProduction()
+	}
+	if cfg.MaxExceptionLifetime <= 0 {
+		cfg.MaxExceptionLifetime = 180 * 24 * time.Hour
+	}
+	if cfg.MaxHistory <= 0 {
+		cfg.MaxHistory = 10000
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Judge{cfg: cfg}, nil
+}
+
+// phase is what the rules call a judged record's stage; "" is not judged.
+func phase(k evidence.Kind) string {
+	switch k {
+	case evidence.KindPlanCreated:
+		return "plan"
+	case evidence.KindApplyStarted, evidence.KindApplyCompleted, evidence.KindApplyFailed:
+		return "apply"
+	case evidence.KindSyncStarted, evidence.KindSyncSucceeded, evidence.KindSyncFailed:
+		return "sync"
+	case evidence.KindArtifactAdmitted:
+		return "admission"
+	case evidence.KindBreakglassClosed:
+		return "review"
+	}
+	return ""
+}
+
+// Judge judges one verified record.
+func (j *Judge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, error) {
+	st := v.Statement
+	p := &st.Predicate
+	now := j.cfg.Clock()
+	if p.Kind == evidence.KindExceptionGranted {
+		return Judgement{}, checkGrant(p, now, j.cfg.MaxExceptionLifetime)
+	}
+	ph := phase(p.Kind)
+	closing := j.cfg.Contracts.closes(p.Kind)
+	if ph == "" && !closing {
+		return Judgement{}, nil
+	}
+	hist, err := j.history(ctx, p.ChangeID)
+	if err != nil {
+		return Judgement{}, err
+	}
+	var out Judgement
+	if ph != "" {
+		in := j.input(st, ph, hist, now)
+		decisions, err := j.cfg.Set.Eval(ctx, in)
+		if err != nil {
+			return Judgement{}, err
+		}
+		out.Decision = &evidence.Policy{Result: Overall(decisions), BundleSHA256: j.cfg.Set.Digest(), Decisions: decisions}
+		out.Findings = decisionFindings(decisions)
+	}
+	if closing {
+		var f Facts
+		for _, h := range hist {
+			f.Add(h.st, h.decided, j.cfg.Production)
+		}
+		f.Add(st, out.Decision != nil, j.cfg.Production)
+		if s := j.cfg.Contracts.Check(p.ChangeID, &f); s.Closed && !s.Complete() {
+			out.Findings = append(out.Findings, evidence.Finding{
+				Code: "completeness.missing", Severity: "high",
+				Message:  fmt.Sprintf("%s closed without required evidence: %s", s.Class, strings.Join(s.Missing, ", ")),
+				Evidence: map[string]string{"class": s.Class, "missing": strings.Join(s.Missing, ",")},
+			})
+		}
+	}
+	return out, nil
+}
+
+// past is one earlier entry of the change.
+type past struct {
+	index   uint64
+	st      *evidence.Statement
+	decided bool
+}
+
+func (j *Judge) history(ctx context.Context, changeID string) ([]past, error) {
+	es, err := j.cfg.Log.Entries(ctx, ledger.Query{Name: ledger.TermChange, Value: changeID, Limit: j.cfg.MaxHistory})
+	if err != nil {
+		return nil, fmt.Errorf("policies: read change %s: %w", changeID, err)
+	}
+	out := make([]past, 0, len(es))
+	for _, e := range es {
+		st, err := e.Statement()
+		if err != nil {
+			return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
+		}
+		out = append(out, past{index: e.Index, st: st, decided: e.Meta.Decision != nil})
+	}
+	return out, nil
+}
+
+// Overall is a policy's result from its decisions: deny if any denies,
+// else warn if any warns, else allow.
+func Overall(ds []evidence.Decision) string {
+	result := "allow"
+	for _, d := range ds {
+		switch d.Result {
+		case "deny":
+			return "deny"
+		case "warn":
+			result = "warn"
+		}
+	}
+	return result
+}
+
+// decisionFindings turns denials and exception use into findings, so
+// that they are indexed and counted like every other finding.
+func decisionFindings(ds []evidence.Decision) []evidence.Finding {
+	var out []evidence.Finding
+	for _, d := range ds {
+		if d.Result == "deny" {
+			out = append(out, evidence.Finding{Code: "policy.deny", Severity: cmp.Or(d.Severity, "high"), Message: d.Message,
+				Evidence: map[string]string{"ruleId": d.RuleID}})
+		}
+		if d.ExceptionID != "" {
+			out = append(out, evidence.Finding{Code: "policy.exception-used", Severity: "info",
+				Message:  fmt.Sprintf("rule %s waived by exception %s", d.RuleID, d.ExceptionID),
+				Evidence: map[string]string{"ruleId": d.RuleID, "exceptionId": d.ExceptionID}})
+		}
+		for _, ev := range d.Evidence {
+			if id, ok := strings.CutPrefix(ev, "exception.expired."); ok {
+				out = append(out, evidence.Finding{Code: "policy.exception-expired", Severity: "high",
+					Message:  fmt.Sprintf("exception %s for rule %s has expired: the rule applies again", id, d.RuleID),
+					Evidence: map[string]string{"ruleId": d.RuleID, "exceptionId": id}})
+			}
+		}
+	}
+	return out
+}
+
+// sortDecisions orders decisions deterministically, so that equal inputs
+// give equal decision digests.
+func sortDecisions(ds []evidence.Decision) {
+	slices.SortFunc(ds, func(a, b evidence.Decision) int {
+		return cmp.Or(cmp.Compare(a.RuleID, b.RuleID), cmp.Compare(a.Result, b.Result), cmp.Compare(a.Message, b.Message))
+	})
+}

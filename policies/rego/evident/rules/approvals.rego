@@ -1,0 +1,35 @@
+# Production plans and applies need approvals from the groups the change's
+# risk class names, and from those its change contract requires (sections 7
+# and 11). A change without a risk class is treated as high risk.
+package evident.rules.approvals
+
+import data.evident.lib
+
+risk_groups := {
+	"low": ["service-owners"],
+	"medium": ["platform-infra"],
+	"high": ["platform-infra", "security"],
+	"critical": ["platform-infra", "security", "change-advisory-board"],
+}
+
+deny contains {
+	"ruleId": "change.prod.approvals.risk-class",
+	"severity": severity,
+	"message": sprintf("Production change of risk class %s requires approval from %s.", [risk, concat(", ", required)]),
+	"requiredApprovers": required,
+	"evidence": [sprintf("change.riskClass.%s", [risk])],
+} if {
+	lib.production
+	lib.plan_or_apply
+	required := sort({g |
+		some g in array.concat(risk_groups[risk], object.get(input.change, "requiresApprovalFrom", []))
+	})
+	count(required) > 0
+}
+
+risk := r if {
+	r := input.change.riskClass
+	risk_groups[r]
+} else := "high"
+
+severity := "critical" if risk == "critical" else := "high"
