@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -30,12 +31,18 @@ type Genesis struct {
 	LogKey   string // note verifier key
 	Versions map[string]string
 	Now      time.Time
+	// Policies is the active policy set, when the server judges records
+	// with policies: recorded in a trust.updated entry whenever its digest
+	// differs from the one last recorded, so that every decision's
+	// bundleSha256 names a policy set the log holds.
+	Policies *evidence.PolicySet
 }
 
 // EnsureTrust makes the log record the trust configuration the server runs
 // with: the bootstrap entry on an empty log, a trust.updated entry when the
-// configuration differs from the one last recorded, nothing otherwise. The
-// log's own records are signed with the log key.
+// configuration (or the policy set, g.Policies) differs from the one last
+// recorded, nothing otherwise. The log's own records are signed with the
+// log key.
 func EnsureTrust(ctx context.Context, log interface {
 	LogState
 	Appender
@@ -56,17 +63,45 @@ func EnsureTrust(ctx context.Context, log interface {
 			Operator: g.Operator, LogOrigin: g.Origin, LogKey: g.LogKey,
 			TrustDigest: digest, Trust: canonical, Versions: g.Versions,
 		}
-	} else {
-		current, err := recordedTrust(ctx, log)
-		if err != nil {
+		if err := appendOwn(ctx, log, key, digest, t); err != nil {
 			return err
 		}
-		if bytes.Equal(current, canonical) {
+		if g.Policies == nil {
 			return nil
 		}
+		t.Bootstrap = nil
 		t.Kind, t.ChangeID = evidence.KindTrustUpdated, "trust-"+digest[:12]
-		t.Trust = &evidence.Trust{Digest: digest, Description: "trust configuration changed at server start", Config: canonical}
+		t.Trust = &evidence.Trust{Digest: digest, Description: "policy set " + g.Policies.BundleSHA256 + " active from the start", Config: canonical, Policies: g.Policies}
+		return appendOwn(ctx, log, key, digest, t)
 	}
+	current, policies, err := recordedTrust(ctx, log)
+	if err != nil {
+		return err
+	}
+	sameTrust := bytes.Equal(current, canonical)
+	samePolicies := g.Policies == nil || g.Policies.BundleSHA256 == policies
+	if sameTrust && samePolicies {
+		return nil
+	}
+	var changed []string
+	if !sameTrust {
+		changed = append(changed, "trust configuration changed")
+	}
+	if !samePolicies {
+		changed = append(changed, "policy set changed to "+g.Policies.BundleSHA256)
+	}
+	t.Kind, t.ChangeID = evidence.KindTrustUpdated, "trust-"+digest[:12]
+	t.Trust = &evidence.Trust{Digest: digest, Description: strings.Join(changed, "; ") + " at server start", Config: canonical}
+	if !samePolicies {
+		t.Trust.Policies = g.Policies
+		t.ChangeID = "policies-" + g.Policies.BundleSHA256[:12]
+	}
+	return appendOwn(ctx, log, key, digest, t)
+}
+
+// appendOwn signs one of the log's own trust records with the log key and
+// appends it.
+func appendOwn(ctx context.Context, log Appender, key crypto.Signer, digest string, t evidence.Transition) error {
 	st := evidence.Statement{
 		Type:          evidence.StatementType,
 		Subject:       []evidence.Subject{{Name: "trust-configuration", Digest: map[string]string{"sha256": digest}}},
@@ -102,30 +137,43 @@ func EnsureTrust(ctx context.Context, log interface {
 }
 
 // recordedTrust returns the trust configuration of the latest bootstrap or
-// trust.updated entry.
-func recordedTrust(ctx context.Context, log LogState) ([]byte, error) {
+// trust.updated entry, and the digest of the latest policy set recorded
+// ("" if none).
+func recordedTrust(ctx context.Context, log LogState) ([]byte, string, error) {
 	idx, err := log.Lookup(ctx, ledger.Query{Name: ledger.TermKind, Value: string(evidence.KindBootstrap), Limit: 1})
 	if err != nil {
-		return nil, fmt.Errorf("find the bootstrap record: %w", err)
+		return nil, "", fmt.Errorf("find the bootstrap record: %w", err)
 	}
 	updates, err := log.Lookup(ctx, ledger.Query{Name: ledger.TermKind, Value: string(evidence.KindTrustUpdated), Limit: 1 << 20})
 	if err != nil {
-		return nil, fmt.Errorf("find trust records: %w", err)
+		return nil, "", fmt.Errorf("find trust records: %w", err)
 	}
 	idx = append(idx, updates...)
-	for i := len(idx) - 1; i >= 0; i-- {
+	var config []byte
+	policies := ""
+	for i := len(idx) - 1; i >= 0 && (config == nil || policies == ""); i-- {
 		st, err := statementAt(ctx, log, idx[i])
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		switch p := st.Predicate; {
+		p := st.Predicate
+		if p.Trust != nil && p.Trust.Policies != nil && policies == "" {
+			policies = p.Trust.Policies.BundleSHA256
+		}
+		if config != nil {
+			continue
+		}
+		switch {
 		case p.Trust != nil && len(p.Trust.Config) > 0:
-			return p.Trust.Config, nil
+			config = p.Trust.Config
 		case p.Bootstrap != nil:
-			return p.Bootstrap.Trust, nil
+			config = p.Bootstrap.Trust
 		}
 	}
-	return nil, errors.New("the log has entries but no bootstrap record")
+	if config == nil {
+		return nil, "", errors.New("the log has entries but no bootstrap record")
+	}
+	return config, policies, nil
 }
 
 func statementAt(ctx context.Context, log LogState, index uint64) (*evidence.Statement, error) {

@@ -1,0 +1,233 @@
+package policies
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
+)
+
+// TailLog is the log as a projection reads it. *ledger.Log implements it.
+type TailLog interface {
+	// Wait blocks until the log holds more than size entries and returns
+	// its size; it returns ledger.ErrClosed once the log closes.
+	Wait(ctx context.Context, size uint64) (uint64, error)
+	Entry(ctx context.Context, i uint64) (*evidence.Entry, error)
+}
+
+// Tracker is a projection of the log: every change's evidence
+// completeness against the contracts, and every exception. It tails the
+// log from its first entry (its state lives in memory and is rebuilt at
+// start), folding each entry in once, so a query costs no log reads. Safe
+// for concurrent use; Run must be running for it to advance.
+type Tracker struct {
+	log       TailLog
+	contracts *Contracts
+	prod      Environments
+
+	mu         sync.RWMutex // guards the fields below
+	done       uint64       // entries [0, done) are folded in
+	advanced   chan struct{} // closed and replaced when done grows
+	changes    map[string]*Facts
+	exceptions exceptionLog
+}
+
+// NewTracker returns a tracker of log; nil contracts and production mean
+// the defaults.
+func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tracker {
+	if contracts == nil {
+		contracts = DefaultContracts()
+	}
+	if production == nil {
+		production = DefaultProduction()
+	}
+	return &Tracker{log: log, contracts: contracts, prod: production, advanced: make(chan struct{}),
+		changes: map[string]*Facts{}, exceptions: exceptionLog{}}
+}
+
+// Run tails the log until ctx ends (returning ctx's error) or the log
+// closes (returning nil). An entry that cannot be read stops it with the
+// error: a projection that skipped entries would report wrong figures.
+func (t *Tracker) Run(ctx context.Context) error {
+	for {
+		t.mu.RLock()
+		done := t.done
+		t.mu.RUnlock()
+		size, err := t.log.Wait(ctx, done)
+		switch {
+		case errors.Is(err, ledger.ErrClosed):
+			return nil
+		case err != nil:
+			return err
+		}
+		for i := done; i < size; i++ {
+			e, err := t.log.Entry(ctx, i)
+			if err != nil {
+				return fmt.Errorf("completeness tracker: %w", err)
+			}
+			st, err := e.Statement()
+			if err != nil {
+				return fmt.Errorf("completeness tracker: %w", err)
+			}
+			t.fold(i, st, e.Meta.Decision != nil)
+		}
+	}
+}
+
+func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := &st.Predicate
+	if !p.Kind.LogWide() {
+		f := t.changes[p.ChangeID]
+		if f == nil {
+			f = &Facts{}
+			t.changes[p.ChangeID] = f
+		}
+		f.Add(st, decided, t.prod)
+	}
+	t.exceptions.add(i, st)
+	t.done = i + 1
+	close(t.advanced)
+	t.advanced = make(chan struct{})
+}
+
+// Processed is the number of log entries folded in.
+func (t *Tracker) Processed() uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.done
+}
+
+// WaitFor blocks until the first n entries of the log are folded in, for
+// a reader that wants to see what it has just appended.
+func (t *Tracker) WaitFor(ctx context.Context, n uint64) error {
+	for {
+		t.mu.RLock()
+		done, advanced := t.done, t.advanced
+		t.mu.RUnlock()
+		if done >= n {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Change returns the completeness of one change, and false when the log
+// has no record of it.
+func (t *Tracker) Change(changeID string) (Status, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	f, ok := t.changes[changeID]
+	if !ok {
+		return Status{}, false
+	}
+	return t.contracts.Check(changeID, f), true
+}
+
+// Changes returns the completeness of every change the filter accepts
+// (nil accepts all), ordered by change id.
+func (t *Tracker) Changes(accept func(Status) bool) []Status {
+	t.mu.RLock()
+	out := make([]Status, 0, len(t.changes))
+	for id, f := range t.changes {
+		if s := t.contracts.Check(id, f); accept == nil || accept(s) {
+			out = append(out, s)
+		}
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Status) int { return cmp.Compare(a.ChangeID, b.ChangeID) })
+	return out
+}
+
+// Rate is the completeness of the changes of one environment and class.
+type Rate struct {
+	Environment string `json:"environment"`
+	Class       string `json:"class"`
+	Changes     int    `json:"changes"`  // changes of the class
+	Closed      int    `json:"closed"`   // of which closed
+	Complete    int    `json:"complete"` // closed with all required evidence
+	// Rate is Complete / Closed: the share of closed changes with all their
+	// evidence; 1 when none is closed yet.
+	Rate float64 `json:"rate"`
+}
+
+// Rates aggregates completeness by environment and class, ordered by
+// environment then class. Changes no class matches are left out.
+func (t *Tracker) Rates() []Rate {
+	type key struct{ env, class string }
+	agg := map[key]*Rate{}
+	t.mu.RLock()
+	for id, f := range t.changes {
+		s := t.contracts.Check(id, f)
+		if s.Class == "" {
+			continue
+		}
+		k := key{s.Environment, s.Class}
+		r := agg[k]
+		if r == nil {
+			r = &Rate{Environment: k.env, Class: k.class}
+			agg[k] = r
+		}
+		r.Changes++
+		if s.Closed {
+			r.Closed++
+			if s.Complete() {
+				r.Complete++
+			}
+		}
+	}
+	t.mu.RUnlock()
+	out := make([]Rate, 0, len(agg))
+	for _, r := range agg {
+		r.Rate = 1
+		if r.Closed > 0 {
+			r.Rate = float64(r.Complete) / float64(r.Closed)
+		}
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b Rate) int {
+		return cmp.Or(cmp.Compare(a.Environment, b.Environment), cmp.Compare(a.Class, b.Class))
+	})
+	return out
+}
+
+// AllExceptions returns every exception granted in the log so far, active
+// or not, in no particular order. The Judge reads it for exceptions granted
+// under other changes.
+func (t *Tracker) AllExceptions() []*Exception {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]*Exception, 0, len(t.exceptions))
+	for _, e := range t.exceptions {
+		c := *e
+		out = append(out, &c)
+	}
+	return out
+}
+
+// Expiring returns the exceptions active at now that expire within the
+// window, soonest first: the ones to renew or let lapse (section 23: every
+// exception is visible).
+func (t *Tracker) Expiring(now time.Time, within time.Duration) []*Exception {
+	var out []*Exception
+	for _, e := range t.AllExceptions() {
+		if e.Active(now) && e.ExpiresAt.Sub(now) <= within {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Exception) int {
+		return cmp.Or(a.ExpiresAt.Compare(b.ExpiresAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
