@@ -31,7 +31,7 @@ type Class struct {
 	// Transitions are required kinds; "a|b" is satisfied by either.
 	Transitions []string `yaml:"transitions"`
 	// Artifacts are required artifact (or subject) names.
-	Artifacts []string       `yaml:"artifacts"`
+	Artifacts []string        `yaml:"artifacts"`
 	ClosedBy  []evidence.Kind `yaml:"closedBy"`
 }
 

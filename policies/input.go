@@ -97,7 +97,10 @@ func nonNil(s []string) []string {
 }
 
 func mergeTarget(dst *evidence.Target, t evidence.Target) {
-	for _, f := range [...]struct{ dst *string; v string }{
+	for _, f := range [...]struct {
+		dst *string
+		v   string
+	}{
 		{&dst.Environment, t.Environment}, {&dst.Cloud, t.Cloud}, {&dst.Account, t.Account}, {&dst.Region, t.Region},
 		{&dst.Stack, t.Stack}, {&dst.Cluster, t.Cluster}, {&dst.Namespace, t.Namespace},
 		{&dst.Application, t.Application}, {&dst.Service, t.Service}, {&dst.DataClass, t.DataClass},

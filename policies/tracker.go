@@ -31,8 +31,8 @@ type Tracker struct {
 	contracts *Contracts
 	prod      Environments
 
-	mu         sync.RWMutex // guards the fields below
-	done       uint64       // entries [0, done) are folded in
+	mu         sync.RWMutex  // guards the fields below
+	done       uint64        // entries [0, done) are folded in
 	advanced   chan struct{} // closed and replaced when done grows
 	changes    map[string]*Facts
 	exceptions exceptionLog

@@ -65,6 +65,7 @@ type Config struct {
 	} `yaml:"trust"`
 	Anchor    AnchorConfig    `yaml:"anchor"`    // anchor checkpoints in Rekor (docs/anchoring.md)
 	Approvals approvalsConfig `yaml:"approvals"` // approval rules and freshness windows (gate.go)
+	Policies  PoliciesConfig  `yaml:"policies"`  // policy set, contracts, exceptions (docs/policies.md)
 
 	dir string // the configuration file's directory
 }
@@ -231,13 +232,22 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	pol, err := loadPolicies(ctx, cfg)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
 	err = ingest.EnsureTrust(ctx, lg, edKey, trust, ingest.Genesis{
 		Operator: cfg.Operator,
 		Origin:   cfg.Log.Origin,
 		LogKey:   signer.VerifierKey(),
 		Versions: map[string]string{"evident": version, "go": runtime.Version()},
 		Now:      time.Now(),
+		Policies: pol.info(),
 	})
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	judges, err := pol.start(ctx, cfg, lg, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
@@ -249,7 +259,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	ih := ingest.New(ingest.Config{
 		Log:          lg,
 		Verifier:     v,
-		Judges:       []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, ingest.ArtifactJudge{Verifier: v}},
+		Judges:       append([]ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, ingest.ArtifactJudge{Verifier: v}}, judges...),
 		Logger:       logger,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,

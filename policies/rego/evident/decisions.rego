@@ -10,21 +10,21 @@ package evident
 decisions contains decision if {
 	some name
 	some d in data.evident.rules[name].deny
-	decision := verdict(d, "deny")
+	decision := verdict(base(d), "deny")
 }
 
 decisions contains decision if {
 	some name
 	some d in data.evident.rules[name].warn
-	decision := verdict(d, "warn")
+	decision := verdict(base(d), "warn")
 }
 
-# verdict applies, in order: an active exception for the rule waives it (the
+# verdict applies to a rule's decision d (normalised by base), in order: an active exception for the rule waives it (the
 # decision names the exception and stays a warning); on an apply, a deny
 # whose required approvers all approved this plan is lifted; otherwise the
 # rule's result stands, naming any exception for the rule that has expired,
 # which therefore failed closed.
-verdict(d, result) := object.union(base(d), {
+verdict(d, result) := object.union(d, {
 	"result": "warn",
 	"exceptionId": e.id,
 	"message": sprintf("%s Waived by exception %s until %s.", [d.message, e.id, e.expiresAt]),
@@ -32,21 +32,21 @@ verdict(d, result) := object.union(base(d), {
 	waivers := [x | some x in input.exceptions.active; x.ruleId == d.ruleId]
 	count(waivers) > 0
 	e := waivers[0]
-} else := object.union(base(d), {
+} else := object.union(d, {
 	"result": "allow",
-	"message": sprintf("%s Approved by %s.", [d.message, concat(", ", base(d).requiredApprovers)]),
+	"message": sprintf("%s Approved by %s.", [d.message, concat(", ", d.requiredApprovers)]),
 }) if {
 	result == "deny"
 	input.record.phase == "apply"
-	approved(base(d).requiredApprovers)
-} else := object.union(base(d), {
+	approved(d.requiredApprovers)
+} else := object.union(d, {
 	"result": result,
-	"evidence": array.concat(base(d).evidence, [sprintf("exception.expired.%s", [x.id]) | some x in ex]),
+	"evidence": array.concat(d.evidence, [sprintf("exception.expired.%s", [x.id]) | some x in ex]),
 	"message": sprintf("%s Exception %s expired at %s.", [d.message, ex[0].id, ex[0].expiresAt]),
 }) if {
 	ex := expired(d.ruleId)
 	count(ex) > 0
-} else := object.union(base(d), {"result": result})
+} else := object.union(d, {"result": result})
 
 base(d) := {
 	"ruleId": d.ruleId,
