@@ -355,6 +355,9 @@ type Bootstrap struct {
 	TrustDigest string            `json:"trustDigest"`
 	Trust       json.RawMessage   `json:"trust"` // the initial trust configuration, a JSON object; trustDigest is its SHA-256
 	Versions    map[string]string `json:"versions,omitempty"`
+	// Policies is the policy set active from the genesis on, when the
+	// server judges records with policies.
+	Policies *PolicySet `json:"policies,omitempty"`
 }
 
 // Anchor records that one of the log's signed checkpoints was entered in an

@@ -418,6 +418,19 @@ func (p *problems) list(f field, vs []string, required bool, max int) {
 	}
 }
 
+// policySet checks a recorded policy set, if any. The field names are
+// passed whole (constants), so a valid set allocates nothing.
+func (p *problems) policySet(digestField, modulesField string, ps *PolicySet) {
+	if ps == nil {
+		return
+	}
+	p.sha256(at(digestField), ps.BundleSHA256, true)
+	for i, m := range ps.Modules {
+		p.text(elem(modulesField, i, ".path"), m.Path, true, 512)
+		p.sha256(elem(modulesField, i, ".sha256"), m.SHA256, true)
+	}
+}
+
 // MaxAttributes bounds plan.resourceChanges[].attributes.
 const MaxAttributes = 64
 
@@ -805,14 +818,7 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.sha256(at(f+"trust.digest"), t.Trust.Digest, true)
 		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
 		p.object(at(f+"trust.config"), t.Trust.Config, true)
-		if ps := t.Trust.Policies; ps != nil {
-			p.sha256(at(f+"trust.policies.bundleSha256"), ps.BundleSHA256, true)
-			const ms = f + "trust.policies.modules"
-			for i, m := range ps.Modules {
-				p.text(elem(ms, i, ".path"), m.Path, true, 512)
-				p.sha256(elem(ms, i, ".sha256"), m.SHA256, true)
-			}
-		}
+		p.policySet(f+"trust.policies.bundleSha256", f+"trust.policies.modules", t.Trust.Policies)
 	case "anchor":
 		validateAnchor(p, t.Anchor)
 	case "bootstrap":
@@ -822,6 +828,7 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.text(at(f+"bootstrap.logKey"), b.LogKey, true, 512)
 		p.sha256(at(f+"bootstrap.trustDigest"), b.TrustDigest, true)
 		p.object(at(f+"bootstrap.trust"), b.Trust, true)
+		p.policySet(f+"bootstrap.policies.bundleSha256", f+"bootstrap.policies.modules", b.Policies)
 		if !allOK(b.Versions, versionOK) {
 			versions := at(f + "bootstrap.versions")
 			for _, name := range slices.Sorted(maps.Keys(b.Versions)) {

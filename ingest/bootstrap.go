@@ -63,15 +63,7 @@ func EnsureTrust(ctx context.Context, log interface {
 			Operator: g.Operator, LogOrigin: g.Origin, LogKey: g.LogKey,
 			TrustDigest: digest, Trust: canonical, Versions: g.Versions,
 		}
-		if err := appendOwn(ctx, log, key, digest, t); err != nil {
-			return err
-		}
-		if g.Policies == nil {
-			return nil
-		}
-		t.Bootstrap = nil
-		t.Kind, t.ChangeID = evidence.KindTrustUpdated, "trust-"+digest[:12]
-		t.Trust = &evidence.Trust{Digest: digest, Description: "policy set " + g.Policies.BundleSHA256 + " active from the start", Config: canonical, Policies: g.Policies}
+		t.Bootstrap.Policies = g.Policies
 		return appendOwn(ctx, log, key, digest, t)
 	}
 	current, policies, err := recordedTrust(ctx, log)
@@ -157,8 +149,12 @@ func recordedTrust(ctx context.Context, log LogState) ([]byte, string, error) {
 			return nil, "", err
 		}
 		p := st.Predicate
-		if p.Trust != nil && p.Trust.Policies != nil && policies == "" {
+		switch {
+		case policies != "":
+		case p.Trust != nil && p.Trust.Policies != nil:
 			policies = p.Trust.Policies.BundleSHA256
+		case p.Bootstrap != nil && p.Bootstrap.Policies != nil:
+			policies = p.Bootstrap.Policies.BundleSHA256
 		}
 		if config != nil {
 			continue

@@ -55,6 +55,20 @@ type server struct {
 	set     *policies.Set
 	tracker *policies.Tracker
 	clock   atomic.Int64
+	logKey  ed25519.PrivateKey
+	signer  *ledger.NoteSigner
+	trust   verifier.TrustConfig
+}
+
+// restartTrust runs what a server start with another policy set runs.
+func (s *server) restartTrust(set *policies.Set) {
+	s.t.Helper()
+	info := set.Info()
+	err := ingest.EnsureTrust(context.Background(), s.log, s.logKey, s.trust, ingest.Genesis{Operator: "erin@example.com",
+		Origin: origin, LogKey: s.signer.VerifierKey(), Now: s.now(), Policies: &info})
+	if err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func newServer(t testing.TB, src policies.Source) *server {
@@ -70,6 +84,7 @@ func newServer(t testing.TB, src policies.Source) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.logKey = logKey
 	s.log, err = ledger.Open(ledger.Config{Dir: t.TempDir(), Origin: origin, Signer: signer, CacheMB: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +96,7 @@ func newServer(t testing.TB, src policies.Source) *server {
 	trust := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "ci",
 		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
 		Scope:     verifier.Scope{Environments: []string{"*"}}}}}
+	s.trust, s.signer = trust, signer
 	if s.set, err = policies.Load(ctx, src); err != nil {
 		t.Fatal(err)
 	}

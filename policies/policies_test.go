@@ -415,6 +415,29 @@ deny contains {"ruleId": "payments.restricted-data.requires-dpo", "severity": "h
 	if d := decision(t, s.mustPost(tr), "payments.restricted-data.requires-dpo"); d.Result != "deny" {
 		t.Fatalf("operator rule: %+v", d)
 	}
+	// The genesis names the active set, with files to recompute its digest.
+	genesis, err := s.entry(0).Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := genesis.Predicate.Bootstrap.Policies
+	if ps == nil || ps.BundleSHA256 != s.set.Digest() || !slices.ContainsFunc(ps.Modules, func(m evidence.PolicyModule) bool {
+		return m.Path == "operator/payments.rego"
+	}) {
+		t.Fatalf("recorded policy set = %+v", ps)
+	}
+	var lines strings.Builder
+	for _, m := range ps.Modules {
+		lines.WriteString(m.SHA256 + "  " + m.Path + "\n")
+	}
+	if sha(lines.String()) != ps.BundleSHA256 {
+		t.Fatal("bundleSha256 is not the digest of the module list")
+	}
+
+	// A restart with another set records it once in a trust.updated entry.
+	for range 2 {
+		s.restartTrust(bundledOnly)
+	}
 	es, err := s.log.Entries(context.Background(), ledger.Query{Name: ledger.TermKind, Value: string(evidence.KindTrustUpdated)})
 	if err != nil || len(es) != 1 {
 		t.Fatalf("trust.updated entries: %d, %v", len(es), err)
@@ -423,18 +446,7 @@ deny contains {"ruleId": "payments.restricted-data.requires-dpo", "severity": "h
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps := st.Predicate.Trust.Policies
-	if ps == nil || ps.BundleSHA256 != s.set.Digest() || !slices.ContainsFunc(ps.Modules, func(m evidence.PolicyModule) bool {
-		return m.Path == "operator/payments.rego"
-	}) {
-		t.Fatalf("recorded policy set = %+v", ps)
-	}
-	// The digest is recomputable from the recorded module list.
-	var lines strings.Builder
-	for _, m := range ps.Modules {
-		lines.WriteString(m.SHA256 + "  " + m.Path + "\n")
-	}
-	if sha(lines.String()) != ps.BundleSHA256 {
-		t.Fatal("bundleSha256 is not the digest of the module list")
+	if p := st.Predicate.Trust.Policies; p == nil || p.BundleSHA256 != bundledOnly.Digest() {
+		t.Fatalf("trust.updated policies = %+v", p)
 	}
 }
