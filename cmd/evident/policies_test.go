@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ingest"
+)
+
+// TestPoliciesWalkthrough runs docs/policies.md with the real binary: a
+// production plan that makes a bucket public is denied; the exception
+// that allows it waives the rule, named in the decision; once the
+// exception expires the rule applies again.
+func TestPoliciesWalkthrough(t *testing.T) {
+	work := t.TempDir()
+	srv := startServe(t, work, "--listen", "127.0.0.1:0")
+	key := filepath.Join(work, "evident-data", "dev-runner.key")
+	plan, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rule = "iac.storage.public-bucket.requires-exception"
+	post := func(file string) ingest.Receipt {
+		t.Helper()
+		r := evident(t, work, "record", "post", "--key", key, "--file", file, "--server", srv.URL)
+		var rc ingest.Receipt
+		if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
+			t.Fatalf("receipt %s: %v", r.stdout, err)
+		}
+		return rc
+	}
+	verdict := func(rc ingest.Receipt) (result, exception string, evidence []string) {
+		t.Helper()
+		if rc.Decision == nil {
+			t.Fatalf("entry %d has no decision", rc.Index)
+		}
+		for _, d := range rc.Decision.Decisions {
+			if d.RuleID == rule {
+				return d.Result, d.ExceptionID, d.Evidence
+			}
+		}
+		t.Fatalf("entry %d: no %s decision: %+v", rc.Index, rule, rc.Decision)
+		return
+	}
+	// occurredAt is filled in to the second: records of one second would be
+	// the same record.
+	nextSecond := func() { time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond))) }
+
+	// 1. Denied.
+	rc := post(plan)
+	if res, _, _ := verdict(rc); res != "deny" || rc.Decision.Result != "deny" {
+		t.Fatalf("the public bucket plan: %+v", rc.Decision)
+	}
+
+	// 2. The exception, expiring in a few seconds.
+	expires := time.Now().UTC().Truncate(time.Second).Add(4 * time.Second)
+	tmpl, err := os.ReadFile("../../docs/policies/exception.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exc := filepath.Join(work, "exception.json")
+	writeFile(t, exc, strings.Replace(string(tmpl), "EXPIRES_AT", expires.Format(time.RFC3339), 1))
+	if rc := post(exc); rc.Kind != "exception.granted" {
+		t.Fatalf("exception receipt %+v", rc)
+	}
+	nextSecond()
+	rc = post(plan)
+	if res, id, _ := verdict(rc); res != "warn" || id != "EXC-2026-071" {
+		t.Fatalf("with the exception: %+v", rc.Decision)
+	}
+
+	// 3. Expired: the rule applies again, naming the expired exception.
+	time.Sleep(time.Until(expires.Add(200 * time.Millisecond)))
+	rc = post(plan)
+	if res, id, ev := verdict(rc); res != "deny" || id != "" || !slices.Contains(ev, "exception.expired.EXC-2026-071") {
+		t.Fatalf("after expiry: %+v", rc.Decision)
+	}
+	if !slices.ContainsFunc(rc.Findings, func(f evidence.Finding) bool { return f.Code == "policy.exception-expired" }) {
+		t.Fatalf("after expiry, findings %+v", rc.Findings)
+	}
+}
