@@ -2,6 +2,8 @@ package policies
 
 import (
 	"context"
+	"slices"
+
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
@@ -16,7 +18,7 @@ import (
 
 // benchRecord is the plan.created example (a production database
 // replacement: four rules fire) as a verified record.
-func benchRecord(b *testing.B) *verifier.Verified {
+func benchRecord(b testing.TB) *verifier.Verified {
 	raw, err := os.ReadFile("../evidence/testdata/kinds/plan.created.json")
 	if err != nil {
 		b.Fatal(err)
@@ -28,9 +30,34 @@ func benchRecord(b *testing.B) *verifier.Verified {
 	return &verifier.Verified{Statement: st}
 }
 
-// BenchmarkEval is the policy cost of one record: building the enriched
-// input and evaluating the bundled rules' prepared query.
+// BenchmarkEval is the policy cost of one record whose input the memo has
+// not seen: building the enriched input and evaluating the bundled rules'
+// prepared query.
 func BenchmarkEval(b *testing.B) {
+	ctx := context.Background()
+	set, err := Load(ctx, Source{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	j, err := NewJudge(JudgeConfig{Set: set, Log: noHistory{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := benchRecord(b)
+	now := time.Date(2026, 7, 3, 9, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for b.Loop() {
+		ds, err := set.eval(ctx, j.input(v.Statement, "plan", nil, now))
+		if err != nil || len(ds) != 2 {
+			b.Fatalf("%d decisions, %v", len(ds), err)
+		}
+	}
+}
+
+// BenchmarkEvalMemo is the same record answered from the memo: what a
+// record costs whose input, as far as the rules read it, was seen before
+// (another record of the change, or a change of the same shape).
+func BenchmarkEvalMemo(b *testing.B) {
 	ctx := context.Background()
 	set, err := Load(ctx, Source{})
 	if err != nil {
@@ -91,3 +118,8 @@ func BenchmarkJudge(b *testing.B) {
 type noHistory struct{}
 
 func (noHistory) Entries(context.Context, ledger.Query) ([]*evidence.Entry, error) { return nil, nil }
+
+func decisionEqual(a, b evidence.Decision) bool {
+	return a.Result == b.Result && a.RuleID == b.RuleID && a.Message == b.Message && a.ExceptionID == b.ExceptionID &&
+		slices.Equal(a.Evidence, b.Evidence) && slices.Equal(a.RequiredApprovers, b.RequiredApprovers)
+}

@@ -47,6 +47,7 @@ type Source struct {
 type Set struct {
 	info  evidence.PolicySet
 	query rego.PreparedEvalQuery
+	memo  *memo // nil when the set cannot be memoised
 }
 
 // file is one file of a policy set.
@@ -84,7 +85,7 @@ func Load(ctx context.Context, src Source) (*Set, error) {
 
 func compile(ctx context.Context, files []file, data map[string]any) (*Set, error) {
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
-	opts := []func(*rego.Rego){rego.Query(Query)}
+	modules := map[string]*ast.Module{}
 	var sums bytes.Buffer
 	info := evidence.PolicySet{}
 	for i, f := range files {
@@ -102,10 +103,15 @@ func compile(ctx context.Context, files []file, data map[string]any) (*Set, erro
 		if err != nil {
 			return nil, fmt.Errorf("policies: %w", err)
 		}
-		opts = append(opts, rego.ParsedModule(m))
+		modules[f.path] = m
 	}
 	sum := sha256.Sum256(sums.Bytes())
 	info.BundleSHA256 = hex.EncodeToString(sum[:])
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(modules); c.Failed() {
+		return nil, fmt.Errorf("policies: compile: %w", c.Errors)
+	}
+	opts := []func(*rego.Rego){rego.Query(Query), rego.Compiler(c)}
 	if data != nil {
 		opts = append(opts, rego.Store(inmem.NewFromObject(data)))
 	}
@@ -113,7 +119,11 @@ func compile(ctx context.Context, files []file, data map[string]any) (*Set, erro
 	if err != nil {
 		return nil, fmt.Errorf("policies: compile: %w", err)
 	}
-	return &Set{info: info, query: pq}, nil
+	s := &Set{info: info, query: pq}
+	if paths, ok := memoPaths(c); ok {
+		s.memo = newMemo(paths, memoSize)
+	}
+	return s, nil
 }
 
 // Info is the set's digest and files, as a trust.updated entry records it.

@@ -12,14 +12,26 @@ import (
 )
 
 // Eval evaluates the prepared query over one input and returns the
-// decisions, sorted. A decision a rule wrote malformed (no ruleId, an
+// decisions, sorted; a repeated input (as far as the rules read it) is
+// answered from the memo. A decision a rule wrote malformed (no ruleId, an
 // unknown result) becomes a deny of rule evident.policy.malformed-decision:
 // the set fails closed.
-func (s *Set) Eval(ctx context.Context, input map[string]any) ([]evidence.Decision, error) {
-	v, err := ast.InterfaceToValue(input)
-	if err != nil {
-		return nil, fmt.Errorf("policies: input: %w", err)
+func (s *Set) Eval(ctx context.Context, v ast.Value) ([]evidence.Decision, error) {
+	var key ast.Value
+	if s.memo != nil {
+		key = s.memo.key(v)
+		if ds, ok := s.memo.get(key); ok {
+			return ds, nil
+		}
 	}
+	ds, err := s.eval(ctx, v)
+	if err == nil && s.memo != nil {
+		s.memo.put(key, ds)
+	}
+	return ds, err
+}
+
+func (s *Set) eval(ctx context.Context, v ast.Value) ([]evidence.Decision, error) {
 	rs, err := s.query.Eval(ctx, rego.EvalParsedInput(v))
 	if err != nil {
 		return nil, fmt.Errorf("policies: evaluate: %w", err)

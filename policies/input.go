@@ -5,13 +5,37 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"evident.dev/evident/evidence"
 )
 
+// The input is built as OPA values directly: converting Go maps costs
+// more than the evaluation of a remembered decision.
+
+// kv is one member of an input object.
+func kv(k string, v *ast.Term) [2]*ast.Term { return ast.Item(ast.StringTerm(k), v) }
+
+func obj(members ...[2]*ast.Term) *ast.Term { return ast.ObjectTerm(members...) }
+
+func str(s string) *ast.Term { return ast.StringTerm(s) }
+
+func boolean(b bool) *ast.Term { return ast.BooleanTerm(b) }
+
+func strs(ss []string) *ast.Term {
+	terms := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		terms[i] = ast.StringTerm(s)
+	}
+	return ast.ArrayTerm(terms...)
+}
+
+func timeTerm(t time.Time) *ast.Term { return ast.StringTerm(t.UTC().Format(time.RFC3339Nano)) }
+
 // input builds the enriched policy input (case study section 10) for a
 // record from the change's earlier entries. docs/policies.md lists its
-// fields; rules read nothing else.
-func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.Time) map[string]any {
+// fields.
+func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.Time) ast.Value {
 	p := &st.Predicate
 	// The change as its records tell it: the record's own fields win over
 	// earlier ones, later records over earlier.
@@ -34,52 +58,59 @@ func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.T
 	risk = firstNonEmpty(p.RiskClass, risk)
 	emergency = emergency || p.Emergency || p.Kind == evidence.KindBreakglassOpened
 
-	change := map[string]any{
-		"id": p.ChangeID, "environment": tg.Environment, "production": j.cfg.Production.Production(tg.Environment),
-		"cloud": tg.Cloud, "account": tg.Account, "region": tg.Region, "stack": tg.Stack, "cluster": tg.Cluster,
-		"namespace": tg.Namespace, "application": tg.Application, "service": tg.Service, "dataClass": tg.DataClass,
-		"riskClass": risk, "emergency": emergency, "repository": src.Repository, "commitSha": src.CommitSHA,
-		"author": "", "requiresApprovalFrom": []string{},
-	}
-	author := ""
+	author, required := "", []string(nil)
 	if contract != nil {
-		author = contract.Author
-		change["author"] = author
-		change["requiresApprovalFrom"] = nonNil(contract.RequiresApprovalFrom)
-	}
-	in := map[string]any{
-		"record": map[string]any{
-			"kind": string(p.Kind), "phase": ph, "changeId": p.ChangeID, "actor": p.Actor,
-			"occurredAt": p.OccurredAt.UTC().Format(time.RFC3339Nano), "emergency": p.Emergency,
-		},
-		"change": change,
+		author, required = contract.Author, contract.RequiresApprovalFrom
 	}
 	plan := choosePlan(p, hist)
 	planSHA := ""
 	if plan != nil {
 		planSHA = plan.PlanSHA256
-		in["plan"] = planInput(plan)
+	}
+	members := make([][2]*ast.Term, 0, 9)
+	members = append(members,
+		kv("record", obj(
+			kv("kind", str(string(p.Kind))), kv("phase", str(ph)), kv("changeId", str(p.ChangeID)),
+			kv("actor", str(p.Actor)), kv("occurredAt", timeTerm(p.OccurredAt)), kv("emergency", boolean(p.Emergency)),
+		)),
+		kv("change", obj(
+			kv("id", str(p.ChangeID)), kv("environment", str(tg.Environment)),
+			kv("production", boolean(j.cfg.Production.Production(tg.Environment))),
+			kv("cloud", str(tg.Cloud)), kv("account", str(tg.Account)), kv("region", str(tg.Region)),
+			kv("stack", str(tg.Stack)), kv("cluster", str(tg.Cluster)), kv("namespace", str(tg.Namespace)),
+			kv("application", str(tg.Application)), kv("service", str(tg.Service)), kv("dataClass", str(tg.DataClass)),
+			kv("riskClass", str(risk)), kv("emergency", boolean(emergency)), kv("repository", str(src.Repository)),
+			kv("commitSha", str(src.CommitSHA)), kv("author", str(author)), kv("requiresApprovalFrom", strs(required)),
+		)),
+		kv("approvals", approvalsInput(hist, planSHA, author, now)),
+		kv("exceptions", j.exceptionsInput(p, hist, facts(p.ChangeID, src, tg), now)),
+	)
+	if plan != nil {
+		members = append(members, kv("plan", planInput(plan)))
 	}
 	switch {
 	case p.ArtifactAdmission != nil:
 		a := p.ArtifactAdmission
-		in["artifact"] = map[string]any{
-			"image": a.Image, "digest": a.Digest, "signed": a.Signed, "signerIdentity": a.SignerIdentity,
-			"sourceBranch": a.SourceBranch, "protectedBranch": a.ProtectedBranch, "sbomDigest": a.SBOMDigest,
-			"provenance": a.Provenance, "result": a.Result,
-		}
+		members = append(members, kv("artifact", obj(
+			kv("image", str(a.Image)), kv("digest", str(a.Digest)), kv("signed", boolean(a.Signed)),
+			kv("signerIdentity", str(a.SignerIdentity)), kv("sourceBranch", str(a.SourceBranch)),
+			kv("protectedBranch", boolean(a.ProtectedBranch)), kv("sbomDigest", str(a.SBOMDigest)),
+			kv("provenance", str(a.Provenance)), kv("result", str(a.Result)),
+		)))
 	case p.Breakglass != nil:
 		b := p.Breakglass
-		in["breakglass"] = map[string]any{"incident": b.Incident, "reason": b.Reason, "reviewedBy": b.ReviewedBy,
-			"approvedBy": nonNil(b.ApprovedBy)}
+		members = append(members, kv("breakglass", obj(
+			kv("incident", str(b.Incident)), kv("reason", str(b.Reason)), kv("reviewedBy", str(b.ReviewedBy)),
+			kv("approvedBy", strs(b.ApprovedBy)),
+		)))
 	case p.Sync != nil:
-		s := p.Sync
-		in["sync"] = map[string]any{"application": s.Application, "revision": s.Revision, "sourceRepo": s.SourceRepo,
-			"sourcePath": s.SourcePath, "pruned": nonNil(s.Pruned)}
+		sy := p.Sync
+		members = append(members, kv("sync", obj(
+			kv("application", str(sy.Application)), kv("revision", str(sy.Revision)), kv("sourceRepo", str(sy.SourceRepo)),
+			kv("sourcePath", str(sy.SourcePath)), kv("pruned", strs(sy.Pruned)),
+		)))
 	}
-	in["approvals"] = approvalsInput(hist, planSHA, author, now)
-	in["exceptions"] = j.exceptionsInput(p, hist, facts(p.ChangeID, src, tg), now)
-	return in
+	return ast.NewObject(members...)
 }
 
 func firstNonEmpty(a, b string) string {
@@ -87,13 +118,6 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 func mergeTarget(dst *evidence.Target, t evidence.Target) {
@@ -145,54 +169,53 @@ func choosePlan(p *evidence.Transition, hist []past) *evidence.Plan {
 	return latest
 }
 
-func planInput(pl *evidence.Plan) map[string]any {
-	actions := map[string][]any{"create": {}, "update": {}, "delete": {}, "replace": {}}
-	rcs := make([]any, 0, len(pl.ResourceChanges))
+func planInput(pl *evidence.Plan) *ast.Term {
+	var creates, updates, deletes, replaces []*ast.Term
+	rcs := make([]*ast.Term, 0, len(pl.ResourceChanges))
 	replaced := map[string]bool{}
 	for _, rc := range pl.ResourceChanges {
-		attrs := make(map[string]any, len(rc.Attributes))
+		attrs := make([][2]*ast.Term, 0, len(rc.Attributes))
 		for k, v := range rc.Attributes {
-			attrs[k] = v
+			attrs = append(attrs, kv(k, str(v)))
 		}
-		rcs = append(rcs, map[string]any{"address": rc.Address, "type": rc.Type, "actions": nonNil(rc.Actions), "attributes": attrs})
-		var kind string
+		rcs = append(rcs, obj(kv("address", str(rc.Address)), kv("type", str(rc.Type)), kv("actions", strs(rc.Actions)),
+			kv("attributes", obj(attrs...))))
+		ref := resourceRef(rc.Type, rc.Address)
 		switch {
 		case slices.Contains(rc.Actions, "create") && slices.Contains(rc.Actions, "delete"):
-			kind = "replace"
+			replaces = append(replaces, ref)
 			replaced[rc.Address] = true
 		case slices.Contains(rc.Actions, "create"):
-			kind = "create"
+			creates = append(creates, ref)
 		case slices.Contains(rc.Actions, "update"):
-			kind = "update"
+			updates = append(updates, ref)
 		case slices.Contains(rc.Actions, "delete"):
-			kind = "delete"
-		default:
-			continue
+			deletes = append(deletes, ref)
 		}
-		actions[kind] = append(actions[kind], resourceRef(rc.Type, rc.Address))
 	}
 	// The risk summary's replacement list names replacements the resource
 	// changes may leave out.
 	for _, addr := range pl.Replacement {
 		if !replaced[addr] {
-			actions["replace"] = append(actions["replace"], resourceRef("", addr))
+			replaces = append(replaces, resourceRef("", addr))
 		}
 	}
 	a := pl.Actions
-	return map[string]any{
-		"planSha256": pl.PlanSHA256, "stack": pl.Stack, "destructive": pl.Destructive,
-		"requiresManualApproval": pl.RequiresManualApproval,
-		"counts":                 map[string]any{"create": a.Create, "update": a.Update, "delete": a.Delete, "replace": a.Replace},
-		"actions": map[string]any{"create": actions["create"], "update": actions["update"],
-			"delete": actions["delete"], "replace": actions["replace"]},
-		"replacement": nonNil(pl.Replacement), "highRiskResources": nonNil(pl.HighRiskResources),
-		"sensitiveChanges": nonNil(pl.SensitiveChanges), "resourceChanges": rcs,
-	}
+	return obj(
+		kv("planSha256", str(pl.PlanSHA256)), kv("stack", str(pl.Stack)), kv("destructive", boolean(pl.Destructive)),
+		kv("requiresManualApproval", boolean(pl.RequiresManualApproval)),
+		kv("counts", obj(kv("create", ast.IntNumberTerm(a.Create)), kv("update", ast.IntNumberTerm(a.Update)),
+			kv("delete", ast.IntNumberTerm(a.Delete)), kv("replace", ast.IntNumberTerm(a.Replace)))),
+		kv("actions", obj(kv("create", ast.ArrayTerm(creates...)), kv("update", ast.ArrayTerm(updates...)),
+			kv("delete", ast.ArrayTerm(deletes...)), kv("replace", ast.ArrayTerm(replaces...)))),
+		kv("replacement", strs(pl.Replacement)), kv("highRiskResources", strs(pl.HighRiskResources)),
+		kv("sensitiveChanges", strs(pl.SensitiveChanges)), kv("resourceChanges", ast.ArrayTerm(rcs...)),
+	)
 }
 
 // resourceRef is {type, name, address} of a resource address such as
 // module.db.aws_db_instance.orders["a"]; typ, when known, wins.
-func resourceRef(typ, addr string) map[string]any {
+func resourceRef(typ, addr string) *ast.Term {
 	rest := addr
 	for strings.HasPrefix(rest, "module.") {
 		_, after, ok := strings.Cut(rest[len("module."):], ".")
@@ -207,13 +230,13 @@ func resourceRef(typ, addr string) map[string]any {
 		t = typ
 		name = firstNonEmpty(strings.TrimPrefix(rest, typ+"."), name)
 	}
-	return map[string]any{"type": t, "name": name, "address": addr}
+	return obj(kv("type", str(t)), kv("name", str(name)), kv("address", str(addr)))
 }
 
 // approvalsInput lists the change's current approvals: granted, not
 // revoked, not expired, for the plan the record is about (when there is
 // one), and not by the change's author.
-func approvalsInput(hist []past, planSHA, author string, now time.Time) map[string]any {
+func approvalsInput(hist []past, planSHA, author string, now time.Time) *ast.Term {
 	type key struct{ approver, plan string }
 	revoked := map[key]bool{}
 	for _, h := range hist {
@@ -221,19 +244,20 @@ func approvalsInput(hist []past, planSHA, author string, now time.Time) map[stri
 			revoked[key{a.Approver, a.PlanSHA256}] = true
 		}
 	}
-	current := []any{}
-	groups := []string{}
+	var current []*ast.Term
+	var groups []string
 	for _, h := range hist {
 		a := h.st.Predicate.Approval
 		if a == nil || h.st.Predicate.Kind != evidence.KindApprovalGranted || revoked[key{a.Approver, a.PlanSHA256}] ||
 			!now.Before(a.ExpiresAt) || planSHA != "" && a.PlanSHA256 != planSHA || author != "" && a.Approver == author {
 			continue
 		}
-		current = append(current, map[string]any{
-			"approver": a.Approver, "groups": nonNil(a.Groups), "planSha256": a.PlanSHA256, "commitSha": a.CommitSHA,
-			"policyDecisionSha256": a.PolicyDecisionSHA256, "approvedAt": a.ApprovedAt.UTC().Format(time.RFC3339Nano),
-			"expiresAt": a.ExpiresAt.UTC().Format(time.RFC3339Nano), "index": int64(h.index),
-		})
+		current = append(current, obj(
+			kv("approver", str(a.Approver)), kv("groups", strs(a.Groups)), kv("planSha256", str(a.PlanSHA256)),
+			kv("commitSha", str(a.CommitSHA)), kv("policyDecisionSha256", str(a.PolicyDecisionSHA256)),
+			kv("approvedAt", timeTerm(a.ApprovedAt)), kv("expiresAt", timeTerm(a.ExpiresAt)),
+			kv("index", ast.UIntNumberTerm(h.index)),
+		))
 		for _, g := range a.Groups {
 			if !slices.Contains(groups, g) {
 				groups = append(groups, g)
@@ -241,19 +265,18 @@ func approvalsInput(hist []past, planSHA, author string, now time.Time) map[stri
 		}
 	}
 	slices.Sort(groups)
-	return map[string]any{"current": current, "groups": groups}
+	return obj(kv("current", ast.ArrayTerm(current...)), kv("groups", strs(groups)))
 }
 
 // exceptionsInput lists the exceptions whose scope covers the change,
 // active and expired. An exception is active at the later of the server's
 // time and the record's occurredAt, so that a record cannot claim an old
 // time to use an expired exception.
-func (j *Judge) exceptionsInput(p *evidence.Transition, hist []past, facts map[string]string, now time.Time) map[string]any {
+func (j *Judge) exceptionsInput(p *evidence.Transition, hist []past, facts map[string]string, now time.Time) *ast.Term {
 	byID := exceptionLog{}
 	if j.cfg.Exceptions != nil {
 		for _, e := range j.cfg.Exceptions.AllExceptions() {
-			c := *e
-			byID[e.ID] = &c
+			byID[e.ID] = e
 		}
 	}
 	for _, h := range hist {
@@ -276,16 +299,17 @@ func (j *Judge) exceptionsInput(p *evidence.Transition, hist []past, facts map[s
 	}
 	sortExceptions(active)
 	sortExceptions(expired)
-	return map[string]any{"active": exceptionList(active), "expired": exceptionList(expired)}
+	return obj(kv("active", exceptionList(active)), kv("expired", exceptionList(expired)))
 }
 
-func exceptionList(es []*Exception) []any {
-	out := make([]any, 0, len(es))
+func exceptionList(es []*Exception) *ast.Term {
+	out := make([]*ast.Term, 0, len(es))
 	for _, e := range es {
-		out = append(out, map[string]any{
-			"id": e.ID, "ruleId": e.RuleID, "scope": e.Scope, "owner": e.Owner, "changeId": e.ChangeID,
-			"expiresAt": e.ExpiresAt.UTC().Format(time.RFC3339), "ended": e.Ended,
-		})
+		out = append(out, obj(
+			kv("id", str(e.ID)), kv("ruleId", str(e.RuleID)), kv("scope", str(e.Scope)), kv("owner", str(e.Owner)),
+			kv("changeId", str(e.ChangeID)), kv("expiresAt", ast.StringTerm(e.ExpiresAt.UTC().Format(time.RFC3339))),
+			kv("ended", boolean(e.Ended)),
+		))
 	}
-	return out
+	return ast.ArrayTerm(out...)
 }

@@ -22,10 +22,14 @@ deny contains {
 	lib.production
 	lib.plan_or_apply
 	required := sort({g |
-		some g in array.concat(risk_groups[risk], object.get(input.change, "requiresApprovalFrom", []))
+		some g in array.concat(risk_groups[risk], contract_groups)
 	})
 	count(required) > 0
 }
+
+contract_groups := g if {
+	g := input.change.requiresApprovalFrom
+} else := []
 
 risk := r if {
 	r := input.change.riskClass

@@ -1,0 +1,97 @@
+package policies
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+)
+
+// The bundled set is memoised on exactly the paths its rules read.
+func TestMemoPaths(t *testing.T) {
+	set, err := Load(context.Background(), Source{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.memo == nil {
+		t.Fatal("the bundled set is not memoised")
+	}
+	var got []string
+	for _, p := range set.memo.paths {
+		got = append(got, p.String())
+	}
+	for _, want := range []string{"input.approvals.groups", "input.plan.resourceChanges", "input.change.production", "input.exceptions.active"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("memo paths %v lack %s", got, want)
+		}
+	}
+	for _, never := range []string{"input.change.id", "input.record.changeId", "input.plan.planSha256", "input"} {
+		if slices.Contains(got, never) {
+			t.Errorf("memo paths %v hold %s, which no bundled rule reads", got, never)
+		}
+	}
+}
+
+// A rule reading the whole input, or a non-deterministic builtin, turns
+// the memo off.
+func TestMemoOff(t *testing.T) {
+	for name, rule := range map[string]string{
+		"whole input": `deny contains {"ruleId": "x.y"} if { count(input) > 100 }`,
+		"computed key": `deny contains {"ruleId": "x.y"} if { some k; input[k] == 1 }`,
+		"clock":        `deny contains {"ruleId": "x.y"} if { time.now_ns() > 0 }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "r.rego"), []byte("package evident.rules.r\n\n"+rule+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			set, err := Load(context.Background(), Source{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set.memo != nil {
+				t.Fatalf("memoised on %v", set.memo.paths)
+			}
+		})
+	}
+}
+
+// Inputs that differ only where no rule reads share decisions; inputs that
+// differ where a rule reads do not.
+func TestMemoAnswers(t *testing.T) {
+	ctx := context.Background()
+	set, err := Load(ctx, Source{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := NewJudge(JudgeConfig{Set: set, Log: noHistory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := benchRecord(t)
+	now := time.Date(2026, 7, 3, 9, 0, 0, 0, time.UTC)
+	first, err := set.Eval(ctx, j.input(v.Statement, "plan", nil, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Statement.Predicate.ChangeID = "CHG-other" // not read by any rule
+	val := j.input(v.Statement, "plan", nil, now)
+	if _, hit := set.memo.get(set.memo.key(val)); !hit {
+		t.Fatal("an input differing only in the change id missed the memo")
+	}
+	v.Statement.Predicate.Target.Environment = "staging" // read: change.production
+	second, err := set.Eval(ctx, j.input(v.Statement, "plan", nil, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := set.eval(ctx, j.input(v.Statement, "plan", nil, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) == 0 || slices.EqualFunc(first, second, decisionEqual) || !slices.EqualFunc(second, direct, decisionEqual) {
+		t.Fatalf("prod %+v, staging %+v, staging evaluated %+v", first, second, direct)
+	}
+}
