@@ -76,7 +76,7 @@ func ExampleTracker() {
 // appendRecord signs a record with key and appends it without judging it.
 func appendRecord(ctx context.Context, lg *ledger.Log, key ed25519.PrivateKey, tr evidence.Transition) {
 	payload, err := json.Marshal(evidence.Statement{Type: evidence.StatementType, PredicateType: evidence.PredicateType,
-		Subject: []evidence.Subject{{Name: "change", Digest: map[string]string{"sha256": fmt.Sprintf("%x", sha256.Sum256([]byte(tr.ChangeID)))}}},
+		Subject:   []evidence.Subject{{Name: "change", Digest: map[string]string{"sha256": fmt.Sprintf("%x", sha256.Sum256([]byte(tr.ChangeID)))}}},
 		Predicate: tr})
 	if err != nil {
 		log.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
 )
 
 // The bundled set is memoised on exactly the paths its rules read.
@@ -39,7 +38,7 @@ func TestMemoPaths(t *testing.T) {
 // the memo off.
 func TestMemoOff(t *testing.T) {
 	for name, rule := range map[string]string{
-		"whole input": `deny contains {"ruleId": "x.y"} if { count(input) > 100 }`,
+		"whole input":  `deny contains {"ruleId": "x.y"} if { count(input) > 100 }`,
 		"computed key": `deny contains {"ruleId": "x.y"} if { some k; input[k] == 1 }`,
 		"clock":        `deny contains {"ruleId": "x.y"} if { time.now_ns() > 0 }`,
 	} {

@@ -50,7 +50,9 @@ func TestPoliciesWalkthrough(t *testing.T) {
 	}
 	// occurredAt is filled in to the second: records of one second would be
 	// the same record.
-	nextSecond := func() { time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond))) }
+	nextSecond := func() {
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	}
 
 	// 1. Denied.
 	rc := post(plan)
