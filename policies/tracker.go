@@ -18,7 +18,7 @@ type TailLog interface {
 	// Wait blocks until the log holds more than size entries and returns
 	// its size; it returns ledger.ErrClosed once the log closes.
 	Wait(ctx context.Context, size uint64) (uint64, error)
-	Entry(ctx context.Context, i uint64) (*evidence.Entry, error)
+	Leaf(ctx context.Context, i uint64) ([]byte, error)
 }
 
 // Tracker is a projection of the log: every change's evidence
@@ -67,15 +67,15 @@ func (t *Tracker) Run(ctx context.Context) error {
 			return err
 		}
 		for i := done; i < size; i++ {
-			e, err := t.log.Entry(ctx, i)
+			leaf, err := t.log.Leaf(ctx, i)
 			if err != nil {
-				return fmt.Errorf("completeness tracker: %w", err)
+				return fmt.Errorf("completeness tracker: entry %d: %w", i, err)
 			}
-			st, err := e.Statement()
+			st, decided, err := readBrief(leaf)
 			if err != nil {
-				return fmt.Errorf("completeness tracker: %w", err)
+				return fmt.Errorf("completeness tracker: entry %d: %w", i, err)
 			}
-			t.fold(i, st, e.Meta.Decision != nil)
+			t.fold(i, st, decided)
 		}
 	}
 }
