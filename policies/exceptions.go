@@ -47,7 +47,9 @@ func (l exceptionLog) add(index uint64, st *evidence.Statement) {
 		l[e.ID] = &Exception{Exception: *e, ChangeID: p.ChangeID, Index: index, GrantedAt: p.OccurredAt, scope: sc}
 	case evidence.KindExceptionExpired:
 		if g, ok := l[e.ID]; ok {
-			g.Ended = true
+			ended := *g // exceptions may be shared (Tracker.AllExceptions): never changed in place
+			ended.Ended = true
+			l[e.ID] = &ended
 		}
 	}
 }

@@ -36,6 +36,9 @@ type Tracker struct {
 	advanced   chan struct{} // closed and replaced when done grows
 	changes    map[string]*Facts
 	exceptions exceptionLog
+	// snapshot is every exception, rebuilt when one is folded in and
+	// shared read-only with every caller of AllExceptions.
+	snapshot []*Exception
 }
 
 // NewTracker returns a tracker of log; nil contracts and production mean
@@ -92,7 +95,13 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 		}
 		f.Add(st, decided, t.prod)
 	}
-	t.exceptions.add(i, st)
+	if p.Exception != nil {
+		t.exceptions.add(i, st)
+		t.snapshot = make([]*Exception, 0, len(t.exceptions))
+		for _, e := range t.exceptions {
+			t.snapshot = append(t.snapshot, e)
+		}
+	}
 	t.done = i + 1
 	close(t.advanced)
 	t.advanced = make(chan struct{})
@@ -204,16 +213,12 @@ func (t *Tracker) Rates() []Rate {
 
 // AllExceptions returns every exception granted in the log so far, active
 // or not, in no particular order. The Judge reads it for exceptions granted
-// under other changes.
+// under other changes, for every record, so it is not copied: the slice
+// and the exceptions are read-only.
 func (t *Tracker) AllExceptions() []*Exception {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]*Exception, 0, len(t.exceptions))
-	for _, e := range t.exceptions {
-		c := *e
-		out = append(out, &c)
-	}
-	return out
+	return t.snapshot
 }
 
 // Expiring returns the exceptions active at now that expire within the
@@ -223,7 +228,8 @@ func (t *Tracker) Expiring(now time.Time, within time.Duration) []*Exception {
 	var out []*Exception
 	for _, e := range t.AllExceptions() {
 		if e.Active(now) && e.ExpiresAt.Sub(now) <= within {
-			out = append(out, e)
+			c := *e
+			out = append(out, &c)
 		}
 	}
 	slices.SortFunc(out, func(a, b *Exception) int {
