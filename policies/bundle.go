@@ -48,6 +48,7 @@ type Set struct {
 	info  evidence.PolicySet
 	query rego.PreparedEvalQuery
 	memo  *memo // nil when the set cannot be memoised
+	reads reads // the input members the rules read; nil: all
 }
 
 // file is one file of a policy set.
@@ -122,6 +123,7 @@ func compile(ctx context.Context, files []file, data map[string]any) (*Set, erro
 	s := &Set{info: info, query: pq}
 	if paths, ok := memoPaths(c); ok {
 		s.memo = newMemo(paths, memoSize)
+		s.reads = readsOf(paths)
 	}
 	return s, nil
 }

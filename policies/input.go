@@ -13,8 +13,47 @@ import (
 // The input is built as OPA values directly: converting Go maps costs
 // more than the evaluation of a remembered decision.
 
-// kv is one member of an input object.
-func kv(k string, v *ast.Term) [2]*ast.Term { return ast.Item(ast.StringTerm(k), v) }
+// kv is one member of an input object. The input's member names are
+// shared terms (inputKeys): values are never changed once built, as OPA's
+// own interned terms are not, and a record's input then allocates only its
+// values.
+func kv(k string, v *ast.Term) [2]*ast.Term {
+	key, ok := inputKeys[k]
+	if !ok {
+		key = ast.StringTerm(k) // a resource attribute's name
+	}
+	return ast.Item(key, v)
+}
+
+// inputKeys is a read-only table of the input's member names.
+var inputKeys = map[string]*ast.Term{
+	"account": ast.StringTerm("account"), "actions": ast.StringTerm("actions"), "active": ast.StringTerm("active"),
+	"actor": ast.StringTerm("actor"), "address": ast.StringTerm("address"), "application": ast.StringTerm("application"),
+	"approvals": ast.StringTerm("approvals"), "approvedAt": ast.StringTerm("approvedAt"), "approvedBy": ast.StringTerm("approvedBy"),
+	"approver": ast.StringTerm("approver"), "artifact": ast.StringTerm("artifact"), "attributes": ast.StringTerm("attributes"),
+	"author": ast.StringTerm("author"), "breakglass": ast.StringTerm("breakglass"), "change": ast.StringTerm("change"),
+	"changeId": ast.StringTerm("changeId"), "cloud": ast.StringTerm("cloud"), "cluster": ast.StringTerm("cluster"),
+	"commitSha": ast.StringTerm("commitSha"), "counts": ast.StringTerm("counts"), "create": ast.StringTerm("create"),
+	"current": ast.StringTerm("current"), "dataClass": ast.StringTerm("dataClass"), "delete": ast.StringTerm("delete"),
+	"destructive": ast.StringTerm("destructive"), "digest": ast.StringTerm("digest"), "emergency": ast.StringTerm("emergency"),
+	"ended": ast.StringTerm("ended"), "environment": ast.StringTerm("environment"), "exceptions": ast.StringTerm("exceptions"),
+	"expired": ast.StringTerm("expired"), "expiresAt": ast.StringTerm("expiresAt"), "groups": ast.StringTerm("groups"),
+	"highRiskResources": ast.StringTerm("highRiskResources"), "id": ast.StringTerm("id"), "image": ast.StringTerm("image"),
+	"incident": ast.StringTerm("incident"), "index": ast.StringTerm("index"), "kind": ast.StringTerm("kind"),
+	"name": ast.StringTerm("name"), "namespace": ast.StringTerm("namespace"), "occurredAt": ast.StringTerm("occurredAt"),
+	"owner": ast.StringTerm("owner"), "phase": ast.StringTerm("phase"), "plan": ast.StringTerm("plan"),
+	"planSha256": ast.StringTerm("planSha256"), "policyDecisionSha256": ast.StringTerm("policyDecisionSha256"), "production": ast.StringTerm("production"),
+	"protectedBranch": ast.StringTerm("protectedBranch"), "provenance": ast.StringTerm("provenance"), "pruned": ast.StringTerm("pruned"),
+	"reason": ast.StringTerm("reason"), "record": ast.StringTerm("record"), "region": ast.StringTerm("region"),
+	"replace": ast.StringTerm("replace"), "replacement": ast.StringTerm("replacement"), "repository": ast.StringTerm("repository"),
+	"requiresApprovalFrom": ast.StringTerm("requiresApprovalFrom"), "requiresManualApproval": ast.StringTerm("requiresManualApproval"), "resourceChanges": ast.StringTerm("resourceChanges"),
+	"result": ast.StringTerm("result"), "reviewedBy": ast.StringTerm("reviewedBy"), "revision": ast.StringTerm("revision"),
+	"riskClass": ast.StringTerm("riskClass"), "ruleId": ast.StringTerm("ruleId"), "sbomDigest": ast.StringTerm("sbomDigest"),
+	"scope": ast.StringTerm("scope"), "sensitiveChanges": ast.StringTerm("sensitiveChanges"), "service": ast.StringTerm("service"),
+	"signed": ast.StringTerm("signed"), "signerIdentity": ast.StringTerm("signerIdentity"), "sourceBranch": ast.StringTerm("sourceBranch"),
+	"sourcePath": ast.StringTerm("sourcePath"), "sourceRepo": ast.StringTerm("sourceRepo"), "stack": ast.StringTerm("stack"),
+	"sync": ast.StringTerm("sync"), "type": ast.StringTerm("type"), "update": ast.StringTerm("update"),
+}
 
 func obj(members ...[2]*ast.Term) *ast.Term { return ast.ObjectTerm(members...) }
 
@@ -32,9 +71,83 @@ func strs(ss []string) *ast.Term {
 
 func timeTerm(t time.Time) *ast.Term { return ast.StringTerm(t.UTC().Format(time.RFC3339Nano)) }
 
+// reads is which input members the policies read: for each top-level
+// member, all of its fields or only some. nil reads everything.
+type reads map[string]readFields
+
+type readFields struct {
+	all    bool
+	fields map[string]bool
+}
+
+// readsOf derives reads from the input paths the policies read.
+func readsOf(paths []ast.Ref) reads {
+	r := reads{}
+	for _, p := range paths {
+		top := string(p[1].Value.(ast.String))
+		rf := r[top]
+		if len(p) == 2 {
+			rf.all = true
+		} else {
+			if rf.fields == nil {
+				rf.fields = map[string]bool{}
+			}
+			rf.fields[string(p[2].Value.(ast.String))] = true
+		}
+		r[top] = rf
+	}
+	return r
+}
+
+func (r reads) top(k string) bool {
+	if r == nil {
+		return true
+	}
+	_, ok := r[k]
+	return ok
+}
+
+func (r reads) object(top string, n int) *objectBuilder {
+	b := &objectBuilder{top: top, members: make([][2]*ast.Term, 0, n)}
+	if r != nil {
+		rf := r[top]
+		b.only = &rf
+	}
+	return b
+}
+
+// objectBuilder builds an input member with only the fields read.
+type objectBuilder struct {
+	top     string
+	only    *readFields // nil: every field
+	members [][2]*ast.Term
+}
+
+func (b *objectBuilder) wants(k string) bool {
+	return b.only == nil || b.only.all || b.only.fields[k]
+}
+
+func (b *objectBuilder) add(k string, v *ast.Term) { b.members = append(b.members, kv(k, v)) }
+
+func (b *objectBuilder) str(k, v string) {
+	if b.wants(k) {
+		b.add(k, ast.StringTerm(v))
+	}
+}
+
+func (b *objectBuilder) boolean(k string, v bool) {
+	if b.wants(k) {
+		b.add(k, ast.BooleanTerm(v))
+	}
+}
+
+func (b *objectBuilder) member() [2]*ast.Term { return kv(b.top, ast.ObjectTerm(b.members...)) }
+
 // input builds the enriched policy input (case study section 10) for a
 // record from the change's earlier entries. docs/policies.md lists its
-// fields.
+// fields. Members no rule of the set reads are left out (Set.reads): the
+// rules cannot tell, and building them would cost more than evaluating a
+// remembered decision.
 func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.Time) ast.Value {
 	p := &st.Predicate
 	// The change as its records tell it: the record's own fields win over
@@ -67,48 +180,88 @@ func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.T
 	if plan != nil {
 		planSHA = plan.PlanSHA256
 	}
+	r := j.cfg.Set.reads
 	members := make([][2]*ast.Term, 0, 9)
-	members = append(members,
-		kv("record", obj(
-			kv("kind", str(string(p.Kind))), kv("phase", str(ph)), kv("changeId", str(p.ChangeID)),
-			kv("actor", str(p.Actor)), kv("occurredAt", timeTerm(p.OccurredAt)), kv("emergency", boolean(p.Emergency)),
-		)),
-		kv("change", obj(
-			kv("id", str(p.ChangeID)), kv("environment", str(tg.Environment)),
-			kv("production", boolean(j.cfg.Production.Production(tg.Environment))),
-			kv("cloud", str(tg.Cloud)), kv("account", str(tg.Account)), kv("region", str(tg.Region)),
-			kv("stack", str(tg.Stack)), kv("cluster", str(tg.Cluster)), kv("namespace", str(tg.Namespace)),
-			kv("application", str(tg.Application)), kv("service", str(tg.Service)), kv("dataClass", str(tg.DataClass)),
-			kv("riskClass", str(risk)), kv("emergency", boolean(emergency)), kv("repository", str(src.Repository)),
-			kv("commitSha", str(src.CommitSHA)), kv("author", str(author)), kv("requiresApprovalFrom", strs(required)),
-		)),
-		kv("approvals", approvalsInput(hist, planSHA, author, now)),
-		kv("exceptions", j.exceptionsInput(p, hist, facts(p.ChangeID, src, tg), now)),
-	)
-	if plan != nil {
-		members = append(members, kv("plan", planInput(plan)))
+	if r.top("record") {
+		b := r.object("record", 6)
+		b.str("kind", string(p.Kind))
+		b.str("phase", ph)
+		b.str("changeId", p.ChangeID)
+		b.str("actor", p.Actor)
+		if b.wants("occurredAt") {
+			b.add("occurredAt", timeTerm(p.OccurredAt))
+		}
+		b.boolean("emergency", p.Emergency)
+		members = append(members, b.member())
+	}
+	if r.top("change") {
+		b := r.object("change", 18)
+		b.str("id", p.ChangeID)
+		b.str("environment", tg.Environment)
+		b.boolean("production", j.cfg.Production.Production(tg.Environment))
+		b.str("cloud", tg.Cloud)
+		b.str("account", tg.Account)
+		b.str("region", tg.Region)
+		b.str("stack", tg.Stack)
+		b.str("cluster", tg.Cluster)
+		b.str("namespace", tg.Namespace)
+		b.str("application", tg.Application)
+		b.str("service", tg.Service)
+		b.str("dataClass", tg.DataClass)
+		b.str("riskClass", risk)
+		b.boolean("emergency", emergency)
+		b.str("repository", src.Repository)
+		b.str("commitSha", src.CommitSHA)
+		b.str("author", author)
+		if b.wants("requiresApprovalFrom") {
+			b.add("requiresApprovalFrom", strs(required))
+		}
+		members = append(members, b.member())
+	}
+	if r.top("approvals") {
+		members = append(members, kv("approvals", approvalsInput(hist, planSHA, author, now)))
+	}
+	if r.top("exceptions") {
+		members = append(members, kv("exceptions", j.exceptionsInput(p, hist, facts(p.ChangeID, src, tg), now)))
+	}
+	if plan != nil && r.top("plan") {
+		members = append(members, planInput(plan, r.object("plan", 10)))
 	}
 	switch {
-	case p.ArtifactAdmission != nil:
+	case p.ArtifactAdmission != nil && r.top("artifact"):
 		a := p.ArtifactAdmission
-		members = append(members, kv("artifact", obj(
-			kv("image", str(a.Image)), kv("digest", str(a.Digest)), kv("signed", boolean(a.Signed)),
-			kv("signerIdentity", str(a.SignerIdentity)), kv("sourceBranch", str(a.SourceBranch)),
-			kv("protectedBranch", boolean(a.ProtectedBranch)), kv("sbomDigest", str(a.SBOMDigest)),
-			kv("provenance", str(a.Provenance)), kv("result", str(a.Result)),
-		)))
-	case p.Breakglass != nil:
-		b := p.Breakglass
-		members = append(members, kv("breakglass", obj(
-			kv("incident", str(b.Incident)), kv("reason", str(b.Reason)), kv("reviewedBy", str(b.ReviewedBy)),
-			kv("approvedBy", strs(b.ApprovedBy)),
-		)))
-	case p.Sync != nil:
+		b := r.object("artifact", 9)
+		b.str("image", a.Image)
+		b.str("digest", a.Digest)
+		b.boolean("signed", a.Signed)
+		b.str("signerIdentity", a.SignerIdentity)
+		b.str("sourceBranch", a.SourceBranch)
+		b.boolean("protectedBranch", a.ProtectedBranch)
+		b.str("sbomDigest", a.SBOMDigest)
+		b.str("provenance", a.Provenance)
+		b.str("result", a.Result)
+		members = append(members, b.member())
+	case p.Breakglass != nil && r.top("breakglass"):
+		bg := p.Breakglass
+		b := r.object("breakglass", 4)
+		b.str("incident", bg.Incident)
+		b.str("reason", bg.Reason)
+		b.str("reviewedBy", bg.ReviewedBy)
+		if b.wants("approvedBy") {
+			b.add("approvedBy", strs(bg.ApprovedBy))
+		}
+		members = append(members, b.member())
+	case p.Sync != nil && r.top("sync"):
 		sy := p.Sync
-		members = append(members, kv("sync", obj(
-			kv("application", str(sy.Application)), kv("revision", str(sy.Revision)), kv("sourceRepo", str(sy.SourceRepo)),
-			kv("sourcePath", str(sy.SourcePath)), kv("pruned", strs(sy.Pruned)),
-		)))
+		b := r.object("sync", 5)
+		b.str("application", sy.Application)
+		b.str("revision", sy.Revision)
+		b.str("sourceRepo", sy.SourceRepo)
+		b.str("sourcePath", sy.SourcePath)
+		if b.wants("pruned") {
+			b.add("pruned", strs(sy.Pruned))
+		}
+		members = append(members, b.member())
 	}
 	return ast.NewObject(members...)
 }
@@ -169,28 +322,59 @@ func choosePlan(p *evidence.Transition, hist []past) *evidence.Plan {
 	return latest
 }
 
-func planInput(pl *evidence.Plan) *ast.Term {
+func planInput(pl *evidence.Plan, b *objectBuilder) [2]*ast.Term {
+	b.str("planSha256", pl.PlanSHA256)
+	b.str("stack", pl.Stack)
+	b.boolean("destructive", pl.Destructive)
+	b.boolean("requiresManualApproval", pl.RequiresManualApproval)
+	if b.wants("counts") {
+		a := pl.Actions
+		b.add("counts", obj(kv("create", ast.IntNumberTerm(a.Create)), kv("update", ast.IntNumberTerm(a.Update)),
+			kv("delete", ast.IntNumberTerm(a.Delete)), kv("replace", ast.IntNumberTerm(a.Replace))))
+	}
+	for _, l := range [...]struct {
+		name string
+		v    []string
+	}{{"replacement", pl.Replacement}, {"highRiskResources", pl.HighRiskResources}, {"sensitiveChanges", pl.SensitiveChanges}} {
+		if b.wants(l.name) {
+			b.add(l.name, strs(l.v))
+		}
+	}
+	if b.wants("resourceChanges") {
+		rcs := make([]*ast.Term, 0, len(pl.ResourceChanges))
+		for _, rc := range pl.ResourceChanges {
+			attrs := make([][2]*ast.Term, 0, len(rc.Attributes))
+			for k, v := range rc.Attributes {
+				attrs = append(attrs, kv(k, str(v)))
+			}
+			rcs = append(rcs, obj(kv("address", str(rc.Address)), kv("type", str(rc.Type)), kv("actions", strs(rc.Actions)),
+				kv("attributes", obj(attrs...))))
+		}
+		b.add("resourceChanges", ast.ArrayTerm(rcs...))
+	}
+	if b.wants("actions") {
+		b.add("actions", planActions(pl))
+	}
+	return b.member()
+}
+
+// planActions groups the plan's resources by action, as section 10's
+// input shows: {create, update, delete, replace: [{type, name, address}]}.
+func planActions(pl *evidence.Plan) *ast.Term {
 	var creates, updates, deletes, replaces []*ast.Term
-	rcs := make([]*ast.Term, 0, len(pl.ResourceChanges))
 	replaced := map[string]bool{}
 	for _, rc := range pl.ResourceChanges {
-		attrs := make([][2]*ast.Term, 0, len(rc.Attributes))
-		for k, v := range rc.Attributes {
-			attrs = append(attrs, kv(k, str(v)))
-		}
-		rcs = append(rcs, obj(kv("address", str(rc.Address)), kv("type", str(rc.Type)), kv("actions", strs(rc.Actions)),
-			kv("attributes", obj(attrs...))))
-		ref := resourceRef(rc.Type, rc.Address)
+		ref := func() *ast.Term { return resourceRef(rc.Type, rc.Address) }
 		switch {
 		case slices.Contains(rc.Actions, "create") && slices.Contains(rc.Actions, "delete"):
-			replaces = append(replaces, ref)
+			replaces = append(replaces, ref())
 			replaced[rc.Address] = true
 		case slices.Contains(rc.Actions, "create"):
-			creates = append(creates, ref)
+			creates = append(creates, ref())
 		case slices.Contains(rc.Actions, "update"):
-			updates = append(updates, ref)
+			updates = append(updates, ref())
 		case slices.Contains(rc.Actions, "delete"):
-			deletes = append(deletes, ref)
+			deletes = append(deletes, ref())
 		}
 	}
 	// The risk summary's replacement list names replacements the resource
@@ -200,17 +384,8 @@ func planInput(pl *evidence.Plan) *ast.Term {
 			replaces = append(replaces, resourceRef("", addr))
 		}
 	}
-	a := pl.Actions
-	return obj(
-		kv("planSha256", str(pl.PlanSHA256)), kv("stack", str(pl.Stack)), kv("destructive", boolean(pl.Destructive)),
-		kv("requiresManualApproval", boolean(pl.RequiresManualApproval)),
-		kv("counts", obj(kv("create", ast.IntNumberTerm(a.Create)), kv("update", ast.IntNumberTerm(a.Update)),
-			kv("delete", ast.IntNumberTerm(a.Delete)), kv("replace", ast.IntNumberTerm(a.Replace)))),
-		kv("actions", obj(kv("create", ast.ArrayTerm(creates...)), kv("update", ast.ArrayTerm(updates...)),
-			kv("delete", ast.ArrayTerm(deletes...)), kv("replace", ast.ArrayTerm(replaces...)))),
-		kv("replacement", strs(pl.Replacement)), kv("highRiskResources", strs(pl.HighRiskResources)),
-		kv("sensitiveChanges", strs(pl.SensitiveChanges)), kv("resourceChanges", ast.ArrayTerm(rcs...)),
-	)
+	return obj(kv("create", ast.ArrayTerm(creates...)), kv("update", ast.ArrayTerm(updates...)),
+		kv("delete", ast.ArrayTerm(deletes...)), kv("replace", ast.ArrayTerm(replaces...)))
 }
 
 // resourceRef is {type, name, address} of a resource address such as

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"evident.dev/evident/evidence"
 )
 
 // The bundled set is memoised on exactly the paths its rules read.
@@ -92,5 +94,56 @@ func TestMemoAnswers(t *testing.T) {
 	}
 	if len(first) == 0 || slices.EqualFunc(first, second, decisionEqual) || !slices.EqualFunc(second, direct, decisionEqual) {
 		t.Fatalf("prod %+v, staging %+v, staging evaluated %+v", first, second, direct)
+	}
+}
+
+// Leaving out the members no rule reads changes no decision: every example
+// record is judged the same with the whole input.
+func TestPrunedInputDecidesAlike(t *testing.T) {
+	ctx := context.Background()
+	set, err := Load(ctx, Source{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := *set
+	whole.reads = nil
+	pruned, err := NewJudge(JudgeConfig{Set: set, Log: noHistory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := NewJudge(JudgeConfig{Set: &whole, Log: noHistory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 7, 3, 9, 0, 0, 0, time.UTC)
+	judged := 0
+	for _, k := range evidence.Kinds() {
+		ph := phase(k)
+		if ph == "" {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("../evidence/testdata/kinds", string(k)+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := evidence.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := set.eval(ctx, pruned.input(st, ph, nil, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := set.eval(ctx, full.input(st, ph, nil, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(a, b, decisionEqual) {
+			t.Errorf("%s: pruned input decides %+v, whole input %+v", k, a, b)
+		}
+		judged += len(a)
+	}
+	if judged == 0 {
+		t.Fatal("no example record got a decision: the comparison is vacuous")
 	}
 }
