@@ -35,7 +35,7 @@ func TestRego(t *testing.T) {
 			t.Errorf("rule %s has no %s", f.path, strings.TrimSuffix(f.path, ".rego")+"_test.rego")
 		}
 	}
-	ch, err := tester.NewRunner().SetModules(modules).Run(context.Background(), modules)
+	ch, err := tester.NewRunner().SetModules(modules).RunTests(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
