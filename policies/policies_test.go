@@ -2,9 +2,11 @@ package policies_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -448,5 +450,43 @@ deny contains {"ruleId": "payments.restricted-data.requires-dpo", "severity": "h
 	}
 	if p := st.Predicate.Trust.Policies; p == nil || p.BundleSHA256 != bundledOnly.Digest() {
 		t.Fatalf("trust.updated policies = %+v", p)
+	}
+}
+
+// Records judged concurrently get the decision each would get alone (the
+// memo is shared), and the tracker counts every change.
+func TestConcurrentJudging(t *testing.T) {
+	s := newServer(t, policies.Source{})
+	const workers, each = 6, 15
+	digests := make(chan string, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				tr := dbReplacement(fmt.Sprintf("CHG-P-%d-%d", w, i), "prod")
+				a := s.post(tr)
+				if a.status != http.StatusCreated || a.receipt.Decision == nil {
+					t.Errorf("post: %d %+v", a.status, a.refusal)
+					return
+				}
+				digests <- a.receipt.PolicyDecisionSHA256
+			}
+		}()
+	}
+	wg.Wait()
+	close(digests)
+	seen := map[string]int{}
+	for d := range digests {
+		seen[d]++
+	}
+	if len(seen) != 1 {
+		t.Fatalf("records of one shape got %d different decisions", len(seen))
+	}
+	s.sync()
+	rates := s.tracker.Rates()
+	if len(rates) != 1 || rates[0].Changes != workers*each {
+		t.Fatalf("rates = %+v", rates)
 	}
 }
