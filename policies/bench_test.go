@@ -2,6 +2,7 @@ package policies
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"crypto/ed25519"
@@ -117,7 +118,11 @@ func BenchmarkJudge(b *testing.B) {
 // noHistory is a log without entries.
 type noHistory struct{}
 
-func (noHistory) Entries(context.Context, ledger.Query) ([]*evidence.Entry, error) { return nil, nil }
+func (noHistory) Lookup(context.Context, ledger.Query) ([]uint64, error) { return nil, nil }
+
+func (noHistory) Entry(context.Context, uint64) (*evidence.Entry, error) {
+	return nil, errors.New("no entries")
+}
 
 func decisionEqual(a, b evidence.Decision) bool {
 	return a.Result == b.Result && a.RuleID == b.RuleID && a.Message == b.Message && a.ExceptionID == b.ExceptionID &&

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -14,10 +15,12 @@ import (
 	"evident.dev/evident/verifier"
 )
 
-// ChangeReader reads the entries of one change from the log, in log order.
-// *ledger.Log implements it; it must see every acknowledged entry.
+// ChangeReader reads the entries of one change from the log: Lookup
+// lists their indexes in log order, Entry reads one. *ledger.Log
+// implements it; it must see every acknowledged entry.
 type ChangeReader interface {
-	Entries(ctx context.Context, q ledger.Query) ([]*evidence.Entry, error)
+	Lookup(ctx context.Context, q ledger.Query) ([]uint64, error)
+	Entry(ctx context.Context, i uint64) (*evidence.Entry, error)
 }
 
 // ExceptionSource lists exceptions granted under any change, for the
@@ -65,7 +68,15 @@ type JudgeConfig struct {
 // Safe for concurrent use.
 type Judge struct {
 	cfg JudgeConfig
+
+	mu   sync.Mutex // guards seen
+	seen map[uint64]past
 }
+
+// maxSeen bounds the decoded entries a judge keeps: entries never change,
+// and the records of a change arrive close together, so a change's
+// history is decoded once rather than once per record.
+const maxSeen = 1 << 16
 
 // Judgement is what the judge adds to an entry (ingest.Judgement's fields).
 type Judgement struct {
@@ -93,7 +104,7 @@ func NewJudge(cfg JudgeConfig) (*Judge, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Judge{cfg: cfg}, nil
+	return &Judge{cfg: cfg, seen: map[uint64]past{}}, nil
 }
 
 // phase is what the rules call a judged record's stage; "" is not judged.
@@ -157,7 +168,7 @@ func (j *Judge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, err
 	return out, nil
 }
 
-// past is one earlier entry of the change.
+// past is one earlier entry of the change; st is shared and read-only.
 type past struct {
 	index   uint64
 	st      *evidence.Statement
@@ -165,17 +176,33 @@ type past struct {
 }
 
 func (j *Judge) history(ctx context.Context, changeID string) ([]past, error) {
-	es, err := j.cfg.Log.Entries(ctx, ledger.Query{Name: ledger.TermChange, Value: changeID, Limit: j.cfg.MaxHistory})
+	idx, err := j.cfg.Log.Lookup(ctx, ledger.Query{Name: ledger.TermChange, Value: changeID, Limit: j.cfg.MaxHistory})
 	if err != nil {
 		return nil, fmt.Errorf("policies: read change %s: %w", changeID, err)
 	}
-	out := make([]past, 0, len(es))
-	for _, e := range es {
-		st, err := e.Statement()
-		if err != nil {
-			return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
+	out := make([]past, 0, len(idx))
+	for _, i := range idx {
+		j.mu.Lock()
+		h, ok := j.seen[i]
+		j.mu.Unlock()
+		if !ok {
+			e, err := j.cfg.Log.Entry(ctx, i)
+			if err != nil {
+				return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
+			}
+			st, err := e.Statement()
+			if err != nil {
+				return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
+			}
+			h = past{index: i, st: st, decided: e.Meta.Decision != nil}
+			j.mu.Lock()
+			if len(j.seen) >= maxSeen {
+				clear(j.seen) // bounded; the changes in flight refill it
+			}
+			j.seen[i] = h
+			j.mu.Unlock()
 		}
-		out = append(out, past{index: e.Index, st: st, decided: e.Meta.Decision != nil})
+		out = append(out, h)
 	}
 	return out, nil
 }
