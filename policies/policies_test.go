@@ -382,6 +382,13 @@ func TestCompleteness(t *testing.T) {
 	if !st.Closed || st.Complete() {
 		t.Fatalf("CHG-C-2 = %+v", st)
 	}
+	incomplete := s.tracker.Changes(func(st policies.Status) bool { return st.Closed && !st.Complete() })
+	if len(incomplete) != 1 || incomplete[0].ChangeID != "CHG-C-2" {
+		t.Fatalf("closed incomplete changes = %+v", incomplete)
+	}
+	if all := s.tracker.Changes(nil); len(all) != 3 {
+		t.Fatalf("changes = %+v", all)
+	}
 	rates := s.tracker.Rates()
 	want := []policies.Rate{
 		{Environment: "dev", Class: "non-production-infra-change", Changes: 1, Rate: 1},
