@@ -148,8 +148,9 @@ func (j *Judge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, err
 		if err != nil {
 			return Judgement{}, err
 		}
-		out.Decision = &evidence.Policy{Result: Overall(decisions), BundleSHA256: j.cfg.Set.Digest(), Decisions: decisions}
-		out.Findings = decisionFindings(decisions)
+		plan := ph == "plan"
+		out.Decision = &evidence.Policy{Result: Overall(decisions, plan), BundleSHA256: j.cfg.Set.Digest(), Decisions: decisions}
+		out.Findings = decisionFindings(decisions, plan)
 	}
 	if closing {
 		var f Facts
@@ -208,14 +209,18 @@ func (j *Judge) history(ctx context.Context, changeID string) ([]past, error) {
 }
 
 // Overall is a policy's result from its decisions: deny if any denies,
-// else warn if any warns, else allow.
-func Overall(ds []evidence.Decision) string {
+// else warn if any warns, else allow. On a plan (plan true), which
+// approvals bind to, a deny that names requiredApprovers is what those
+// approvals lift, and the apply gate checks them: it makes the plan's
+// result warn, not deny. Only a deny that approvals cannot lift (an
+// exception can) makes a plan's result deny.
+func Overall(ds []evidence.Decision, plan bool) string {
 	result := "allow"
 	for _, d := range ds {
-		switch d.Result {
-		case "deny":
+		switch {
+		case d.Result == "deny" && !(plan && len(d.RequiredApprovers) > 0):
 			return "deny"
-		case "warn":
+		case d.Result == "deny", d.Result == "warn":
 			result = "warn"
 		}
 	}
@@ -223,11 +228,16 @@ func Overall(ds []evidence.Decision) string {
 }
 
 // decisionFindings turns denials and exception use into findings, so
-// that they are indexed and counted like every other finding.
-func decisionFindings(ds []evidence.Decision) []evidence.Finding {
+// that they are indexed and counted like every other finding. On a plan,
+// a deny that approvals lift is an approval requirement, not a denial.
+func decisionFindings(ds []evidence.Decision, plan bool) []evidence.Finding {
 	var out []evidence.Finding
 	for _, d := range ds {
-		if d.Result == "deny" {
+		switch {
+		case d.Result == "deny" && plan && len(d.RequiredApprovers) > 0:
+			out = append(out, evidence.Finding{Code: "policy.approval-required", Severity: "info", Message: d.Message,
+				Evidence: map[string]string{"ruleId": d.RuleID, "requiredApprovers": strings.Join(d.RequiredApprovers, ",")}})
+		case d.Result == "deny":
 			out = append(out, evidence.Finding{Code: "policy.deny", Severity: cmp.Or(d.Severity, "high"), Message: d.Message,
 				Evidence: map[string]string{"ruleId": d.RuleID}})
 		}

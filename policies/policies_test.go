@@ -48,15 +48,20 @@ func TestDatabaseReplacementNeedsDatabaseOwners(t *testing.T) {
 		!slices.Equal(d.Evidence, []string{"plan.action.replace.aws_db_parameter_group.orders"}) {
 		t.Fatalf("decision = %+v", d)
 	}
-	if rc.Decision.Result != "deny" || rc.Decision.BundleSHA256 != s.set.Digest() {
-		t.Fatalf("policy = %+v, want deny by bundle %s", rc.Decision, s.set.Digest())
+	// Approvals lift every deny of this plan: its result is warn, and the
+	// gate requires the approvals.
+	if rc.Decision.Result != "warn" || rc.Decision.BundleSHA256 != s.set.Digest() {
+		t.Fatalf("policy = %+v, want warn by bundle %s", rc.Decision, s.set.Digest())
 	}
 	e := s.entry(rc.Index)
 	if e.Meta.Decision == nil || e.Meta.Decision.Digest() != rc.PolicyDecisionSHA256 || rc.PolicyDecisionSHA256 != rc.Decision.Digest() {
 		t.Fatalf("stored decision digest %v, receipt %s", e.Meta.Decision, rc.PolicyDecisionSHA256)
 	}
-	if f, ok := finding(rc, "policy.deny"); !ok || f.Evidence["ruleId"] == "" {
+	if f, ok := finding(rc, "policy.approval-required"); !ok || f.Evidence["requiredApprovers"] == "" {
 		t.Fatalf("findings = %+v", rc.Findings)
+	}
+	if f, ok := finding(rc, "policy.deny"); ok {
+		t.Fatalf("a deny that approvals lift is a policy.deny finding on the plan: %+v", f)
 	}
 
 	// Not in production: no such rule fires.
@@ -67,8 +72,12 @@ func TestDatabaseReplacementNeedsDatabaseOwners(t *testing.T) {
 	// The apply of the same plan: denied without approvals, lifted once
 	// database owners, platform-infra and security approved this plan.
 	apply := record(evidence.KindApplyStarted, "CHG-DB-1", "prod")
-	if d := decision(t, s.mustPost(apply), dbRule); d.Result != "deny" {
-		t.Fatalf("apply without approvals: %+v", d)
+	rc = s.mustPost(apply)
+	if d := decision(t, rc, dbRule); d.Result != "deny" || rc.Decision.Result != "deny" {
+		t.Fatalf("apply without approvals: %+v", rc.Decision)
+	}
+	if _, ok := finding(rc, "policy.deny"); !ok {
+		t.Fatalf("apply without approvals: findings %+v", rc.Findings)
 	}
 	s.mustPost(approval("CHG-DB-1", "dana@example.com", "database-owners"))
 	s.mustPost(approval("CHG-DB-1", "sam@example.com", "platform-infra", "security"))
@@ -144,8 +153,9 @@ func publicBucket(change, env string) evidence.Transition {
 // again once it expires, naming the expired exception.
 func TestPublicBucketExceptionAndExpiry(t *testing.T) {
 	s := newServer(t, policies.Source{})
-	if d := decision(t, s.mustPost(publicBucket("CHG-B-1", "prod")), bucketRule); d.Result != "deny" || d.ExceptionID != "" {
-		t.Fatalf("without exception: %+v", d)
+	rc0 := s.mustPost(publicBucket("CHG-B-1", "prod"))
+	if d := decision(t, rc0, bucketRule); d.Result != "deny" || d.ExceptionID != "" || rc0.Decision.Result != "deny" {
+		t.Fatalf("without exception: %+v", rc0.Decision)
 	}
 	expires := t0.Add(30 * 24 * time.Hour)
 	s.mustPost(exception("CHG-B-1", "EXC-2026-071", bucketRule, "infra-live:prod/aws/account-shared-prod/*", expires))
