@@ -16,9 +16,11 @@ import (
 
 // PoliciesConfig is the policies section of the server's configuration.
 type PoliciesConfig struct {
-	// Disabled turns policy evaluation off: records are appended without a
-	// decision.
-	Disabled bool `yaml:"disabled"`
+	// Enabled turns policy evaluation on. It is off by default until the
+	// approval guide binds approvals to policy decisions: with policies on,
+	// the gate requires the approvals the decisions name, bound to the
+	// plan's decision digest.
+	Enabled bool `yaml:"enabled"`
 	// Dir is a directory of operators' Rego modules; Bundle an OPA bundle
 	// (.tar.gz or directory). Both add to the bundled rules.
 	Dir    string `yaml:"dir"`
@@ -45,7 +47,7 @@ type serverPolicies struct {
 // records the set).
 func loadPolicies(ctx context.Context, c *Config) (*serverPolicies, error) {
 	pc := c.Policies
-	if pc.Disabled {
+	if !pc.Enabled {
 		return nil, nil
 	}
 	set, err := policies.Load(ctx, policies.Source{Dir: c.path(pc.Dir), Bundle: c.path(pc.Bundle)})

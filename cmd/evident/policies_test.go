@@ -19,7 +19,8 @@ import (
 // exception expires the rule applies again.
 func TestPoliciesWalkthrough(t *testing.T) {
 	work := t.TempDir()
-	srv := startServe(t, work, "--listen", "127.0.0.1:0")
+	writeFile(t, filepath.Join(work, "evident.yaml"), "policies:\n  enabled: true\n")
+	srv := startServe(t, work, "--config", "evident.yaml", "--listen", "127.0.0.1:0")
 	key := filepath.Join(work, "evident-data", "dev-runner.key")
 	plan, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
 	if err != nil {
