@@ -56,6 +56,7 @@ type server struct {
 	tracker *policies.Tracker
 	clock   atomic.Int64
 	logKey  ed25519.PrivateKey
+	keys    map[string]ed25519.PrivateKey // approvers' keys by e-mail
 	signer  *ledger.NoteSigner
 	trust   verifier.TrustConfig
 }
@@ -71,7 +72,13 @@ func (s *server) restartTrust(set *policies.Set) {
 	}
 }
 
-func newServer(t testing.TB, src policies.Source) *server {
+// approver is a person whose key signs their approvals, in groups.
+type approver struct {
+	name, email string
+	groups      []string
+}
+
+func newServer(t testing.TB, src policies.Source, approvers ...approver) *server {
 	t.Helper()
 	ctx := context.Background()
 	s := &server{t: t}
@@ -96,6 +103,25 @@ func newServer(t testing.TB, src policies.Source) *server {
 	trust := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "ci",
 		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
 		Scope:     verifier.Scope{Environments: []string{"*"}}}}}
+	s.keys = map[string]ed25519.PrivateKey{}
+	for _, a := range approvers {
+		seed := sha256.Sum256([]byte(a.name))
+		k := ed25519.NewKeyFromSeed(seed[:])
+		der, err := x509.MarshalPKIXPublicKey(k.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.keys[a.email] = k
+		trust.Runners = append(trust.Runners, verifier.Runner{Name: a.name, Approver: a.email,
+			PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+			Scope:     verifier.Scope{Environments: []string{"*"}}})
+		if trust.Groups == nil {
+			trust.Groups = map[string][]string{}
+		}
+		for _, g := range a.groups {
+			trust.Groups[g] = append(trust.Groups[g], a.email)
+		}
+	}
 	s.trust, s.signer = trust, signer
 	if s.set, err = policies.Load(ctx, src); err != nil {
 		t.Fatal(err)
@@ -158,7 +184,11 @@ func (s *server) post(tr evidence.Transition) answer {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	env, err := verifier.SignEnvelope(s.key, payload)
+	key := s.key
+	if tr.Approval != nil && s.keys[tr.Approval.Approver] != nil {
+		key = s.keys[tr.Approval.Approver]
+	}
+	env, err := verifier.SignEnvelope(key, payload)
 	if err != nil {
 		s.t.Fatal(err)
 	}

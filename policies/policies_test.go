@@ -13,6 +13,7 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/policies"
+	"evident.dev/evident/verifier"
 )
 
 const (
@@ -505,5 +506,47 @@ func TestConcurrentJudging(t *testing.T) {
 	rates := s.tracker.Rates()
 	if len(rates) != 1 || rates[0].Changes != workers*each {
 		t.Fatalf("rates = %+v", rates)
+	}
+}
+
+// With the policies on, the apply gate takes the required approvers from
+// the plan's decision: approvals by those groups, bound to the decision's
+// digest, let the apply through; without security's it is denied.
+func TestGateUsesThePlanDecision(t *testing.T) {
+	s := newServer(t, policies.Source{},
+		approver{"dana", "dana@example.com", []string{"database-owners"}},
+		approver{"sam", "sam@example.com", []string{"platform-infra"}},
+		approver{"sue", "sue@example.com", []string{"security"}})
+	gate, err := verifier.NewApprovals(verifier.ChangeLogFunc(func(ctx context.Context, id string) ([]*evidence.Entry, error) {
+		return s.log.Entries(ctx, ledger.Query{Name: ledger.TermChange, Value: id, Limit: 10000})
+	}), verifier.ApprovalConfig{Groups: s.trust.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := s.mustPost(dbReplacement("CHG-G-1", "prod"))
+	if plan.Decision.Result != "warn" {
+		t.Fatalf("plan decision %+v", plan.Decision)
+	}
+	approve := func(email, group string) {
+		a := approval("CHG-G-1", email, group)
+		a.Approval.PolicyDecisionSHA256 = plan.PolicyDecisionSHA256
+		s.mustPost(a)
+	}
+	ask := func() *verifier.GateDecision {
+		d, err := gate.Decide(context.Background(), verifier.GateRequest{ChangeID: "CHG-G-1", CommitSHA: commit, PlanSHA256: planSHA,
+			Target: evidence.Target{Environment: "prod", Stack: stack}, Actor: "ci"}, s.now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	approve("dana@example.com", "database-owners")
+	approve("sam@example.com", "platform-infra")
+	if d := ask(); d.Decision != verifier.Deny || !slices.Contains(d.RequiredApprovers, "security") {
+		t.Fatalf("gate without security: %+v", d)
+	}
+	approve("sue@example.com", "security")
+	if d := ask(); d.Decision != verifier.Allow {
+		t.Fatalf("gate with every required group: %+v", d)
 	}
 }
