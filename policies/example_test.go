@@ -94,7 +94,7 @@ func appendRecord(ctx context.Context, lg *ledger.Log, key ed25519.PrivateKey, t
 		log.Fatal(err)
 	}
 	digest := sha256.Sum256(env)
-	if _, err := lg.Append(ctx, ledger.Record{Envelope: env, Digest: digest, Signer: evidence.Signer{Name: "ci"}, Terms: ledger.TermsFor(st)}); err != nil {
+	if _, err := lg.Append(ctx, ledger.Record{Envelope: env, Digest: digest, Signer: evidence.Signer{Name: "ci"}, Terms: ledger.TermsFor(st, evidence.EntryMeta{})}); err != nil {
 		log.Fatal(err)
 	}
 }
