@@ -10,6 +10,11 @@
 #
 # EVIDENT_LOAD_KEEP=DIR keeps the data directory there for later runs
 # (e.g. `evident verify --data DIR`).
+# EVIDENT_LOAD_APPLY_EVERY=N makes every Nth record an apply of its change
+# (the approval judge's realistic mix; 0, the default, posts plans only).
+# EVIDENT_LOAD_GATES=N asks the apply gate N times after posting.
+# EVIDENT_LOAD_QUERY_SECONDS=S runs the GraphQL audit queries from 100
+# clients for S seconds while ingesting 2,000 records/s (evident query-load).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 records=${1:-200000}
@@ -50,7 +55,12 @@ for _ in $(seq 100); do grep -q '^log key:' serve.out 2>/dev/null && break; slee
     ((a > peak_anon)) && peak_anon=$a; ((f > peak_file)) && peak_file=$f
     echo "$peak_anon $peak_file" >"$work/peaks"; sleep 1
   done ) &
-./evident load --server "http://$addr" --key keys/load.key --records "$records" --concurrency 64 --proofs "$proofs"
+./evident load --server "http://$addr" --key keys/load.key --records "$records" --concurrency 64 --proofs "$proofs" \
+  --apply-every "${EVIDENT_LOAD_APPLY_EVERY:-0}" --gates "${EVIDENT_LOAD_GATES:-0}"
+if [[ -n "${EVIDENT_LOAD_QUERY_SECONDS:-}" ]]; then
+  ./evident query-load --server "http://$addr" --key keys/load.key --clients 100 \
+    --duration "${EVIDENT_LOAD_QUERY_SECONDS}s" --ingest-rate 2000
+fi
 echo "server memory: $(grep -E '^(VmHWM|VmRSS|RssAnon|RssFile)' /proc/$pid/status | tr -s ' \t' ' ' | paste -sd' ')"
 read -r peak_anon peak_file <"$work/peaks"
 echo "server memory peaks (sampled): RssAnon $((peak_anon / 1024)) MiB, RssFile $((peak_file / 1024)) MiB"

@@ -21,6 +21,7 @@ import (
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // runLoad is the ingest load generator: it posts realistic signed plan.created
@@ -37,6 +38,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	presign := fs.Int("presign", 200000, "sign up to this many records before the clock starts; beyond it, sign while posting")
 	proofs := fs.Int("proofs", 0, "after posting, request this many inclusion proofs of random entries")
 	proofClients := fs.Int("proof-concurrency", 4, "concurrent clients requesting proofs")
+	gates := fs.Int("gates", 0, "after posting, ask the apply gate this many times about random changes of the run (each answer appends a gate.decided entry)")
 	applyEvery := fs.Int("apply-every", 0, "make every Nth record an apply.completed of the plans before it (one change per N records), so the approval judge works as in production; 0: plans only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -128,9 +130,52 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("first failure: %w", firstErr)
 	}
 	if *proofs > 0 {
-		return loadProofs(ctx, httpc, base, *proofs, *proofClients, stdout)
+		if err := loadProofs(ctx, httpc, base, *proofs, *proofClients, stdout); err != nil {
+			return err
+		}
+	}
+	if *gates > 0 {
+		return loadGates(ctx, base, *gates, *proofClients, stdout, func() verifier.GateRequest {
+			t := loadRecord(run, rand.IntN(*records), *env, *size, *applyEvery)
+			if t.Plan == nil { // an apply: ask about the plan it applied
+				return verifier.GateRequest{ChangeID: t.ChangeID, CommitSHA: t.Source.CommitSHA, PlanSHA256: t.Apply.PlanSHA256, Target: t.Target, Actor: "deployer@example.com"}
+			}
+			return verifier.GateRequest{ChangeID: t.ChangeID, CommitSHA: t.Source.CommitSHA, PlanSHA256: t.Plan.PlanSHA256, Target: t.Target, Actor: "deployer@example.com"}
+		})
 	}
 	return nil
+}
+
+// loadGates times n apply-gate decisions from concurrency clients.
+func loadGates(ctx context.Context, base string, n, concurrency int, stdout io.Writer, request func() verifier.GateRequest) error {
+	c := client.New(base)
+	lat := make([]time.Duration, n)
+	var next, failures, allowed atomic.Int64
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				d, err := c.AskGate(ctx, request())
+				lat[i] = time.Since(t0)
+				switch {
+				case err != nil:
+					failures.Add(1)
+				case d.Decision == verifier.Allow:
+					allowed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	_, err := fmt.Fprintf(stdout, "gate decisions: %d from %d clients (%d allowed), each recorded as a gate.decided entry; round trip p50 %s p99 %s max %s; %d failed\n",
+		n, concurrency, allowed.Load(), pct(lat, 50), pct(lat, 99), lat[n-1].Round(time.Microsecond), failures.Load())
+	return err
 }
 
 // loadRecord is a plan.created record padded with resource changes to about
