@@ -1,0 +1,48 @@
+package tofu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"evident.dev/evident/client"
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/ingest"
+)
+
+// ClientRecorder signs records with a key and posts them to an Evident
+// server, retrying what the server says a retry can cure (overload,
+// shutdown) until ctx ends.
+type ClientRecorder struct {
+	Client *client.Client
+	Signer *client.Signer
+}
+
+// Record signs and posts t, returning the receipt once the entry is durable.
+func (c ClientRecorder) Record(ctx context.Context, t evidence.Transition) (*ingest.Receipt, error) {
+	env, err := c.Signer.Sign(t)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	wait := 200 * time.Millisecond
+	for {
+		rec, err := c.Client.Post(ctx, env)
+		if err == nil {
+			return rec, nil
+		}
+		if !client.IsRetryable(err) {
+			return nil, err
+		}
+		var apiErr *client.APIError
+		if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
+			wait = apiErr.RetryAfter
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last answer: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}

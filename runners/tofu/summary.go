@@ -1,0 +1,298 @@
+package tofu
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+
+	tfjson "github.com/hashicorp/terraform-json"
+
+	"evident.dev/evident/evidence"
+)
+
+// Summarize computes the risk summary of section 9 from a plan's JSON form:
+// action counts, replaced resources, whether anything is destroyed,
+// resources of risky types, and the names (never the values) of sensitive
+// attributes and outputs the plan touches.
+func Summarize(p *tfjson.Plan, cat *Catalog, ch Change) evidence.Plan {
+	s := evidence.Plan{Stack: ch.StackPath, EngineVersion: p.TerraformVersion}
+	for _, rc := range p.ResourceChanges {
+		if rc.Change == nil {
+			continue
+		}
+		a := rc.Change.Actions
+		switch {
+		case a.NoOp() || a.Read() || len(a) == 0:
+			continue
+		case a.Replace():
+			s.Actions.Replace++
+			s.Replacement = append(s.Replacement, rc.Address)
+		case a.Create():
+			s.Actions.Create++
+		case a.Update():
+			s.Actions.Update++
+		case a.Delete():
+			s.Actions.Delete++
+		}
+		acts := make([]string, len(a))
+		for i, x := range a {
+			acts[i] = string(x)
+		}
+		s.ResourceChanges = append(s.ResourceChanges, evidence.ResourceChange{Address: rc.Address, Type: rc.Type, Actions: acts})
+		if cat.risky(rc.Type) {
+			s.HighRiskResources = append(s.HighRiskResources, rc.Address)
+		}
+		for _, attr := range sensitivePaths(rc.Change.BeforeSensitive, rc.Change.AfterSensitive) {
+			s.SensitiveChanges = append(s.SensitiveChanges, rc.Address+"."+attr)
+		}
+	}
+	for _, name := range sortedKeys(p.OutputChanges) {
+		oc := p.OutputChanges[name]
+		if oc == nil || oc.Actions.NoOp() {
+			continue
+		}
+		if isTrue(oc.BeforeSensitive) || isTrue(oc.AfterSensitive) {
+			s.SensitiveChanges = append(s.SensitiveChanges, "output."+name)
+		}
+	}
+	s.Destructive = s.Actions.Delete > 0 || s.Actions.Replace > 0
+	s.RequiresManualApproval = ch.ManualApproval || s.Destructive || len(s.HighRiskResources) > 0
+	return s
+}
+
+// riskClass raises the change's risk class by what the plan does.
+func riskClass(ch Change, s evidence.Plan) string {
+	r := ch.RiskClass
+	if r == "" {
+		r = "low"
+	}
+	if s.Destructive || len(s.HighRiskResources) > 0 {
+		r = maxRisk(r, "high")
+	} else if len(s.ResourceChanges) > 0 {
+		r = maxRisk(r, "medium")
+	}
+	return r
+}
+
+func mutationType(s evidence.Plan) string {
+	kinds := 0
+	t := "update"
+	for _, c := range []struct {
+		n    int
+		name string
+	}{{s.Actions.Create, "create"}, {s.Actions.Update, "update"}, {s.Actions.Delete, "delete"}, {s.Actions.Replace, "replace"}} {
+		if c.n > 0 {
+			kinds++
+			t = c.name
+		}
+	}
+	if kinds > 1 {
+		return "mixed"
+	}
+	return t
+}
+
+// sensitivePaths lists the attribute paths marked sensitive in either
+// marker structure ("input", "tags.password", "rules[0].secret").
+func sensitivePaths(markers ...any) []string {
+	seen := map[string]bool{}
+	var out []string
+	var walk func(m any, prefix string)
+	walk = func(m any, prefix string) {
+		switch v := m.(type) {
+		case bool:
+			if v && prefix != "" && !seen[prefix] {
+				seen[prefix] = true
+				out = append(out, prefix)
+			}
+		case map[string]any:
+			for _, k := range sortedKeys(v) {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walk(v[k], p)
+			}
+		case []any:
+			for i, e := range v {
+				walk(e, prefix+"["+strconv.Itoa(i)+"]")
+			}
+		}
+	}
+	for _, m := range markers {
+		walk(m, "")
+	}
+	return out
+}
+
+func isTrue(m any) bool {
+	b, ok := m.(bool)
+	return ok && b
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// HoldsSecrets reports whether a plan carries sensitive values: a sensitive
+// input variable or output, or any attribute marked sensitive. Such a plan
+// file holds those values in clear unless the engine encrypts it.
+func HoldsSecrets(p *tfjson.Plan) bool {
+	if p.Config != nil && p.Config.RootModule != nil {
+		for _, v := range p.Config.RootModule.Variables {
+			if v != nil && v.Sensitive {
+				return true
+			}
+		}
+		for _, o := range p.Config.RootModule.Outputs {
+			if o != nil && o.Sensitive {
+				return true
+			}
+		}
+	}
+	for _, rc := range p.ResourceChanges {
+		if rc.Change != nil && len(sensitivePaths(rc.Change.BeforeSensitive, rc.Change.AfterSensitive)) > 0 {
+			return true
+		}
+	}
+	for _, oc := range p.OutputChanges {
+		if oc != nil && (isTrue(oc.BeforeSensitive) || isTrue(oc.AfterSensitive)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Redacted is the plan document the runner uploads for reviewers: what
+// changes and how, with every value the engine marks sensitive replaced by
+// Masked. Input variable values are left out altogether (their names stay):
+// a variable not marked sensitive can still hold a credential, and the
+// changes show where the values went.
+type Redacted struct {
+	Format          string                   `json:"format"` // "evident.redacted-plan/v1"
+	EngineVersion   string                   `json:"engineVersion,omitempty"`
+	PlanSHA256      string                   `json:"planSha256"`
+	Variables       []string                 `json:"variables,omitempty"`
+	ResourceChanges []RedactedChange         `json:"resourceChanges"`
+	ResourceDrift   []RedactedChange         `json:"resourceDrift,omitempty"`
+	OutputChanges   map[string]RedactedValue `json:"outputChanges,omitempty"`
+}
+
+// RedactedChange is one resource's change with sensitive values masked.
+type RedactedChange struct {
+	Address string   `json:"address"`
+	Type    string   `json:"type"`
+	Actions []string `json:"actions"`
+	RedactedValue
+	ReplacePaths []any `json:"replacePaths,omitempty"`
+}
+
+// RedactedValue is a before/after pair with sensitive values masked.
+type RedactedValue struct {
+	Before any `json:"before"`
+	After  any `json:"after"`
+}
+
+// Masked replaces a sensitive value in a redacted plan.
+const Masked = "(sensitive value)"
+
+// Redact builds the redacted form of a plan.
+func Redact(p *tfjson.Plan, planSHA256 string) ([]byte, error) {
+	r := Redacted{
+		Format:          "evident.redacted-plan/v1",
+		EngineVersion:   p.TerraformVersion,
+		PlanSHA256:      planSHA256,
+		Variables:       sortedKeys(p.Variables),
+		ResourceChanges: redactChanges(p.ResourceChanges),
+		ResourceDrift:   redactChanges(p.ResourceDrift),
+	}
+	for name, oc := range p.OutputChanges {
+		if oc == nil {
+			continue
+		}
+		if r.OutputChanges == nil {
+			r.OutputChanges = map[string]RedactedValue{}
+		}
+		r.OutputChanges[name] = RedactedValue{
+			Before: mask(oc.Before, oc.BeforeSensitive),
+			After:  mask(oc.After, oc.AfterSensitive),
+		}
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode redacted plan: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+func redactChanges(rcs []*tfjson.ResourceChange) []RedactedChange {
+	out := []RedactedChange{}
+	for _, rc := range rcs {
+		if rc.Change == nil {
+			continue
+		}
+		acts := make([]string, len(rc.Change.Actions))
+		for i, a := range rc.Change.Actions {
+			acts[i] = string(a)
+		}
+		out = append(out, RedactedChange{
+			Address: rc.Address, Type: rc.Type, Actions: acts,
+			RedactedValue: RedactedValue{
+				Before: mask(rc.Change.Before, rc.Change.BeforeSensitive),
+				After:  mask(rc.Change.After, rc.Change.AfterSensitive),
+			},
+			ReplacePaths: rc.Change.ReplacePaths,
+		})
+	}
+	return out
+}
+
+// mask returns v with every part the sensitivity marker m flags replaced by
+// Masked. m mirrors v's shape: true masks the whole subtree.
+func mask(v, m any) any {
+	switch mv := m.(type) {
+	case bool:
+		if mv && v != nil {
+			return Masked
+		}
+		return v
+	case map[string]any:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			if v == nil {
+				return nil
+			}
+			return Masked // shapes disagree: mask rather than guess
+		}
+		out := make(map[string]any, len(obj))
+		for k, e := range obj {
+			out[k] = mask(e, mv[k])
+		}
+		return out
+	case []any:
+		arr, ok := v.([]any)
+		if !ok {
+			if v == nil {
+				return nil
+			}
+			return Masked
+		}
+		out := make([]any, len(arr))
+		for i, e := range arr {
+			var em any
+			if i < len(mv) {
+				em = mv[i]
+			}
+			out[i] = mask(e, em)
+		}
+		return out
+	}
+	return v
+}
+
