@@ -32,10 +32,10 @@ import (
 type Catalog struct {
 	// RiskyResourceTypes are resource types (path.Match patterns) whose
 	// changes make a plan's resources high-risk.
-	RiskyResourceTypes []string                  `yaml:"riskyResourceTypes"`
-	Environments       map[string]CatalogEntry   `yaml:"environments"`
-	Stacks             map[string]CatalogEntry   `yaml:"stacks"` // keyed by the path under stacks/
-	EvidenceRequired   []string                  `yaml:"evidenceRequired"`
+	RiskyResourceTypes []string                `yaml:"riskyResourceTypes"`
+	Environments       map[string]CatalogEntry `yaml:"environments"`
+	Stacks             map[string]CatalogEntry `yaml:"stacks"` // keyed by the path under stacks/
+	EvidenceRequired   []string                `yaml:"evidenceRequired"`
 }
 
 // CatalogEntry is what the catalog says about one environment or stack.

@@ -237,4 +237,3 @@ func writeFile(t *testing.T, p, s string) {
 func tofuBinary(t *testing.T) string {
 	return testenv.Tool(t, "tofu")
 }
-

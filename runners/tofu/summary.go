@@ -295,4 +295,3 @@ func mask(v, m any) any {
 	}
 	return v
 }
-
