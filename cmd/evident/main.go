@@ -9,6 +9,7 @@
 //	evident export   (--data DIR | --server URL) --out FILE
 //	evident verify   (--data DIR | --export FILE | --pack FILE) [--log-key KEY] [--rekor-key FILE] [--fast]
 //	evident anchor   --rekor URL --rekor-key FILE [--config FILE | --data DIR]
+//	evident runner   plan|apply|drift|force-unlock --stack DIR --key FILE (--artifacts DIR | --s3-bucket B)
 //	evident load     --key FILE [--server URL] [--records N] [--concurrency C]
 //	evident gate check --change ID --commit SHA (--plan FILE | --plan-sha256 HEX) --env ENV --actor ID [--server URL]
 //	evident pack     --change ID --out FILE [--server URL] [--token T] [--log-key KEY]
@@ -47,6 +48,7 @@ func commands() []command {
 		{"export", "write the whole log to one file", runExport},
 		{"verify", "check a data directory or an export offline", runVerify},
 		{"anchor", "anchor the latest checkpoint in Rekor (a stopped server's log)", runAnchor},
+		{"runner", "OpenTofu/Terraform runner (runner plan|apply|drift|force-unlock)", runRunner},
 		{"load", "post signed records concurrently and report throughput and latency", runLoad},
 		{"gate", "ask the apply gate whether a plan may be applied (gate check)", runGate},
 		{"pack", "download a change's evidence pack and check it", runPack},

@@ -66,6 +66,9 @@ type Config struct {
 	Anchor    AnchorConfig    `yaml:"anchor"`    // anchor checkpoints in Rekor (docs/anchoring.md)
 	Approvals approvalsConfig `yaml:"approvals"` // approval rules and freshness windows (gate.go)
 	Policies  PoliciesConfig  `yaml:"policies"`  // policy set, contracts, exceptions (docs/policies.md)
+	// Artifacts, when set, is the store the server checks records'
+	// artifacts against (finding artifact.missing).
+	Artifacts artifactsConfig `yaml:"artifacts"`
 
 	dir string // the configuration file's directory
 }
@@ -250,6 +253,14 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	judges, err := pol.start(ctx, cfg, lg, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
+	}
+	if cfg.Artifacts.configured() {
+		cfg.Artifacts.Dir = cfg.path(cfg.Artifacts.Dir)
+		store, err := cfg.Artifacts.open(ctx)
+		if err != nil {
+			return nil, errors.Join(err, lg.Close())
+		}
+		judges = append(judges, ingest.ArtifactStoreJudge{Store: store})
 	}
 	mux := http.NewServeMux()
 	approvals, err := cfg.Approvals.build(lg, trust)

@@ -14,21 +14,21 @@ type ArtifactChecker interface {
 	Exists(ctx context.Context, digest string) (bool, error)
 }
 
-// ArtifactJudge finds the artifacts a record names (predicate.artifacts)
+// ArtifactStoreJudge finds the artifacts a record names (predicate.artifacts)
 // that the server's artifact store does not hold: finding artifact.missing,
 // one per missing artifact. Evidence that points at nothing is incomplete,
 // but the record is still appended, as every judged record is. A store that
 // cannot be reached is an error: the record is not appended and the runner
 // retries, rather than its evidence being marked missing by an outage.
-type ArtifactJudge struct {
+type ArtifactStoreJudge struct {
 	Store ArtifactChecker
 }
 
-// FindingArtifactMissing is the finding code ArtifactJudge reports.
+// FindingArtifactMissing is the finding code ArtifactStoreJudge reports.
 const FindingArtifactMissing = "artifact.missing"
 
 // Judge implements Judge.
-func (j ArtifactJudge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, error) {
+func (j ArtifactStoreJudge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, error) {
 	var out Judgement
 	for _, a := range v.Statement.Predicate.Artifacts {
 		ok, err := j.Store.Exists(ctx, a.Digest)

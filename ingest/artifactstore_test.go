@@ -23,7 +23,7 @@ func (unreachableStore) Exists(context.Context, string) (bool, error) {
 // A record naming an artifact the store does not hold is appended with an
 // artifact.missing finding per missing artifact; one whose artifacts are all
 // stored gets none; an unreachable store keeps the record out of the log.
-func TestArtifactJudge(t *testing.T) {
+func TestArtifactStoreJudge(t *testing.T) {
 	store, err := artifacts.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestArtifactJudge(t *testing.T) {
 		t.Fatal(err)
 	}
 	missing := artifacts.Digest([]byte("never uploaded"))
-	s := newTestServer(t, withJudges(ingest.ArtifactJudge{Store: store}))
+	s := newTestServer(t, withJudges(ingest.ArtifactStoreJudge{Store: store}))
 	withArtifacts := func(id string, arts ...evidence.Artifact) []byte {
 		tr := transition(evidence.KindPlanCreated, id, evidence.Target{Environment: "prod"})
 		tr.Artifacts = arts
@@ -64,7 +64,7 @@ func TestArtifactJudge(t *testing.T) {
 		t.Fatalf("entry findings %+v", e.Meta.Findings)
 	}
 
-	down := newTestServer(t, withJudges(ingest.ArtifactJudge{Store: unreachableStore{}}))
+	down := newTestServer(t, withJudges(ingest.ArtifactStoreJudge{Store: unreachableStore{}}))
 	size := down.log.Size()
 	tr := transition(evidence.KindPlanCreated, "CHG-A3", evidence.Target{Environment: "prod"})
 	tr.Artifacts = []evidence.Artifact{{Name: "plan", Digest: ref.Digest}}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"evident.dev/evident/client"
+	"evident.dev/evident/runners/tofu"
+)
+
+const runnerUsage = `usage: evident runner plan|apply|drift|force-unlock --stack DIR [flags]
+
+  plan          init, plan, risk summary; upload the plan and a redacted plan;
+                post change.opened and plan.created; write the plan reference
+  apply         fetch the plan, check its hash, ask the gate; on allow apply it,
+                post apply.* and verification.completed
+  drift         plan -detailed-exitcode; post drift.detected / drift.reconciled
+                (--every DURATION repeats it until interrupted)
+  force-unlock  remove a stuck state lock: needs --lock-id and --incident;
+                posts lock.forced
+
+The change contract comes from the stack path (stacks/<env>/<cloud>/<account>/
+<region>/<stack>), --catalog, and the CI environment (EVIDENT_CHANGE_ID,
+EVIDENT_REPOSITORY, EVIDENT_PULL_REQUEST, EVIDENT_COMMIT_SHA, EVIDENT_ACTOR, or
+GitHub Actions / GitLab CI variables). A plan holding sensitive values needs
+EVIDENT_PLAN_PASSPHRASE (OpenTofu plan encryption). S3 credentials come from
+EVIDENT_S3_ACCESS_KEY / EVIDENT_S3_SECRET_KEY (or the AWS_* variables).
+Exit status: 0 done, 1 apply failed, 2 usage or other error, 3 gate denied,
+4 state locked.`
+
+func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, runnerUsage)
+		return errors.New("runner: no subcommand given")
+	}
+	verb := args[0]
+	switch verb {
+	case "plan", "apply", "drift", "force-unlock":
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, runnerUsage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, runnerUsage)
+		return fmt.Errorf("runner: unknown subcommand %q", verb)
+	}
+	fs := newFlags("runner "+verb, stderr)
+	stack := fs.String("stack", "", "stack directory (…/stacks/<env>/<cloud>/<account>/<region>/<stack>)")
+	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
+	keyFile := fs.String("key", "", "runner signing key (PKCS#8 PEM)")
+	catalog := fs.String("catalog", "", "catalog YAML: environments, stacks, risky resource types")
+	engine := fs.String("tofu", "", "engine binary (default: tofu, else terraform, on PATH)")
+	engineName := fs.String("engine", "", "opentofu or terraform (default from the binary's name)")
+	planRef := fs.String("plan-ref", "", "plan reference file (default <stack>/.evident/plan.json)")
+	lockTimeout := fs.Duration("lock-timeout", 0, "how long to wait for the state lock")
+	var ac artifactsConfig
+	fs.StringVar(&ac.Dir, "artifacts", "", "artifact store directory (or use the --s3-* flags)")
+	fs.StringVar(&ac.S3.Endpoint, "s3-endpoint", "", "S3-compatible endpoint host:port")
+	fs.StringVar(&ac.S3.Bucket, "s3-bucket", "", "S3 bucket for artifacts")
+	fs.StringVar(&ac.S3.Prefix, "s3-prefix", "", "S3 key prefix")
+	fs.StringVar(&ac.S3.Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&ac.S3.Insecure, "s3-insecure", false, "plain HTTP to the S3 endpoint")
+	fs.DurationVar(&ac.S3.Retention, "s3-retention", 0, "object lock COMPLIANCE retention of uploaded artifacts")
+	every := fs.Duration("every", 0, "drift: repeat every DURATION until interrupted")
+	method := fs.String("method", "revert", "drift: how a reconciled drift was resolved (revert, import, accept)")
+	lockID := fs.String("lock-id", "", "force-unlock: the lock ID the engine reported")
+	incident := fs.String("incident", "", "force-unlock: the incident reference (required)")
+	heldBy := fs.String("held-by", "", "force-unlock: who held the lock, as the engine reported")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *stack == "" || *keyFile == "" {
+		return errors.New("runner " + verb + ": --stack and --key are required")
+	}
+	if ac.Dir == "" && ac.S3.Bucket == "" {
+		return errors.New("runner " + verb + ": set --artifacts DIR or --s3-bucket (and --s3-endpoint)")
+	}
+	keyPEM, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return err
+	}
+	signer, err := client.NewSigner(keyPEM)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *keyFile, err)
+	}
+	store, err := ac.open(ctx)
+	if err != nil {
+		return err
+	}
+	var cat *tofu.Catalog
+	if *catalog != "" {
+		if cat, err = tofu.LoadCatalog(*catalog); err != nil {
+			return err
+		}
+	}
+	bin, name, err := findEngine(*engine, *engineName)
+	if err != nil {
+		return err
+	}
+	ci := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		ci[k] = v
+	}
+	change, err := tofu.DeriveChange(*stack, cat, ci)
+	if err != nil {
+		return err
+	}
+	c := client.New(*server)
+	r, err := tofu.New(tofu.Config{
+		Engine: bin, EngineName: name, Store: store,
+		Recorder: tofu.ClientRecorder{Client: c, Signer: signer},
+		Gate:     httpGate{c: c}, Catalog: cat,
+		PlanPassphrase: os.Getenv("EVIDENT_PLAN_PASSPHRASE"),
+		LockTimeout:    *lockTimeout, Out: stdout, Logger: newLogger(stderr, 0),
+	})
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "plan":
+		_, err := r.Plan(ctx, *stack, change, *planRef)
+		return err
+	case "apply":
+		ref := *planRef
+		if ref == "" {
+			ref = filepath.Join(*stack, ".evident", "plan.json")
+		}
+		pr, err := tofu.ReadPlanRef(ref)
+		if err != nil {
+			return err
+		}
+		_, err = r.Apply(ctx, *stack, change, pr)
+		var locked *tofu.LockedError
+		switch {
+		case errors.Is(err, tofu.ErrGateDenied):
+			return &exitError{code: 3, err: err}
+		case errors.As(err, &locked):
+			return &exitError{code: 4, err: err}
+		case errors.Is(err, tofu.ErrApplyFailed):
+			return &exitError{code: 1, err: err}
+		}
+		return err
+	case "drift":
+		if *every > 0 {
+			return r.Watch(ctx, *stack, change, *every, func(err error) {
+				fmt.Fprintln(stderr, "evident runner drift:", err)
+			})
+		}
+		_, err := r.Drift(ctx, *stack, change, *method)
+		return err
+	default: // force-unlock
+		return r.ForceUnlock(ctx, *stack, change, *lockID, *incident, *heldBy)
+	}
+}
+
+// findEngine resolves the engine binary and whether it is OpenTofu.
+func findEngine(bin, name string) (string, string, error) {
+	if bin == "" {
+		for _, n := range []string{"tofu", "terraform"} {
+			if p, err := exec.LookPath(n); err == nil {
+				bin = p
+				break
+			}
+		}
+		if bin == "" {
+			return "", "", errors.New("runner: neither tofu nor terraform is on PATH; set --tofu")
+		}
+	}
+	if name == "" {
+		name = "opentofu"
+		if strings.HasPrefix(filepath.Base(bin), "terraform") {
+			name = "terraform"
+		}
+	}
+	return bin, name, nil
+}
+
+// httpGate asks the server's apply gate (POST /v1/gate/apply).
+type httpGate struct {
+	c *client.Client
+}
+
+func (g httpGate) AskGate(ctx context.Context, req tofu.GateRequest) (*tofu.GateDecision, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, g.c.BaseURL+"/v1/gate/apply", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hc := g.c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	resp, err := hc.Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("gate answered %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	var d tofu.GateDecision
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("gate: decode answer: %w", err)
+	}
+	return &d, nil
+}
+
