@@ -193,8 +193,11 @@ type Apply struct {
 	StartedAt        time.Time `json:"startedAt,omitzero"`
 	CompletedAt      time.Time `json:"completedAt,omitzero"`
 	ResourcesChanged []string  `json:"resourcesChanged,omitempty"`
-	Error            string    `json:"error,omitempty"`
-	LogSHA256        string    `json:"logSha256,omitempty"`
+	// ResourcesFailed are the resources whose change failed: with
+	// ResourcesChanged, what a partial apply left behind (section 21).
+	ResourcesFailed []string `json:"resourcesFailed,omitempty"`
+	Error           string   `json:"error,omitempty"`
+	LogSHA256       string   `json:"logSha256,omitempty"`
 }
 
 // Verification is the post-apply check.

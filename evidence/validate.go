@@ -729,6 +729,7 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.sha256(at(f+"apply.planSha256"), ap.PlanSHA256, true)
 		p.oneOf(at(f+"apply.engine"), ap.Engine, false, "opentofu", "terraform")
 		p.list(at(f+"apply.resourcesChanged"), ap.ResourcesChanged, false, 512)
+		p.list(at(f+"apply.resourcesFailed"), ap.ResourcesFailed, false, 512)
 		p.text(at(f+"apply.error"), ap.Error, t.Kind == KindApplyFailed, 4096)
 		p.sha256(at(f+"apply.logSha256"), ap.LogSHA256, false)
 	case "verification":

@@ -163,9 +163,7 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 		default:
 			done.Apply.Error = truncate(applyErr.Error(), 4000)
 		}
-		if len(ev.failed) > 0 {
-			done.Apply.Error = truncate(done.Apply.Error+" (failed: "+strings.Join(ev.failed, ", ")+")", 4000)
-		}
+		done.Apply.ResourcesFailed = ev.failed
 	}
 	if _, err := r.record(ctx, done); err != nil {
 		return nil, err

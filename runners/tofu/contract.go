@@ -153,7 +153,9 @@ func DeriveChange(stackDir string, cat *Catalog, ci map[string]string) (Change, 
 	ch := Change{
 		StackPath: strings.Join(p, "/"),
 		Target: evidence.Target{
-			Environment: p[0], Cloud: p[1], Account: p[2], Region: p[3], Stack: p[4],
+			// target.stack is the whole stack path, as trust scopes and
+			// audit queries name stacks.
+			Environment: p[0], Cloud: p[1], Account: p[2], Region: p[3], Stack: strings.Join(p, "/"),
 		},
 	}
 	get := func(names ...string) string {

@@ -133,7 +133,7 @@ func TestDeriveChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := evidence.Target{Environment: "prod", Cloud: "aws", Account: "acct", Region: "ap-southeast-1", Stack: "rds-orders"}
+	want := evidence.Target{Environment: "prod", Cloud: "aws", Account: "acct", Region: "ap-southeast-1", Stack: "prod/aws/acct/ap-southeast-1/rds-orders"}
 	if ch.Target != want || ch.StackPath != "prod/aws/acct/ap-southeast-1/rds-orders" ||
 		ch.Source.CommitSHA != "abcdef1234567890" || ch.Source.PullRequest != 12 ||
 		ch.ID != "infra-live#12/prod/aws/acct/ap-southeast-1/rds-orders" || ch.Actor != "bob" {
@@ -211,7 +211,7 @@ func TestLifecycle(t *testing.T) {
 	if !errors.As(err, &denied) || !errors.Is(err, tofu.ErrGateDenied) || !strings.Contains(err.Error(), "database-owners") {
 		t.Fatalf("apply with a denying gate = %v", err)
 	}
-	if got := f.gate.asked[len(f.gate.asked)-1]; got.PlanSHA256 != p.Ref.PlanSHA256 || got.CommitSHA != commit || got.ChangeID != f.change.ID || got.Target.Stack != "orders" {
+	if got := f.gate.asked[len(f.gate.asked)-1]; got.PlanSHA256 != p.Ref.PlanSHA256 || got.CommitSHA != commit || got.ChangeID != f.change.ID || got.Target.Stack != "prod/aws/account-payments-prod/eu-west-1/orders" {
 		t.Fatalf("gate asked %+v", got)
 	}
 	if _, err := os.Stat(filepath.Join(f.stack, "terraform.tfstate")); !errors.Is(err, fs.ErrNotExist) {
@@ -329,7 +329,7 @@ func TestLifecycle(t *testing.T) {
 	recs = f.last(3)
 	wantKinds(t, recs, evidence.KindApplyStarted, evidence.KindApplyFailed, evidence.KindVerificationCompleted)
 	fa := recs[1].Predicate.Apply
-	if !slices.Contains(fa.ResourcesChanged, "terraform_data.config") || !strings.Contains(fa.Error, "terraform_data.migration[0]") {
+	if !slices.Contains(fa.ResourcesChanged, "terraform_data.config") || !slices.Equal(fa.ResourcesFailed, []string{"terraform_data.migration[0]"}) || fa.Error == "" {
 		t.Fatalf("apply.failed %+v", fa)
 	}
 	if v := recs[2].Predicate.Verification; v.Result != "drift" || v.ExitCode != 2 || !slices.Contains(v.Checks, "differs: terraform_data.migration[0]") {
