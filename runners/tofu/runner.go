@@ -158,12 +158,26 @@ func (r *Runner) engine(dir string, logw io.Writer) (*tfexec.Terraform, error) {
 	if r.cfg.PlanPassphrase != "" {
 		env["TF_ENCRYPTION"] = encryptionConfig(r.cfg.PlanPassphrase)
 	}
-	// terraform-exec refuses to be handed the variables it manages itself.
+	// terraform-exec refuses to be handed the variables it manages itself
+	// (logging, workspace, CLI arguments), and input variables (TF_VAR_*),
+	// which it wants as -var flags. Flags would put secret values on the
+	// command line, readable in the process table, so input variables are
+	// added back to the map after SetEnv checked it: terraform-exec keeps
+	// the map and copies it into each command's environment (pinned
+	// v0.26.0; TestLifecycle fails if that changes, as its secret variable
+	// would be missing).
+	vars := map[string]string{}
 	for _, k := range tfexec.ProhibitedEnv(env) {
+		if strings.HasPrefix(k, "TF_VAR_") {
+			vars[k] = env[k]
+		}
 		delete(env, k)
 	}
 	if err := tf.SetEnv(env); err != nil {
 		return nil, fmt.Errorf("engine environment: %w", err)
+	}
+	for k, v := range vars {
+		env[k] = v
 	}
 	if logw != nil {
 		tf.SetStdout(logw)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	tfjson "github.com/hashicorp/terraform-json"
 
@@ -203,14 +204,22 @@ type RedactedValue struct {
 const Masked = "(sensitive value)"
 
 // Redact builds the redacted form of a plan.
+//
+// The engine's sensitivity markers are not enough on their own: a value
+// can reach an attribute the markers miss (terraform_data copies its input
+// to its output, and the prior state's markers cover only the input). So
+// every value known to be sensitive (under a marker, of a sensitive
+// variable or output) is also masked wherever else it appears, alone or
+// inside a longer string.
 func Redact(p *tfjson.Plan, planSHA256 string) ([]byte, error) {
+	sec := knownSecrets(p)
 	r := Redacted{
 		Format:          "evident.redacted-plan/v1",
 		EngineVersion:   p.TerraformVersion,
 		PlanSHA256:      planSHA256,
 		Variables:       sortedKeys(p.Variables),
-		ResourceChanges: redactChanges(p.ResourceChanges),
-		ResourceDrift:   redactChanges(p.ResourceDrift),
+		ResourceChanges: redactChanges(p.ResourceChanges, sec),
+		ResourceDrift:   redactChanges(p.ResourceDrift, sec),
 	}
 	for name, oc := range p.OutputChanges {
 		if oc == nil {
@@ -220,8 +229,8 @@ func Redact(p *tfjson.Plan, planSHA256 string) ([]byte, error) {
 			r.OutputChanges = map[string]RedactedValue{}
 		}
 		r.OutputChanges[name] = RedactedValue{
-			Before: mask(oc.Before, oc.BeforeSensitive),
-			After:  mask(oc.After, oc.AfterSensitive),
+			Before: sec.scrub(mask(oc.Before, oc.BeforeSensitive)),
+			After:  sec.scrub(mask(oc.After, oc.AfterSensitive)),
 		}
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
@@ -231,7 +240,7 @@ func Redact(p *tfjson.Plan, planSHA256 string) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-func redactChanges(rcs []*tfjson.ResourceChange) []RedactedChange {
+func redactChanges(rcs []*tfjson.ResourceChange, sec secrets) []RedactedChange {
 	out := []RedactedChange{}
 	for _, rc := range rcs {
 		if rc.Change == nil {
@@ -244,8 +253,8 @@ func redactChanges(rcs []*tfjson.ResourceChange) []RedactedChange {
 		out = append(out, RedactedChange{
 			Address: rc.Address, Type: rc.Type, Actions: acts,
 			RedactedValue: RedactedValue{
-				Before: mask(rc.Change.Before, rc.Change.BeforeSensitive),
-				After:  mask(rc.Change.After, rc.Change.AfterSensitive),
+				Before: sec.scrub(mask(rc.Change.Before, rc.Change.BeforeSensitive)),
+				After:  sec.scrub(mask(rc.Change.After, rc.Change.AfterSensitive)),
 			},
 			ReplacePaths: rc.Change.ReplacePaths,
 		})
@@ -294,4 +303,140 @@ func mask(v, m any) any {
 		return out
 	}
 	return v
+}
+
+// secrets are the values a plan marks sensitive, in string form.
+type secrets []string
+
+// minContained is the length from which a secret is also looked for inside
+// longer strings; a shorter one is masked only where it is the whole value.
+const minContained = 6
+
+// knownSecrets collects every value the plan marks sensitive: under
+// sensitivity markers of resources and outputs, and the values of input
+// variables declared sensitive.
+func knownSecrets(p *tfjson.Plan) secrets {
+	seen := map[string]bool{}
+	var out secrets
+	add := func(v any) {
+		leaves(v, func(s string) {
+			if s != "" && !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		})
+	}
+	var walk func(v, m any)
+	walk = func(v, m any) {
+		switch mv := m.(type) {
+		case bool:
+			if mv {
+				add(v)
+			}
+		case map[string]any:
+			if obj, ok := v.(map[string]any); ok {
+				for k, e := range obj {
+					walk(e, mv[k])
+				}
+			}
+		case []any:
+			if arr, ok := v.([]any); ok {
+				for i, e := range arr {
+					if i < len(mv) {
+						walk(e, mv[i])
+					}
+				}
+			}
+		}
+	}
+	for _, list := range [][]*tfjson.ResourceChange{p.ResourceChanges, p.ResourceDrift} {
+		for _, rc := range list {
+			if rc.Change != nil {
+				walk(rc.Change.Before, rc.Change.BeforeSensitive)
+				walk(rc.Change.After, rc.Change.AfterSensitive)
+			}
+		}
+	}
+	for _, oc := range p.OutputChanges {
+		if oc != nil {
+			walk(oc.Before, oc.BeforeSensitive)
+			walk(oc.After, oc.AfterSensitive)
+		}
+	}
+	if p.Config != nil && p.Config.RootModule != nil {
+		for name, v := range p.Config.RootModule.Variables {
+			if pv := p.Variables[name]; v != nil && v.Sensitive && pv != nil {
+				add(pv.Value)
+			}
+		}
+		for name, o := range p.Config.RootModule.Outputs {
+			if oc := p.OutputChanges[name]; o != nil && o.Sensitive && oc != nil {
+				add(oc.Before)
+				add(oc.After)
+			}
+		}
+	}
+	return out
+}
+
+// leaves calls f with the string form of every scalar in v.
+func leaves(v any, f func(string)) {
+	switch x := v.(type) {
+	case nil:
+	case string:
+		f(x)
+	case map[string]any:
+		for _, e := range x {
+			leaves(e, f)
+		}
+	case []any:
+		for _, e := range x {
+			leaves(e, f)
+		}
+	default:
+		f(fmt.Sprint(x))
+	}
+}
+
+// scrub masks every scalar of v that is, or (for strings) contains, a
+// known secret.
+func (s secrets) scrub(v any) any {
+	if len(s) == 0 {
+		return v
+	}
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = s.scrub(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = s.scrub(e)
+		}
+		return out
+	case string:
+		if s.holds(x, true) {
+			return Masked
+		}
+		return x
+	default:
+		if s.holds(fmt.Sprint(x), false) {
+			return Masked
+		}
+		return x
+	}
+}
+
+func (s secrets) holds(v string, isString bool) bool {
+	for _, sec := range s {
+		if v == sec || isString && len(sec) >= minContained && strings.Contains(v, sec) {
+			return true
+		}
+	}
+	return false
 }
