@@ -227,7 +227,7 @@ func (s *S3) Delete(ctx context.Context, digest string) error {
 		found = true
 		err := s.mc.RemoveObject(ctx, s.cfg.Bucket, key, minio.RemoveObjectOptions{VersionID: obj.VersionID})
 		if err != nil {
-			if resp := minio.ToErrorResponse(err); resp.Code == "AccessDenied" || resp.StatusCode == http.StatusForbidden {
+			if resp := minio.ToErrorResponse(err); isRetained(resp) {
 				return fmt.Errorf("%w: %s: %s", ErrRetained, digest, resp.Message)
 			}
 			return fmt.Errorf("delete artifact %s: %w", digest, err)
@@ -264,4 +264,17 @@ func isNotFound(err error) bool {
 		return false // a missing bucket is a configuration error, not a missing blob
 	}
 	return resp.Code == "NoSuchKey" || resp.Code == "NotFound" || resp.StatusCode == http.StatusNotFound
+}
+
+// isRetained reports whether a refused delete is object lock at work, and
+// not, say, missing permissions. MinIO answers AccessDenied "Object is WORM
+// protected and cannot be overwritten"; AWS S3 AccessDenied "Access Denied
+// because object protected by object lock".
+func isRetained(resp minio.ErrorResponse) bool {
+	if resp.Code == "ObjectLocked" {
+		return true
+	}
+	msg := strings.ToLower(resp.Message)
+	return resp.Code == "AccessDenied" &&
+		(strings.Contains(msg, "worm") || strings.Contains(msg, "object lock") || strings.Contains(msg, "retention"))
 }

@@ -99,7 +99,7 @@ func StartMinIO(t testing.TB) MinIO {
 	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/cluster")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -108,7 +108,7 @@ func StartMinIO(t testing.TB) MinIO {
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logPath)
-			t.Fatalf("minio not ready after 60s (last error %v); its log:\n%s", err, log)
+			t.Fatalf("minio not ready (health/cluster) after 60s (last error %v); its log:\n%s", err, log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
