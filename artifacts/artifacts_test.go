@@ -170,7 +170,8 @@ func TestS3(t *testing.T) {
 		t.Fatalf("retention = %s until %v, want COMPLIANCE about an hour from now", mode, until)
 	}
 	if err := s.Delete(ctx, ref.Digest); !errors.Is(err, artifacts.ErrRetained) {
-		t.Fatalf("Delete under COMPLIANCE retention = %v (%+v), want ErrRetained", err, minio.ToErrorResponse(errors.Unwrap(err)))
+		r := minio.ToErrorResponse(errors.Unwrap(err))
+		t.Fatalf("Delete under COMPLIANCE retention = %v (code %q status %d), want ErrRetained", err, r.Code, r.StatusCode)
 	}
 	// Not even the root user gets rid of the version.
 	info, err := raw.StatObject(ctx, "evidence", "runs/sha256/"+strings.TrimPrefix(ref.Digest, "sha256:"), minio.StatObjectOptions{})

@@ -267,14 +267,14 @@ func isNotFound(err error) bool {
 }
 
 // isRetained reports whether a refused delete is object lock at work, and
-// not, say, missing permissions. MinIO answers AccessDenied "Object is WORM
-// protected and cannot be overwritten"; AWS S3 AccessDenied "Access Denied
-// because object protected by object lock".
+// not, say, missing permissions. MinIO answers 400 InvalidRequest "Object
+// is WORM protected and cannot be overwritten"; AWS S3 403 AccessDenied
+// "Access Denied because object protected by object lock".
 func isRetained(resp minio.ErrorResponse) bool {
 	if resp.Code == "ObjectLocked" {
 		return true
 	}
 	msg := strings.ToLower(resp.Message)
-	return resp.Code == "AccessDenied" &&
+	return (resp.Code == "AccessDenied" || resp.Code == "InvalidRequest") &&
 		(strings.Contains(msg, "worm") || strings.Contains(msg, "object lock") || strings.Contains(msg, "retention"))
 }
