@@ -199,3 +199,30 @@ func TestS3(t *testing.T) {
 		t.Fatalf("EnsureBucket with retention on a bucket without object lock = %v", err)
 	}
 }
+
+// Digests come from records, which come from outside: whatever the string,
+// a local store answers ErrInvalidDigest or ErrNotFound and never reads a
+// file that is not a blob.
+func FuzzLocalDigest(f *testing.F) {
+	dir := f.TempDir()
+	s, err := artifacts.NewLocal(filepath.Join(dir, "store"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	// A file a traversing digest could reach.
+	if err := os.WriteFile(filepath.Join(dir, strings.Repeat("a", 64)), []byte("x"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	f.Add("sha256:" + strings.Repeat("a", 64))
+	f.Add("sha256:../../" + strings.Repeat("a", 58))
+	f.Add("sha256:/" + strings.Repeat("a", 63))
+	f.Fuzz(func(t *testing.T, d string) {
+		_, err := s.Get(context.Background(), d, 0)
+		if !errors.Is(err, artifacts.ErrInvalidDigest) && !errors.Is(err, artifacts.ErrNotFound) {
+			t.Fatalf("Get(%q) = %v", d, err)
+		}
+		if ok, err := s.Exists(context.Background(), d); ok || (err != nil && !errors.Is(err, artifacts.ErrInvalidDigest)) {
+			t.Fatalf("Exists(%q) = %v, %v", d, ok, err)
+		}
+	})
+}
