@@ -222,4 +222,3 @@ func (g httpGate) AskGate(ctx context.Context, req tofu.GateRequest) (*tofu.Gate
 	}
 	return &d, nil
 }
-
