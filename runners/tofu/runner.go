@@ -242,10 +242,6 @@ func (r *Runner) init(ctx context.Context, tf *tfexec.Terraform) error {
 	return nil
 }
 
-func (r *Runner) lockTimeout() tfexec.PlanOption {
-	return tfexec.LockTimeout(r.cfg.LockTimeout.String())
-}
-
 // put stores an artifact and names it for a record.
 func (r *Runner) put(ctx context.Context, name, mediaType string, b []byte) (evidence.Artifact, error) {
 	ref, err := r.cfg.Store.Put(ctx, strings.NewReader(string(b)))
