@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/runners/tofu"
@@ -119,7 +115,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	r, err := tofu.New(tofu.Config{
 		Engine: bin, EngineName: name, Store: store,
 		Recorder: tofu.ClientRecorder{Client: c, Signer: signer},
-		Gate:     httpGate{c: c}, Catalog: cat,
+		Gate:     clientGate{c: c}, Catalog: cat,
 		PlanPassphrase: os.Getenv("EVIDENT_PLAN_PASSPHRASE"),
 		LockTimeout:    *lockTimeout, Out: stdout, Logger: newLogger(stderr, 0),
 	})
@@ -185,40 +181,19 @@ func findEngine(bin, name string) (string, string, error) {
 	return bin, name, nil
 }
 
-// httpGate asks the server's apply gate (POST /v1/gate/apply).
-type httpGate struct {
+// clientGate asks the server's apply gate through the client package.
+type clientGate struct {
 	c *client.Client
 }
 
-func (g httpGate) AskGate(ctx context.Context, req tofu.GateRequest) (*tofu.GateDecision, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, g.c.BaseURL+"/v1/gate/apply", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hc := g.c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
-	}
-	resp, err := hc.Do(hreq)
+func (g clientGate) AskGate(ctx context.Context, req tofu.GateRequest) (*tofu.GateDecision, error) {
+	d, err := g.c.AskGate(ctx, client.GateRequest{
+		ChangeID: req.ChangeID, CommitSHA: req.CommitSHA, PlanSHA256: req.PlanSHA256, Target: req.Target, Actor: req.Actor,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("gate: %w", err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("gate: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("gate answered %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	var d tofu.GateDecision
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("gate: decode answer: %w", err)
-	}
-	return &d, nil
+	return &tofu.GateDecision{
+		Decision: d.Decision, Reasons: d.Reasons, RequiredApprovers: d.RequiredApprovers, EntryIndex: d.Entry.Index,
+	}, nil
 }

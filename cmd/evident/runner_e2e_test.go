@@ -44,7 +44,7 @@ resource "terraform_data" "db" {
   }
 }
 resource "terraform_data" "alarm" {
-  input = "connections > 800"
+  input = "connections-over-800"
 }
 output "db_password" {
   value     = var.db_password
@@ -194,7 +194,7 @@ artifacts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, statePath, strings.Replace(string(clean), "connections \u003e 800", "connections \u003e 9000", 2))
+	writeFile(t, statePath, strings.Replace(string(clean), "connections-over-800", "connections-over-9000", 2))
 	if string(clean) == mustRead(t, statePath) {
 		t.Fatal("the state edit changed nothing")
 	}

@@ -101,13 +101,13 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 		return nil, fmt.Errorf("apply: ask the gate: %w", err)
 	}
 	if dec.Decision != "allow" {
-		fmt.Fprintf(r.cfg.Out, "change %s: the gate denied the apply of plan %s\n", ch.ID, ref.PlanSHA256)
+		fmt.Fprintf(r.cfg.Out, "change %s: the gate denied the apply of plan %s (gate.decided entry %d)\n", ch.ID, ref.PlanSHA256, dec.EntryIndex)
 		for _, reason := range dec.Reasons {
 			fmt.Fprintf(r.cfg.Out, "  - %s\n", reason)
 		}
 		return nil, &DeniedError{Decision: *dec}
 	}
-	fmt.Fprintf(r.cfg.Out, "change %s: the gate allowed the apply of plan %s\n", ch.ID, ref.PlanSHA256)
+	fmt.Fprintf(r.cfg.Out, "change %s: the gate allowed the apply of plan %s (gate.decided entry %d)\n", ch.ID, ref.PlanSHA256, dec.EntryIndex)
 
 	wd, err := workDir(stackDir)
 	if err != nil {

@@ -60,6 +60,8 @@ type GateDecision struct {
 	Decision          string   `json:"decision"` // allow or deny
 	Reasons           []string `json:"reasons,omitempty"`
 	RequiredApprovers []string `json:"requiredApprovers,omitempty"`
+	// EntryIndex is the gate.decided entry that records the decision.
+	EntryIndex uint64 `json:"entryIndex,omitempty"`
 }
 
 // Gate is the apply gate. An error means no decision was obtained, and the
