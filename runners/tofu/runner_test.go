@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"evident.dev/evident/artifacts"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/testenv"
@@ -478,5 +481,77 @@ func holdStateLock(t *testing.T, statePath, id, who string) func() {
 		syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk)
 		f.Close()
 		os.Remove(info)
+	}
+}
+
+// TestForceUnlock takes a stack on OpenTofu's S3 backend (state and its
+// lock file in a real MinIO bucket), leaves a lock there as a crashed run
+// would, and checks that apply reports it without forcing it, that
+// force-unlock refuses without an incident, and that with one it removes
+// the lock and records lock.forced, after which the apply goes through.
+func TestForceUnlock(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	m := testenv.StartMinIO(t)
+	mc, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.MakeBucket(ctx, "tfstate", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.stack, "main.tf"), strings.Replace(stackConfig, `backend "local" {}`, `backend "s3" {
+    bucket                      = "tfstate"
+    key                         = "orders/terraform.tfstate"
+    region                      = "us-east-1"
+    use_lockfile                = true
+    use_path_style              = true
+    skip_credentials_validation = true
+    skip_region_validation      = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_s3_checksum            = true
+    endpoints = { s3 = "http://`+m.Endpoint+`" }
+  }`, 1))
+	f.env["AWS_ACCESS_KEY_ID"] = m.AccessKey
+	f.env["AWS_SECRET_ACCESS_KEY"] = m.SecretKey
+	f.runner = f.newRunner(nil, passphrase)
+
+	p := f.plan()
+	lockInfo := `{"ID":"5f7c0a52-1111-2222-3333-444455556666","Operation":"OperationTypeApply","Info":"","Who":"bob@ci-runner-7","Version":"1.12.6","Created":"2026-11-26T00:00:00Z","Path":"tfstate/orders/terraform.tfstate"}`
+	if _, err := mc.PutObject(ctx, "tfstate", "orders/terraform.tfstate.tflock", strings.NewReader(lockInfo), int64(len(lockInfo)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.apply(p)
+	var locked *tofu.LockedError
+	if !errors.As(err, &locked) || locked.ID != "5f7c0a52-1111-2222-3333-444455556666" || locked.Who != "bob@ci-runner-7" {
+		t.Fatalf("apply against a held lock = %v\n%s", err, f.out.String())
+	}
+	if _, err := mc.StatObject(ctx, "tfstate", "orders/terraform.tfstate.tflock", minio.StatObjectOptions{}); err != nil {
+		t.Fatalf("the runner removed the lock on its own: %v", err)
+	}
+	if err := f.runner.ForceUnlock(ctx, f.stack, f.change, locked.ID, " ", locked.Who); err == nil {
+		t.Fatal("force-unlock without an incident reference was accepted")
+	}
+	before := f.count()
+	if err := f.runner.ForceUnlock(ctx, f.stack, f.change, "not-the-lock", "INC-7", locked.Who); err == nil {
+		t.Fatal("force-unlock of another lock ID succeeded")
+	}
+	if f.count() != before {
+		t.Fatal("a failed force-unlock was recorded")
+	}
+	if err := f.runner.ForceUnlock(ctx, f.stack, f.change, locked.ID, "INC-7", locked.Who); err != nil {
+		t.Fatalf("force-unlock: %v", err)
+	}
+	recs := f.last(1)
+	wantKinds(t, recs, evidence.KindLockForced)
+	if l := recs[0].Predicate.Lock; *l != (evidence.Lock{Incident: "INC-7", LockID: locked.ID, HeldBy: "bob@ci-runner-7"}) {
+		t.Fatalf("lock.forced %+v", l)
+	}
+	if _, err := mc.StatObject(ctx, "tfstate", "orders/terraform.tfstate.tflock", minio.StatObjectOptions{}); err == nil {
+		t.Fatal("the lock is still there after force-unlock")
+	}
+	if res, err := f.apply(p); err != nil || res.Verification.Result != "pass" {
+		t.Fatalf("apply after the unlock = %+v, %v", res, err)
 	}
 }
