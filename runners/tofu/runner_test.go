@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -553,5 +554,41 @@ func TestForceUnlock(t *testing.T) {
 	}
 	if res, err := f.apply(p); err != nil || res.Verification.Result != "pass" {
 		t.Fatalf("apply after the unlock = %+v, %v", res, err)
+	}
+}
+
+// The drift schedule keeps going when a check fails, reports each failure,
+// and stops when its context ends.
+func TestWatch(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.stack, "main.tf"), "this is not HCL {")
+	ctx, cancel := context.WithCancel(context.Background())
+	var reports []error
+	done := make(chan error, 1)
+	go func() {
+		done <- f.runner.Watch(ctx, f.stack, f.change, 10*time.Millisecond, func(err error) {
+			reports = append(reports, err)
+			if len(reports) == 2 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		cancel()
+		t.Fatal("the schedule did not stop")
+	}
+	if len(reports) != 2 || !strings.Contains(reports[0].Error(), "init") {
+		t.Fatalf("reports %v", reports)
+	}
+	if f.count() != 0 {
+		t.Fatal("a failed check recorded something")
+	}
+	if err := f.runner.Watch(context.Background(), f.stack, f.change, 0, nil); err == nil {
+		t.Fatal("a schedule without an interval was accepted")
 	}
 }
