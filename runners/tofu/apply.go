@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 	tfjson "github.com/hashicorp/terraform-json"
@@ -138,9 +139,14 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 	tf.SetStdout(nil)
 	tf.SetStderr(nil)
 	applyErr := tf.ApplyJSON(ctx, &applyLog, tfexec.DirOrPlan(planPath), tfexec.LockTimeout(r.cfg.LockTimeout.String()))
+	// Once the engine has run, what it did is reported even if ctx ended
+	// (a cancelled CI job): an apply.started without its outcome is the
+	// incomplete evidence section 21 warns about.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
 	ev := parseApplyLog(applyLog.Bytes())
 	res := &ApplyResult{Changed: ev.changed, Failed: ev.failed}
-	logArt, err := r.put(ctx, "apply.log", "application/x-ndjson", applyLog.Bytes())
+	logArt, err := r.put(rctx, "apply.log", "application/x-ndjson", applyLog.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +171,7 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 		}
 		done.Apply.ResourcesFailed = ev.failed
 	}
-	if _, err := r.record(ctx, done); err != nil {
+	if _, err := r.record(rctx, done); err != nil {
 		return nil, err
 	}
 	if locked != nil {

@@ -2,6 +2,7 @@ package tofu
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -124,6 +125,9 @@ type Change struct {
 	EvidenceRequired     []string
 }
 
+// maxChangeID is the longest changeId a record may carry.
+const maxChangeID = 128
+
 // DefaultEvidenceRequired is the evidence an IaC change must leave (section 7).
 var DefaultEvidenceRequired = []string{"plan", "policyDecision", "approvalSnapshot", "applyLog", "postApplyVerification"}
 
@@ -199,6 +203,18 @@ func DeriveChange(stackDir string, cat *Catalog, ci map[string]string) (Change, 
 		case len(ch.Source.CommitSHA) >= 12:
 			ch.ID = fmt.Sprintf("%s@%s/%s", path.Base(ch.Source.Repository), ch.Source.CommitSHA[:12], ch.StackPath)
 		}
+	}
+	if len(ch.ID) > maxChangeID && ch.Source.Repository != "" && get("EVIDENT_CHANGE_ID") == "" {
+		// A derived ID too long for a record: keep its head, name the
+		// stack by digest.
+		sum := sha256.Sum256([]byte(ch.StackPath))
+		ch.ID = fmt.Sprintf("%s#%d/%x", path.Base(ch.Source.Repository), ch.Source.PullRequest, sum[:8])
+		if len(ch.ID) > maxChangeID {
+			ch.ID = ch.ID[len(ch.ID)-maxChangeID:]
+		}
+	}
+	if len(ch.ID) > maxChangeID {
+		return Change{}, fmt.Errorf("change ID %q is longer than %d bytes", ch.ID, maxChangeID)
 	}
 	var missing []string
 	for _, m := range []struct{ v, name string }{

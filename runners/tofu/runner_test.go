@@ -592,3 +592,22 @@ func TestWatch(t *testing.T) {
 		t.Fatal("a schedule without an interval was accepted")
 	}
 }
+
+func TestDeriveChangeLongPath(t *testing.T) {
+	long := strings.Repeat("very-long-account-name-", 6)
+	dir := filepath.Join(t.TempDir(), "stacks", "prod", "aws", long, "eu-west-1", "orders")
+	ch, err := tofu.DeriveChange(dir, nil, map[string]string{
+		"GITHUB_REPOSITORY": "acme/infra-live", "GITHUB_SHA": commit, "GITHUB_ACTOR": "bob", "EVIDENT_PULL_REQUEST": "7",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.ID) > 128 || !strings.HasPrefix(ch.ID, "infra-live#7/") {
+		t.Fatalf("change ID %q", ch.ID)
+	}
+	_, err = tofu.DeriveChange(dir, nil, map[string]string{"EVIDENT_CHANGE_ID": strings.Repeat("x", 129),
+		"GITHUB_REPOSITORY": "acme/infra-live", "GITHUB_SHA": commit, "GITHUB_ACTOR": "bob"})
+	if err == nil {
+		t.Fatal("a change ID longer than a record allows was accepted")
+	}
+}
