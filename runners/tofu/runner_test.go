@@ -611,3 +611,43 @@ func TestDeriveChangeLongPath(t *testing.T) {
 		t.Fatal("a change ID longer than a record allows was accepted")
 	}
 }
+
+// A cancelled apply (the CI job was stopped) still records its outcome.
+func TestApplyCancelled(t *testing.T) {
+	f := newFixture(t)
+	writeFile(t, filepath.Join(f.stack, "main.tf"), `
+terraform {
+  backend "local" {}
+}
+resource "terraform_data" "slow" {
+  provisioner "local-exec" {
+    command = "sleep 60"
+  }
+}
+`)
+	p := f.plan()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Cancel once the apply has started.
+		for f.count() < 3 || kinds(f.last(1))[0] != evidence.KindApplyStarted {
+			if ctx.Err() != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		cancel()
+	}()
+	f.gate.set("allow")
+	start := time.Now()
+	_, err := f.runner.Apply(ctx, f.stack, f.change, p.Ref)
+	if err == nil || time.Since(start) > 45*time.Second {
+		t.Fatalf("cancelled apply = %v after %v", err, time.Since(start))
+	}
+	recs := f.last(2)
+	wantKinds(t, recs, evidence.KindApplyStarted, evidence.KindApplyFailed)
+	if recs[1].Predicate.Apply.Error == "" {
+		t.Fatal("apply.failed without an error")
+	}
+}
