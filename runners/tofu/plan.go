@@ -132,7 +132,7 @@ func (r *Runner) Plan(ctx context.Context, stackDir string, ch Change, refFile s
 	if err := os.WriteFile(refFile, append(b, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("write plan reference: %w", err)
 	}
-	r.printPlan(res, ch)
+	r.printPlan(res, ch, redArt.URI)
 	return res, nil
 }
 
@@ -154,7 +154,7 @@ func ReadPlanRef(file string) (PlanRef, error) {
 
 // printPlan writes the clean summary of section 9: counts and addresses,
 // never values.
-func (r *Runner) printPlan(res *PlanResult, ch Change) {
+func (r *Runner) printPlan(res *PlanResult, ch Change, redactedURI string) {
 	s := res.Summary
 	w := r.cfg.Out
 	fmt.Fprintf(w, "change %s: plan for %s\n", ch.ID, ch.StackPath)
@@ -175,11 +175,14 @@ func (r *Runner) printPlan(res *PlanResult, ch Change) {
 	}
 	fmt.Fprintf(w, "  destructive: %v, requires manual approval: %v, risk class: %s\n",
 		s.Destructive, s.RequiresManualApproval, riskClass(ch, s))
+	if len(ch.RequiresApprovalFrom) > 0 {
+		fmt.Fprintf(w, "  requires approval from: %s\n", strings.Join(ch.RequiresApprovalFrom, ", "))
+	}
 	fmt.Fprintf(w, "  plan.created entry %d", res.Ref.EntryIndex)
 	if res.Ref.PolicyDecisionSHA256 != "" {
 		fmt.Fprintf(w, ", policy decision sha256 %s", res.Ref.PolicyDecisionSHA256)
 	}
-	fmt.Fprintf(w, "\n  redacted plan: %s\n", res.Ref.RedactedPlanArtifact)
+	fmt.Fprintf(w, "\n  redacted plan: %s %s\n", res.Ref.RedactedPlanArtifact, redactedURI)
 }
 
 func firstNonEmpty(vs ...string) string {
