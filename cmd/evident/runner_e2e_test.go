@@ -234,6 +234,72 @@ artifacts:
 		t.Errorf("the approved apply has findings %s", f)
 	}
 
+	// The auditor's questions about this change, in GraphQL.
+	var gq struct {
+		Data struct {
+			Change struct {
+				Contract  struct{ Author string }
+				Plans     []struct{ Plan struct{ PlanSHA256 string } }
+				Approvals []struct {
+					Approver, CommitSha, PlanSha256 string
+					ByAuthor                        bool
+				}
+				GateDecisions []struct{ Gate struct{ Decision string } }
+				Applies       []struct {
+					Kind  string
+					Apply struct{ PlanSha256 string }
+				}
+				AppliesWithoutFreshApproval []struct{ Index int }
+				Verifications               []struct{ Verification struct{ Result string } }
+				Drift                       []struct {
+					Kind  string
+					Drift struct {
+						Resources []string
+						Method    *string
+					}
+				}
+				Findings []struct{ Code string }
+			}
+		}
+		Errors []json.RawMessage
+	}
+	graphqlQuery(t, srv.URL, `query($id: String!) { change(id: $id) {
+		contract { author }
+		plans { plan { planSha256 } }
+		approvals { approver commitSha planSha256 byAuthor }
+		gateDecisions { gate { decision } }
+		applies { kind apply { planSha256 } }
+		appliesWithoutFreshApproval { index }
+		verifications { verification { result } }
+		drift { kind drift { resources method } }
+		findings { code }
+	} }`, map[string]any{"id": changeID}, &gq)
+	c := gq.Data.Change
+	switch {
+	case len(gq.Errors) > 0:
+		t.Fatalf("GraphQL errors: %s", gq.Errors)
+	case c.Contract.Author != "alice@example.com" || len(c.Plans) != 1 || c.Plans[0].Plan.PlanSHA256 != ref.PlanSHA256:
+		t.Fatalf("GraphQL contract and plans: %+v", c)
+	case len(c.Approvals) != 1 || c.Approvals[0].Approver != "carol@example.com" || c.Approvals[0].ByAuthor ||
+		c.Approvals[0].CommitSha != e2eCommit || c.Approvals[0].PlanSha256 != ref.PlanSHA256:
+		t.Fatalf("GraphQL: who allowed this exact change? %+v", c.Approvals)
+	case len(c.GateDecisions) != 2 || c.GateDecisions[0].Gate.Decision != "deny" || c.GateDecisions[1].Gate.Decision != "allow":
+		t.Fatalf("GraphQL gate decisions %+v", c.GateDecisions)
+	case len(c.Applies) != 2 || c.Applies[1].Kind != "apply.completed" || c.Applies[1].Apply.PlanSha256 != ref.PlanSHA256 ||
+		len(c.AppliesWithoutFreshApproval) != 0:
+		t.Fatalf("GraphQL applies %+v, without fresh approval %+v", c.Applies, c.AppliesWithoutFreshApproval)
+	case len(c.Verifications) != 1 || c.Verifications[0].Verification.Result != "pass":
+		t.Fatalf("GraphQL verifications %+v", c.Verifications)
+	case len(c.Drift) != 2 || c.Drift[1].Kind != "drift.reconciled" || c.Drift[1].Drift.Method == nil || *c.Drift[1].Drift.Method != "revert" ||
+		!slices.Equal(c.Drift[0].Drift.Resources, []string{"terraform_data.alarm"}):
+		t.Fatalf("GraphQL drift %+v", c.Drift)
+	}
+	// Complete evidence: no entry of the change was flagged (no missing
+	// artifact, no apply without a fresh approval by the required group).
+	if len(c.Findings) != 0 {
+		t.Errorf("findings on the change: %+v", c.Findings)
+	}
+
 	// The artifacts are in MinIO under COMPLIANCE retention, and the server
 	// flags a record naming one that is not.
 	store, err := artifacts.NewS3(artifacts.S3Config{Endpoint: m.Endpoint, Insecure: true, Bucket: "evidence", Prefix: "infra-live",
@@ -308,4 +374,29 @@ func (s *testServer) entryFindings(index uint64) []string {
 		codes = append(codes, fd.Code)
 	}
 	return codes
+}
+
+// graphqlQuery posts a query to the server's GraphQL endpoint and decodes the
+// answer into out.
+func graphqlQuery(t *testing.T, url, query string, vars map[string]any, out any) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpClient.Post(url+"/graphql", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /graphql: %d %s", resp.StatusCode, buf.Bytes())
+	}
+	if err := json.Unmarshal(buf.Bytes(), out); err != nil {
+		t.Fatalf("POST /graphql: %v: %s", err, buf.Bytes())
+	}
 }
