@@ -219,6 +219,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	apply := newObject(graphql.ObjectConfig{Name: "Apply", Fields: graphql.Fields{
 		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "error": {Type: str}, "logSha256": {Type: str},
 		"resourcesChanged": {Type: graphql.NewList(str)},
+		"resourcesFailed":  {Type: graphql.NewList(str), Description: "what a partial apply failed to change"},
 		"startedAt":        {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).StartedAt })},
 		"completedAt":      {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).CompletedAt })},
 	}})

@@ -247,7 +247,10 @@ artifacts:
 				GateDecisions []struct{ Gate struct{ Decision string } }
 				Applies       []struct {
 					Kind  string
-					Apply struct{ PlanSha256 string }
+					Apply struct {
+						PlanSha256                        string
+						ResourcesChanged, ResourcesFailed []string
+					}
 				}
 				AppliesWithoutFreshApproval []struct{ Index int }
 				Verifications               []struct{ Verification struct{ Result string } }
@@ -268,7 +271,7 @@ artifacts:
 		plans { plan { planSha256 } }
 		approvals { approver commitSha planSha256 byAuthor }
 		gateDecisions { gate { decision } }
-		applies { kind apply { planSha256 } }
+		applies { kind apply { planSha256 resourcesChanged resourcesFailed } }
 		appliesWithoutFreshApproval { index }
 		verifications { verification { result } }
 		drift { kind drift { resources method } }
@@ -286,6 +289,7 @@ artifacts:
 	case len(c.GateDecisions) != 2 || c.GateDecisions[0].Gate.Decision != "deny" || c.GateDecisions[1].Gate.Decision != "allow":
 		t.Fatalf("GraphQL gate decisions %+v", c.GateDecisions)
 	case len(c.Applies) != 2 || c.Applies[1].Kind != "apply.completed" || c.Applies[1].Apply.PlanSha256 != ref.PlanSHA256 ||
+		len(c.Applies[1].Apply.ResourcesChanged) != 2 || len(c.Applies[1].Apply.ResourcesFailed) != 0 ||
 		len(c.AppliesWithoutFreshApproval) != 0:
 		t.Fatalf("GraphQL applies %+v, without fresh approval %+v", c.Applies, c.AppliesWithoutFreshApproval)
 	case len(c.Verifications) != 1 || c.Verifications[0].Verification.Result != "pass":
