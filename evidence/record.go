@@ -221,6 +221,37 @@ type Sync struct {
 	Message     string          `json:"message,omitempty"`
 	Operation   string          `json:"operation,omitempty"`
 	Ignored     []IgnoredChange `json:"ignoreDifferences,omitempty"`
+	// Controller is the controller identity that reconciled, e.g.
+	// "argocd/argocd-application-controller" or "flux/kustomize-controller".
+	Controller string     `json:"controller,omitempty"`
+	Boundary   *Boundary  `json:"boundary,omitempty"`
+	Object     *ObjectRef `json:"object,omitempty"`
+}
+
+// Boundary is the tenant boundary a GitOps-managed object is confined to
+// (case study section 17): its Argo CD AppProject, or a Flux object's
+// namespace and service account.
+type Boundary struct {
+	Project        string   `json:"project,omitempty"`
+	ServiceAccount string   `json:"serviceAccount,omitempty"`
+	SourceRepos    []string `json:"sourceRepos,omitempty"`
+	// Destinations are "server-or-name/namespace" pairs the project may deploy to.
+	Destinations []string `json:"destinations,omitempty"`
+	// ClusterResources are the "group/kind" the project may create at cluster scope.
+	ClusterResources []string `json:"clusterResources,omitempty"`
+}
+
+// ObjectRef names the Kubernetes object a GitOps record was derived from and
+// the spec generation observed (case study section 22: evidence captures the
+// object revision). The resourceVersion is left out on purpose: it changes on
+// every status write, and records must be re-derived byte for byte.
+type ObjectRef struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name"`
+	UID        string `json:"uid,omitempty"`
+	Generation int64  `json:"generation,omitempty"`
 }
 
 // SyncPolicy is the controls in force on a GitOps-managed object.
@@ -248,16 +279,19 @@ type IgnoredChange struct {
 
 // Health is an application's health change.
 type Health struct {
-	Status  string `json:"status"`
-	Message string `json:"message,omitempty"`
+	Status  string     `json:"status"`
+	Message string     `json:"message,omitempty"`
+	Object  *ObjectRef `json:"object,omitempty"`
 }
 
 // Drift is a difference between desired and live state and its reconciliation.
 type Drift struct {
-	Resources  []string `json:"resources"`
-	DetectedBy string   `json:"detectedBy,omitempty"`
-	Method     string   `json:"method,omitempty"` // revert, import, accept
-	Summary    string   `json:"summary,omitempty"`
+	Resources  []string   `json:"resources"`
+	DetectedBy string     `json:"detectedBy,omitempty"`
+	Method     string     `json:"method,omitempty"` // revert, import, accept
+	Summary    string     `json:"summary,omitempty"`
+	Revision   string     `json:"revision,omitempty"` // the desired revision the live state differs from
+	Object     *ObjectRef `json:"object,omitempty"`
 }
 
 // Rollout is a progressive-delivery step (section 14).
@@ -267,6 +301,12 @@ type Rollout struct {
 	ImageDigest string           `json:"imageDigest,omitempty"`
 	Analysis    []AnalysisResult `json:"analysis,omitempty"`
 	AbortReason string           `json:"abortReason,omitempty"`
+	// ServiceVersion is the version serving when the step ended: the
+	// promoted image, or the stable one an abort fell back to.
+	ServiceVersion string     `json:"serviceVersion,omitempty"`
+	PromotedAt     time.Time  `json:"promotedAt,omitzero"`
+	AnalysisRun    string     `json:"analysisRun,omitempty"`
+	Object         *ObjectRef `json:"object,omitempty"`
 }
 
 // AnalysisResult is one metric check of a rollout analysis.
@@ -275,6 +315,7 @@ type AnalysisResult struct {
 	Metric   string `json:"metric"`
 	Query    string `json:"query,omitempty"`
 	Result   string `json:"result"`
+	Value    string `json:"value,omitempty"` // the measured value, as the provider returned it
 }
 
 // ArtifactAdmission is a supply-chain gate's verdict on an artifact (section 16).

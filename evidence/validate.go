@@ -475,6 +475,23 @@ func (p *problems) object(f field, raw []byte, required bool) {
 // The value syntaxes of the schema. They are written out rather than as
 // regular expressions: they run on every field of every posted record.
 
+// objectRef checks the optional reference to the Kubernetes object a GitOps
+// record was derived from.
+func (p *problems) objectRef(base string, o *ObjectRef) {
+	if o == nil {
+		return
+	}
+	sub := func(s string) field { return field{base: base, sub: s, i: -1, j: -1} }
+	p.text(sub(".apiVersion"), o.APIVersion, true, 256)
+	p.text(sub(".kind"), o.Kind, true, 128)
+	p.text(sub(".namespace"), o.Namespace, false, 253)
+	p.text(sub(".name"), o.Name, true, 253)
+	p.text(sub(".uid"), o.UID, false, 128)
+	if o.Generation < 0 {
+		p.add(sub(".generation"), "must not be negative")
+	}
+}
+
 func isLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
@@ -761,15 +778,27 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 			p.text(elem(ids, i, ".kind"), ig.Kind, true, 128)
 			p.list(elem(ids, i, ".jsonPointers"), ig.JSONPointers, false, 512)
 		}
+		p.text(at(f+"sync.controller"), s.Controller, false, 256)
+		if b := s.Boundary; b != nil {
+			p.text(at(f+"sync.boundary.project"), b.Project, false, 253)
+			p.text(at(f+"sync.boundary.serviceAccount"), b.ServiceAccount, false, 253)
+			p.list(at(f+"sync.boundary.sourceRepos"), b.SourceRepos, false, 512)
+			p.list(at(f+"sync.boundary.destinations"), b.Destinations, false, 512)
+			p.list(at(f+"sync.boundary.clusterResources"), b.ClusterResources, false, 256)
+		}
+		p.objectRef(f+"sync.object", s.Object)
 	case "health":
 		p.oneOf(at(f+"health.status"), t.Health.Status, true, "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
 		p.text(at(f+"health.message"), t.Health.Message, false, 4096)
+		p.objectRef(f+"health.object", t.Health.Object)
 	case "drift":
 		d := t.Drift
 		p.list(at(f+"drift.resources"), d.Resources, true, 512)
 		p.text(at(f+"drift.detectedBy"), d.DetectedBy, false, 256)
 		p.oneOf(at(f+"drift.method"), d.Method, t.Kind == KindDriftReconciled, "revert", "import", "accept")
 		p.text(at(f+"drift.summary"), d.Summary, false, 4096)
+		p.text(at(f+"drift.revision"), d.Revision, false, 256)
+		p.objectRef(f+"drift.object", d.Object)
 	case "rollout":
 		r := t.Rollout
 		p.text(at(f+"rollout.revision"), r.Revision, true, 256)
@@ -781,8 +810,12 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 			p.text(elem(as, i, ".metric"), a.Metric, true, 256)
 			p.text(elem(as, i, ".query"), a.Query, false, 4096)
 			p.oneOf(elem(as, i, ".result"), a.Result, true, "successful", "failed", "inconclusive", "error")
+			p.text(elem(as, i, ".value"), a.Value, false, 1024)
 		}
 		p.text(at(f+"rollout.abortReason"), r.AbortReason, t.Kind == KindRolloutAborted, 4096)
+		p.text(at(f+"rollout.serviceVersion"), r.ServiceVersion, false, 1024)
+		p.text(at(f+"rollout.analysisRun"), r.AnalysisRun, false, 253)
+		p.objectRef(f+"rollout.object", r.Object)
 	case "artifactAdmission":
 		a := t.ArtifactAdmission
 		p.text(at(f+"artifactAdmission.image"), a.Image, true, 1024)
