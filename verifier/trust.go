@@ -69,7 +69,7 @@ type SigstoreTrust struct {
 }
 
 // Scope limits what a runner may report on. "*" matches anything. An empty
-// Stacks or Clusters list places no limit on that dimension.
+// Stacks, Clusters or Namespaces list places no limit on that dimension.
 type Scope struct {
 	Environments []string `json:"environments"`
 	Stacks       []string `json:"stacks,omitempty"`
@@ -78,6 +78,13 @@ type Scope struct {
 	// approvers they name: a trusted approval service (e.g. the code host's
 	// review webhook relay).
 	RelayApprovals bool `json:"relayApprovals,omitempty" yaml:"relayApprovals"`
+	// Namespaces limits a GitOps watcher to the Kubernetes namespaces of its
+	// tenants (case study section 17). Unlike stacks and clusters it is
+	// checked on its own: a namespace-limited signer's records must name a
+	// namespace in scope. Empty (the default, and every configuration written
+	// before the field existed) encodes to nothing, so older trust digests
+	// are unchanged.
+	Namespaces []string `json:"namespaces,omitempty"`
 }
 
 // Canonical returns the trust configuration as the JSON recorded in the log.
@@ -138,6 +145,12 @@ func (s Scope) allows(t evidence.Target) (bool, string) {
 	}
 	if restricted > 0 && named == 0 {
 		return false, "the signer's scope is limited to named stacks or clusters and the record names neither"
+	}
+	if len(s.Namespaces) > 0 && !matches(s.Namespaces, t.Namespace) {
+		if t.Namespace == "" {
+			return false, "the signer's scope is limited to named namespaces and the record names none"
+		}
+		return false, fmt.Sprintf("namespace %q is outside the signer's scope", t.Namespace)
 	}
 	return true, ""
 }

@@ -461,6 +461,12 @@ func TestScope(t *testing.T) {
 		{"both restricted, cluster out", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackA, Cluster: "prod-us-1"}, false, "cluster"},
 		{"both restricted, neither named", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Region: "eu-west-1"}, false, "names neither"},
 
+		{"namespace in scope", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}, Namespaces: []string{"orders", "payments"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1", Namespace: "orders"}, true, ""},
+		{"namespace outside scope", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}, Namespaces: []string{"orders"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1", Namespace: "kube-system"}, false, `namespace "kube-system"`},
+		{"namespace-scoped runner, record names no namespace", verifier.Scope{Environments: []string{"prod"}, Namespaces: []string{"orders"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1"}, false, "names none"},
+		{"namespace wildcard", verifier.Scope{Environments: []string{"prod"}, Namespaces: []string{"*"}}, evidence.Target{Environment: "prod", Namespace: "x"}, true, ""},
+		{"namespace in scope, cluster out", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}, Namespaces: []string{"orders"}}, evidence.Target{Environment: "prod", Cluster: "prod-us-1", Namespace: "orders"}, false, "cluster"},
+
 		{"unrestricted runner, stack and cluster named", verifier.Scope{Environments: []string{"prod"}}, evidence.Target{Environment: "prod", Stack: stackB, Cluster: "c"}, true, ""},
 	}
 	for _, c := range cases {
@@ -607,5 +613,25 @@ func TestTrustConfigCanonical(t *testing.T) {
 	}
 	if _, err := verifier.ParseTrustConfig([]byte("{")); err == nil {
 		t.Error("ParseTrustConfig accepted bad JSON")
+	}
+}
+
+// TestCanonicalWithoutNamespaces pins the canonical encoding of a trust
+// configuration written before scopes had namespaces: its digest, recorded in
+// existing genesis entries, must not change.
+func TestCanonicalWithoutNamespaces(t *testing.T) {
+	c := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "r", PublicKey: "k", Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"c"}}}}}
+	got, err := c.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"runners":[{"name":"r","publicKey":"k","scope":{"environments":["prod"],"clusters":["c"]}}]}`
+	if string(got) != want {
+		t.Errorf("canonical = %s, want %s", got, want)
+	}
+	c.Runners[0].Scope.Namespaces = []string{"orders"}
+	got, _ = c.Canonical()
+	if !strings.Contains(string(got), `"namespaces":["orders"]`) {
+		t.Errorf("canonical with namespaces = %s", got)
 	}
 }
