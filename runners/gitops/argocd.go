@@ -125,6 +125,23 @@ func (a *ArgoCD) app(o map[string]any, lk Lookup) *argoApp {
 	return app
 }
 
+// deployedRevision is the revision the live state was last synced to: the
+// finished operation's, else the latest history entry's; "" while an
+// operation runs.
+func deployedRevision(o map[string]any) string {
+	op := object(o, "status", "operationState")
+	switch str(op, "phase") {
+	case "Running", "Terminating":
+		return ""
+	case "Succeeded":
+		return str(op, "syncResult", "revision")
+	}
+	if h := list(o, "status", "history"); len(h) > 0 {
+		return str(h[len(h)-1], "revision")
+	}
+	return ""
+}
+
 func firstString(ss ...string) string {
 	for _, s := range ss {
 		if s != "" {
@@ -283,9 +300,8 @@ func (a *ArgoCD) drift(app *argoApp, prev string) (Emission, bool) {
 		timestamp(app.o, "metadata", "creationTimestamp"))
 	switch str(s, "status") {
 	case "OutOfSync":
-		lastSynced := str(app.o, "status", "operationState", "syncResult", "revision")
-		if lastSynced != "" && lastSynced != revision {
-			return Emission{}, false // Git moved on: a pending sync, not drift
+		if deployedRevision(app.o) != revision {
+			return Emission{}, false // Git moved on, or a sync is under way: not drift
 		}
 		var res []string
 		for _, r := range list(app.o, "status", "resources") {
