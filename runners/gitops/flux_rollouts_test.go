@@ -54,7 +54,7 @@ func TestFluxTransitions(t *testing.T) {
 
 	// Its health check fails: sync.failed and health.degraded.
 	set(t, ks, []any{map[string]any{"type": "Ready", "status": "False", "reason": "HealthCheckFailed",
-		"message": "health check failed after 5m0s: timeout waiting for: [Deployment/orders/orders status: 'InProgress']",
+		"message":            "health check failed after 5m0s: timeout waiting for: [Deployment/orders/orders status: 'InProgress']",
 		"lastTransitionTime": "2026-07-04T08:05:03Z"}}, "status", "conditions")
 	update(t, cluster, gitops.KustomizationResource, ks)
 	got = h.next(evidence.KindSyncFailed, evidence.KindHealthDegraded)
