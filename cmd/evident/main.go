@@ -15,6 +15,7 @@
 //	evident pack     --change ID --out FILE [--server URL] [--token T] [--log-key KEY]
 //	evident demo     --key FILE [--server URL]
 //	evident query-load [--server URL] [--token T] [--clients C] [--duration D] [--seed N --key FILE] [--ingest-rate R]
+//	evident watch    argocd|flux|webhook --key FILE --environment ENV --cluster NAME [--server URL] [--spool DIR]
 //
 // Every subcommand prints its flags with -h.
 package main
@@ -54,6 +55,7 @@ func commands() []command {
 		{"pack", "download a change's evidence pack and check it", runPack},
 		{"demo", "post the audit-queries demo data set", runDemo},
 		{"query-load", "run the audit queries concurrently (optionally while ingesting) and report latency", runQueryLoad},
+		{"watch", "record GitOps transitions (watch argocd|flux|webhook)", runWatch},
 		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			_, err := fmt.Fprintln(out, "evident", version)
 			return err
