@@ -10,10 +10,10 @@
 //	ack                             "<segment> <offset>": where delivery resumes
 //	rejected/<segment>-<offset>.json  records the ledger refused for good (kept, never lost)
 //
-// The ack file is rewritten (temp file + rename) after each delivery but not
-// fsynced: after a crash delivery may resume a little early and re-post a few
-// records, which the ledger answers with the original receipts, because it
-// deduplicates identical envelopes.
+// The ack file is rewritten (temp file + rename) every 256 deliveries and
+// whenever the spool is drained, and is not fsynced: after a crash delivery may
+// resume a little early and re-post some records, which the ledger answers with
+// the original receipts, because it deduplicates identical envelopes.
 package spool
 
 import (
@@ -47,6 +47,8 @@ var ErrFull = errors.New("spool full")
 var ErrRejected = errors.New("record rejected by the ledger")
 
 const (
+	// ackEvery is how many deliveries may go unsaved in the ack file.
+	ackEvery    = 256
 	frameHeader = 8
 	segSuffix   = ".seg"
 	// MaxRecord bounds one record; the ledger refuses bigger bodies anyway.
@@ -404,6 +406,12 @@ func (s *Spool) Deliver(ctx context.Context, post Post) error {
 	s.mu.Lock()
 	seg, off := s.ackSeg, s.ackOff
 	s.mu.Unlock()
+	unsaved := 0
+	defer func() {
+		if unsaved > 0 {
+			s.saveAck(seg, off)
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -425,6 +433,10 @@ func (s *Spool) Deliver(ctx context.Context, post Post) error {
 		nextExists := seg < s.wseg
 		s.mu.Unlock()
 		if atEnd {
+			if unsaved > 0 {
+				s.saveAck(seg, off)
+				unsaved = 0
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -459,9 +471,16 @@ func (s *Spool) Deliver(ctx context.Context, post Post) error {
 		s.mu.Lock()
 		s.count--
 		s.pending -= int64(frameHeader + len(rec))
+		s.ackSeg, s.ackOff = seg, off
 		s.gauges()
 		s.mu.Unlock()
-		s.saveAck(seg, off)
+		// The position is saved every ackEvery records and whenever the
+		// spool is drained: a crash re-posts at most that many, which the
+		// ledger deduplicates.
+		if unsaved++; unsaved >= ackEvery {
+			s.saveAck(seg, off)
+			unsaved = 0
+		}
 	}
 }
 
