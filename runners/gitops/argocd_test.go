@@ -5,7 +5,9 @@ import (
 	"slices"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/runners/gitops"
@@ -187,6 +189,33 @@ func TestRestartResumesWithoutDuplicatesOrGaps(t *testing.T) {
 	for i := range first {
 		if !bytes.Equal(first[i].env, again[i].env) {
 			t.Errorf("%s re-derived differently:\n%s\n%s", first[i].p().Kind, first[i].env, again[i].env)
+		}
+	}
+}
+
+// TestDeletedApplicationIsForgotten checks that the watcher's state holds
+// only live objects: a deleted application's state is dropped, and an
+// application created again under the same name (a new UID), even right
+// after the deletion, is recorded as a new object.
+func TestDeletedApplicationIsForgotten(t *testing.T) {
+	app := load(t, "application.yaml")
+	syncSucceeded(t, app)
+	cluster := newCluster(load(t, "appproject.yaml"), app)
+	h := start(t, cluster, newSigner(t), t.TempDir())
+	h.next(evidence.KindSyncStarted, evidence.KindSyncSucceeded)
+	apps := cluster.Resource(gitops.ApplicationResource).Namespace("argocd")
+	for _, uid := range []string{"7c2e9d41-0a6b-4f3e-8d5c-1b2a3c4d5e6f", "8d3f0e52-1b7c-4a4f-9e6d-2c3b4d5e6f70"} {
+		if err := apps.Delete(t.Context(), app.GetName(), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		app.SetResourceVersion("")
+		app.SetUID(types.UID(uid))
+		if _, err := apps.Create(t.Context(), app, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got := h.next(evidence.KindSyncStarted, evidence.KindSyncSucceeded)
+		if got[1].p().Sync.Object.UID != uid {
+			t.Errorf("recorded object %s, want %s", got[1].p().Sync.Object.UID, uid)
 		}
 	}
 }

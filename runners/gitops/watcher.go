@@ -203,7 +203,7 @@ func (w *Watcher) follow(d Deriver) {
 				obj = tomb.Obj
 			}
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				w.queue.add(item{gvr: gvr, namespace: u.GetNamespace(), name: u.GetName(), forget: string(u.GetUID())})
+				w.queue.add(item{gvr: gvr, namespace: u.GetNamespace(), name: u.GetName(), forget: string(u.GetUID()), deleted: true})
 			}
 		},
 	})
@@ -298,7 +298,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 func (w *Watcher) handle(it item) {
 	if it.forget != "" {
 		w.mem.forget(it.forget)
-		return
+		if it.deleted {
+			return
+		}
 	}
 	var uid string
 	var ems []Emission
@@ -414,7 +416,8 @@ type item struct {
 	gvr             schema.GroupVersionResource
 	namespace, name string
 	obj             map[string]any // set by Observe; nil reads the cache
-	forget          string         // the UID of a deleted object
+	forget          string         // the UID of a deleted object, whose state is dropped
+	deleted         bool           // nothing to derive: the object is gone
 	uid             string         // Emit's object
 	emissions       []Emission     // Emit's emissions
 }
@@ -440,6 +443,11 @@ func (q *queue) add(it item) {
 		// Keep the emissions of events: each one is a distinct transition.
 		if prev.emissions != nil && it.emissions != nil {
 			it.emissions = append(prev.emissions, it.emissions...)
+		}
+		// An object deleted and created again under the same name: drop the
+		// old object's state, then derive the new one.
+		if it.forget == "" {
+			it.forget = prev.forget
 		}
 	} else {
 		q.order = append(q.order, it.key)
