@@ -26,6 +26,7 @@ import (
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/query"
+	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/verifier"
 )
 
@@ -185,6 +186,8 @@ type server struct {
 	// anchor, if set, anchors new checkpoints in Rekor every anchorEvery.
 	anchor      *anchor.Anchorer
 	anchorEvery time.Duration
+	// metrics tails the log for GET /metrics while the server runs.
+	metrics *metrics.Metrics
 }
 
 func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server, error) {
@@ -222,6 +225,8 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	// The metrics exist before the log so its commit hook can feed them.
+	mets := metrics.New(metrics.Config{Logger: logger})
 	lg, err := ledger.Open(ledger.Config{
 		Dir:                filepath.Join(cfg.Data, "ledger"),
 		Origin:             cfg.Log.Origin,
@@ -231,10 +236,12 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		QueueSize:          cfg.Limits.QueueSize,
 		CheckpointInterval: cfg.CheckpointInterval,
 		CacheMB:            cfg.CacheMB,
+		OnCommit:           mets.BatchCommitted,
 	})
 	if err != nil {
 		return nil, err
 	}
+	mets.SetLog(lg)
 	pol, err := loadPolicies(ctx, cfg)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
@@ -274,6 +281,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		Logger:       logger,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,
+		Observer:     mets,
 	})
 	ih.Register(mux)
 	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(mux)
@@ -298,6 +306,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
 		mux.Handle(route, gql.Auth().RequireAuditor(logMux))
 	}
+	mets.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})
@@ -315,7 +324,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
-	return &server{addr: ln.Addr().String(), log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery}, nil
+	return &server{addr: ln.Addr().String(), log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery, metrics: mets}, nil
 }
 
 // wait serves until ctx ends, then drains requests and closes the log.
@@ -330,6 +339,13 @@ func (s *server) wait(ctx context.Context) error {
 	if s.anchor != nil {
 		g.Go(func() error { return s.anchor.Run(gctx, s.anchorEvery) })
 	}
+	g.Go(func() error {
+		err := s.metrics.Tail(gctx)
+		if errors.Is(err, context.Canceled) || errors.Is(err, ledger.ErrClosed) {
+			return nil
+		}
+		return err
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

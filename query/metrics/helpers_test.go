@@ -71,14 +71,14 @@ func (f *fixture) start() {
 		t.Fatal(err)
 	}
 	// The metrics exist before the log so the log's commit hook can feed them.
-	var m *metrics.Metrics
+	m := metrics.New(metrics.Config{})
 	lg, err := ledger.Open(ledger.Config{Dir: f.dir, Origin: testOrigin, Signer: signer, CacheMB: 8,
 		CheckpointInterval: 10 * time.Millisecond,
-		OnCommit:           func(n int, d time.Duration) { m.BatchCommitted(n, d) }})
+		OnCommit:           m.BatchCommitted})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m = metrics.New(metrics.Config{Log: lg})
+	m.SetLog(lg)
 	f.log, f.metrics = lg, m
 	if err := ingest.EnsureTrust(context.Background(), lg, f.logKey, f.trust, ingest.Genesis{
 		Operator: "ops@example.com", Origin: testOrigin, LogKey: signer.VerifierKey(), Now: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC),

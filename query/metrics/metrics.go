@@ -29,6 +29,8 @@ type Log interface {
 
 // Config configures the metrics.
 type Config struct {
+	// Log is the ledger to tail. It may be set later with SetLog, since the
+	// ledger's commit hook needs the metrics before the ledger opens.
 	Log    Log
 	Logger *slog.Logger
 	// Clock is the time checkpoint and exception ages are measured at; nil
@@ -49,6 +51,10 @@ type Metrics struct {
 	commitDuration prometheus.Histogram
 	commitRecords  prometheus.Histogram
 
+	// logMu guards log, which SetLog may set once after New.
+	logMu sync.RWMutex
+	log   Log
+
 	// cpMu guards the checkpoint's last observed size and when it changed.
 	cpMu      sync.Mutex
 	cpSize    uint64
@@ -65,6 +71,7 @@ func New(cfg Config) *Metrics {
 	}
 	m := &Metrics{
 		cfg:      cfg,
+		log:      cfg.Log,
 		registry: prometheus.NewRegistry(),
 		proj:     NewProjection(),
 		ingestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -91,6 +98,19 @@ func New(cfg Config) *Metrics {
 	m.registry.MustRegister(m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetLog names the ledger to tail, when Config.Log was left nil.
+func (m *Metrics) SetLog(l Log) {
+	m.logMu.Lock()
+	defer m.logMu.Unlock()
+	m.log = l
+}
+
+func (m *Metrics) ledger() Log {
+	m.logMu.RLock()
+	defer m.logMu.RUnlock()
+	return m.log
 }
 
 // Registry is the private registry, for tests and extra collectors.
@@ -134,17 +154,21 @@ func (m *Metrics) BatchCommitted(records int, took time.Duration) {
 // then follows the log until ctx ends. It returns ctx's error, or the
 // error that stopped it (a leaf that cannot be read).
 func (m *Metrics) Tail(ctx context.Context) error {
-	if err := m.initCheckpoint(ctx); err != nil {
+	log := m.ledger()
+	if log == nil {
+		return errors.New("metrics: no log to tail")
+	}
+	if err := m.initCheckpoint(ctx, log); err != nil {
 		return err
 	}
 	done := m.proj.Applied()
 	for {
-		size, err := m.cfg.Log.Wait(ctx, done)
+		size, err := log.Wait(ctx, done)
 		if err != nil {
 			return err
 		}
 		for ; done < size; done++ {
-			leaf, err := m.cfg.Log.Leaf(ctx, done)
+			leaf, err := log.Leaf(ctx, done)
 			if err != nil {
 				return fmt.Errorf("metrics: read entry %d: %w", done, err)
 			}
@@ -167,7 +191,11 @@ func (m *Metrics) Tail(ctx context.Context) error {
 // one-shot tools.
 func (m *Metrics) CatchUp(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	target := m.cfg.Log.Size()
+	log := m.ledger()
+	if log == nil {
+		return errors.New("metrics: no log to tail")
+	}
+	target := log.Size()
 	errc := make(chan error, 1)
 	go func() { errc <- m.Tail(ctx) }()
 	for m.proj.Applied() < target {
@@ -187,11 +215,11 @@ func (m *Metrics) CatchUp(ctx context.Context) error {
 
 // initCheckpoint dates the current checkpoint by the entry it ends with, so
 // a restarted server reports the checkpoint's real age, not zero.
-func (m *Metrics) initCheckpoint(ctx context.Context) error {
-	size := m.cfg.Log.CheckpointSize()
+func (m *Metrics) initCheckpoint(ctx context.Context, log Log) error {
+	size := log.CheckpointSize()
 	at := m.cfg.Clock()
 	if size > 0 {
-		leaf, err := m.cfg.Log.Leaf(ctx, size-1)
+		leaf, err := log.Leaf(ctx, size-1)
 		if err != nil {
 			return fmt.Errorf("metrics: read entry %d: %w", size-1, err)
 		}
@@ -244,11 +272,12 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.m.cfg.Clock()
-	log := c.m.cfg.Log
-	cp := log.CheckpointSize()
-	ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(log.Size()))
-	ch <- prometheus.MustNewConstMetric(descCPSize, prometheus.GaugeValue, float64(cp))
-	ch <- prometheus.MustNewConstMetric(descCPAge, prometheus.GaugeValue, c.m.checkpointAge(cp, now))
+	if log := c.m.ledger(); log != nil {
+		cp := log.CheckpointSize()
+		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(log.Size()))
+		ch <- prometheus.MustNewConstMetric(descCPSize, prometheus.GaugeValue, float64(cp))
+		ch <- prometheus.MustNewConstMetric(descCPAge, prometheus.GaugeValue, c.m.checkpointAge(cp, now))
+	}
 	ch <- prometheus.MustNewConstMetric(descProjected, prometheus.GaugeValue, float64(c.m.proj.Applied()))
 	g := c.m.proj.snapshot(now)
 	less2 := func(a, b [2]string) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
