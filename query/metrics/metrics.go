@@ -42,9 +42,10 @@ type Config struct {
 // service's health and the Go runtime. Create it with New, run Tail, and
 // serve Handler at /metrics.
 type Metrics struct {
-	cfg      Config
-	registry *prometheus.Registry
-	proj     *Projection
+	cfg        Config
+	registry   *prometheus.Registry
+	collectors []prometheus.Collector // everything registered
+	proj       *Projection
 
 	ingestDuration *prometheus.HistogramVec
 	ingestTotal    *prometheus.CounterVec
@@ -94,9 +95,9 @@ func New(cfg Config) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
 		}),
 	}
-	m.registry.MustRegister(m.proj.collectors()...)
-	m.registry.MustRegister(m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m},
+	m.collectors = append(m.proj.collectors(), m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(m.collectors...)
 	return m
 }
 
@@ -111,6 +112,15 @@ func (m *Metrics) ledger() Log {
 	m.logMu.RLock()
 	defer m.logMu.RUnlock()
 	return m.log
+}
+
+// Describe sends the descriptions of every metric the server exposes,
+// also those with no sample yet (dashboards and alerts are checked
+// against them).
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors {
+		c.Describe(ch)
+	}
 }
 
 // Registry is the private registry, for tests and extra collectors.
