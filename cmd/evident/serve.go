@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,12 @@ import (
 // relative to the configuration file.
 type Config struct {
 	Listen   string `yaml:"listen"`   // default 127.0.0.1:8080
+	// TLS, when certFile and keyFile are set, serves HTTPS (TLS 1.2 and
+	// later) instead of plain HTTP; the files are re-read at start only.
+	TLS struct {
+		CertFile string `yaml:"certFile"` // PEM certificate chain
+		KeyFile  string `yaml:"keyFile"`  // PEM private key
+	} `yaml:"tls"`
 	Data     string `yaml:"data"`     // default ./evident-data
 	Operator string `yaml:"operator"` // recorded in the genesis entry
 	Log      struct {
@@ -156,7 +163,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("pprof listener stopped", "err", err)
 		}()
 	}
-	fmt.Fprintf(stdout, "evident serving on http://%s\nlog origin: %s\nlog key: %s\n", srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+	fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
 	return srv.wait(ctx)
 }
 
@@ -178,6 +185,7 @@ func currentUser() string {
 
 type server struct {
 	addr   string
+	scheme string // http, or https when TLS is configured
 	log    *ledger.Log
 	access *query.AccessLog
 	http   *http.Server
@@ -314,6 +322,15 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("listen: %w", err), access.Close(), lg.Close())
 	}
+	scheme := "http"
+	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile))
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("tls: %w", err), ln.Close(), lg.Close())
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -324,7 +341,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
-	return &server{addr: ln.Addr().String(), log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery, metrics: mets}, nil
+	return &server{addr: ln.Addr().String(), scheme: scheme, log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery, metrics: mets}, nil
 }
 
 // wait serves until ctx ends, then drains requests and closes the log.
