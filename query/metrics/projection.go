@@ -12,6 +12,7 @@ package metrics
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -165,6 +166,38 @@ type Projection struct {
 	rollforwards   *prometheus.CounterVec
 	recovery       *prometheus.HistogramVec
 	malformed      prometheus.Counter
+
+	// For the dashboard page: applied and incomplete changes per
+	// environment and day (the last maxDays days), denials by rule, and the
+	// latest production applies.
+	days   map[dayKey]*dayCount
+	newest int64 // newest day seen
+	denied map[string]int
+	recent []RecentChange // newest last, at most maxRecent
+}
+
+// dayKey is an environment's day (days since the Unix epoch, UTC).
+type dayKey struct {
+	env string
+	day int64
+}
+
+type dayCount struct{ applied, incomplete int }
+
+// Bounds of the dashboard state.
+const (
+	maxDays   = 90
+	maxRecent = 20
+)
+
+// RecentChange is a production apply shown on the dashboard page.
+type RecentChange struct {
+	Index      uint64
+	ChangeID   string
+	Kind       evidence.Kind
+	OccurredAt time.Time
+	Env        string
+	Findings   []string // finding codes
 }
 
 // Buckets of durations measured between records (seconds): from a minute
@@ -187,6 +220,8 @@ func NewProjection() *Projection {
 	return &Projection{
 		envs: newLabelSet(maxEnvironments), rules: newLabelSet(maxRules), codes: newLabelSet(maxCodes), classes: newLabelSet(maxClasses),
 		apps:        map[string]*appState{},
+		days:        map[dayKey]*dayCount{},
+		denied:      map[string]int{},
 		exceptions:  map[string]*exceptionState{},
 		planWait:    newPendingTable(),
 		syncStarted: newPendingTable(),
@@ -319,6 +354,10 @@ func (p *Projection) apply(e *evidence.Entry, t *evidence.Transition) {
 		p.prodApplies.WithLabelValues(env, class).Inc()
 		if hasError {
 			p.incomplete.WithLabelValues(env, class).Inc()
+		}
+		p.countDay(env, at, hasError)
+		if isProduction(env) {
+			p.addRecent(e, t, env)
 		}
 		p.recovered(env, t.ChangeID, at)
 	case evidence.KindApplyFailed:
@@ -480,7 +519,9 @@ func (p *Projection) policy(env string, d *evidence.Policy, at time.Time) {
 	p.policyResults.WithLabelValues(env, d.Result).Inc()
 	for _, r := range d.Decisions {
 		if r.Result == "deny" {
-			p.denials.WithLabelValues(env, p.rules.get(r.RuleID)).Inc()
+			rule := p.rules.get(r.RuleID)
+			p.denials.WithLabelValues(env, rule).Inc()
+			p.denied[rule]++
 		}
 		if r.ExceptionID != "" {
 			x, ok := p.exceptions[r.ExceptionID]
@@ -557,4 +598,109 @@ func sortedKeys[K ~string | ~[2]string, V any](m map[K]V, less func(a, b K) bool
 	}
 	sort.Slice(ks, func(i, j int) bool { return less(ks[i], ks[j]) })
 	return ks
+}
+
+func isProduction(env string) bool {
+	return env == "prod" || env == "production" || strings.HasPrefix(env, "prod-")
+}
+
+func (p *Projection) countDay(env string, at time.Time, incomplete bool) {
+	day := at.UTC().Unix() / 86400
+	if day <= p.newest-maxDays {
+		return
+	}
+	if day > p.newest {
+		p.newest = day
+		for k := range p.days {
+			if k.day <= day-maxDays {
+				delete(p.days, k)
+			}
+		}
+	}
+	c := p.days[dayKey{env, day}]
+	if c == nil {
+		c = &dayCount{}
+		p.days[dayKey{env, day}] = c
+	}
+	c.applied++
+	if incomplete {
+		c.incomplete++
+	}
+}
+
+func (p *Projection) addRecent(e *evidence.Entry, t *evidence.Transition, env string) {
+	r := RecentChange{Index: e.Index, ChangeID: t.ChangeID, Kind: t.Kind, OccurredAt: t.OccurredAt, Env: env}
+	for _, f := range e.Meta.Findings {
+		r.Findings = append(r.Findings, f.Code)
+	}
+	p.recent = append(p.recent, r)
+	if len(p.recent) > maxRecent {
+		p.recent = append(p.recent[:0:0], p.recent[len(p.recent)-maxRecent:]...)
+	}
+}
+
+// DayCompleteness is one environment's completeness on one day.
+type DayCompleteness struct {
+	Day        time.Time
+	Applied    int
+	Incomplete int
+}
+
+// Rate is the share of the day's applied changes with their evidence complete.
+func (d DayCompleteness) Rate() float64 {
+	if d.Applied == 0 {
+		return 1
+	}
+	return float64(d.Applied-d.Incomplete) / float64(d.Applied)
+}
+
+// RuleCount is a rule and how often it denied.
+type RuleCount struct {
+	Rule  string
+	Count int
+}
+
+// EnvCount is a count in one environment.
+type EnvCount struct {
+	Env   string
+	Count int
+}
+
+// Overview is what the dashboard page shows.
+type Overview struct {
+	Entries      uint64
+	Completeness map[string][]DayCompleteness // environment → days, oldest first
+	Denials      []RuleCount                  // most frequent first, at most 10
+	Drift        []EnvCount                   // unreconciled drift by environment
+	Recent       []RecentChange               // newest first
+}
+
+// Overview returns the dashboard page's data.
+func (p *Projection) Overview(now time.Time) Overview {
+	g := p.snapshot(now)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o := Overview{Entries: p.applied, Completeness: map[string][]DayCompleteness{}}
+	for k, c := range p.days {
+		o.Completeness[k.env] = append(o.Completeness[k.env], DayCompleteness{Day: time.Unix(k.day*86400, 0).UTC(), Applied: c.applied, Incomplete: c.incomplete})
+	}
+	for _, days := range o.Completeness {
+		sort.Slice(days, func(i, j int) bool { return days[i].Day.Before(days[j].Day) })
+	}
+	for r, n := range p.denied {
+		o.Denials = append(o.Denials, RuleCount{r, n})
+	}
+	sort.Slice(o.Denials, func(i, j int) bool {
+		return o.Denials[i].Count > o.Denials[j].Count || o.Denials[i].Count == o.Denials[j].Count && o.Denials[i].Rule < o.Denials[j].Rule
+	})
+	if len(o.Denials) > 10 {
+		o.Denials = o.Denials[:10]
+	}
+	for _, env := range sortedKeys(g.drift, func(a, b string) bool { return a < b }) {
+		o.Drift = append(o.Drift, EnvCount{env, int(g.drift[env])})
+	}
+	for i := len(p.recent) - 1; i >= 0; i-- {
+		o.Recent = append(o.Recent, p.recent[i])
+	}
+	return o
 }
