@@ -27,6 +27,7 @@ import (
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/query"
+	"evident.dev/evident/query/dashboard"
 	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/verifier"
 )
@@ -315,6 +316,11 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		mux.Handle(route, gql.Auth().RequireAuditor(logMux))
 	}
 	mets.Register(mux)
+	pages, err := dashboard.New(dashboard.Config{Log: lg, Source: mets.Projection(), Logger: logger})
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	pages.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/internal/servertest"
 )
 
 func at(s string) time.Time {
@@ -24,7 +25,7 @@ func at(s string) time.Time {
 }
 
 // postScenario posts one of each panel's inputs and one refused record.
-func postScenario(t *testing.T, f *fixture) {
+func postScenario(t *testing.T, f *servertest.Server) {
 	t.Helper()
 	set := func(change, env, when string) func(*evidence.Transition) {
 		return func(p *evidence.Transition) {
@@ -57,14 +58,14 @@ func postScenario(t *testing.T, f *fixture) {
 		{"apply.completed", set("CHG-G", "dev", "2026-07-03T11:00:00Z"), 201}, // recovery after an hour
 	}
 	for _, p := range posts {
-		if got := f.post(f.ci, example(t, p.kind, p.edit)); got != p.want {
+		if got := f.Post(f.CI, servertest.Example(t, p.kind, p.edit)); got != p.want {
 			t.Fatalf("post %s: status %d, want %d", p.kind, got, p.want)
 		}
 	}
-	if got := f.post(f.stray, example(t, "plan.created", nil)); got != 403 {
+	if got := f.Post(f.Stray, servertest.Example(t, "plan.created", nil)); got != 403 {
 		t.Fatalf("untrusted post: status %d, want 403", got)
 	}
-	f.waitProjected()
+	f.WaitProjected()
 }
 
 func parse(t *testing.T, b []byte) map[string]*dto.MetricFamily {
@@ -112,9 +113,9 @@ next:
 }
 
 func TestMetricsFromTheLedger(t *testing.T) {
-	f := newFixture(t, t.TempDir())
+	f := servertest.Start(t, t.TempDir())
 	postScenario(t, f)
-	fams := parse(t, f.scrape())
+	fams := parse(t, f.Scrape())
 
 	checks := []struct {
 		name   string
@@ -138,7 +139,7 @@ func TestMetricsFromTheLedger(t *testing.T) {
 		{"evident_recovery_seconds", map[string]string{"environment": "dev"}, 1},
 		{"evident_ingest_requests_total", map[string]string{"result": "accepted"}, 13},
 		{"evident_ingest_requests_total", map[string]string{"result": "untrusted_signer"}, 1},
-		{"evident_log_entries", nil, float64(f.log.Size())},
+		{"evident_log_entries", nil, float64(f.Log.Size())},
 	}
 	for _, c := range checks {
 		if got := value(t, fams, c.name, c.labels); got != c.want {
@@ -175,13 +176,13 @@ func TestMetricsFromTheLedger(t *testing.T) {
 // same log) derives the same ledger values.
 func TestMetricsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	f := newFixture(t, dir)
+	f := servertest.Start(t, dir)
 	postScenario(t, f)
-	before := ledgerFamilies(t, parse(t, f.scrape()))
-	f.stop()
-	g := newFixture(t, dir)
-	g.waitProjected()
-	after := ledgerFamilies(t, parse(t, g.scrape()))
+	before := ledgerFamilies(t, parse(t, f.Scrape()))
+	f.Stop()
+	g := servertest.Start(t, dir)
+	g.WaitProjected()
+	after := ledgerFamilies(t, parse(t, g.Scrape()))
 	if len(before) < 20 {
 		t.Fatalf("only %d ledger-derived families", len(before))
 	}
@@ -226,9 +227,9 @@ func promtool(t *testing.T) string {
 
 func TestPromtoolCheckMetrics(t *testing.T) {
 	tool := promtool(t)
-	f := newFixture(t, t.TempDir())
+	f := servertest.Start(t, t.TempDir())
 	postScenario(t, f)
-	body := f.scrape()
+	body := f.Scrape()
 	cmd := exec.Command(tool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)
 	out, err := cmd.CombinedOutput()

@@ -1,4 +1,10 @@
-package metrics_test
+// Package servertest runs a real Evident write path for tests of the read
+// side: a log in a temporary directory, its genesis, the verifier and the
+// approval judge behind the real ingest handler, with the metrics
+// projection tailing the log, all over HTTP on 127.0.0.1. Records are the
+// committed examples of evidence/testdata/kinds, edited and signed by a
+// trusted runner key.
+package servertest
 
 import (
 	"bytes"
@@ -27,18 +33,22 @@ const testOrigin = "evident.test/metrics"
 
 // fixture is a real log behind the real ingest handler, with the approval
 // judge, and the metrics over real HTTP on 127.0.0.1.
-type fixture struct {
-	t       *testing.T
-	dir     string
-	logKey  ed25519.PrivateKey
-	ci      ed25519.PrivateKey
-	stray   ed25519.PrivateKey
-	trust   verifier.TrustConfig
-	log     *ledger.Log
-	metrics *metrics.Metrics
-	srv     *httptest.Server
-	cancel  context.CancelFunc
-	tailed  chan error
+// Server is the running fixture. Mux is where read handlers are added
+// (before the first request).
+type Server struct {
+	t      *testing.T
+	dir    string
+	logKey ed25519.PrivateKey
+	// CI is trusted for every environment; Stray is not trusted.
+	CI, Stray ed25519.PrivateKey
+	trust     verifier.TrustConfig
+	Log       *ledger.Log
+	Metrics   *metrics.Metrics
+	Mux       *http.ServeMux
+	URL       string
+	srv       *httptest.Server
+	cancel    context.CancelFunc
+	tailed    chan error
 }
 
 func key(name string) ed25519.PrivateKey {
@@ -54,17 +64,18 @@ func pubPEM(t *testing.T, k ed25519.PrivateKey) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-func newFixture(t *testing.T, dir string) *fixture {
+// Start runs a server on a log in dir (reopening the log there, if any).
+func Start(t *testing.T, dir string) *Server {
 	t.Helper()
-	f := &fixture{t: t, dir: dir, logKey: key("log"), ci: key("ci"), stray: key("stranger")}
+	f := &Server{t: t, dir: dir, logKey: key("log"), CI: key("ci"), Stray: key("stranger")}
 	f.trust = verifier.TrustConfig{Runners: []verifier.Runner{
-		{Name: "ci", PublicKey: pubPEM(t, f.ci), Scope: verifier.Scope{Environments: []string{"*"}}},
+		{Name: "ci", PublicKey: pubPEM(t, f.CI), Scope: verifier.Scope{Environments: []string{"*"}}},
 	}}
 	f.start()
 	return f
 }
 
-func (f *fixture) start() {
+func (f *Server) start() {
 	t := f.t
 	signer, err := ledger.NewNoteSigner(testOrigin, f.logKey)
 	if err != nil {
@@ -79,7 +90,7 @@ func (f *fixture) start() {
 		t.Fatal(err)
 	}
 	m.SetLog(lg)
-	f.log, f.metrics = lg, m
+	f.Log, f.Metrics = lg, m
 	if err := ingest.EnsureTrust(context.Background(), lg, f.logKey, f.trust, ingest.Genesis{
 		Operator: "ops@example.com", Origin: testOrigin, LogKey: signer.VerifierKey(), Now: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC),
 	}); err != nil {
@@ -89,22 +100,28 @@ func (f *fixture) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{})
+	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{
+		// dev needs no approval, so its applies are complete evidence.
+		Rules: []verifier.ApprovalRule{{Environment: "dev", MinApprovals: new(0)}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
+	f.Mux = mux
 	ingest.New(ingest.Config{Log: lg, Verifier: v, Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}, Observer: m}).Register(mux)
 	m.Register(mux)
 	f.srv = httptest.NewServer(mux)
+	f.URL = f.srv.URL
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.tailed = cancel, make(chan error, 1)
 	go func() { f.tailed <- m.Tail(ctx) }()
-	t.Cleanup(f.stop)
+	t.Cleanup(f.Stop)
 }
 
 // stop closes the server, the tail and the log; safe to call twice.
-func (f *fixture) stop() {
+// Stop closes the server, the tail and the log; safe to call twice.
+func (f *Server) Stop() {
 	if f.srv == nil {
 		return
 	}
@@ -113,16 +130,17 @@ func (f *fixture) stop() {
 	if err := <-f.tailed; err != nil && err != context.Canceled {
 		f.t.Errorf("Tail: %v", err)
 	}
-	if err := f.log.Close(); err != nil {
+	if err := f.Log.Close(); err != nil {
 		f.t.Errorf("close log: %v", err)
 	}
 	f.srv = nil
 }
 
 // example loads the committed example of kind and lets edit change it.
-func example(t *testing.T, kind string, edit func(*evidence.Transition)) []byte {
+// Example loads the committed example of kind and lets edit change it.
+func Example(t *testing.T, kind string, edit func(*evidence.Transition)) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "evidence", "testdata", "kinds", kind+".json"))
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "evidence", "testdata", "kinds", kind+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +159,8 @@ func example(t *testing.T, kind string, edit func(*evidence.Transition)) []byte 
 }
 
 // post signs payload with k and posts it; it returns the HTTP status.
-func (f *fixture) post(k ed25519.PrivateKey, payload []byte) int {
+// Post signs payload with k and posts it; it returns the HTTP status.
+func (f *Server) Post(k ed25519.PrivateKey, payload []byte) int {
 	f.t.Helper()
 	env, err := verifier.SignEnvelope(k, payload)
 	if err != nil {
@@ -160,18 +179,20 @@ func (f *fixture) post(k ed25519.PrivateKey, payload []byte) int {
 }
 
 // waitProjected waits until the projection has applied the whole log.
-func (f *fixture) waitProjected() {
+// WaitProjected waits until the projection has applied the whole log.
+func (f *Server) WaitProjected() {
 	f.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for f.metrics.Projection().Applied() < f.log.Size() {
+	for f.Metrics.Projection().Applied() < f.Log.Size() {
 		if time.Now().After(deadline) {
-			f.t.Fatalf("projection at %d of %d entries", f.metrics.Projection().Applied(), f.log.Size())
+			f.t.Fatalf("projection at %d of %d entries", f.Metrics.Projection().Applied(), f.Log.Size())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
 
-func (f *fixture) scrape() []byte {
+// Scrape returns GET /metrics.
+func (f *Server) Scrape() []byte {
 	f.t.Helper()
 	resp, err := http.Get(f.srv.URL + "/metrics")
 	if err != nil {
@@ -183,4 +204,23 @@ func (f *fixture) scrape() []byte {
 		f.t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
 	}
 	return b
+}
+
+// repoRoot is the module's root directory (tests run in their package's).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
 }
