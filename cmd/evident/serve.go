@@ -35,7 +35,7 @@ import (
 // Config is the server's YAML configuration. Relative paths in it are
 // relative to the configuration file.
 type Config struct {
-	Listen   string `yaml:"listen"`   // default 127.0.0.1:8080
+	Listen string `yaml:"listen"` // default 127.0.0.1:8080
 	// TLS, when certFile and keyFile are set, serves HTTPS (TLS 1.2 and
 	// later) instead of plain HTTP; the files are re-read at start only.
 	TLS struct {
