@@ -35,13 +35,7 @@ import (
 // Config is the server's YAML configuration. Relative paths in it are
 // relative to the configuration file.
 type Config struct {
-	Listen string `yaml:"listen"` // default 127.0.0.1:8080
-	// TLS, when certFile and keyFile are set, serves HTTPS (TLS 1.2 and
-	// later) instead of plain HTTP; the files are re-read at start only.
-	TLS struct {
-		CertFile string `yaml:"certFile"` // PEM certificate chain
-		KeyFile  string `yaml:"keyFile"`  // PEM private key
-	} `yaml:"tls"`
+	Listen   string `yaml:"listen"`   // default 127.0.0.1:8080
 	Data     string `yaml:"data"`     // default ./evident-data
 	Operator string `yaml:"operator"` // recorded in the genesis entry
 	Log      struct {
@@ -78,6 +72,12 @@ type Config struct {
 	// Artifacts, when set, is the store the server checks records'
 	// artifacts against (finding artifact.missing).
 	Artifacts artifactsConfig `yaml:"artifacts"`
+	// TLS, when certFile and keyFile are set, serves HTTPS (TLS 1.2 and
+	// later) instead of plain HTTP; the files are re-read at start only.
+	TLS struct {
+		CertFile string `yaml:"certFile"` // PEM certificate chain
+		KeyFile  string `yaml:"keyFile"`  // PEM private key
+	} `yaml:"tls"`
 
 	dir string // the configuration file's directory
 }
