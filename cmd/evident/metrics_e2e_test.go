@@ -25,6 +25,10 @@ func TestServeMetrics(t *testing.T) {
 			t.Fatalf("promtool check metrics: %v\n%s", err, out)
 		}
 	}
+	page := string(srv.get("/", 200))
+	if !strings.Contains(page, "Evidence completeness by environment") {
+		t.Errorf("GET / is not the dashboard:\n%s", page)
+	}
 	srv.stop()
 	srv = startServe(t, work, "--listen", "127.0.0.1:0", "--data", data)
 	waitMetric(t, srv, want)

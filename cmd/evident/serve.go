@@ -318,9 +318,15 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	mets.Register(mux)
 	pages, err := dashboard.New(dashboard.Config{Log: lg, Source: mets.Projection(), Logger: logger})
 	if err != nil {
-		return nil, errors.Join(err, lg.Close())
+		return nil, errors.Join(err, access.Close(), lg.Close())
 	}
-	pages.Register(mux)
+	// The pages show every change, across tenants: like the whole-log
+	// endpoints, only auditors reach them once access is configured.
+	pagesMux := http.NewServeMux()
+	pages.Register(pagesMux)
+	for _, route := range []string{"GET /{$}", "GET /changes/{id}", "GET /assets/"} {
+		mux.Handle(route, gql.Auth().RequireAuditor(pagesMux))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})
@@ -332,7 +338,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile))
 		if err != nil {
-			return nil, errors.Join(fmt.Errorf("tls: %w", err), ln.Close(), lg.Close())
+			return nil, errors.Join(fmt.Errorf("tls: %w", err), ln.Close(), access.Close(), lg.Close())
 		}
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
