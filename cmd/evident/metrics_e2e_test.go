@@ -2,6 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -50,4 +60,64 @@ func waitMetric(t *testing.T, srv *testServer, line string) []byte {
 	}
 	t.Fatalf("/metrics never had %q:\n%s", line, body)
 	return nil
+}
+
+// TestServeTLS: with tls.certFile and tls.keyFile the server speaks only
+// HTTPS (TLS 1.2 and later) with that certificate.
+func TestServeTLS(t *testing.T) {
+	work := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "evident test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(work, "tls.crt"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, filepath.Join(work, "tls.key"), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
+	writeFile(t, filepath.Join(work, "evident.yaml"), "listen: 127.0.0.1:0\ntls:\n  certFile: tls.crt\n  keyFile: tls.key\n")
+	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--data", filepath.Join(work, "data"))
+	if !strings.HasPrefix(srv.URL, "https://127.0.0.1:") {
+		t.Fatalf("serve prints %s, want an https URL", srv.URL)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics over TLS: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
+		t.Fatalf("GET /metrics over TLS: %d %+v", resp.StatusCode, resp.TLS)
+	}
+	// Plain HTTP gets no answer it could take for Evident's.
+	plain := strings.Replace(srv.URL, "https://", "http://", 1)
+	if resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(plain + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("the TLS listener answered plain HTTP with 200")
+		}
+	}
+	// TLS 1.1 is refused.
+	old := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
+	if resp, err := old.Get(srv.URL + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatal("TLS 1.1 was accepted")
+	}
 }
