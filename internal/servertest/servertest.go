@@ -36,7 +36,7 @@ const testOrigin = "evident.test/metrics"
 // Server is the running fixture. Mux is where read handlers are added
 // (before the first request).
 type Server struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	logKey ed25519.PrivateKey
 	// CI is trusted for every environment; Stray is not trusted.
@@ -56,7 +56,7 @@ func key(name string) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(seed[:])
 }
 
-func pubPEM(t *testing.T, k ed25519.PrivateKey) string {
+func pubPEM(t testing.TB, k ed25519.PrivateKey) string {
 	der, err := x509.MarshalPKIXPublicKey(k.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func pubPEM(t *testing.T, k ed25519.PrivateKey) string {
 }
 
 // Start runs a server on a log in dir (reopening the log there, if any).
-func Start(t *testing.T, dir string) *Server {
+func Start(t testing.TB, dir string) *Server {
 	t.Helper()
 	f := &Server{t: t, dir: dir, logKey: key("log"), CI: key("ci"), Stray: key("stranger")}
 	f.trust = verifier.TrustConfig{Runners: []verifier.Runner{
@@ -138,7 +138,7 @@ func (f *Server) Stop() {
 
 // example loads the committed example of kind and lets edit change it.
 // Example loads the committed example of kind and lets edit change it.
-func Example(t *testing.T, kind string, edit func(*evidence.Transition)) []byte {
+func Example(t testing.TB, kind string, edit func(*evidence.Transition)) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "evidence", "testdata", "kinds", kind+".json"))
 	if err != nil {
@@ -207,7 +207,7 @@ func (f *Server) Scrape() []byte {
 }
 
 // repoRoot is the module's root directory (tests run in their package's).
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,7 @@ func at(s string) time.Time {
 // start runs the write path with the pages added, and posts changes over
 // three days: prod complete, then incomplete (no approval); dev complete;
 // a denial and a drift.
-func start(t *testing.T) *servertest.Server {
+func start(t testing.TB) *servertest.Server {
 	t.Helper()
 	f := servertest.Start(t, t.TempDir())
 	h, err := dashboard.New(dashboard.Config{Log: f.Log, Source: f.Metrics.Projection()})
@@ -244,4 +245,31 @@ func TestScreenshots(t *testing.T) {
 	if n := pixels(img, 0x1a7f37); n < 3*200 {
 		t.Errorf("change page: %d green pixels, want three proved badges", n)
 	}
+}
+
+// FuzzChangePage: any change id in the path gets a page or a 4xx, never a
+// server error, and the id never reaches the page unescaped.
+func FuzzChangePage(f *testing.F) {
+	for _, s := range []string{"CHG-A", "CHG-NONE", "<script>alert(1)</script>", "a/b", "%00", strings.Repeat("x", 300), "\"'><img src=x>"} {
+		f.Add(s)
+	}
+	srv := start(f)
+	f.Fuzz(func(t *testing.T, id string) {
+		req, err := http.NewRequest("GET", srv.URL+"/changes/"+url.PathEscape(id), nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 500 {
+			t.Fatalf("%q: %d %s", id, resp.StatusCode, body)
+		}
+		if strings.ContainsAny(id, "<>\"") && strings.Contains(string(body), id) {
+			t.Fatalf("%q is in the page unescaped", id)
+		}
+	})
 }

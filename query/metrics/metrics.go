@@ -95,7 +95,7 @@ func New(cfg Config) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
 		}),
 	}
-	m.collectors = append(m.proj.collectors(), m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m},
+	m.collectors = append(m.proj.collectors(), m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m, newStateDescs()},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(m.collectors...)
 	return m
@@ -197,32 +197,6 @@ func (m *Metrics) Tail(ctx context.Context) error {
 	}
 }
 
-// CatchUp applies the entries present now and returns; for tests and
-// one-shot tools.
-func (m *Metrics) CatchUp(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	log := m.ledger()
-	if log == nil {
-		return errors.New("metrics: no log to tail")
-	}
-	target := log.Size()
-	errc := make(chan error, 1)
-	go func() { errc <- m.Tail(ctx) }()
-	for m.proj.Applied() < target {
-		select {
-		case err := <-errc:
-			cancel()
-			return err
-		case <-time.After(time.Millisecond):
-		}
-	}
-	cancel()
-	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
 // initCheckpoint dates the current checkpoint by the entry it ends with, so
 // a restarted server reports the checkpoint's real age, not zero.
 func (m *Metrics) initCheckpoint(ctx context.Context, log Log) error {
@@ -260,22 +234,33 @@ func (m *Metrics) checkpointAge(size uint64, now time.Time) float64 {
 
 // stateCollector exposes the values read at scrape time: log size,
 // checkpoint, projection lag and the projection's current-state gauges.
-type stateCollector struct{ m *Metrics }
+type stateCollector struct {
+	m *Metrics
+	d stateDescs
+}
 
-var (
-	descLogSize    = prometheus.NewDesc("evident_log_entries", "Durable entries in the log.", nil, nil)
-	descCPSize     = prometheus.NewDesc("evident_checkpoint_size", "Tree size of the latest signed checkpoint.", nil, nil)
-	descCPAge      = prometheus.NewDesc("evident_checkpoint_age_seconds", "Seconds since the signed checkpoint last grew.", nil, nil)
-	descProjected  = prometheus.NewDesc("evident_projection_entries", "Entries the metrics projection has applied.", nil, nil)
-	descApps       = prometheus.NewDesc("evident_gitops_applications", "GitOps applications by current state (out_of_sync, degraded, suspended, auto_sync_disabled, ignored_differences).", []string{"environment", "state"}, nil)
-	descExceptions = prometheus.NewDesc("evident_policy_exceptions_active", "Granted, not yet expired-by-record exceptions by age (lt_7d, 7d_30d, 30d_90d, gt_90d, expired: past expiresAt).", []string{"environment", "age"}, nil)
-	descDrift      = prometheus.NewDesc("evident_drift_unreconciled", "Drift detected and not yet reconciled.", []string{"environment"}, nil)
-	descDriftAge   = prometheus.NewDesc("evident_drift_unreconciled_oldest_seconds", "Age of the oldest unreconciled drift.", []string{"environment"}, nil)
-	descPending    = prometheus.NewDesc("evident_plans_awaiting_approval", "Changes planned and not yet approved.", []string{"environment"}, nil)
-)
+// stateDescs describes the values read at scrape time.
+type stateDescs struct {
+	logSize, cpSize, cpAge, projected, apps, exceptions, drift, driftAge, pending *prometheus.Desc
+}
+
+func newStateDescs() stateDescs {
+	return stateDescs{
+		logSize:    prometheus.NewDesc("evident_log_entries", "Durable entries in the log.", nil, nil),
+		cpSize:     prometheus.NewDesc("evident_checkpoint_size", "Tree size of the latest signed checkpoint.", nil, nil),
+		cpAge:      prometheus.NewDesc("evident_checkpoint_age_seconds", "Seconds since the signed checkpoint last grew.", nil, nil),
+		projected:  prometheus.NewDesc("evident_projection_entries", "Entries the metrics projection has applied.", nil, nil),
+		apps:       prometheus.NewDesc("evident_gitops_applications", "GitOps applications by current state (out_of_sync, degraded, suspended, auto_sync_disabled, ignored_differences).", []string{"environment", "state"}, nil),
+		exceptions: prometheus.NewDesc("evident_policy_exceptions_active", "Granted exceptions without an exception.expired record, by age (lt_7d, 7d_30d, 30d_90d, gt_90d; expired: past expiresAt).", []string{"environment", "age"}, nil),
+		drift:      prometheus.NewDesc("evident_drift_unreconciled", "Drift detected and not yet reconciled.", []string{"environment"}, nil),
+		driftAge:   prometheus.NewDesc("evident_drift_unreconciled_oldest_seconds", "Age of the oldest unreconciled drift.", []string{"environment"}, nil),
+		pending:    prometheus.NewDesc("evident_plans_awaiting_approval", "Changes planned and not yet approved.", []string{"environment"}, nil),
+	}
+}
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLogSize, descCPSize, descCPAge, descProjected, descApps, descExceptions, descDrift, descDriftAge, descPending} {
+	s := c.d
+	for _, d := range []*prometheus.Desc{s.logSize, s.cpSize, s.cpAge, s.projected, s.apps, s.exceptions, s.drift, s.driftAge, s.pending} {
 		ch <- d
 	}
 }
@@ -284,25 +269,25 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.m.cfg.Clock()
 	if log := c.m.ledger(); log != nil {
 		cp := log.CheckpointSize()
-		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(log.Size()))
-		ch <- prometheus.MustNewConstMetric(descCPSize, prometheus.GaugeValue, float64(cp))
-		ch <- prometheus.MustNewConstMetric(descCPAge, prometheus.GaugeValue, c.m.checkpointAge(cp, now))
+		ch <- prometheus.MustNewConstMetric(c.d.logSize, prometheus.GaugeValue, float64(log.Size()))
+		ch <- prometheus.MustNewConstMetric(c.d.cpSize, prometheus.GaugeValue, float64(cp))
+		ch <- prometheus.MustNewConstMetric(c.d.cpAge, prometheus.GaugeValue, c.m.checkpointAge(cp, now))
 	}
-	ch <- prometheus.MustNewConstMetric(descProjected, prometheus.GaugeValue, float64(c.m.proj.Applied()))
+	ch <- prometheus.MustNewConstMetric(c.d.projected, prometheus.GaugeValue, float64(c.m.proj.Applied()))
 	g := c.m.proj.snapshot(now)
 	less2 := func(a, b [2]string) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 	less1 := func(a, b string) bool { return a < b }
 	for _, k := range sortedKeys(g.apps, less2) {
-		ch <- prometheus.MustNewConstMetric(descApps, prometheus.GaugeValue, g.apps[k], k[0], k[1])
+		ch <- prometheus.MustNewConstMetric(c.d.apps, prometheus.GaugeValue, g.apps[k], k[0], k[1])
 	}
 	for _, k := range sortedKeys(g.exceptions, less2) {
-		ch <- prometheus.MustNewConstMetric(descExceptions, prometheus.GaugeValue, g.exceptions[k], k[0], k[1])
+		ch <- prometheus.MustNewConstMetric(c.d.exceptions, prometheus.GaugeValue, g.exceptions[k], k[0], k[1])
 	}
 	for _, k := range sortedKeys(g.drift, less1) {
-		ch <- prometheus.MustNewConstMetric(descDrift, prometheus.GaugeValue, g.drift[k], k)
-		ch <- prometheus.MustNewConstMetric(descDriftAge, prometheus.GaugeValue, g.driftAge[k], k)
+		ch <- prometheus.MustNewConstMetric(c.d.drift, prometheus.GaugeValue, g.drift[k], k)
+		ch <- prometheus.MustNewConstMetric(c.d.driftAge, prometheus.GaugeValue, g.driftAge[k], k)
 	}
 	for _, k := range sortedKeys(g.pending, less1) {
-		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, g.pending[k], k)
+		ch <- prometheus.MustNewConstMetric(c.d.pending, prometheus.GaugeValue, g.pending[k], k)
 	}
 }

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -241,5 +242,33 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	bad.Stdin = strings.NewReader("# HELP evident_bad a counter\n# TYPE evident_bad counter\nevident_bad 1\n")
 	if out, err := bad.CombinedOutput(); err == nil && len(bytes.TrimSpace(out)) == 0 {
 		t.Fatal("promtool accepted a counter without _total")
+	}
+}
+
+// TestLabelsBounded: past 32 environments, further ones are counted as
+// "other", so a misbehaving runner cannot blow up the series count.
+func TestLabelsBounded(t *testing.T) {
+	f := servertest.Start(t, t.TempDir())
+	for i := range 40 {
+		p := servertest.Example(t, "plan.created", func(p *evidence.Transition) {
+			p.ChangeID = fmt.Sprintf("CHG-%d", i)
+			p.Target.Environment = fmt.Sprintf("env-%02d", i)
+		})
+		if got := f.Post(f.CI, p); got != 201 {
+			t.Fatalf("post %d: %d", i, got)
+		}
+	}
+	f.WaitProjected()
+	fams := parse(t, f.Scrape())
+	envs := map[string]float64{}
+	for _, m := range fams["evident_plans_total"].Metric {
+		for _, l := range m.Label {
+			if l.GetName() == "environment" {
+				envs[l.GetValue()] += m.Counter.GetValue()
+			}
+		}
+	}
+	if len(envs) != 33 || envs["other"] != 8 || envs["env-31"] != 1 || envs["env-32"] != 0 {
+		t.Errorf("environments %v: want env-00..env-31 and other=8", envs)
 	}
 }
