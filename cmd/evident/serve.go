@@ -278,6 +278,9 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		}
 		judges = append(judges, ingest.ArtifactStoreJudge{Store: store})
 	}
+	if pol != nil {
+		mets.SetCompleteness(pol.tracker)
+	}
 	mux := http.NewServeMux()
 	approvals, err := cfg.Approvals.build(lg, trust)
 	if err != nil {

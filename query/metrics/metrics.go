@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/policies"
 )
 
 // Log is the ledger as the metrics need it: its size and checkpoint, and its
@@ -25,6 +26,12 @@ type Log interface {
 	// and returns the log's size.
 	Wait(ctx context.Context, size uint64) (uint64, error)
 	Leaf(ctx context.Context, index uint64) ([]byte, error)
+}
+
+// Completeness is the policies' completeness projection over the evidence
+// contracts (*policies.Tracker). Rates must be safe for concurrent use.
+type Completeness interface {
+	Rates() []policies.Rate
 }
 
 // Config configures the metrics.
@@ -52,9 +59,11 @@ type Metrics struct {
 	commitDuration prometheus.Histogram
 	commitRecords  prometheus.Histogram
 
-	// logMu guards log, which SetLog may set once after New.
-	logMu sync.RWMutex
-	log   Log
+	// logMu guards log and completeness, which SetLog and SetCompleteness
+	// may set once after New.
+	logMu        sync.RWMutex
+	log          Log
+	completeness Completeness
 
 	// cpMu guards the checkpoint's last observed size and when it changed.
 	cpMu      sync.Mutex
@@ -106,6 +115,24 @@ func (m *Metrics) SetLog(l Log) {
 	m.logMu.Lock()
 	defer m.logMu.Unlock()
 	m.log = l
+}
+
+// SetCompleteness adds the evidence contracts' completeness rates
+// (evident_evidence_completeness_ratio and evident_evidence_changes).
+func (m *Metrics) SetCompleteness(c Completeness) {
+	m.logMu.Lock()
+	defer m.logMu.Unlock()
+	m.completeness = c
+}
+
+func (m *Metrics) rates() []policies.Rate {
+	m.logMu.RLock()
+	c := m.completeness
+	m.logMu.RUnlock()
+	if c == nil {
+		return nil
+	}
+	return c.Rates()
 }
 
 func (m *Metrics) ledger() Log {
@@ -242,6 +269,7 @@ type stateCollector struct {
 // stateDescs describes the values read at scrape time.
 type stateDescs struct {
 	logSize, cpSize, cpAge, projected, apps, exceptions, drift, driftAge, pending *prometheus.Desc
+	ratio, changes                                                                *prometheus.Desc
 }
 
 func newStateDescs() stateDescs {
@@ -255,12 +283,16 @@ func newStateDescs() stateDescs {
 		drift:      prometheus.NewDesc("evident_drift_unreconciled", "Drift detected and not yet reconciled.", []string{"environment"}, nil),
 		driftAge:   prometheus.NewDesc("evident_drift_unreconciled_oldest_seconds", "Age of the oldest unreconciled drift.", []string{"environment"}, nil),
 		pending:    prometheus.NewDesc("evident_plans_awaiting_approval", "Changes planned and not yet approved.", []string{"environment"}, nil),
+		ratio: prometheus.NewDesc("evident_evidence_completeness_ratio",
+			"Evidence contracts: share of closed changes with all their class's required evidence (1 when none is closed).", []string{"environment", "class"}, nil),
+		changes: prometheus.NewDesc("evident_evidence_changes",
+			"Evidence contracts: changes by state (open, closed, complete: closed with all required evidence).", []string{"environment", "class", "state"}, nil),
 	}
 }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	s := c.d
-	for _, d := range []*prometheus.Desc{s.logSize, s.cpSize, s.cpAge, s.projected, s.apps, s.exceptions, s.drift, s.driftAge, s.pending} {
+	for _, d := range []*prometheus.Desc{s.logSize, s.cpSize, s.cpAge, s.projected, s.apps, s.exceptions, s.drift, s.driftAge, s.pending, s.ratio, s.changes} {
 		ch <- d
 	}
 }
@@ -289,5 +321,18 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range sortedKeys(g.pending, less1) {
 		ch <- prometheus.MustNewConstMetric(c.d.pending, prometheus.GaugeValue, g.pending[k], k)
+	}
+	// Contract classes are few and named in the configuration; the
+	// environments are capped like every other environment label.
+	envs := newLabelSet(maxEnvironments)
+	for _, r := range c.m.rates() {
+		env := envs.get(r.Environment)
+		if env == labelOther {
+			continue // several environments would collide on one series
+		}
+		ch <- prometheus.MustNewConstMetric(c.d.ratio, prometheus.GaugeValue, r.Rate, env, r.Class)
+		ch <- prometheus.MustNewConstMetric(c.d.changes, prometheus.GaugeValue, float64(r.Changes-r.Closed), env, r.Class, "open")
+		ch <- prometheus.MustNewConstMetric(c.d.changes, prometheus.GaugeValue, float64(r.Closed), env, r.Class, "closed")
+		ch <- prometheus.MustNewConstMetric(c.d.changes, prometheus.GaugeValue, float64(r.Complete), env, r.Class, "complete")
 	}
 }

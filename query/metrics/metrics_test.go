@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/servertest"
+	"evident.dev/evident/policies"
 )
 
 func at(s string) time.Time {
@@ -270,5 +272,39 @@ func TestLabelsBounded(t *testing.T) {
 	}
 	if len(envs) != 33 || envs["other"] != 8 || envs["env-31"] != 1 || envs["env-32"] != 0 {
 		t.Errorf("environments %v: want env-00..env-31 and other=8", envs)
+	}
+}
+
+// TestCompletenessFromContracts: with the policies' completeness tracker
+// (the real one, default contracts) the exposition carries its rates.
+func TestCompletenessFromContracts(t *testing.T) {
+	f := servertest.Start(t, t.TempDir())
+	postScenario(t, f)
+	tracker := policies.NewTracker(f.Log, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tracker.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	if err := tracker.WaitFor(ctx, f.Log.Size()); err != nil {
+		t.Fatal(err)
+	}
+	f.Metrics.SetCompleteness(tracker)
+	rates := tracker.Rates()
+	if len(rates) == 0 {
+		t.Fatal("the default contracts classify none of the scenario's changes")
+	}
+	fams := parse(t, f.Scrape())
+	for _, r := range rates {
+		labels := map[string]string{"environment": r.Environment, "class": r.Class}
+		if got := value(t, fams, "evident_evidence_completeness_ratio", labels); got != r.Rate {
+			t.Errorf("ratio %v = %v, want %v", labels, got, r.Rate)
+		}
+		labels["state"] = "closed"
+		if got := value(t, fams, "evident_evidence_changes", labels); got != float64(r.Closed) {
+			t.Errorf("closed %v = %v, want %d", labels, got, r.Closed)
+		}
 	}
 }
