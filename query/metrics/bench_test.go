@@ -18,6 +18,19 @@ import (
 // server or a replica rebuilds its metrics from the log. The mix is the
 // change lifecycle of a plan, a policy decision, an apply and a sync.
 func BenchmarkProjectionApply(b *testing.B) {
+	entries := benchEntries(b)
+	p := metrics.NewProjection()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		e := *entries[i%len(entries)]
+		e.Index = uint64(i)
+		p.Apply(&e)
+	}
+}
+
+// benchEntries is a change lifecycle mix in three environments.
+func benchEntries(b *testing.B) []*evidence.Entry {
 	seed := sha256.Sum256([]byte("bench"))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	var entries []*evidence.Entry
@@ -34,12 +47,24 @@ func BenchmarkProjectionApply(b *testing.B) {
 		entries = append(entries, &evidence.Entry{Origin: "bench", ReceivedAt: time.Now(), Envelope: env,
 			Meta: evidence.EntryMeta{Findings: []evidence.Finding{{Code: "approval.missing", Severity: "error"}}}})
 	}
-	p := metrics.NewProjection()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
+	return entries
+}
+
+// BenchmarkScrape measures one GET /metrics worth of gathering, with the
+// projection holding the aggregates of 100,000 entries.
+func BenchmarkScrape(b *testing.B) {
+	entries := benchEntries(b)
+	m := metrics.New(metrics.Config{})
+	for i := range 100_000 {
 		e := *entries[i%len(entries)]
 		e.Index = uint64(i)
-		p.Apply(&e)
+		m.Projection().Apply(&e)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := m.Registry().Gather(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

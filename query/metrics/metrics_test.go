@@ -68,6 +68,10 @@ func postScenario(t *testing.T, f *servertest.Server) {
 	if got := f.Post(f.Stray, servertest.Example(t, "plan.created", nil)); got != 403 {
 		t.Fatalf("untrusted post: status %d, want 403", got)
 	}
+	// The same record again (ed25519 signatures are deterministic): a duplicate.
+	if got := f.Post(f.CI, servertest.Example(t, posts[0].kind, posts[0].edit)); got != 200 {
+		t.Fatalf("duplicate post: status %d, want 200", got)
+	}
 	f.WaitProjected()
 }
 
@@ -142,6 +146,8 @@ func TestMetricsFromTheLedger(t *testing.T) {
 		{"evident_recovery_seconds", map[string]string{"environment": "dev"}, 1},
 		{"evident_ingest_requests_total", map[string]string{"result": "accepted"}, 13},
 		{"evident_ingest_requests_total", map[string]string{"result": "untrusted_signer"}, 1},
+		{"evident_ingest_requests_total", map[string]string{"result": "duplicate"}, 1},
+		{"evident_ingest_request_duration_seconds", map[string]string{"outcome": "refused"}, 1},
 		{"evident_log_entries", nil, float64(f.Log.Size())},
 	}
 	for _, c := range checks {
