@@ -136,6 +136,9 @@ type Receipt struct {
 }
 
 func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
+	// http.MaxBytesReader closes the connection after an oversized body
+	// only when given the server's own writer, not a wrapper.
+	raw := w
 	if h.cfg.Observer != nil {
 		ow := &outcomeWriter{ResponseWriter: w}
 		start := time.Now()
@@ -150,7 +153,7 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(raw, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
