@@ -50,6 +50,44 @@ type Config struct {
 	MaxClockSkew time.Duration
 	// Clock is the server's time; nil means time.Now.
 	Clock func() time.Time
+	// Observer, if set, is told the outcome and latency of every posted
+	// record (the service-health metrics).
+	Observer Observer
+}
+
+// Observer learns how each POST /v1/records ended. result is "accepted",
+// "duplicate", the refusal's error code (e.g. "untrusted_signer"), or
+// "abandoned" when the client left before an answer; took is the time to
+// answer. Called once per request, concurrently; it must not block.
+type Observer interface {
+	IngestObserved(result string, took time.Duration)
+}
+
+// outcomeWriter remembers what a request was answered, for the Observer.
+type outcomeWriter struct {
+	http.ResponseWriter
+	status int
+	code   string // the refusal's code, set by writeError
+}
+
+func (w *outcomeWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *outcomeWriter) result() string {
+	switch {
+	case w.code != "":
+		return w.code
+	case w.status == http.StatusCreated:
+		return "accepted"
+	case w.status == http.StatusOK:
+		return "duplicate"
+	default:
+		return "abandoned"
+	}
 }
 
 // Handler serves POST /v1/records.
@@ -98,6 +136,15 @@ type Receipt struct {
 }
 
 func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
+	// http.MaxBytesReader closes the connection after an oversized body
+	// only when given the server's own writer, not a wrapper.
+	raw := w
+	if h.cfg.Observer != nil {
+		ow := &outcomeWriter{ResponseWriter: w}
+		start := time.Now()
+		defer func() { h.cfg.Observer.IngestObserved(ow.result(), time.Since(start)) }()
+		w = ow
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !acceptedType(mt) {
@@ -106,7 +153,7 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(raw, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -260,6 +307,9 @@ const (
 )
 
 func writeError(w http.ResponseWriter, status int, code, msg string, fields []evidence.FieldError) {
+	if ow, ok := w.(*outcomeWriter); ok {
+		ow.code = code
+	}
 	if len(fields) > maxErrorFields {
 		fields = fields[:maxErrorFields]
 	}

@@ -60,6 +60,11 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// CacheMB sizes Badger's block and index caches together. Default 64.
 	CacheMB int
+	// OnCommit, if set, is told each durable batch's record count and how
+	// long making it durable took (segment write, fdatasync, index
+	// transaction); the metrics use it. It runs on the commit path: keep it
+	// fast and non-blocking.
+	OnCommit func(records int, took time.Duration)
 }
 
 func (c *Config) withDefaults() error {

@@ -197,11 +197,15 @@ func (l *Log) commit() {
 			answer(p.batch, nil, fmt.Errorf("%w: an earlier batch failed to commit", ErrStorage))
 			continue
 		}
+		start := time.Now()
 		err := l.segs.append(p.runs)
 		if err == nil {
 			err = p.txn.Commit()
 		} else {
 			p.txn.Discard()
+		}
+		if err == nil && l.cfg.OnCommit != nil {
+			l.cfg.OnCommit(len(p.batch), time.Since(start))
 		}
 		if err != nil {
 			// Leave no part of the batch in the segments: the next batch is

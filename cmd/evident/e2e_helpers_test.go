@@ -187,11 +187,11 @@ func tryServe(t *testing.T, dir string, args ...string) (*testServer, error) {
 	for {
 		out := s.stdout.String()
 		if lines := strings.Split(out, "\n"); len(lines) >= 4 {
-			addr, ok := strings.CutPrefix(lines[0], "evident serving on http://")
-			if !ok || addr == "" {
-				return nil, fmt.Errorf("serve's first line is %q, want \"evident serving on http://ADDR\"", lines[0])
+			url, ok := strings.CutPrefix(lines[0], "evident serving on ")
+			if !ok || !(strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://")) {
+				return nil, fmt.Errorf("serve's first line is %q, want \"evident serving on http://ADDR\" (or https)", lines[0])
 			}
-			s.URL = "http://" + addr
+			s.URL = url
 			s.Origin, _ = strings.CutPrefix(lines[1], "log origin: ")
 			s.LogKey, _ = strings.CutPrefix(lines[2], "log key: ")
 			if s.Origin == "" || s.LogKey == "" {

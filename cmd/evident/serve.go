@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ import (
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/query"
+	"evident.dev/evident/query/dashboard"
+	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/verifier"
 )
 
@@ -69,6 +72,12 @@ type Config struct {
 	// Artifacts, when set, is the store the server checks records'
 	// artifacts against (finding artifact.missing).
 	Artifacts artifactsConfig `yaml:"artifacts"`
+	// TLS, when certFile and keyFile are set, serves HTTPS (TLS 1.2 and
+	// later) instead of plain HTTP; the files are re-read at start only.
+	TLS struct {
+		CertFile string `yaml:"certFile"` // PEM certificate chain
+		KeyFile  string `yaml:"keyFile"`  // PEM private key
+	} `yaml:"tls"`
 
 	dir string // the configuration file's directory
 }
@@ -155,7 +164,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("pprof listener stopped", "err", err)
 		}()
 	}
-	fmt.Fprintf(stdout, "evident serving on http://%s\nlog origin: %s\nlog key: %s\n", srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+	fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
 	return srv.wait(ctx)
 }
 
@@ -177,6 +186,7 @@ func currentUser() string {
 
 type server struct {
 	addr   string
+	scheme string // http, or https when TLS is configured
 	log    *ledger.Log
 	access *query.AccessLog
 	http   *http.Server
@@ -185,6 +195,8 @@ type server struct {
 	// anchor, if set, anchors new checkpoints in Rekor every anchorEvery.
 	anchor      *anchor.Anchorer
 	anchorEvery time.Duration
+	// metrics tails the log for GET /metrics while the server runs.
+	metrics *metrics.Metrics
 }
 
 func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server, error) {
@@ -222,6 +234,8 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
+	// The metrics exist before the log so its commit hook can feed them.
+	mets := metrics.New(metrics.Config{Logger: logger})
 	lg, err := ledger.Open(ledger.Config{
 		Dir:                filepath.Join(cfg.Data, "ledger"),
 		Origin:             cfg.Log.Origin,
@@ -231,10 +245,12 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		QueueSize:          cfg.Limits.QueueSize,
 		CheckpointInterval: cfg.CheckpointInterval,
 		CacheMB:            cfg.CacheMB,
+		OnCommit:           mets.BatchCommitted,
 	})
 	if err != nil {
 		return nil, err
 	}
+	mets.SetLog(lg)
 	pol, err := loadPolicies(ctx, cfg)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
@@ -262,6 +278,9 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		}
 		judges = append(judges, ingest.ArtifactStoreJudge{Store: store})
 	}
+	if pol != nil {
+		mets.SetCompleteness(pol.tracker)
+	}
 	mux := http.NewServeMux()
 	approvals, err := cfg.Approvals.build(lg, trust)
 	if err != nil {
@@ -274,6 +293,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		Logger:       logger,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,
+		Observer:     mets,
 	})
 	ih.Register(mux)
 	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(mux)
@@ -298,12 +318,33 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
 		mux.Handle(route, gql.Auth().RequireAuditor(logMux))
 	}
+	mets.Register(mux)
+	pages, err := dashboard.New(dashboard.Config{Log: lg, Source: mets.Projection(), Logger: logger})
+	if err != nil {
+		return nil, errors.Join(err, access.Close(), lg.Close())
+	}
+	// The pages show every change, across tenants: like the whole-log
+	// endpoints, only auditors reach them once access is configured.
+	pagesMux := http.NewServeMux()
+	pages.Register(pagesMux)
+	for _, route := range []string{"GET /{$}", "GET /changes/{id}", "GET /assets/"} {
+		mux.Handle(route, gql.Auth().RequireAuditor(pagesMux))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("listen: %w", err), access.Close(), lg.Close())
+	}
+	scheme := "http"
+	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile))
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("tls: %w", err), ln.Close(), access.Close(), lg.Close())
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
 	}
 	hs := &http.Server{
 		Handler:           mux,
@@ -315,7 +356,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
-	return &server{addr: ln.Addr().String(), log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery}, nil
+	return &server{addr: ln.Addr().String(), scheme: scheme, log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery, metrics: mets}, nil
 }
 
 // wait serves until ctx ends, then drains requests and closes the log.
@@ -330,6 +371,13 @@ func (s *server) wait(ctx context.Context) error {
 	if s.anchor != nil {
 		g.Go(func() error { return s.anchor.Run(gctx, s.anchorEvery) })
 	}
+	g.Go(func() error {
+		err := s.metrics.Tail(gctx)
+		if errors.Is(err, context.Canceled) || errors.Is(err, ledger.ErrClosed) {
+			return nil
+		}
+		return err
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,2 +1,3 @@
-# Headless Chromium, driven by query's GraphiQL browser test (chromedp).
+# Headless Chromium: query's GraphiQL browser test (chromedp) and the
+# dashboard pages' screenshot tests (query/dashboard).
 install_debian_packages chromium

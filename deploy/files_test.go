@@ -1,0 +1,115 @@
+package deploy_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestSystemdUnit has systemd check the unit (with the binary path pointed
+// at one that exists here).
+func TestSystemdUnit(t *testing.T) {
+	tool, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not found")
+	}
+	unit, err := os.ReadFile(filepath.Join("systemd", "evident.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(unit, []byte("ExecStart=/usr/local/bin/evident serve --config /etc/evident/evident.yaml")) {
+		t.Fatal("the unit does not run evident serve with its configuration")
+	}
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "evident.service")
+	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("/usr/local/bin/evident"), []byte(truePath)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tool, "verify", path).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestCompose checks the compose file's shape: a writer exporting to MinIO,
+// two replicas following it, Prometheus with the alert rules (whose
+// configuration promtool accepts) and Grafana with the dashboard.
+func TestCompose(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("compose", "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Command []string `yaml:"command"`
+			Volumes []string `yaml:"volumes"`
+			Ports   []string `yaml:"ports"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	for _, name := range []string{"minio", "writer", "replica-1", "replica-2", "prometheus", "grafana"} {
+		if _, ok := c.Services[name]; !ok {
+			t.Errorf("compose.yaml has no service %s", name)
+		}
+	}
+	for _, name := range []string{"replica-1", "replica-2"} {
+		if cmd := strings.Join(c.Services[name].Command, " "); !strings.Contains(cmd, "serve --follow s3://evident-log/prod") {
+			t.Errorf("%s runs %q, want serve --follow", name, cmd)
+		}
+	}
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %s on every interface", name, p)
+			}
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, ".") {
+				if _, err := os.Stat(filepath.Join("compose", src)); err != nil {
+					t.Errorf("%s mounts %s: %v", name, src, err)
+				}
+			}
+		}
+	}
+	var w struct {
+		ObjectStore struct {
+			URL string `yaml:"url"`
+		} `yaml:"objectStore"`
+	}
+	cfg, err := os.ReadFile(filepath.Join("compose", "evident.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(cfg, &w); err != nil || w.ObjectStore.URL != "s3://evident-log/prod" {
+		t.Errorf("the writer does not export where the replicas follow: %v %q", err, w.ObjectStore.URL)
+	}
+
+	tool := promtool(t)
+	dir := t.TempDir()
+	prom, err := os.ReadFile(filepath.Join("compose", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile(filepath.Join("prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom = bytes.ReplaceAll(prom, []byte("/etc/prometheus/alerts.yml"), []byte(filepath.Join(dir, "alerts.yml")))
+	for name, content := range map[string][]byte{"prometheus.yml": prom, "alerts.yml": rules} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runTool(t, dir, tool, "check", "config", "prometheus.yml")
+}

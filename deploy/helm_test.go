@@ -1,0 +1,175 @@
+package deploy_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// exampleVerifierKey is a note verifier key for the chart's origin, made
+// for these files only.
+const exampleVerifierKey = "evident.example.com/prod+4f01466b+AaRNU8vtrJGFir/4EVgxNU08JL532QsVI8a54peDH1zu"
+
+// helm finds helm, failing when the test suite requires its tools.
+func helm(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("helm")
+	if err != nil {
+		if os.Getenv("EVIDENT_REQUIRE_TOOLS") != "" {
+			t.Fatal("helm not found: run scripts/setup.sh")
+		}
+		t.Skip("helm not found; scripts/setup.sh installs it")
+	}
+	return p
+}
+
+func render(t *testing.T, tool string, set ...string) []byte {
+	t.Helper()
+	args := []string{"template", "evident", filepath.Join("helm", "evident"), "--namespace", "evident"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	cmd := exec.Command(tool, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// objects decodes a multi-document manifest, keyed by "Kind/name".
+func objects(t *testing.T, manifest []byte) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	dec := yaml.NewDecoder(bytes.NewReader(manifest))
+	for {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("manifest: %v", err)
+		}
+		if obj == nil {
+			continue
+		}
+		md, _ := obj["metadata"].(map[string]any)
+		if obj["apiVersion"] == nil || md["name"] == nil {
+			t.Fatalf("object without apiVersion or name: %v", obj)
+		}
+		out[fmt.Sprintf("%s/%s", obj["kind"], md["name"])] = obj
+	}
+}
+
+// dig walks maps and lists: dig(o, "spec", "template", "spec", "containers", 0, "args").
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			l, _ := v.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func TestHelmChart(t *testing.T) {
+	tool := helm(t)
+	lint := exec.Command(tool, "lint", "--strict", filepath.Join("helm", "evident"), "--set", "log.verifierKey="+exampleVerifierKey)
+	lint.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	if out, err := lint.CombinedOutput(); err != nil || !strings.Contains(string(out), "0 chart(s) failed") || strings.Contains(string(out), "[WARNING]") || strings.Contains(string(out), "[INFO]") {
+		t.Fatalf("helm lint --strict: %v\n%s", err, out)
+	}
+
+	// The plain manifests are the chart rendered with its defaults.
+	rendered := render(t, tool, "log.verifierKey="+exampleVerifierKey, "objectStore.existingSecret=evident-s3")
+	plain, err := os.ReadFile(filepath.Join("kubernetes", "evident.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, body, _ := bytes.Cut(plain, []byte("\n---\n")); !bytes.Equal(append([]byte("---\n"), body...), rendered) {
+		t.Error("deploy/kubernetes/evident.yaml differs from the chart rendered with its defaults: render it again (docs/operations.md)")
+	}
+
+	objs := objects(t, rendered)
+	writer, replicas := objs["StatefulSet/evident-writer"], objs["Deployment/evident-replica"]
+	if writer == nil || replicas == nil {
+		t.Fatalf("rendered objects: %v", keys(objs))
+	}
+	if n := dig(writer, "spec", "replicas"); n != 1 {
+		t.Errorf("writer replicas = %v, want exactly 1 (one sequencer)", n)
+	}
+	if n := dig(replicas, "spec", "replicas"); n != 2 {
+		t.Errorf("read replicas = %v, want the default 2", n)
+	}
+	args := fmt.Sprint(dig(replicas, "spec", "template", "spec", "containers", 0, "args"))
+	for _, want := range []string{"--follow=s3://evident-log/prod", "--log-key=" + exampleVerifierKey} {
+		if !strings.Contains(args, want) {
+			t.Errorf("replica args %s lack %s", args, want)
+		}
+	}
+	for name, o := range map[string]map[string]any{"writer": writer, "replicas": replicas} {
+		if dig(o, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true ||
+			dig(o, "spec", "template", "spec", "containers", 0, "securityContext", "readOnlyRootFilesystem") != true {
+			t.Errorf("%s does not run as non-root with a read-only root filesystem", name)
+		}
+		env := fmt.Sprint(dig(o, "spec", "template", "spec", "containers", 0, "env"))
+		if !strings.Contains(env, "AWS_SECRET_ACCESS_KEY") || !strings.Contains(env, "evident-s3") {
+			t.Errorf("%s gets no object-store credentials from the Secret: %s", name, env)
+		}
+	}
+	if cfg := fmt.Sprint(dig(objs["ConfigMap/evident-writer"], "data", "evident.yaml")); !strings.Contains(cfg, "url: \"s3://evident-log/prod\"") {
+		t.Errorf("the writer does not export where the replicas follow:\n%s", cfg)
+	}
+
+	// TLS from a Secret, the Ingress and the ServiceMonitor.
+	objs = objects(t, render(t, tool, "log.verifierKey="+exampleVerifierKey, "tls.secretName=evident-tls",
+		"ingress.enabled=true", "ingress.tlsSecretName=evident-ingress-tls", "serviceMonitor.enabled=true", "replicas.count=3"))
+	for _, k := range []string{"Ingress/evident", "ServiceMonitor/evident"} {
+		if objs[k] == nil {
+			t.Errorf("no %s with it enabled", k)
+		}
+	}
+	for _, k := range []string{"StatefulSet/evident-writer", "Deployment/evident-replica"} {
+		if s := dig(objs[k], "spec", "template", "spec", "containers", 0, "readinessProbe", "httpGet", "scheme"); s != "HTTPS" {
+			t.Errorf("%s probes with %v under TLS", k, s)
+		}
+	}
+	if cfg := fmt.Sprint(dig(objs["ConfigMap/evident-replica"], "data", "evident.yaml")); !strings.Contains(cfg, "certFile: /etc/evident/tls/tls.crt") {
+		t.Errorf("replica configuration has no TLS:\n%s", cfg)
+	}
+	if n := dig(objs["Deployment/evident-replica"], "spec", "replicas"); n != 3 {
+		t.Errorf("replicas.count=3 gives %v", n)
+	}
+	// Replicas cannot start without the key they pin: rendering says so.
+	cmd := exec.Command(tool, "template", "evident", filepath.Join("helm", "evident"))
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "log.verifierKey is required") {
+		t.Errorf("rendering replicas without log.verifierKey: %v\n%s", err, out)
+	}
+}
+
+func keys(m map[string]map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
