@@ -15,8 +15,17 @@ var DemoClock = time.Date(2026, 7, 10, 9, 0, 0, 0, time.UTC)
 // DemoStatements is the data set of docs/audit-queries.md: ten changes to
 // production and staging, each with the records a real platform would post,
 // chosen so that every audit question has an answer and a non-answer.
-// `evident demo` signs and posts them; the docs test does the same.
-func DemoStatements() []evidence.Statement {
+// `evident demo` signs and posts them (DemoStatementsAt); the docs test
+// does the same.
+func DemoStatements() []evidence.Statement { return DemoStatementsAt(DemoClock) }
+
+// DemoStatementsAt is the data set posted at now: the same records, except
+// that the exceptions are granted and expire relative to now (as they are
+// relative to DemoClock in the docs). A server judging with its policies
+// refuses an exception that has already expired (an expired exception
+// fails closed, case study section 23), so exceptions dated June 2026
+// could not be posted for long.
+func DemoStatementsAt(now time.Time) []evidence.Statement {
 	var out []evidence.Statement
 	day := func(d, h int) time.Time { return time.Date(2026, 6, d, h, 0, 0, 0, time.UTC) }
 	prodDB := evidence.Target{Environment: "prod", Cloud: "aws", Account: "account-payments-prod", Region: "ap-southeast-1",
@@ -143,14 +152,17 @@ func DemoStatements() []evidence.Statement {
 		Drift: &evidence.Drift{Resources: []string{"aws_security_group_rule.edge_ssh"}, Method: "revert", Summary: "re-applied the declared rule"}})
 
 	// 8. Exceptions: one expires within 30 days of the demo clock, one later.
+	// At DemoClock: granted on 29 June, expiring on 25 July and 30 September.
 	c8 := change{"CHG-2026-06-29-0808", "judy@example.com", 4860, prodDB, "high"}
+	now = now.UTC()
+	granted := now.Add(-11 * 24 * time.Hour)
 	for _, e := range []evidence.Exception{
-		{ID: "EXC-12", RuleID: "prod-db-deletion-protection", Scope: c8.target.Stack, Justification: "replica decommissioning window",
-			Owner: "judy@example.com", ApprovedBy: []string{"ciso@example.com"}, ExpiresAt: time.Date(2026, 7, 25, 0, 0, 0, 0, time.UTC)},
-		{ID: "EXC-13", RuleID: "prod-requires-approval", Scope: c8.target.Stack, Justification: "automated minor-version patching",
-			Owner: "judy@example.com", ApprovedBy: []string{"ciso@example.com"}, ExpiresAt: time.Date(2026, 9, 30, 0, 0, 0, 0, time.UTC)},
+		{ID: "EXC-12", RuleID: "prod-db-deletion-protection", Scope: "stack=" + c8.target.Stack, Justification: "replica decommissioning window",
+			Owner: "judy@example.com", ApprovedBy: []string{"ciso@example.com"}, ExpiresAt: now.Add(14*24*time.Hour + 15*time.Hour)},
+		{ID: "EXC-13", RuleID: "prod-requires-approval", Scope: "stack=" + c8.target.Stack, Justification: "automated minor-version patching",
+			Owner: "judy@example.com", ApprovedBy: []string{"ciso@example.com"}, ExpiresAt: now.Add(81*24*time.Hour + 15*time.Hour)},
 	} {
-		add(evidence.Transition{Kind: evidence.KindExceptionGranted, ChangeID: c8.id, OccurredAt: day(29, 9), Actor: "ciso@example.com", Target: c8.target, Exception: &e})
+		add(evidence.Transition{Kind: evidence.KindExceptionGranted, ChangeID: c8.id, OccurredAt: granted, Actor: "ciso@example.com", Target: c8.target, Exception: &e})
 	}
 
 	// 9. A staging database change applied after its approval expired.

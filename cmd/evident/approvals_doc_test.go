@@ -106,14 +106,23 @@ func TestApprovalsWalkthrough(t *testing.T) {
 	mustContain(t, "the walk-through's output", out,
 		"approval.missing: no approval of change CHG-1001",
 		"approval.self-approved: alice@example.com approved their own change",
-		"approval by carol@example.com (database-owners)",
+		"approval by carol@example.com (database-owners, platform-infra)",
 		"plan.missing: no plan.created record",
+		// The bundled policies judged the plan: its decision names the
+		// group, and the approvals bind the decision's digest.
+		"requires approval from platform-infra.",
+		"required approvers: platform-infra\n",
 		// The sample output the page shows.
 		"DENY: change CHG-1001, plan 1892634ae11ecdf378f85c86a9bc98e81f6003c34d0e999d9046d62c09f654cd, recorded as entry 3",
 		"ALLOW: change CHG-1001, plan 1892634ae11ecdf378f85c86a9bc98e81f6003c34d0e999d9046d62c09f654cd, recorded as entry 7",
 		"entry 6, bound to commit 8fb2d7e2705c and plan 1892634ae11e, fresh until",
-		"required groups database-owners covered (from config, membership 576c239c16f8)",
 		"gate refused (exit 1)")
+	decision := regexp.MustCompile(`policy decision: ([0-9a-f]{64})\n`).FindStringSubmatch(out)
+	if decision == nil {
+		t.Fatalf("the plan's receipt has no policyDecisionSha256:\n%s", out)
+	}
+	mustContain(t, "the walk-through's output", out,
+		"required groups platform-infra covered (from policy:"+decision[1]+", membership 65a8cbf18f87)")
 
 	// The last entry is the apply, bound to Carol's approval: no finding.
 	// The gate's answers are log-signed gate.decided entries.

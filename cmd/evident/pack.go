@@ -141,7 +141,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	c := client.New(*server)
-	for _, st := range query.DemoStatements() {
+	for _, st := range query.DemoStatementsAt(time.Now()) {
 		payload, err := json.Marshal(st)
 		if err != nil {
 			return err

@@ -16,11 +16,11 @@ import (
 
 // PoliciesConfig is the policies section of the server's configuration.
 type PoliciesConfig struct {
-	// Enabled turns policy evaluation on. It is off by default until the
-	// approval guide binds approvals to policy decisions: with policies on,
-	// the gate requires the approvals the decisions name, bound to the
-	// plan's decision digest.
-	Enabled bool `yaml:"enabled"`
+	// Enabled turns policy evaluation off when false. A compliance ledger
+	// judges with its bundled policies unless the operator says otherwise,
+	// so unset means on; with policies on, the gate requires the approvals
+	// the plan's decision names, bound to that decision's digest.
+	Enabled *bool `yaml:"enabled"`
 	// Dir is a directory of operators' Rego modules; Bundle an OPA bundle
 	// (.tar.gz or directory). Both add to the bundled rules.
 	Dir    string `yaml:"dir"`
@@ -33,6 +33,9 @@ type PoliciesConfig struct {
 	// MaxExceptionLifetime bounds how long an exception may run; default 180 days.
 	MaxExceptionLifetime time.Duration `yaml:"maxExceptionLifetime"`
 }
+
+// enabled reports whether the policies judge: yes unless set to false.
+func (pc PoliciesConfig) enabled() bool { return pc.Enabled == nil || *pc.Enabled }
 
 // serverPolicies is the policy set and its judge and tracker, as the
 // server wires them.
@@ -47,7 +50,7 @@ type serverPolicies struct {
 // records the set).
 func loadPolicies(ctx context.Context, c *Config) (*serverPolicies, error) {
 	pc := c.Policies
-	if !pc.Enabled {
+	if !pc.enabled() {
 		return nil, nil
 	}
 	set, err := policies.Load(ctx, policies.Source{Dir: c.path(pc.Dir), Bundle: c.path(pc.Bundle)})

@@ -54,7 +54,7 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		demo := query.DemoStatements()
+		demo := query.DemoStatementsAt(time.Now())
 		run := time.Now().UnixNano()
 		sign = func(i int) ([]byte, error) {
 			st := demo[i%len(demo)]
