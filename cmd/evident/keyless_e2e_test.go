@@ -12,12 +12,15 @@ import (
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/ingest"
 	"evident.dev/evident/verifier"
 	"evident.dev/evident/verifier/keylesstest"
 )
 
 // TestServeKeyless configures keyless identities and a Sigstore trusted
-// root in YAML, posts Sigstore bundles to the real server, and re-verifies
+// root in YAML, posts Sigstore bundles to the real server (with its
+// bundled policies on: the plan's decision names the group that must
+// approve, and the keyless approval binds that decision), and re-verifies
 // the stopped log offline. The virtual Sigstore stands in for Fulcio and
 // Rekor, which cannot run here.
 func TestServeKeyless(t *testing.T) {
@@ -43,7 +46,7 @@ trust:
   sigstore:
     trustedRoot: trusted_root.json
   groups:
-    database-owners: [carol@example.com]
+    platform-infra: [carol@example.com]
   artifacts:
     signers: [{repository: github.com/example/orders, san: ci@example.com, issuer: https://accounts.google.com}]
     builders: [https://builder.example]
@@ -68,17 +71,11 @@ approvals:
 	now := time.Now().UTC().Truncate(time.Second)
 	plan := evidence.Transition{Kind: evidence.KindPlanCreated, ChangeID: "CHG-K", OccurredAt: now, Actor: workflow,
 		Source: evidence.Source{Repository: "infra-live", CommitSHA: "8fb2d7e2705ca5b1f48ba233dc28daaccb8f5480"},
-		Target: evidence.Target{Environment: "prod"},
-		Plan:   &evidence.Plan{PlanSHA256: "9e4ae5643818e741d99a703defa2646920c1a300753ac914e144e98730fb50a1"}}
-	for _, tc := range []struct {
-		identity, issuer string
-		p                evidence.Transition
-		status           int
-	}{
-		{workflow, "https://token.actions.githubusercontent.com", plan, http.StatusCreated},
-		{"https://github.com/example/other/.github/workflows/plan.yml@refs/heads/main", "https://token.actions.githubusercontent.com", plan, http.StatusForbidden},
-	} {
-		b, err := s.Bundle(tc.identity, tc.issuer, statement(tc.p), keylesstest.Options{})
+		Target: evidence.Target{Environment: "prod"}, RiskClass: "medium",
+		Plan: &evidence.Plan{PlanSHA256: "9e4ae5643818e741d99a703defa2646920c1a300753ac914e144e98730fb50a1"}}
+	post := func(identity, issuer string, p evidence.Transition, status int) []byte {
+		t.Helper()
+		b, err := s.Bundle(identity, issuer, statement(p), keylesstest.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,23 +85,53 @@ approvals:
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != tc.status {
-			t.Fatalf("bundle by %s: %d %s, want %d", tc.identity, resp.StatusCode, body, tc.status)
+		if resp.StatusCode != status {
+			t.Fatalf("bundle by %s: %d %s, want %d", identity, resp.StatusCode, body, status)
 		}
-		if tc.status == http.StatusCreated {
-			mustContain(t, "receipt", string(body), `"name":"`+workflow+`"`, `"issuer":"https://token.actions.githubusercontent.com"`)
-		}
+		return body
 	}
-	// The gate answers from the keyless plan: nobody approved.
-	d, err := client.New(srv.URL).AskGate(t.Context(), client.GateRequest{ChangeID: "CHG-K", CommitSHA: plan.Source.CommitSHA,
-		PlanSHA256: plan.Plan.PlanSHA256, Target: plan.Target, Actor: "ci"})
-	if err != nil {
+	body := post(workflow, "https://token.actions.githubusercontent.com", plan, http.StatusCreated)
+	mustContain(t, "receipt", string(body), `"name":"`+workflow+`"`, `"issuer":"https://token.actions.githubusercontent.com"`)
+	var receipt ingest.Receipt
+	if err := json.Unmarshal(body, &receipt); err != nil {
 		t.Fatal(err)
 	}
-	if d.Decision != client.Deny || len(d.RequiredApprovers) != 1 || d.RequiredApprovers[0] != "database-owners" {
-		t.Errorf("gate: %+v", d)
+	if len(receipt.PolicyDecisionSHA256) != 64 || receipt.Decision == nil {
+		t.Fatalf("the plan's receipt has no policy decision: %s", body)
 	}
+	post("https://github.com/example/other/.github/workflows/plan.yml@refs/heads/main", "https://token.actions.githubusercontent.com", plan, http.StatusForbidden)
+
+	gate := func(want string, approvals int) {
+		t.Helper()
+		d, err := client.New(srv.URL).AskGate(t.Context(), client.GateRequest{ChangeID: "CHG-K", CommitSHA: plan.Source.CommitSHA,
+			PlanSHA256: plan.Plan.PlanSHA256, Target: plan.Target, Actor: "ci"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The policy decision, not approvals.rules, names the group.
+		if d.Decision != want || len(d.Approvals) != approvals || len(d.RequiredApprovers) != 1 || d.RequiredApprovers[0] != "platform-infra" {
+			t.Errorf("gate: %+v, want %s with %d approvals required from platform-infra", d, want, approvals)
+		}
+	}
+	gate(client.Deny, 0) // nobody approved
+
+	// Carol approves keyless (her e-mail certificate), binding the plan and
+	// the decision the plan's receipt returned.
+	approve := func(decision string) evidence.Transition {
+		return evidence.Transition{Kind: evidence.KindApprovalGranted, ChangeID: "CHG-K", OccurredAt: now, Actor: "carol@example.com",
+			Source: plan.Source, Target: plan.Target, RiskClass: plan.RiskClass,
+			Approval: &evidence.Approval{CommitSHA: plan.Source.CommitSHA, PlanSHA256: plan.Plan.PlanSHA256, PolicyDecisionSHA256: decision,
+				Approver: "carol@example.com", ApprovedAt: now, ExpiresAt: now.Add(4 * time.Hour)}}
+	}
+	// An approval of another decision does not count.
+	body = post("carol@example.com", "https://accounts.google.com", approve(plan.Plan.PlanSHA256), http.StatusCreated)
+	mustContain(t, "approval of another decision", string(body), `"name":"carol@example.com"`)
+	gate(client.Deny, 0)
+	post("carol@example.com", "https://accounts.google.com", approve(receipt.PolicyDecisionSHA256), http.StatusCreated)
+	gate(client.Allow, 1)
+
 	srv.stop()
 	r := evident(t, work, "verify", "--data", "data", "--log-key", srv.LogKey)
-	mustContain(t, "verify", r.stdout, "3 signatures re-verified")
+	// genesis, plan, three gate decisions, two approvals
+	mustContain(t, "verify", r.stdout, "7 signatures re-verified")
 }
