@@ -80,8 +80,15 @@ func AuditQueries() []ExampleQuery {
   }
 }`},
 		{"How complete is the evidence, by environment?", `{
-  prod: completeness(environment: "prod") { changes complete missing }
-  staging: completeness(environment: "staging") { changes complete missing }
+  prod: completeness(environment: "prod") {
+    changes closed complete rate missing
+    classes { class changes closed complete rate }
+  }
+  staging: completeness(environment: "staging") {
+    changes closed complete rate missing
+    classes { class changes closed complete rate }
+  }
+  change(id: "CHG-2026-06-11-0202") { completeness { class closed present missing } }
 }`},
 		{"Take one answer away with proof", `{
   change(id: "CHG-2026-06-03-0101") { evidencePack }

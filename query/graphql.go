@@ -1,7 +1,9 @@
 package query
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,7 +31,11 @@ type GraphQLConfig struct {
 	Access *AccessLog // every query with its caller; nil: not recorded (tests only)
 	Logger *slog.Logger
 	// Completeness is the policies projection; nil: completeness is null.
-	Completeness  CompletenessSource
+	Completeness CompletenessSource
+	// Exceptions lists the exceptions in force (PolicyCompleteness); nil:
+	// expiringExceptions reads the log's expiry index, which also lists
+	// exceptions an exception.expired record has ended.
+	Exceptions    ExceptionSource
 	MaxPage       int           // largest `first`; default 100
 	PageBudget    int           // index postings one page may walk; default 10,000
 	MaxDepth      int           // deepest selection; default 12
@@ -482,6 +488,9 @@ func (g *GraphQL) resolveExpiring(p graphql.ResolveParams) (any, error) {
 		}
 		pos, asOf = c.Pos, c.AsOf
 	}
+	if g.cfg.Exceptions != nil {
+		return g.inForce(p, id, now, time.Duration(days)*24*time.Hour, first, pos, asOf)
+	}
 	loaded := map[uint64]*record{}
 	res, err := g.store.Search(p.Context, ledger.Search{
 		Driver: ledger.Query{Name: ledger.TermExceptionExpiry, From: now, To: now.Add(time.Duration(days) * 24 * time.Hour)},
@@ -565,6 +574,38 @@ func (g *GraphQL) changeCompleteness(ctx context.Context, id *Identity, c *chang
 		return nil, internal(err)
 	}
 	return nilIfNil(cc), nil
+}
+
+// inForce pages through the exceptions source's list of exceptions in
+// force, ordered by (expiry, grant entry), which is also the cursor's
+// position; the caller's scope filters before counting.
+func (g *GraphQL) inForce(p graphql.ResolveParams, id *Identity, now time.Time, within time.Duration, first int, pos []byte, asOf uint64) (any, error) {
+	list, err := g.cfg.Exceptions.Expiring(p.Context, now, within)
+	if err != nil {
+		return nil, internal(err)
+	}
+	c := &connection{Edges: []edge{}}
+	for _, e := range list {
+		key := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(e.ExpiresAt.UnixNano())), e.Index)
+		if e.Index >= asOf || (pos != nil && bytes.Compare(key, pos) <= 0) {
+			continue
+		}
+		r, err := g.load(p.Context, e.Index)
+		if err != nil {
+			return nil, internal(err)
+		}
+		if !id.sees(r.P()) || r.P().Exception == nil {
+			continue
+		}
+		if len(c.Edges) == first {
+			c.HasNext = true
+			break
+		}
+		cur := g.cursors.seal(cursor{Pos: key, AsOf: asOf}, id.Subject, queryKey(p))
+		c.Edges = append(c.Edges, edge{Node: exceptionOf(r), Cursor: cur})
+		c.End = cur
+	}
+	return c, nil
 }
 
 // changeView is a change as one caller sees it.

@@ -21,6 +21,7 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/policies"
 	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
@@ -91,7 +92,17 @@ func newHarness(t testing.TB, access query.AccessConfig) *harness {
 	if h.access, err = query.OpenAccessLog(h.accessLog); err != nil {
 		t.Fatal(err)
 	}
-	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock }})
+	// The policies' completeness tracker, as the server wires it; it stops
+	// when the log closes.
+	tracker := policies.NewTracker(lg, nil, nil)
+	go func() {
+		if err := tracker.Run(context.Background()); err != nil {
+			t.Errorf("tracker: %v", err)
+		}
+	}()
+	projection := query.PolicyCompleteness{Tracker: tracker, Log: lg}
+	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock },
+		Completeness: projection, Exceptions: projection})
 	if err != nil {
 		t.Fatal(err)
 	}

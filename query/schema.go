@@ -78,25 +78,59 @@ type edge struct {
 // projection (issue 4) computes it.
 type Completeness struct {
 	Environment string
-	Changes     int      // changes seen
-	Complete    int      // changes whose required evidence is all present
-	Missing     []string // evidence kinds missing most often, most frequent first
+	Changes     int      // changes a contract class applies to
+	Closed      int      // of which closed
+	Complete    int      // closed changes whose required evidence is all present
+	Missing     []string // evidence missing most often, most frequent first
+	Classes     []ClassCompleteness
+}
+
+// ClassCompleteness is the completeness of one class of changes of an
+// environment; Rate is Complete / Closed, 1 when none is closed.
+type ClassCompleteness struct {
+	Class                     string
+	Changes, Closed, Complete int
+	Rate                      float64
+}
+
+// Rate is the share of closed changes with all their evidence; 1 when none
+// is closed yet.
+func (c *Completeness) Rate() float64 {
+	if c.Closed == 0 {
+		return 1
+	}
+	return float64(c.Complete) / float64(c.Closed)
 }
 
 // ChangeCompleteness is one change's evidence against its contract.
 type ChangeCompleteness struct {
+	Class                      string // "" when no contract class applies
+	Closed                     bool
 	Required, Present, Missing []string
 }
 
-// CompletenessSource is what the completeness fields read; the policies
-// package's projection satisfies it once it is wired. Until then the fields
-// are null. Implementations must be safe for concurrent use. They see the
+// CompletenessSource is what the completeness fields read: PolicyCompleteness
+// (the policies package's Tracker) on a server judging with its policies;
+// nil (the fields are null) with the policies off. Implementations must be safe for concurrent use. They see the
 // whole log; the resolvers ask them only what the caller may see in full
 // (an environment a tenant's scope covers entirely, a change all of whose
 // entries the tenant sees), so aggregates never count others' entries.
 type CompletenessSource interface {
 	Environment(ctx context.Context, environment string) (*Completeness, error)
 	Change(ctx context.Context, changeID string) (*ChangeCompleteness, error)
+}
+
+// ExceptionSource lists the exceptions in force at now (granted, not ended,
+// not expired) that expire within the window, ordered by expiry then grant
+// entry. It sees the whole log; the resolver filters by the caller's scope.
+type ExceptionSource interface {
+	Expiring(ctx context.Context, now time.Time, within time.Duration) ([]ExpiringException, error)
+}
+
+// ExpiringException is an exception in force: its grant's entry and expiry.
+type ExpiringException struct {
+	Index     uint64
+	ExpiresAt time.Time
 }
 
 func (g *GraphQL) buildSchema() (graphql.Schema, error) {
@@ -193,16 +227,35 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return nonNil(p.Source.(*ChangeCompleteness).Required), nil
 		}},
 		"present": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(p.Source.(*ChangeCompleteness).Present), nil }},
+		"class": {Type: str, Description: "the contract class; null when none applies", Resolve: func(p graphql.ResolveParams) (any, error) {
+			if c := p.Source.(*ChangeCompleteness).Class; c != "" {
+				return c, nil
+			}
+			return nil, nil
+		}},
+		"closed":  {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*ChangeCompleteness).Closed, nil }},
 		"missing": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(p.Source.(*ChangeCompleteness).Missing), nil }},
 		"complete": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) {
 			return len(p.Source.(*ChangeCompleteness).Missing) == 0, nil
 		}},
 	}})
+	classCompleteness := newObject(graphql.ObjectConfig{Name: "ClassCompleteness", Description: "Completeness of one class of changes of an environment.", Fields: graphql.Fields{
+		"class":    {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Class, nil }},
+		"changes":  {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Changes, nil }},
+		"closed":   {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Closed, nil }},
+		"complete": {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Complete, nil }},
+		"rate":     {Type: nonNull(graphql.Float), Description: "complete / closed; 1 when none is closed", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Rate, nil }},
+	}})
 	completeness := newObject(graphql.ObjectConfig{Name: "Completeness", Description: "Evidence completeness, from the policies projection.", Fields: graphql.Fields{
 		"environment": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Environment, nil }},
-		"changes":     {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Changes, nil }},
-		"complete":    {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Complete, nil }},
-		"missing":     {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Missing, nil }},
+		"changes":     {Type: nonNull(integer), Description: "changes a contract class applies to", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Changes, nil }},
+		"closed":      {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Closed, nil }},
+		"complete":    {Type: nonNull(integer), Description: "closed changes with all their required evidence", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Complete, nil }},
+		"rate":        {Type: nonNull(graphql.Float), Description: "complete / closed; 1 when none is closed", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Rate(), nil }},
+		"classes": {Type: listOf(classCompleteness), Resolve: func(p graphql.ResolveParams) (any, error) {
+			return nonNil(p.Source.(*Completeness).Classes), nil
+		}},
+		"missing": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Missing, nil }},
 	}})
 	resourceChange := newObject(graphql.ObjectConfig{Name: "ResourceChange", Fields: graphql.Fields{
 		"address": {Type: nonNull(str)}, "type": {Type: nonNull(str)}, "actions": {Type: listOf(str)},
@@ -374,7 +427,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			}
 			return nonNil(out), nil
 		}},
-		"completeness": {Type: changeCompleteness, Description: "null until the policies projection is wired", Resolve: func(p graphql.ResolveParams) (any, error) {
+		"completeness": {Type: changeCompleteness, Description: "null when the server judges without its policies", Resolve: func(p graphql.ResolveParams) (any, error) {
 			return g.changeCompleteness(p.Context, identity(p.Context), cv(p))
 		}},
 		"evidencePack": {Type: nonNull(str), Description: "where to download this change's evidence pack (GET, same credentials)", Resolve: func(p graphql.ResolveParams) (any, error) {
@@ -446,7 +499,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 				}
 				return map[string]any{"from": from, "to": to, "hashes": hexList(h)}, nil
 			}},
-		"completeness": {Type: completeness, Description: "evidence completeness of one environment; null until the policies projection is wired",
+		"completeness": {Type: completeness, Description: "evidence completeness of one environment by contract class; null when the server judges without its policies, or for a tenant that does not see the whole environment",
 			Args: graphql.FieldConfigArgument{"environment": {Type: nonNull(str)}},
 			Resolve: func(p graphql.ResolveParams) (any, error) {
 				env := p.Args["environment"].(string)

@@ -11,6 +11,7 @@ import (
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/policies"
+	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
 
@@ -104,6 +105,15 @@ func (p *serverPolicies) start(ctx context.Context, c *Config, lg *ledger.Log, l
 	}()
 	logger.Info("policies active", "bundleSha256", p.set.Digest(), "modules", len(p.set.Info().Modules))
 	return []ingest.Judge{policyJudge{j}}, nil
+}
+
+// projection is what GraphQL's completeness fields and expiring exceptions
+// read: the tracker, or nil with the policies off.
+func (p *serverPolicies) projection(lg *ledger.Log) *query.PolicyCompleteness {
+	if p == nil || p.tracker == nil {
+		return nil
+	}
+	return &query.PolicyCompleteness{Tracker: p.tracker, Log: lg}
 }
 
 // policyJudge makes a policies.Judge an ingest.Judge (policies sits below

@@ -301,7 +301,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	access, gql, err := readSide(cfg, lg, logger)
+	access, gql, err := readSide(cfg, lg, pol.projection(lg), logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
@@ -474,7 +474,7 @@ func devTrust(dataDir string, logger *slog.Logger) (verifier.TrustConfig, error)
 
 // readSide builds the GraphQL handler: who may read, and the access log
 // every query is recorded in.
-func readSide(cfg *Config, lg *ledger.Log, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
+func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
 	auth, err := query.NewAuthenticator(cfg.Access.AccessConfig)
 	if err != nil {
 		return nil, nil, err
@@ -486,7 +486,14 @@ func readSide(cfg *Config, lg *ledger.Log, logger *slog.Logger) (*query.AccessLo
 	if err != nil {
 		return nil, nil, err
 	}
-	gql, err := query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger})
+	gc := query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger}
+	if projection != nil {
+		// Completeness and exceptions in force from the policies' tracker;
+		// with the policies off, completeness is null and expiring
+		// exceptions come from the log's expiry index.
+		gc.Completeness, gc.Exceptions = *projection, *projection
+	}
+	gql, err := query.NewGraphQL(gc)
 	if err != nil {
 		return nil, nil, errors.Join(err, access.Close())
 	}
