@@ -17,6 +17,7 @@
 # EVIDENT_LOAD_GATES=N asks the apply gate N times after posting.
 # EVIDENT_LOAD_QUERY_SECONDS=S runs the GraphQL audit queries from 100
 # clients for S seconds while ingesting 2,000 records/s (evident query-load).
+# EVIDENT_LOAD_POLICIES=false measures with the policies off (the default is on, as in serve).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 records=${1:-200000}
@@ -42,6 +43,8 @@ trust:
     - name: load
       publicKey: keys/load.pub
       scope: {environments: ["*"]}
+policies:
+  enabled: ${EVIDENT_LOAD_POLICIES:-true}  # the server's default; false measures the log alone
 YAML
 addr=127.0.0.1:${EVIDENT_LOAD_PORT:-8188}
 ./evident serve --config evident.yaml --listen "$addr" >serve.out 2>serve.log &

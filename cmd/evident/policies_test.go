@@ -19,8 +19,8 @@ import (
 // exception expires the rule applies again.
 func TestPoliciesWalkthrough(t *testing.T) {
 	work := t.TempDir()
-	writeFile(t, filepath.Join(work, "evident.yaml"), "policies:\n  enabled: true\n")
-	srv := startServe(t, work, "--config", "evident.yaml", "--listen", "127.0.0.1:0")
+	// No configuration: the policies are on by default.
+	srv := startServe(t, work, "--listen", "127.0.0.1:0")
 	key := filepath.Join(work, "evident-data", "dev-runner.key")
 	plan, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
 	if err != nil {
@@ -86,5 +86,31 @@ func TestPoliciesWalkthrough(t *testing.T) {
 	}
 	if !slices.ContainsFunc(rc.Findings, func(f evidence.Finding) bool { return f.Code == "policy.exception-expired" }) {
 		t.Fatalf("after expiry, findings %+v", rc.Findings)
+	}
+}
+
+// TestServePoliciesOff: `policies: {enabled: false}` turns the default
+// policies off: a production plan that the bundled rules deny is appended
+// with no decision, and completeness, which the policies' tracker
+// answers, is null.
+func TestServePoliciesOff(t *testing.T) {
+	work := t.TempDir()
+	writeFile(t, filepath.Join(work, "evident.yaml"), "policies:\n  enabled: false\n")
+	srv := startServe(t, work, "--config", "evident.yaml", "--listen", "127.0.0.1:0")
+	plan, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := evident(t, work, "record", "post", "--key", filepath.Join(work, "evident-data", "dev-runner.key"), "--file", plan, "--server", srv.URL)
+	var rc ingest.Receipt
+	if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
+		t.Fatalf("receipt %s: %v", r.stdout, err)
+	}
+	if rc.Decision != nil || rc.PolicyDecisionSHA256 != "" || len(rc.Findings) != 0 {
+		t.Errorf("with the policies off the plan was judged: %s", r.stdout)
+	}
+	_, body := graphqlPost(t, srv.URL, "", `{ completeness(environment: "prod") { changes } }`)
+	if body != `{"data":{"completeness":null}}`+"\n" {
+		t.Errorf("completeness with the policies off: %s", body)
 	}
 }

@@ -96,6 +96,27 @@ access:
 	if strings.Contains(body, `"prod"`) || !strings.Contains(body, "CHG-2026-06-30-0909") {
 		t.Errorf("tenant sees %s", body)
 	}
+	// Completeness and expiring exceptions come from the policies' tracker
+	// (on by default), wired into GraphQL by serve; a tenant gets only its
+	// own environment's aggregate and exceptions. The staging change is
+	// complete here, unlike in docs/audit-queries.md: this server's
+	// policies judged its plan, which is its policy evidence.
+	const projection = `{ prod: completeness(environment: "prod") { changes closed }
+		staging: completeness(environment: "staging") { changes closed complete missing classes { class } }
+		c: change(id: "CHG-2026-06-30-0909") { completeness { class closed } }
+		expiringExceptions(withinDays: 30) { nodes { id } } }`
+	for _, c := range []struct{ token, want string }{
+		{"auditor-token", `{"data":{"c":{"completeness":{"class":"non-production-infra-change","closed":true}},` +
+			`"expiringExceptions":{"nodes":[{"id":"EXC-12"}]},"prod":{"changes":8,"closed":3},` +
+			`"staging":{"changes":1,"classes":[{"class":"non-production-infra-change"}],"closed":1,"complete":1,"missing":[]}}}` + "\n"},
+		{"staging-token", `{"data":{"c":{"completeness":{"class":"non-production-infra-change","closed":true}},` +
+			`"expiringExceptions":{"nodes":[]},"prod":null,` +
+			`"staging":{"changes":1,"classes":[{"class":"non-production-infra-change"}],"closed":1,"complete":1,"missing":[]}}}` + "\n"},
+	} {
+		if _, body := graphqlPost(t, srv.URL, c.token, projection); body != c.want {
+			t.Errorf("%s: completeness %s\nwant %s", c.token, body, c.want)
+		}
+	}
 	srv.get("/v1/entries/1", http.StatusUnauthorized)
 	srv.get("/v1/export", http.StatusUnauthorized)
 	srv.get("/v1/checkpoint", http.StatusOK)
