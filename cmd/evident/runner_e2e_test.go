@@ -113,6 +113,8 @@ trust:
     - {name: carol, publicKey: keys/carol.pub, approver: carol@example.com, scope: {environments: ["*"]}}
   groups:
     database-owners: [carol@example.com]
+    platform-infra: [carol@example.com]
+    security: [carol@example.com]
 approvals:
   rules:
     - {environment: prod, groups: [database-owners]}
@@ -158,9 +160,10 @@ artifacts:
 		t.Fatal(err)
 	}
 
-	// The gate refuses: nobody approved.
+	// The gate refuses: nobody approved. The server's bundled policies (on
+	// by default) judged the plan: the groups come from their decision.
 	out = r.run(3, append([]string{"apply"}, common...)...)
-	mustContain(t, "refused apply", out.stdout+out.stderr, "denied", "database-owners")
+	mustContain(t, "refused apply", out.stdout+out.stderr, "denied", "(required approvers: platform-infra, security)")
 	if _, err := os.Stat(filepath.Join(stack, "terraform.tfstate")); err == nil {
 		t.Fatal("a refused apply wrote state")
 	}
@@ -174,7 +177,7 @@ artifacts:
 		"approval": map[string]any{
 			"pullRequest": 4812, "commitSha": e2eCommit, "planSha256": ref.PlanSHA256,
 			"policyDecisionSha256": ref.PolicyDecisionSHA256, "approver": "carol@example.com",
-			"groups": []string{"database-owners"}, "approvedAt": now, "expiresAt": now.Add(time.Hour),
+			"groups": []string{"database-owners", "platform-infra", "security"}, "approvedAt": now, "expiresAt": now.Add(time.Hour),
 		},
 	}
 	if ref.PolicyDecisionSHA256 == "" {
@@ -300,8 +303,10 @@ artifacts:
 	}
 	// Complete evidence: no entry of the change was flagged (no missing
 	// artifact, no apply without a fresh approval by the required group).
-	if len(c.Findings) != 0 {
-		t.Errorf("findings on the change: %+v", c.Findings)
+	// The one finding is the plan's: the policies' decision naming the
+	// groups that must approve (info).
+	if len(c.Findings) != 1 || c.Findings[0].Code != "policy.approval-required" {
+		t.Errorf("findings on the change: %+v, want only the plan's policy.approval-required", c.Findings)
 	}
 
 	// The artifacts are in MinIO under COMPLIANCE retention, and the server

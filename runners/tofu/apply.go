@@ -146,7 +146,7 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 	defer cancel()
 	ev := parseApplyLog(applyLog.Bytes())
 	res := &ApplyResult{Changed: ev.changed, Failed: ev.failed}
-	logArt, err := r.put(rctx, "apply.log", "application/x-ndjson", applyLog.Bytes())
+	logArt, err := r.put(rctx, "apply-log", "application/x-ndjson", applyLog.Bytes())
 	if err != nil {
 		return nil, err
 	}

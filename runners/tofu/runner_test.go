@@ -235,7 +235,7 @@ func TestLifecycle(t *testing.T) {
 	recs = f.last(3)
 	wantKinds(t, recs, evidence.KindApplyStarted, evidence.KindApplyCompleted, evidence.KindVerificationCompleted)
 	done := recs[1].Predicate
-	if done.Apply.PlanSHA256 != p.Ref.PlanSHA256 || len(done.Apply.ResourcesChanged) != 3 || done.Artifacts[0].Name != "apply.log" ||
+	if done.Apply.PlanSHA256 != p.Ref.PlanSHA256 || len(done.Apply.ResourcesChanged) != 3 || done.Artifacts[0].Name != "apply-log" ||
 		"sha256:"+done.Apply.LogSHA256 != done.Artifacts[0].Digest {
 		t.Fatalf("apply.completed %+v", done.Apply)
 	}
