@@ -33,7 +33,8 @@ type Tracker struct {
 
 	mu         sync.RWMutex  // guards the fields below
 	done       uint64        // entries [0, done) are folded in
-	advanced   chan struct{} // closed and replaced when done grows
+	advanced   chan struct{} // closed and replaced when done grows or the tracker stops
+	stopped    error         // why Run stopped before the log closed
 	changes    map[string]*Facts
 	exceptions exceptionLog
 	// snapshot is every exception, rebuilt when one is folded in and
@@ -58,6 +59,20 @@ func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tra
 // closes (returning nil). An entry that cannot be read stops it with the
 // error: a projection that skipped entries would report wrong figures.
 func (t *Tracker) Run(ctx context.Context) error {
+	err := t.run(ctx)
+	if err != nil && ctx.Err() == nil {
+		// Readers waiting for entries the tracker will never fold learn why
+		// at once instead of at their timeout.
+		t.mu.Lock()
+		t.stopped = err
+		close(t.advanced)
+		t.advanced = make(chan struct{})
+		t.mu.Unlock()
+	}
+	return err
+}
+
+func (t *Tracker) run(ctx context.Context) error {
 	for {
 		t.mu.RLock()
 		done := t.done
@@ -119,10 +134,13 @@ func (t *Tracker) Processed() uint64 {
 func (t *Tracker) WaitFor(ctx context.Context, n uint64) error {
 	for {
 		t.mu.RLock()
-		done, advanced := t.done, t.advanced
+		done, advanced, stopped := t.done, t.advanced, t.stopped
 		t.mu.RUnlock()
 		if done >= n {
 			return nil
+		}
+		if stopped != nil {
+			return fmt.Errorf("the tracker stopped at entry %d: %w", done, stopped)
 		}
 		select {
 		case <-advanced:

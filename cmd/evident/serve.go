@@ -373,10 +373,12 @@ func (s *server) wait(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		err := s.metrics.Tail(gctx)
-		if errors.Is(err, context.Canceled) || errors.Is(err, ledger.ErrClosed) {
-			return nil
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ledger.ErrClosed) {
+			// A damaged entry stops the metrics, not the server: auditors
+			// still need its proofs and export to find the damage.
+			s.logger.Error("metrics stopped: /metrics no longer advances", "err", err)
 		}
-		return err
+		return nil
 	})
 	g.Go(func() error {
 		<-gctx.Done()
