@@ -373,7 +373,7 @@ func (s *server) wait(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		err := s.metrics.Tail(gctx)
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ledger.ErrClosed) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, ledger.ErrClosed) {
 			// A damaged entry stops the metrics, not the server: auditors
 			// still need its proofs and export to find the damage.
 			s.logger.Error("metrics stopped: /metrics no longer advances", "err", err)
