@@ -525,7 +525,7 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 		if n, err := hex.Decode(digest[:], []byte(e.Meta.RecordDigest)); err != nil || n != len(digest) {
 			return r, fmt.Errorf("%w: entry %d: bad record digest", ErrMirror, state.size)
 		}
-		if r, err = l.addLeaf(txn, p, state, tree, leaf, digest, TermsFor(st)); err != nil {
+		if r, err = l.addLeaf(txn, p, state, tree, leaf, digest, TermsFor(st, e.Meta)); err != nil {
 			return r, err
 		}
 	}
