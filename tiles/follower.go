@@ -127,7 +127,7 @@ func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 		}
 		theirs, err := tlog.TreeHash(int64(haveCP), hr)
 		if err != nil {
-			return cp.Size, fmt.Errorf("hash tiles for %d entries: %w", haveCP, err)
+			return cp.Size, tileErr(fmt.Sprintf("hash tiles for %d entries", haveCP), err)
 		}
 		if theirs != mine {
 			return cp.Size, fmt.Errorf("%w: its tree of %d entries is not an extension of the follower's (root %x, follower %x)",
@@ -188,7 +188,7 @@ func (f *Follower) bundle(ctx context.Context, hr tlog.HashReader, n uint64, w i
 	}
 	want, err := hr.ReadHashes(idx)
 	if err != nil {
-		return nil, fmt.Errorf("hash tile for entry bundle %d: %w", n, err)
+		return nil, tileErr(fmt.Sprintf("hash tiles for entry bundle %d", n), err)
 	}
 	for i, leaf := range leaves {
 		if tlog.RecordHash(leaf) != want[i] {
@@ -196,6 +196,20 @@ func (f *Follower) bundle(ctx context.Context, hr tlog.HashReader, n uint64, w i
 		}
 	}
 	return leaves, nil
+}
+
+// storeError is a failure to read the bucket, as opposed to tiles that
+// tlog found inconsistent with the signed tree.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+func tileErr(what string, err error) error {
+	if errors.As(err, new(storeError)) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, what, err)
 }
 
 // tileCache reads hash tiles for tlog.TileHashReader and keeps the full
@@ -227,7 +241,7 @@ func (c *tileCache) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, storeError{err}
 		}
 		out[i] = b
 	}
