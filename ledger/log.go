@@ -63,7 +63,7 @@ type Config struct {
 	// only grows by AppendLeaves, with the checkpoints the log's owner
 	// signed, checked against this note verifier key.
 	VerifierKey string
-	Logger *slog.Logger // nil: discard
+	Logger      *slog.Logger // nil: discard
 	// Clock stamps receivedAt; nil means time.Now.
 	Clock func() time.Time
 	// MaxBatch bounds the records in one transaction. Default 1024.
@@ -162,9 +162,9 @@ func decodeLocation(b []byte) (location, error) {
 type Log struct {
 	cfg      Config
 	verifier note.Verifier // of checkpoints; set for a follower
-	db    *badger.DB
-	segs  *segments
-	queue chan *pending
+	db       *badger.DB
+	segs     *segments
+	queue    chan *pending
 
 	commits      chan *prepared // sequencer -> committer
 	commitFailed chan struct{}  // committer -> sequencer: restart from the durable head

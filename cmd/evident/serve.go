@@ -51,7 +51,7 @@ type Config struct {
 	// Durability is "local" (default: acknowledged once fsynced) or
 	// "object-store" (acknowledged once its entry bundle is in ObjectStore).
 	Durability string `yaml:"durability"`
-	Limits struct {
+	Limits     struct {
 		MaxBodyBytes int64         `yaml:"maxBodyBytes"` // default 1 MiB
 		QueueSize    int           `yaml:"queueSize"`    // default 8192
 		MaxBatch     int           `yaml:"maxBatch"`     // default 1024
