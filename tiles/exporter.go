@@ -55,7 +55,8 @@ type Exporter struct {
 	changed  chan struct{} // closed and replaced when uploaded grows
 	failed   error         // set when Run has stopped
 
-	// Owned by Run: the leaves of the bundle still partial at uploaded.
+	// Owned by the bundle loop: the leaves of the bundle still partial at
+	// uploaded.
 	partial [][]byte
 }
 
@@ -151,9 +152,34 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
-	backoff = e.cfg.Poll
+	// Bundles and checkpoints go out in two loops, so that publishing a
+	// checkpoint's tiles never delays the bundles acknowledgements wait for.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return e.loop(gctx, e.stepBundles, func(wctx context.Context) {
+			_, _ = e.cfg.Log.Wait(wctx, e.Uploaded()) // woken by growth or the poll
+		})
+	})
+	g.Go(func() error {
+		return e.loop(gctx, e.stepCheckpoint, func(wctx context.Context) {
+			e.mu.Lock()
+			ch := e.changed
+			e.mu.Unlock()
+			select { // woken by new bundles or the poll
+			case <-ch:
+			case <-wctx.Done():
+			}
+		})
+	})
+	return g.Wait()
+}
+
+// loop runs step until ctx ends, waiting with wait when it made no
+// progress, and retrying failures with backoff.
+func (e *Exporter) loop(ctx context.Context, step func(context.Context) (bool, error), wait func(context.Context)) error {
+	backoff := e.cfg.Poll
 	for {
-		progressed, err := e.step(ctx)
+		progressed, err := step(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -171,7 +197,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 		backoff = e.cfg.Poll
 		if !progressed {
 			wctx, cancel := context.WithTimeout(ctx, e.cfg.Poll)
-			_, _ = e.cfg.Log.Wait(wctx, e.Uploaded()) // woken by growth or the poll
+			wait(wctx)
 			cancel()
 		}
 	}
@@ -226,42 +252,47 @@ func (e *Exporter) resume(ctx context.Context) error {
 	return nil
 }
 
-// step uploads the bundles of new entries, then the tiles and checkpoint of
-// a new checkpoint they cover. It reports whether it stored anything.
-func (e *Exporter) step(ctx context.Context) (bool, error) {
+// stepBundles uploads the bundles of new entries. It reports whether it
+// stored anything.
+func (e *Exporter) stepBundles(ctx context.Context) (bool, error) {
 	from, size := e.Uploaded(), e.cfg.Log.Size()
-	progressed := false
-	if size > from {
-		if err := e.uploadBundles(ctx, from, size); err != nil {
-			return false, err
-		}
-		e.mu.Lock()
-		e.uploaded = size
-		close(e.changed)
-		e.changed = make(chan struct{})
-		e.mu.Unlock()
-		progressed = true
+	if size <= from {
+		return false, nil
 	}
+	if err := e.uploadBundles(ctx, from, size); err != nil {
+		return false, err
+	}
+	e.mu.Lock()
+	e.uploaded = size
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+	return true, nil
+}
+
+// stepCheckpoint uploads the tiles and the checkpoint of a new checkpoint
+// whose bundles are stored. It reports whether it stored anything.
+func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 	raw, err := e.cfg.Log.Checkpoint()
 	if errors.Is(err, ledger.ErrEmpty) {
-		return progressed, nil
+		return false, nil
 	}
 	if err != nil {
-		return progressed, err
+		return false, err
 	}
 	cp, err := ledger.OpenCheckpoint(raw, e.cfg.Log.Origin(), e.verifier)
 	if err != nil {
-		return progressed, err
+		return false, err
 	}
 	old := e.Exported()
 	if cp.Size <= old || cp.Size > e.Uploaded() {
-		return progressed, nil
+		return false, nil
 	}
 	if err := e.uploadTiles(ctx, old, cp.Size); err != nil {
-		return progressed, err
+		return false, err
 	}
 	if err := e.cfg.Store.Put(ctx, CheckpointPath, raw); err != nil {
-		return progressed, err
+		return false, err
 	}
 	e.mu.Lock()
 	e.exported = cp.Size
