@@ -11,9 +11,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
+	"evident.dev/evident/failover"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/tiles"
@@ -241,6 +246,57 @@ func restoreKey(cfg *Config, flagKey string) (string, error) {
 	return s.VerifierKey(), nil
 }
 
+// serveWithLease runs this server as one of several writer candidates: it
+// waits for the Kubernetes Lease, restores what the bucket holds beyond its
+// data directory, and serves as the writer until it loses the lease, then
+// exits (the orchestrator restarts it as a standby).
 func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog.Logger, stdout io.Writer) error {
-	return errors.New("not yet")
+	ns, name, ok := strings.Cut(lease, "/")
+	if !ok || ns == "" || name == "" {
+		return fmt.Errorf("--lease %q: want NAMESPACE/NAME", lease)
+	}
+	if cfg.ObjectStore.URL == "" {
+		return errors.New("--lease needs objectStore.url: a new leader resumes the log from it")
+	}
+	if cfg.Durability != durabilityObjectStore {
+		logger.Warn("--lease without durability object-store: records acknowledged but not yet exported are lost when the writer's disk is")
+	}
+	restCfg, err := rest.InClusterConfig()
+	if err != nil {
+		return fmt.Errorf("--lease: Kubernetes API: %w", err)
+	}
+	leases, err := coordinationv1.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("--lease: Kubernetes API: %w", err)
+	}
+	identity := firstOf(os.Getenv("POD_NAME"), hostname())
+	klog.SetSlogLogger(logger.With("component", "lease"))
+	return failover.Lead(ctx, failover.Config{
+		Leases: leases, Namespace: ns, Name: name, Identity: identity, Logger: logger,
+	}, func(ctx context.Context) error {
+		if cfg.Log.VerifierKey == "" {
+			if cfg.Log.VerifierKey, err = restoreKey(cfg, ""); err != nil {
+				return err
+			}
+		}
+		n, cpSize, err := restoreInto(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		logger.Info("resumed from object storage", "entries", n, "checkpoint", cpSize)
+		srv, err := startServer(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "evident serving on http://%s\nlog origin: %s\nlog key: %s\n", srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+		return srv.wait(ctx)
+	})
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "evident"
+	}
+	return h
 }
