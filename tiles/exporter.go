@@ -294,10 +294,40 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 	if err := e.cfg.Store.Put(ctx, CheckpointPath, raw); err != nil {
 		return false, err
 	}
+	e.collect(ctx, old, cp.Size)
 	e.mu.Lock()
 	e.exported = cp.Size
 	e.mu.Unlock()
 	return true, nil
+}
+
+// collect deletes the partial bundles and tiles made obsolete by full ones
+// the new checkpoint covers: a quiet log rewrites its last bundle at every
+// width, which would otherwise pile up. The spec lets partial tiles go once
+// the full tile exists; readers holding an older checkpoint fall back to the
+// full one. Failures only leave garbage behind, so they are logged.
+func (e *Exporter) collect(ctx context.Context, old, size uint64) {
+	var prefixes []string
+	for n := old / width; n < size/width; n++ {
+		prefixes = append(prefixes, EntriesPath(n, 0)+".p/")
+	}
+	for level, span := 0, uint64(width); span <= size; level, span = level+1, span*width {
+		for n := old / span; n < size/span; n++ {
+			prefixes = append(prefixes, TilePath(level, n, 0)+".p/")
+		}
+	}
+	for _, p := range prefixes {
+		keys, err := e.cfg.Store.List(ctx, p)
+		for _, k := range keys {
+			if err == nil {
+				err = e.cfg.Store.Delete(ctx, k)
+			}
+		}
+		if err != nil {
+			e.cfg.Logger.Warn("removing superseded partial tiles failed", "prefix", p, "err", err)
+			return
+		}
+	}
 }
 
 // uploadBundles stores the bundles holding entries [from, to): full bundles

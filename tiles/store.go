@@ -22,6 +22,8 @@ type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	// List returns the keys that start with prefix.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Delete removes an object; a missing one is not an error.
+	Delete(ctx context.Context, key string) error
 }
 
 // ErrNotExist: no object under that key.
@@ -130,4 +132,12 @@ func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {
 		out = append(out, strings.TrimPrefix(obj.Key, s.prefix))
 	}
 	return out, nil
+}
+
+// Delete implements Store.
+func (s *S3) Delete(ctx context.Context, key string) error {
+	if err := s.client.RemoveObject(ctx, s.bucket, s.prefix+key, minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
 }

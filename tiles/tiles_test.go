@@ -237,6 +237,17 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 	if err := tlog.CheckTree(proof, tree.N, tree.Hash, int64(old.Size), tlog.Hash(old.Hash)); err != nil {
 		t.Fatalf("consistency 100..700: %v", err)
 	}
+	// Partial bundles and tiles superseded by full ones are gone; the
+	// right edge keeps its partial ones.
+	for _, p := range []string{"tile/entries/000.p/", "tile/entries/001.p/", "tile/0/000.p/", "tile/0/001.p/"} {
+		if keys, err := store.List(context.Background(), p); err != nil || len(keys) != 0 {
+			t.Errorf("%s: %v left (%v)", p, keys, err)
+		}
+	}
+	if keys, err := store.List(context.Background(), "tile/entries/002.p/"); err != nil || len(keys) == 0 {
+		t.Errorf("no partial bundle at the right edge (%v)", err)
+	}
+
 	// A damaged hash tile is caught by the reader.
 	bad := sumdbTiles{t, damaging{store, "tile/0/001"}}
 	if _, err := tlog.ProveRecord(tree.N, 300, tlog.TileHashReader(tree, bad)); err == nil {
