@@ -150,7 +150,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, 10*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 	// Bundles and checkpoints go out in two loops, so that publishing a
 	// checkpoint's tiles never delays the bundles acknowledgements wait for.
@@ -191,7 +191,7 @@ func (e *Exporter) loop(ctx context.Context, step func(context.Context) (bool, e
 			if !sleep(ctx, backoff) {
 				return ctx.Err()
 			}
-			backoff = min(2*backoff, 10*time.Second)
+			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
 		backoff = e.cfg.Poll

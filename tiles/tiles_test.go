@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -480,4 +481,54 @@ func FuzzDecodeBundle(f *testing.F) {
 			t.Fatalf("bundle does not round-trip: %v", err)
 		}
 	})
+}
+
+// flaky fails every Put while down is set, as an unreachable object store.
+type flaky struct {
+	tiles.Store
+	down *atomic.Bool
+}
+
+func (f flaky) Put(ctx context.Context, key string, data []byte) error {
+	if f.down.Load() {
+		return errors.New("connection refused")
+	}
+	return f.Store.Put(ctx, key, data)
+}
+
+// With durability object-store and the object store unreachable, a record is
+// not acknowledged (the caller's deadline ends the wait with a clear error),
+// yet it is in the log; once storage is back the exporter catches up on its
+// own and posting the record again returns the same entry.
+func TestObjectStoreOutage(t *testing.T) {
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	var down atomic.Bool
+	store := flaky{openStore(t, m, "evident"), &down}
+	l := openWriter(t, t.TempDir())
+	exp, _ := startExporter(t, l, store)
+	durable := tiles.DurableAppender{Log: l, Exporter: exp}
+	recs := newRecordMaker(t)
+	appendN(t, durable, recs, 0, 10)
+
+	down.Store(true)
+	rec := recs.record(t, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err := durable.Append(ctx, rec)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "object storage") {
+		t.Fatalf("append during the outage: %v, want a deadline error naming object storage", err)
+	}
+	if l.Size() != 11 || exp.Uploaded() != 10 {
+		t.Fatalf("log %d entries, %d uploaded; want the record in the log but not uploaded", l.Size(), exp.Uploaded())
+	}
+
+	down.Store(false)
+	r, err := durable.Append(context.Background(), rec)
+	if err != nil || !r.Duplicate || r.Index != 10 {
+		t.Fatalf("posting again after the outage: %+v %v, want entry 10 as a duplicate", r, err)
+	}
+	if exp.Uploaded() < 11 {
+		t.Fatalf("acknowledged before its bundle was stored (%d uploaded)", exp.Uploaded())
+	}
 }
