@@ -197,3 +197,30 @@ func waitReplica(t *testing.T, r *testServer, size uint64) []byte {
 	t.Fatalf("replica %s has no checkpoint of %d entries after 30s\nstderr:\n%s", r.URL, size, r.stderr.String())
 	return nil
 }
+
+// Scale-out settings that cannot work are refused at start with an error
+// naming the setting, before anything is written.
+func TestScaleOutRefusals(t *testing.T) {
+	work := t.TempDir()
+	writeFile(t, filepath.Join(work, "plain.yaml"), "listen: 127.0.0.1:0\n")
+	writeFile(t, filepath.Join(work, "bad-durability.yaml"), "listen: 127.0.0.1:0\ndurability: s3\n")
+	writeFile(t, filepath.Join(work, "durable-nowhere.yaml"), "listen: 127.0.0.1:0\ndurability: object-store\n")
+	writeFile(t, filepath.Join(work, "big-records.yaml"), "listen: 127.0.0.1:0\nobjectStore:\n  url: s3://b/p\n  endpoint: 127.0.0.1:1\nlimits:\n  maxBodyBytes: 1048576\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--config", "plain.yaml", "--lease", "writer"}, "NAMESPACE/NAME"},
+		{[]string{"serve", "--config", "plain.yaml", "--lease", "ns/writer"}, "needs objectStore.url"},
+		{[]string{"serve", "--config", "plain.yaml", "--follow", "s3://b/p"}, "verifier key"},
+		{[]string{"serve", "--config", "bad-durability.yaml", "--data", "d1"}, `durability "s3"`},
+		{[]string{"serve", "--config", "durable-nowhere.yaml", "--data", "d2"}, "needs objectStore.url"},
+		{[]string{"serve", "--config", "big-records.yaml", "--data", "d3"}, "limits.maxBodyBytes"},
+		{[]string{"restore", "--data", "d4"}, "--from"},
+		{[]string{"restore", "--from", "s3://b/p", "--data", "d5"}, "--log-key"},
+		{[]string{"restore", "--from", "http://b/p", "--data", "d6", "--log-key", "evident.local/log+c75eb047+Ae33srt/PYfEjQR9Pl3/1OBgAoMxqNKGSG9pKb402dbx"}, "s3://bucket"},
+	} {
+		r := evidentFails(t, work, -1, c.args...)
+		mustContain(t, strings.Join(c.args, " "), r.stderr, c.want)
+	}
+}
