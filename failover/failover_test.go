@@ -104,7 +104,7 @@ func record(t *testing.T, i int) ledger.Record {
 	if err := c.Compact(); err != nil {
 		t.Fatal(err)
 	}
-	return ledger.Record{Envelope: c, Digest: vd.Digest, Signer: vd.Signer, Terms: ledger.TermsFor(vd.Statement)}
+	return ledger.Record{Envelope: c, Digest: vd.Digest, Signer: vd.Signer, Terms: ledger.TermsFor(vd.Statement, evidence.EntryMeta{})}
 }
 
 // Two writers contend for one Lease. No Kubernetes API server can run here,

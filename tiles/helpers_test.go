@@ -120,7 +120,7 @@ func (m *recordMaker) record(t testing.TB, i int) ledger.Record {
 	if err := compact.Compact(); err != nil {
 		t.Fatal(err)
 	}
-	return ledger.Record{Envelope: compact, Digest: vd.Digest, Signer: vd.Signer, Terms: ledger.TermsFor(vd.Statement)}
+	return ledger.Record{Envelope: compact, Digest: vd.Digest, Signer: vd.Signer, Terms: ledger.TermsFor(vd.Statement, evidence.EntryMeta{})}
 }
 
 // appendN appends records [first, first+n) from 8 goroutines.
