@@ -135,6 +135,20 @@ func sameAnswers(t *testing.T, a, b *testServer, size uint64, sameCheckpoints bo
 	if sa != http.StatusOK || sb != http.StatusOK || ga != gb || !strings.Contains(ga, "CHG-SCALE-") {
 		t.Fatalf("GraphQL answers differ:\n%d %s\n%d %s", sa, ga, sb, gb)
 	}
+	// Metrics computed from the ledger agree once both projections have
+	// tailed the log (they do so in the background).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ma := ledgerMetrics(a.get("/metrics", http.StatusOK))
+		mb := ledgerMetrics(b.get("/metrics", http.StatusOK))
+		if ma == mb && strings.Contains(ma, fmt.Sprintf("evident_projection_entries %d", size)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger metrics differ:\n%s\n---\n%s", ma, mb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	// Exports hold the same leaves; a replica stores the checkpoints it
 	// saw, which are some of the writer's, the latest included.
 	leavesA, cpsA := exportLines(t, a.get("/v1/export", http.StatusOK))
@@ -230,4 +244,17 @@ func TestScaleOutRefusals(t *testing.T) {
 		r := evidentFails(t, work, -1, c.args...)
 		mustContain(t, strings.Join(c.args, " "), r.stderr, c.want)
 	}
+}
+
+// ledgerMetrics are the metric lines computed from the ledger's entries.
+func ledgerMetrics(exposition []byte) string {
+	var out []string
+	for _, line := range strings.Split(string(exposition), "\n") {
+		for _, name := range []string{"evident_projection_entries", "evident_log_entries", "evident_plans_total", "evident_checkpoint_size"} {
+			if strings.HasPrefix(line, name) {
+				out = append(out, line)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
