@@ -24,6 +24,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -40,14 +41,29 @@ var (
 	// ErrStorage: the record was not stored because storage failed; the
 	// log itself is intact and a retry may succeed.
 	ErrStorage = errors.New("storage failure")
+	// ErrFollower: a follower log (no Signer) mirrors another log's leaves
+	// and takes no records of its own.
+	ErrFollower = errors.New("follower log takes no records of its own")
+	// ErrNotFollower: only a follower log mirrors leaves (AppendLeaves).
+	ErrNotFollower = errors.New("log has a signer: it is not a follower")
+	// ErrMirror: leaves or a checkpoint handed to AppendLeaves do not extend
+	// the log (wrong index, origin, chain link, or a root the checkpoint does
+	// not sign). Nothing of the call was stored.
+	ErrMirror = errors.New("leaves do not extend the log")
 )
 
-// Config configures a log. Dir, Origin and Signer are required.
+// Config configures a log. Dir, Origin and either Signer or VerifierKey are
+// required.
 type Config struct {
-	Dir    string       // Badger directory
-	Origin string       // checkpoint origin line, e.g. "evident.example.com/prod"
-	Signer *NoteSigner  // signs checkpoints
-	Logger *slog.Logger // nil: discard
+	Dir    string      // Badger directory
+	Origin string      // checkpoint origin line, e.g. "evident.example.com/prod"
+	Signer *NoteSigner // signs checkpoints
+	// VerifierKey, given instead of Signer, opens a follower: a copy of the
+	// log named by Origin (a read replica, or a restore in progress) that
+	// only grows by AppendLeaves, with the checkpoints the log's owner
+	// signed, checked against this note verifier key.
+	VerifierKey string
+	Logger      *slog.Logger // nil: discard
 	// Clock stamps receivedAt; nil means time.Now.
 	Clock func() time.Time
 	// MaxBatch bounds the records in one transaction. Default 1024.
@@ -68,10 +84,10 @@ type Config struct {
 }
 
 func (c *Config) withDefaults() error {
-	if c.Dir == "" || c.Origin == "" || c.Signer == nil {
-		return errors.New("ledger: Dir, Origin and Signer are required")
+	if c.Dir == "" || c.Origin == "" || (c.Signer == nil) == (c.VerifierKey == "") {
+		return errors.New("ledger: Dir, Origin and one of Signer or VerifierKey are required")
 	}
-	if c.Signer.Name() != c.Origin {
+	if c.Signer != nil && c.Signer.Name() != c.Origin {
 		return fmt.Errorf("ledger: the log key is named %q but the origin is %q", c.Signer.Name(), c.Origin)
 	}
 	if c.Logger == nil {
@@ -144,10 +160,11 @@ func decodeLocation(b []byte) (location, error) {
 
 // Log is an open log. Its methods are safe for concurrent use.
 type Log struct {
-	cfg   Config
-	db    *badger.DB
-	segs  *segments
-	queue chan *pending
+	cfg      Config
+	verifier note.Verifier // of checkpoints; set for a follower
+	db       *badger.DB
+	segs     *segments
+	queue    chan *pending
 
 	commits      chan *prepared // sequencer -> committer
 	commitFailed chan struct{}  // committer -> sequencer: restart from the durable head
@@ -170,6 +187,17 @@ func Open(cfg Config) (*Log, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
+	var verifier note.Verifier
+	if cfg.Signer == nil {
+		v, err := note.NewVerifier(cfg.VerifierKey)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: follower verifier key: %w", err)
+		}
+		if v.Name() != cfg.Origin {
+			return nil, fmt.Errorf("ledger: the verifier key is named %q but the origin is %q", v.Name(), cfg.Origin)
+		}
+		verifier = v
+	}
 	segs, err := openSegments(filepath.Join(cfg.Dir, "entries"))
 	if err != nil {
 		return nil, err
@@ -180,6 +208,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l := &Log{
 		cfg:          cfg,
+		verifier:     verifier,
 		db:           db,
 		segs:         segs,
 		queue:        make(chan *pending, cfg.QueueSize),
@@ -322,7 +351,12 @@ func (l *Log) CheckpointSize() uint64 {
 func (l *Log) Origin() string { return l.cfg.Origin }
 
 // VerifierKey is the note verifier key of the log's checkpoints.
-func (l *Log) VerifierKey() string { return l.cfg.Signer.VerifierKey() }
+func (l *Log) VerifierKey() string {
+	if l.cfg.Signer == nil {
+		return l.cfg.VerifierKey
+	}
+	return l.cfg.Signer.VerifierKey()
+}
 
 // Checkpoint returns the latest signed checkpoint, or ErrEmpty.
 func (l *Log) Checkpoint() ([]byte, error) {
@@ -438,6 +472,29 @@ func (l *Log) RootHash(ctx context.Context, size uint64) ([32]byte, error) {
 		return err
 	})
 	return root, err
+}
+
+// ReadHashes implements tlog.HashReader over the durable log's stored tree
+// hashes (RFC 6962 hashes in tlog's stored-hash layout), for writing hash
+// tiles. A hash of a subtree not complete in the durable log is ErrNotFound.
+func (l *Log) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	size := l.Size()
+	for _, idx := range indexes {
+		if idx < 0 {
+			return nil, fmt.Errorf("tree hash %d: %w", idx, ErrNotFound)
+		}
+		level, n := tlog.SplitStoredHashIndex(idx)
+		if uint64(n+1)<<level > size {
+			return nil, fmt.Errorf("tree hash (level %d, node %d) beyond log size %d: %w", level, n, size, ErrNotFound)
+		}
+	}
+	var out []tlog.Hash
+	err := l.db.View(func(txn *badger.Txn) error {
+		var err error
+		out, err = hashReader{txn, l.upper}.ReadHashes(indexes)
+		return err
+	})
+	return out, err
 }
 
 func hashes(p []tlog.Hash) [][32]byte {

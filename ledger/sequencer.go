@@ -38,8 +38,17 @@ type Receipt struct {
 }
 
 type pending struct {
-	rec  Record
-	done chan result // buffered: the sequencer never blocks on a caller
+	rec Record
+	// mirror, set instead of rec, is a follower's AppendLeaves call.
+	mirror *mirror
+	done   chan result // buffered: the sequencer never blocks on a caller
+}
+
+// mirror is a run of another log's leaves, and optionally that log's signed
+// checkpoint for the tree they end.
+type mirror struct {
+	leaves     [][]byte
+	checkpoint []byte
 }
 
 type result struct {
@@ -52,6 +61,9 @@ type result struct {
 // returned with Duplicate set. If ctx ends first the record may still be
 // appended; appending it again returns that entry.
 func (l *Log) Append(ctx context.Context, rec Record) (Receipt, error) {
+	if l.cfg.Signer == nil {
+		return Receipt{}, ErrFollower
+	}
 	for _, t := range rec.Terms {
 		if !validTerm(t) {
 			return Receipt{}, fmt.Errorf("index term %q: name or value too long", t.Name)
@@ -62,7 +74,31 @@ func (l *Log) Append(ctx context.Context, rec Record) (Receipt, error) {
 	if len(rec.Envelope) == 0 || bytes.IndexByte(rec.Envelope, '\n') >= 0 || len(rec.Envelope) > maxEnvelope {
 		return Receipt{}, fmt.Errorf("envelope must be compact JSON of at most %d bytes", maxEnvelope)
 	}
-	p := &pending{rec: rec, done: make(chan result, 1)}
+	return l.enqueue(ctx, &pending{rec: rec, done: make(chan result, 1)})
+}
+
+// AppendLeaves extends a follower log with the next leaves of the log it
+// mirrors, exactly as that log holds them, and returns once they are durable.
+// Each leaf must parse, name the log's origin, and carry the next index and
+// the hash of the entry before it. A non-nil checkpoint must be the mirrored
+// log's signed checkpoint for the tree the leaves end; it is checked against
+// the tree the follower computes itself, so a stored checkpoint always signs
+// the follower's own tree. The call is all or nothing: on ErrMirror nothing
+// of it is stored. The returned receipt is the last leaf's.
+func (l *Log) AppendLeaves(ctx context.Context, leaves [][]byte, checkpoint []byte) (Receipt, error) {
+	if l.cfg.Signer != nil {
+		return Receipt{}, ErrNotFollower
+	}
+	if len(leaves) == 0 && checkpoint == nil {
+		return Receipt{}, fmt.Errorf("%w: nothing to append", ErrMirror)
+	}
+	if len(leaves) > l.cfg.MaxBatch {
+		return Receipt{}, fmt.Errorf("%d leaves in one call: at most MaxBatch (%d)", len(leaves), l.cfg.MaxBatch)
+	}
+	return l.enqueue(ctx, &pending{mirror: &mirror{leaves: leaves, checkpoint: checkpoint}, done: make(chan result, 1)})
+}
+
+func (l *Log) enqueue(ctx context.Context, p *pending) (Receipt, error) {
 	select {
 	case <-l.stop:
 		return Receipt{}, ErrClosed
@@ -336,6 +372,14 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 	var digests [][sha256.Size]byte
 	now := l.cfg.Clock().UTC()
 	for i, pd := range batch {
+		if pd.mirror != nil {
+			r, err := l.appendMirror(txn, p, &state, tree, pd.mirror)
+			if err != nil {
+				return nil, err
+			}
+			p.receipts[i] = r
+			continue
+		}
 		if r, dup := fl.receipts[pd.rec.Digest]; dup {
 			r.Duplicate = true
 			p.receipts[i] = r
@@ -358,7 +402,7 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 		fl.receipts[pd.rec.Digest] = r
 		digests = append(digests, pd.rec.Digest)
 	}
-	if checkpoint && state.size > state.checkpointSize {
+	if checkpoint && l.cfg.Signer != nil && state.size > state.checkpointSize {
 		root, err := tlog.TreeHash(int64(state.size), tree)
 		if err != nil {
 			return nil, fmt.Errorf("tree hash at %d: %w", state.size, err)
@@ -427,6 +471,12 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 	if err != nil {
 		return Receipt{}, fmt.Errorf("encode entry %d: %w", state.size, err)
 	}
+	return l.addLeaf(txn, p, state, tree, leaf, rec.Digest, rec.Terms)
+}
+
+// addLeaf frames a leaf into the batch's segment runs, writes what derives
+// from it, and advances state.
+func (l *Log) addLeaf(txn *badger.Txn, p *prepared, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, error) {
 	if len(leaf) > maxLeaf {
 		// The segment scan would take it for a torn frame.
 		return Receipt{}, fmt.Errorf("entry %d: leaf of %d bytes exceeds %d", state.size, len(leaf), maxLeaf)
@@ -438,7 +488,7 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 	run := &p.runs[len(p.runs)-1]
 	run.data = frame(run.data, leaf)
 	index := state.size
-	r, stored, err := writeDerived(txn, state, tree, leaf, rec.Digest, rec.Terms)
+	r, stored, err := writeDerived(txn, state, tree, leaf, digest, terms)
 	if err != nil {
 		return r, err
 	}
@@ -448,6 +498,58 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 			p.upper = map[int64]tlog.Hash{}
 		}
 		p.upper[tlog.StoredHashIndex(level, int64(index>>level))] = stored[level]
+	}
+	return r, nil
+}
+
+// appendMirror adds a follower's mirrored leaves, checked to extend the log,
+// and stores the checkpoint that comes with them once it signs the tree they
+// end. Any failure fails the whole batch, and the sequencer rebuilds its
+// state from storage: nothing of the call is stored.
+func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree frontier, m *mirror) (Receipt, error) {
+	var r Receipt
+	for _, leaf := range m.leaves {
+		e, err := evidence.ParseLeaf(leaf)
+		if err != nil {
+			return r, fmt.Errorf("%w: entry %d: %v", ErrMirror, state.size, err)
+		}
+		if e.Origin != l.cfg.Origin || e.Index != state.size || e.PrevHash != state.lastHash {
+			return r, fmt.Errorf("%w: leaf for entry %d (origin %q, index %d) does not follow entry %d of %q",
+				ErrMirror, state.size, e.Origin, e.Index, int64(state.size)-1, l.cfg.Origin)
+		}
+		st, err := e.Statement()
+		if err != nil {
+			return r, fmt.Errorf("%w: %v", ErrMirror, err)
+		}
+		var digest [sha256.Size]byte
+		if n, err := hex.Decode(digest[:], []byte(e.Meta.RecordDigest)); err != nil || n != len(digest) {
+			return r, fmt.Errorf("%w: entry %d: bad record digest", ErrMirror, state.size)
+		}
+		if r, err = l.addLeaf(txn, p, state, tree, leaf, digest, TermsFor(st, e.Meta)); err != nil {
+			return r, err
+		}
+	}
+	if m.checkpoint == nil {
+		return r, nil
+	}
+	cp, err := OpenCheckpoint(m.checkpoint, l.cfg.Origin, l.verifier)
+	if err != nil {
+		return r, fmt.Errorf("%w: %v", ErrMirror, err)
+	}
+	root, err := tlog.TreeHash(int64(state.size), tree)
+	if err != nil {
+		return r, fmt.Errorf("tree hash at %d: %w", state.size, err)
+	}
+	if cp.Size != state.size || tlog.Hash(cp.Hash) != root {
+		return r, fmt.Errorf("%w: the checkpoint signs a tree of %d entries with root %x, but the follower's tree of %d entries has root %x",
+			ErrMirror, cp.Size, cp.Hash, state.size, root[:])
+	}
+	if cp.Size > state.checkpointSize {
+		if err := txn.Set(u64Key(prefixCheckpoint, state.size), m.checkpoint); err != nil {
+			return r, err
+		}
+		p.checkpoint = m.checkpoint
+		state.checkpointSize = state.size
 	}
 	return r, nil
 }

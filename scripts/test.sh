@@ -25,7 +25,7 @@ echo "== staticcheck"
 staticcheck ./...
 
 echo "== race detector (short mode)"
-go test -race -short -count=1 ./ledger/ ./ingest/ ./verifier/ ./policies/
+go test -race -short -count=1 ./ledger/ ./ingest/ ./verifier/ ./policies/ ./tiles/
 
 echo "== tests"
 go test -count=1 -timeout 60m ./...

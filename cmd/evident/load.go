@@ -40,6 +40,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	proofClients := fs.Int("proof-concurrency", 4, "concurrent clients requesting proofs")
 	gates := fs.Int("gates", 0, "after posting, ask the apply gate this many times about random changes of the run (each answer appends a gate.decided entry)")
 	applyEvery := fs.Int("apply-every", 0, "make every Nth record an apply.completed of the plans before it (one change per N records), so the approval judge works as in production; 0: plans only")
+	rate := fs.Int("rate", 0, "post at most this many records per second (0: as fast as the server takes them)")
+	replicas := fs.String("replicas", "", "comma-separated read replica URLs: report how far they trail the writer")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +83,15 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
 	fmt.Fprintf(stderr, "posting %d records (~%d bytes) with %d clients...\n", *records, *size, *concurrency)
+	var lag *lagSampler
+	stopLag := func() {}
+	if *replicas != "" {
+		lag = newLagSampler(base, strings.Split(*replicas, ","))
+		lagCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { lag.run(lagCtx); close(done) }()
+		stopLag = func() { cancel(); <-done }
+	}
 	start := time.Now()
 	for range *concurrency {
 		wg.Go(func() {
@@ -90,6 +101,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				i := int(next.Add(1)) - 1
 				if i >= *records || ctx.Err() != nil {
 					return
+				}
+				if *rate > 0 {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))))
 				}
 				var body []byte
 				if signed != nil {
@@ -126,6 +140,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "ingest: %d records in %s = %.0f records/s; ack latency p50 %s p90 %s p99 %s max %s; %d failed, %d retried after 503\n",
 		*records, elapsed.Round(time.Millisecond), float64(*records)/elapsed.Seconds(),
 		pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[len(lat)-1].Round(time.Microsecond), failed.Load(), retried.Load())
+	if lag != nil {
+		err := lag.waitCaughtUp(ctx, time.Minute)
+		stopLag()
+		lag.report(stdout)
+		if err != nil {
+			return err
+		}
+	}
 	if firstErr != nil {
 		return fmt.Errorf("first failure: %w", firstErr)
 	}

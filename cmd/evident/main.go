@@ -2,6 +2,8 @@
 // and for everything runners and auditors do with it.
 //
 //	evident serve    [--config FILE] [--data DIR] [--listen ADDR] [--operator ID]
+//	evident serve    --follow s3://BUCKET/PREFIX --log-key KEY [--data DIR] [--listen ADDR]
+//	evident restore  --from s3://BUCKET/PREFIX [--data DIR] [--log-key KEY]
 //	evident keys generate --name NAME --dir DIR [--alg ed25519|ecdsa-p256]
 //	evident record post --key FILE --file PREDICATE.json [--server URL]
 //	evident record sign --key FILE --file PREDICATE.json
@@ -50,6 +52,7 @@ func commands() []command {
 		{"verify", "check a data directory or an export offline", runVerify},
 		{"anchor", "anchor the latest checkpoint in Rekor (a stopped server's log)", runAnchor},
 		{"runner", "OpenTofu/Terraform runner (runner plan|apply|drift|force-unlock)", runRunner},
+		{"restore", "rebuild a data directory from the log's tiles in object storage", runRestore},
 		{"load", "post signed records concurrently and report throughput and latency", runLoad},
 		{"gate", "ask the apply gate whether a plan may be applied (gate check)", runGate},
 		{"pack", "download a change's evidence pack and check it", runPack},

@@ -29,6 +29,7 @@ import (
 	"evident.dev/evident/query"
 	"evident.dev/evident/query/dashboard"
 	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/tiles"
 	"evident.dev/evident/verifier"
 )
 
@@ -41,8 +42,16 @@ type Config struct {
 	Log      struct {
 		Origin  string `yaml:"origin"`  // default evident.local/log
 		KeyFile string `yaml:"keyFile"` // default <data>/log.key, generated on first start
+		// VerifierKey is the note verifier key of the log a read replica
+		// (--follow) or a restore mirrors; it names the origin.
+		VerifierKey string `yaml:"verifierKey"`
 	} `yaml:"log"`
-	Limits struct {
+	// ObjectStore is where the log is exported as tlog-tiles (scaleout.go).
+	ObjectStore ObjectStoreConfig `yaml:"objectStore"`
+	// Durability is "local" (default: acknowledged once fsynced) or
+	// "object-store" (acknowledged once its entry bundle is in ObjectStore).
+	Durability string `yaml:"durability"`
+	Limits     struct {
 		MaxBodyBytes int64         `yaml:"maxBodyBytes"` // default 1 MiB
 		QueueSize    int           `yaml:"queueSize"`    // default 8192
 		MaxBatch     int           `yaml:"maxBatch"`     // default 1024
@@ -132,6 +141,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	origin := fs.String("origin", "", "log origin (default evident.local/log)")
 	verbose := fs.Bool("v", false, "debug logging")
 	pprofAddr := fs.String("pprof", "", "serve Go profiling endpoints on this address (e.g. 127.0.0.1:6060)")
+	follow := fs.String("follow", "", "serve as a read replica of the log exported to this s3://bucket/prefix")
+	logKey := fs.String("log-key", "", "with --follow: note verifier key of the followed log (default log.verifierKey)")
+	lease := fs.String("lease", "", "writer high availability: lead through this Kubernetes Lease (NAMESPACE/NAME), resuming from the object store")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -153,7 +165,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// doubles (GOGC's default) while Badger compacts.
 		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 320)) << 20)
 	}
-	srv, err := startServer(ctx, cfg, logger)
+	if *lease != "" {
+		return serveWithLease(ctx, cfg, *lease, logger, stdout)
+	}
+	var srv *server
+	if *follow != "" {
+		cfg.ObjectStore.URL = *follow
+		cfg.Log.VerifierKey = firstOf(*logKey, cfg.Log.VerifierKey)
+		srv, err = startReplica(ctx, cfg, logger)
+	} else {
+		srv, err = startServer(ctx, cfg, logger)
+	}
 	if err != nil {
 		return err
 	}
@@ -197,6 +219,9 @@ type server struct {
 	anchorEvery time.Duration
 	// metrics tails the log for GET /metrics while the server runs.
 	metrics *metrics.Metrics
+	// background runs alongside the HTTP server (export, follow) until the
+	// server stops; an error from it stops the server.
+	background []func(ctx context.Context) error
 }
 
 func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server, error) {
@@ -281,13 +306,21 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if pol != nil {
 		mets.SetCompleteness(pol.tracker)
 	}
+	exp, err := startExport(ctx, cfg, lg, logger)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	var appender ingest.Appender = lg
+	if exp != nil && cfg.Durability == durabilityObjectStore {
+		appender = tiles.DurableAppender{Log: lg, Exporter: exp}
+	}
 	mux := http.NewServeMux()
 	approvals, err := cfg.Approvals.build(lg, trust)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
 	ih := ingest.New(ingest.Config{
-		Log:          lg,
+		Log:          appender,
 		Verifier:     v,
 		Judges:       append([]ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, ingest.ArtifactJudge{Verifier: v}}, judges...),
 		Logger:       logger,
@@ -301,9 +334,28 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	access, gql, err := readSide(cfg, lg, pol.projection(lg), logger)
+	access, err := readRoutes(cfg, mux, lg, pol.projection(lg), mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
+	}
+	srv, err := listen(cfg, lg, access, mux, logger)
+	if err != nil {
+		return nil, err
+	}
+	srv.anchor, srv.anchorEvery, srv.metrics = anc, anchorEvery, mets
+	if exp != nil {
+		srv.background = append(srv.background, exp.Run)
+	}
+	return srv, nil
+}
+
+// readRoutes registers the read side (GraphQL, the log endpoints, metrics,
+// pages, health), served alike by the writer and by read replicas, whose
+// ledger is a follower of the writer's. The caller closes the access log.
+func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *query.PolicyCompleteness, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, error) {
+	access, gql, err := readSide(cfg, lg, projection, logger)
+	if err != nil {
+		return nil, err
 	}
 	gql.Register(mux)
 	// The log endpoints: checkpoints and proofs are for everyone; whole
@@ -321,7 +373,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	mets.Register(mux)
 	pages, err := dashboard.New(dashboard.Config{Log: lg, Source: mets.Projection(), Logger: logger})
 	if err != nil {
-		return nil, errors.Join(err, access.Close(), lg.Close())
+		return nil, errors.Join(err, access.Close())
 	}
 	// The pages show every change, across tenants: like the whole-log
 	// endpoints, only auditors reach them once access is configured.
@@ -333,6 +385,11 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})
+	return access, nil
+}
+
+// listen opens the listener; on failure it closes the access log and the log.
+func listen(cfg *Config, lg *ledger.Log, access *query.AccessLog, mux *http.ServeMux, logger *slog.Logger) (*server, error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("listen: %w", err), access.Close(), lg.Close())
@@ -356,7 +413,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "origin", cfg.Log.Origin, "entries", lg.Size())
-	return &server{addr: ln.Addr().String(), scheme: scheme, log: lg, access: access, http: hs, ln: ln, logger: logger, anchor: anc, anchorEvery: anchorEvery, metrics: mets}, nil
+	return &server{addr: ln.Addr().String(), scheme: scheme, log: lg, access: access, http: hs, ln: ln, logger: logger}, nil
 }
 
 // wait serves until ctx ends, then drains requests and closes the log.
@@ -370,6 +427,14 @@ func (s *server) wait(ctx context.Context) error {
 	})
 	if s.anchor != nil {
 		g.Go(func() error { return s.anchor.Run(gctx, s.anchorEvery) })
+	}
+	for _, fn := range s.background {
+		g.Go(func() error {
+			if err := fn(gctx); err != nil && gctx.Err() == nil {
+				return err
+			}
+			return nil
+		})
 	}
 	g.Go(func() error {
 		err := s.metrics.Tail(gctx)

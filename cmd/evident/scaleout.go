@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"evident.dev/evident/failover"
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/tiles"
+	"evident.dev/evident/verifier"
+)
+
+// ObjectStoreConfig locates the bucket the log is exported to as tlog-tiles.
+// Credentials come only from the environment (AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY), never from the configuration file.
+type ObjectStoreConfig struct {
+	URL      string `yaml:"url"`      // s3://bucket/prefix; empty: no export
+	Endpoint string `yaml:"endpoint"` // host:port; default $EVIDENT_S3_ENDPOINT
+	Secure   bool   `yaml:"secure"`   // TLS to the endpoint
+	Region   string `yaml:"region"`
+}
+
+const (
+	durabilityLocal       = "local"
+	durabilityObjectStore = "object-store"
+)
+
+// maxBodyWithTiles bounds posted records when the log is exported: an entry
+// bundle holds leaves of at most 65535 bytes, and a leaf adds the log's
+// metadata (signer, findings, decision) to the record.
+const maxBodyWithTiles = 48 << 10
+
+func openObjectStore(ctx context.Context, c ObjectStoreConfig) (*tiles.S3, error) {
+	return tiles.OpenS3(ctx, tiles.S3Config{
+		URL:       c.URL,
+		Endpoint:  firstOf(c.Endpoint, os.Getenv("EVIDENT_S3_ENDPOINT")),
+		Secure:    c.Secure,
+		Region:    c.Region,
+		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"),
+		SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
+	})
+}
+
+// startExport checks the durability settings and, with an object store
+// configured, returns the exporter the server runs.
+func startExport(ctx context.Context, cfg *Config, lg *ledger.Log, logger *slog.Logger) (*tiles.Exporter, error) {
+	switch cfg.Durability {
+	case "", durabilityLocal:
+	case durabilityObjectStore:
+		if cfg.ObjectStore.URL == "" {
+			return nil, errors.New("durability object-store needs objectStore.url")
+		}
+	default:
+		return nil, fmt.Errorf("durability %q: want %s or %s", cfg.Durability, durabilityLocal, durabilityObjectStore)
+	}
+	if cfg.ObjectStore.URL == "" {
+		return nil, nil
+	}
+	if cfg.Limits.MaxBodyBytes == 0 {
+		cfg.Limits.MaxBodyBytes = maxBodyWithTiles
+	}
+	if cfg.Limits.MaxBodyBytes > maxBodyWithTiles {
+		return nil, fmt.Errorf("limits.maxBodyBytes %d: at most %d when the log is exported to object storage (entry bundles hold leaves of at most 64 KiB)",
+			cfg.Limits.MaxBodyBytes, maxBodyWithTiles)
+	}
+	store, err := openObjectStore(ctx, cfg.ObjectStore)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("exporting the log as tlog-tiles", "to", cfg.ObjectStore.URL, "durability", firstOf(cfg.Durability, durabilityLocal))
+	return tiles.NewExporter(tiles.ExporterConfig{Log: lg, Store: store, Logger: logger.With("component", "export")})
+}
+
+// startReplica serves the read endpoints from a follower of the log in
+// cfg.ObjectStore.URL.
+func startReplica(ctx context.Context, cfg *Config, logger *slog.Logger) (*server, error) {
+	if cfg.Log.VerifierKey == "" {
+		return nil, errors.New("--follow needs the followed log's verifier key (--log-key or log.verifierKey), as the writer prints it")
+	}
+	origin, err := keyOrigin(cfg.Log.VerifierKey)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Origin = origin
+	store, err := openObjectStore(ctx, cfg.ObjectStore)
+	if err != nil {
+		return nil, err
+	}
+	lg, err := openFollower(cfg)
+	if err != nil {
+		return nil, err
+	}
+	f, err := tiles.NewFollower(tiles.FollowerConfig{Log: lg, Store: store, Logger: logger.With("component", "follow")})
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/records", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"error":"this server is a read replica: post records to the writer","code":"read_replica"}`+"\n")
+	})
+	// Metrics are computed from the ledger, so a replica shows the writer's
+	// (but for ingest figures and completeness, which only the writer has).
+	mets := metrics.New(metrics.Config{Logger: logger})
+	mets.SetLog(lg)
+	access, err := readRoutes(cfg, mux, lg, nil, mets, logger)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	srv, err := listen(cfg, lg, access, mux, logger)
+	if err != nil {
+		return nil, err
+	}
+	srv.metrics = mets
+	logger.Info("following", "from", cfg.ObjectStore.URL, "origin", origin)
+	srv.background = append(srv.background, f.Run)
+	return srv, nil
+}
+
+// openFollower opens the follower ledger in the data directory, after
+// checking that a log already there is the followed one.
+func openFollower(cfg *Config) (*ledger.Log, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	dir := filepath.Join(cfg.Data, "ledger")
+	if err := checkIdentity(dir, cfg.Log.Origin, cfg.Log.VerifierKey); err != nil {
+		return nil, err
+	}
+	return ledger.Open(ledger.Config{
+		Dir:         dir,
+		Origin:      cfg.Log.Origin,
+		VerifierKey: cfg.Log.VerifierKey,
+		CacheMB:     cfg.CacheMB,
+	})
+}
+
+// keyOrigin is the name of a note verifier key: the log's origin.
+func keyOrigin(vkey string) (string, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return "", fmt.Errorf("log verifier key: %w", err)
+	}
+	return v.Name(), nil
+}
+
+// runRestore rebuilds a data directory from the tiles in object storage.
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("restore", stderr)
+	from := fs.String("from", "", "s3://bucket/prefix the log was exported to (default objectStore.url)")
+	configPath := fs.String("config", "", "YAML configuration file (objectStore endpoint, log key)")
+	data := fs.String("data", "", "data directory to restore into (default ./evident-data)")
+	logKey := fs.String("log-key", "", "note verifier key of the log (default: log.verifierKey, or derived from the log key file)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	cfg.Data = firstOf(*data, cfg.path(cfg.Data), "evident-data")
+	cfg.ObjectStore.URL = firstOf(*from, cfg.ObjectStore.URL)
+	if cfg.ObjectStore.URL == "" {
+		return errors.New("restore: --from s3://bucket/prefix is required")
+	}
+	logger := newLogger(stderr, slog.LevelInfo)
+	if cfg.Log.VerifierKey, err = restoreKey(cfg, *logKey); err != nil {
+		return err
+	}
+	if cfg.Log.Origin, err = keyOrigin(cfg.Log.VerifierKey); err != nil {
+		return err
+	}
+	n, cpSize, err := restoreInto(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %d entries (signed checkpoint of %d) of %s into %s\n", n, cpSize, cfg.Log.Origin, cfg.Data)
+	return nil
+}
+
+// restoreInto copies the bucket's log into the data directory: all of it
+// into an empty one, what is missing into one holding a prefix of it.
+func restoreInto(ctx context.Context, cfg *Config, logger *slog.Logger) (size, checkpoint uint64, err error) {
+	store, err := openObjectStore(ctx, cfg.ObjectStore)
+	if err != nil {
+		return 0, 0, err
+	}
+	lg, err := openFollower(cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	size, err = tiles.Restore(ctx, lg, store, logger)
+	checkpoint = lg.CheckpointSize()
+	if cerr := lg.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return size, checkpoint, fmt.Errorf("restore from %s: %w", cfg.ObjectStore.URL, err)
+	}
+	return size, checkpoint, nil
+}
+
+// restoreKey is the log's verifier key: given, configured, or derived from
+// the log key file the writer that continues the log will sign with.
+func restoreKey(cfg *Config, flagKey string) (string, error) {
+	if k := firstOf(flagKey, cfg.Log.VerifierKey); k != "" {
+		return k, nil
+	}
+	keyFile := firstOf(cfg.path(cfg.Log.KeyFile), filepath.Join(cfg.Data, "log.key"))
+	b, err := os.ReadFile(keyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("restore: give --log-key, or the log key file (%s) the log is signed with", keyFile)
+	}
+	if err != nil {
+		return "", err
+	}
+	key, err := verifier.ParsePrivateKey(b)
+	if err != nil {
+		return "", fmt.Errorf("log key %s: %w", keyFile, err)
+	}
+	ed, ok := key.(ed25519.PrivateKey)
+	if !ok {
+		return "", fmt.Errorf("log key %s: must be ed25519", keyFile)
+	}
+	origin := firstOf(cfg.Log.Origin, "evident.local/log")
+	s, err := ledger.NewNoteSigner(origin, ed)
+	if err != nil {
+		return "", err
+	}
+	return s.VerifierKey(), nil
+}
+
+// serveWithLease runs this server as one of several writer candidates: it
+// waits for the Kubernetes Lease, restores what the bucket holds beyond its
+// data directory, and serves as the writer until it loses the lease, then
+// exits (the orchestrator restarts it as a standby).
+func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog.Logger, stdout io.Writer) error {
+	ns, name, ok := strings.Cut(lease, "/")
+	if !ok || ns == "" || name == "" {
+		return fmt.Errorf("--lease %q: want NAMESPACE/NAME", lease)
+	}
+	if cfg.ObjectStore.URL == "" {
+		return errors.New("--lease needs objectStore.url: a new leader resumes the log from it")
+	}
+	if cfg.Durability != durabilityObjectStore {
+		logger.Warn("--lease without durability object-store: records acknowledged but not yet exported are lost when the writer's disk is")
+	}
+	restCfg, err := rest.InClusterConfig()
+	if err != nil {
+		return fmt.Errorf("--lease: Kubernetes API: %w", err)
+	}
+	leases, err := coordinationv1.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("--lease: Kubernetes API: %w", err)
+	}
+	identity := firstOf(os.Getenv("POD_NAME"), hostname())
+	klog.SetSlogLogger(logger.With("component", "lease"))
+	return failover.Lead(ctx, failover.Config{
+		Leases: leases, Namespace: ns, Name: name, Identity: identity, Logger: logger,
+	}, func(ctx context.Context) error {
+		if cfg.Log.VerifierKey == "" {
+			if cfg.Log.VerifierKey, err = restoreKey(cfg, ""); err != nil {
+				return err
+			}
+		}
+		n, cpSize, err := restoreInto(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		logger.Info("resumed from object storage", "entries", n, "checkpoint", cpSize)
+		srv, err := startServer(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+		return srv.wait(ctx)
+	})
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "evident"
+	}
+	return h
+}

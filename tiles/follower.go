@@ -1,0 +1,326 @@
+package tiles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"evident.dev/evident/ledger"
+)
+
+// Mirror is the follower log the tiles are copied into (*ledger.Log opened
+// with a VerifierKey).
+type Mirror interface {
+	Size() uint64
+	CheckpointSize() uint64
+	RootHash(ctx context.Context, size uint64) ([32]byte, error)
+	AppendLeaves(ctx context.Context, leaves [][]byte, checkpoint []byte) (ledger.Receipt, error)
+	Origin() string
+	VerifierKey() string
+}
+
+// FollowerConfig configures a Follower. Log and Store are required.
+type FollowerConfig struct {
+	Log    Mirror
+	Store  Store
+	Logger *slog.Logger
+	// Poll is how often the bucket's checkpoint is read. Default 250ms.
+	Poll time.Duration
+}
+
+// Follower copies the log in a bucket into a follower ledger: a read replica
+// that serves the same reads as the writer.
+//
+// Nothing unauthenticated reaches the ledger: each round reads the signed
+// checkpoint, authenticates hash tiles against its root (tlog.TileHashReader),
+// checks that the tree the follower already holds is a prefix of it, and
+// appends a bundle's leaves only when they hash to the authenticated leaf
+// hashes. The ledger then checks the chain and recomputes the root itself
+// before it stores the checkpoint.
+type Follower struct {
+	cfg      FollowerConfig
+	verifier note.Verifier
+	tiles    *tileCache
+}
+
+// ErrBadCheckpoint: the bucket's checkpoint does not verify, or is
+// inconsistent with what the follower holds. The follower keeps what it has
+// and keeps serving it.
+var ErrBadCheckpoint = errors.New("the bucket's checkpoint is not trusted")
+
+// NewFollower returns a follower; Run starts it.
+func NewFollower(cfg FollowerConfig) (*Follower, error) {
+	if cfg.Log == nil || cfg.Store == nil {
+		return nil, errors.New("tiles: follower needs a Log and a Store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	v, err := note.NewVerifier(cfg.Log.VerifierKey())
+	if err != nil {
+		return nil, fmt.Errorf("tiles: log key: %w", err)
+	}
+	return &Follower{cfg: cfg, verifier: v, tiles: &tileCache{store: cfg.Store, full: map[tlog.Tile][]byte{}}}, nil
+}
+
+// Run follows the bucket until ctx ends. Unreachable storage and untrusted
+// checkpoints are logged and retried: the replica keeps serving what it
+// verified. It stops only when ctx ends or the follower log fails.
+func (f *Follower) Run(ctx context.Context) error {
+	for {
+		_, err := f.Sync(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, ledger.ErrClosed):
+			return err
+		case errors.Is(err, ErrBadCheckpoint) || errors.Is(err, ledger.ErrMirror):
+			f.cfg.Logger.Error("refusing the bucket's log", "err", err)
+		case err != nil:
+			f.cfg.Logger.Warn("following the bucket failed, retrying", "err", err)
+		}
+		if !sleep(ctx, f.cfg.Poll) {
+			return ctx.Err()
+		}
+	}
+}
+
+// Sync brings the follower up to the bucket's checkpoint and returns that
+// checkpoint's size (0 when the bucket has none yet).
+func (f *Follower) Sync(ctx context.Context) (uint64, error) {
+	raw, err := f.cfg.Store.Get(ctx, CheckpointPath)
+	if errors.Is(err, ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	cp, err := ledger.OpenCheckpoint(raw, f.cfg.Log.Origin(), f.verifier)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+	}
+	have, haveCP := f.cfg.Log.Size(), f.cfg.Log.CheckpointSize()
+	if cp.Size < haveCP {
+		return cp.Size, fmt.Errorf("%w: it signs %d entries, the follower holds a checkpoint of %d", ErrBadCheckpoint, cp.Size, haveCP)
+	}
+	if cp.Size == haveCP {
+		return cp.Size, nil
+	}
+	tree := tlog.Tree{N: int64(cp.Size), Hash: tlog.Hash(cp.Hash)}
+	f.tiles.ctx = ctx // tlog's TileReader has no context of its own
+	hr := tlog.TileHashReader(tree, f.tiles)
+	if haveCP > 0 {
+		// The tree the follower holds must be a prefix of the new one.
+		mine, err := f.cfg.Log.RootHash(ctx, haveCP)
+		if err != nil {
+			return cp.Size, err
+		}
+		theirs, err := tlog.TreeHash(int64(haveCP), hr)
+		if err != nil {
+			return cp.Size, tileErr(fmt.Sprintf("hash tiles for %d entries", haveCP), err)
+		}
+		if theirs != mine {
+			return cp.Size, fmt.Errorf("%w: its tree of %d entries is not an extension of the follower's (root %x, follower %x)",
+				ErrBadCheckpoint, cp.Size, theirs[:], mine[:])
+		}
+	}
+	if have > cp.Size {
+		return cp.Size, fmt.Errorf("%w: it signs %d entries, the follower holds %d", ErrBadCheckpoint, cp.Size, have)
+	}
+	if have == cp.Size {
+		// Entries restored after the last checkpoint, now signed.
+		_, err := f.cfg.Log.AppendLeaves(ctx, nil, raw)
+		return cp.Size, err
+	}
+	for start := have; start < cp.Size; {
+		n := start / width
+		w := int(min(width, cp.Size-n*width))
+		leaves, err := f.bundle(ctx, hr, n, w)
+		if err != nil {
+			return cp.Size, err
+		}
+		end := n*width + uint64(w)
+		var sig []byte
+		if end == cp.Size {
+			sig = raw // the ledger checks the root it computes against it
+		}
+		if _, err := f.cfg.Log.AppendLeaves(ctx, leaves[start-n*width:], sig); err != nil {
+			return cp.Size, err
+		}
+		start = end
+	}
+	return cp.Size, nil
+}
+
+// bundle fetches entry bundle n at width w and checks its leaves against the
+// authenticated leaf hashes.
+func (f *Follower) bundle(ctx context.Context, hr tlog.HashReader, n uint64, w int) ([][]byte, error) {
+	b, err := f.cfg.Store.Get(ctx, EntriesPath(n, w))
+	if errors.Is(err, ErrNotExist) && w < width {
+		// A checkpoint moved on and its partial bundle may be gone: the
+		// full bundle holds the same leaves first.
+		b, err = f.cfg.Store.Get(ctx, EntriesPath(n, width))
+	}
+	if err != nil {
+		return nil, err
+	}
+	leaves, err := DecodeBundle(b)
+	if err != nil {
+		return nil, fmt.Errorf("entry bundle %d: %w", n, err)
+	}
+	if len(leaves) < w {
+		return nil, fmt.Errorf("%w: entry bundle %d holds %d entries, want %d", ErrBadCheckpoint, n, len(leaves), w)
+	}
+	leaves = leaves[:w]
+	idx := make([]int64, w)
+	for i := range idx {
+		idx[i] = tlog.StoredHashIndex(0, int64(n*width)+int64(i))
+	}
+	want, err := hr.ReadHashes(idx)
+	if err != nil {
+		return nil, tileErr(fmt.Sprintf("hash tiles for entry bundle %d", n), err)
+	}
+	for i, leaf := range leaves {
+		if tlog.RecordHash(leaf) != want[i] {
+			return nil, fmt.Errorf("%w: entry %d in bundle %d does not match the signed tree", ErrBadCheckpoint, n*width+uint64(i), n)
+		}
+	}
+	return leaves, nil
+}
+
+// storeError is a failure to read the bucket, as opposed to tiles that
+// tlog found inconsistent with the signed tree.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+func tileErr(what string, err error) error {
+	if errors.As(err, new(storeError)) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, what, err)
+}
+
+// tileCache reads hash tiles for tlog.TileHashReader and keeps the full
+// ones it authenticated (they never change).
+type tileCache struct {
+	store Store
+	ctx   context.Context // of the Sync using it; Syncs do not overlap
+	mu    sync.Mutex
+	full  map[tlog.Tile][]byte
+}
+
+func (c *tileCache) Height() int { return Height }
+
+func (c *tileCache) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		c.mu.Lock()
+		b, ok := c.full[t]
+		c.mu.Unlock()
+		if ok {
+			out[i] = b
+			continue
+		}
+		b, err := c.store.Get(c.ctx, TilePath(t.L, uint64(t.N), t.W))
+		if errors.Is(err, ErrNotExist) && t.W < width {
+			// Superseded partial tile: the full tile begins with the same hashes.
+			if b, err = c.store.Get(c.ctx, TilePath(t.L, uint64(t.N), width)); err == nil && len(b) >= t.W*tlog.HashSize {
+				b = b[:t.W*tlog.HashSize]
+			}
+		}
+		if err != nil {
+			return nil, storeError{err}
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func (c *tileCache) SaveTiles(tiles []tlog.Tile, data [][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.full) > 4096 {
+		clear(c.full)
+	}
+	for i, t := range tiles {
+		if t.W == width {
+			c.full[t] = data[i]
+		}
+	}
+}
+
+// Restore copies the log in a bucket into a follower ledger, for disaster
+// recovery: everything its latest checkpoint signs, authenticated as Sync
+// does, and then the entries a writer in object-store durability mode stored
+// after that checkpoint. Those have no signed checkpoint yet: the ledger only
+// checks that they extend the chain, and the writer that continues the log
+// signs one at once. It returns the number of entries the follower holds.
+func Restore(ctx context.Context, log Mirror, store Store, logger *slog.Logger) (uint64, error) {
+	f, err := NewFollower(FollowerConfig{Log: log, Store: store, Logger: logger})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := f.Sync(ctx); err != nil {
+		return log.Size(), err
+	}
+	for {
+		size := log.Size()
+		n := size / width
+		leaves, err := tailBundle(ctx, store, n)
+		if err != nil {
+			return size, err
+		}
+		if uint64(len(leaves)) <= size-n*width {
+			return size, nil
+		}
+		if _, err := log.AppendLeaves(ctx, leaves[size-n*width:], nil); err != nil {
+			return size, fmt.Errorf("entries after the last checkpoint: %w", err)
+		}
+	}
+}
+
+// tailBundle returns the widest bundle stored at n: the full one, or the
+// widest partial one, or none.
+func tailBundle(ctx context.Context, store Store, n uint64) ([][]byte, error) {
+	b, err := store.Get(ctx, EntriesPath(n, width))
+	if errors.Is(err, ErrNotExist) {
+		prefix := EntriesPath(n, 0) + ".p/"
+		keys, err := store.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		ws := []int{}
+		for _, k := range keys {
+			if w := parseBundlePartial(k, prefix); w > 0 {
+				ws = append(ws, w)
+			}
+		}
+		if len(ws) == 0 {
+			return nil, nil
+		}
+		sort.Ints(ws)
+		b, err = store.Get(ctx, EntriesPath(n, ws[len(ws)-1]))
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	leaves, err := DecodeBundle(b)
+	if err != nil {
+		return nil, fmt.Errorf("entry bundle %d: %w", n, err)
+	}
+	return leaves, nil
+}
