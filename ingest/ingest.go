@@ -210,6 +210,10 @@ func acceptedType(mt string) bool {
 	return false
 }
 
+// revocationMargin is how long before a key's revocation time ingest starts
+// refusing its records.
+const revocationMargin = 5 * time.Second
+
 // errFuture marks a record claiming to have happened in the future.
 var errFuture = errors.New("occurredAt is in the future")
 
@@ -218,6 +222,12 @@ var errFuture = errors.New("occurredAt is in the future")
 func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *verifier.Verified, error) {
 	v, err := h.cfg.Verifier.Verify(body)
 	if err != nil {
+		return ledger.Record{}, nil, err
+	}
+	// The ledger stamps receivedAt a little after this check; refusing from
+	// revocationMargin before the revocation time keeps every accepted
+	// record's receivedAt before it, as an auditor's check requires.
+	if err := verifier.CheckRevocation(v, h.cfg.Clock().Add(revocationMargin)); err != nil {
 		return ledger.Record{}, nil, err
 	}
 	if at := v.Statement.Predicate.OccurredAt; at.After(h.cfg.Clock().Add(h.cfg.MaxClockSkew)) {

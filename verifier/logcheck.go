@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -73,6 +74,20 @@ type CheckReport struct {
 	// proof and signatures verified; AnchorsUnchecked those whose Rekor
 	// side was not checked for want of RekorKeys.
 	Anchors, AnchorsUnchecked int
+
+	// Revoked lists every key the trust in force at the end of the log
+	// revokes, with the entries it signed. They are valid: each was received
+	// before the revocation time (an entry received at or after it fails the
+	// check).
+	Revoked []RevokedKeyUse
+}
+
+// RevokedKeyUse is a revoked key and what the log holds signed by it.
+type RevokedKeyUse struct {
+	Revocation
+	Entries uint64 // entries signed by the key, all received before RevokedAt
+	// LastReceivedAt is when the latest of them was received (zero if none).
+	LastReceivedAt time.Time
 }
 
 // BadEntryError names the first entry that fails a check.
@@ -151,6 +166,12 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 		return nil, bad
 	}
 	rep.Signatures = sigs.count
+	if sigs.final != nil {
+		for _, r := range sigs.final.Revocations() {
+			u := sigs.uses[r.KeyID]
+			rep.Revoked = append(rep.Revoked, RevokedKeyUse{Revocation: r, Entries: u.n, LastReceivedAt: u.last})
+		}
+	}
 	rep.Anchors, rep.AnchorsUnchecked = anchors.verified, anchors.unchecked
 	return rep, nil
 }
@@ -282,6 +303,7 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 			}
 			if established != nil {
 				trust = established
+				sigs.final = established
 			}
 			sigs.mu.Lock()
 			sigs.count++
@@ -395,20 +417,43 @@ type sigJob struct {
 type signatureCheck struct {
 	opts   CheckOptions
 	logPub ed25519.PublicKey
-	mu     sync.Mutex // guards bad and count
+	mu     sync.Mutex // guards bad, count and uses
 	bad    *BadEntryError
 	count  uint64
+	// uses counts entries per signing key id, to report what revoked keys
+	// signed.
+	uses map[string]keyUse
+	// final is the trust in force at the end of the log; set by the chain
+	// walk before the workers finish.
+	final *Verifier
+}
+
+type keyUse struct {
+	n    uint64
+	last time.Time
 }
 
 func (s *signatureCheck) work(ctx context.Context, jobs <-chan sigJob) error {
 	var n uint64
+	uses := map[string]keyUse{}
 	defer func() {
 		s.mu.Lock()
 		s.count += n
+		if s.uses == nil {
+			s.uses = map[string]keyUse{}
+		}
+		for id, u := range uses {
+			t := s.uses[id]
+			t.n += u.n
+			if u.last.After(t.last) {
+				t.last = u.last
+			}
+			s.uses[id] = t
+		}
 		s.mu.Unlock()
 	}()
 	for j := range jobs {
-		if err := s.check(j); err != nil {
+		if err := s.check(j, uses); err != nil {
 			s.mu.Lock()
 			if s.bad == nil || j.index < s.bad.Index {
 				s.bad = &BadEntryError{Index: j.index, Err: err}
@@ -421,7 +466,7 @@ func (s *signatureCheck) work(ctx context.Context, jobs <-chan sigJob) error {
 	return ctx.Err()
 }
 
-func (s *signatureCheck) check(j sigJob) error {
+func (s *signatureCheck) check(j sigJob, uses map[string]keyUse) error {
 	e, err := evidence.ParseLeaf(j.leaf)
 	if err != nil {
 		return err
@@ -430,6 +475,15 @@ func (s *signatureCheck) check(j sigJob) error {
 	if err != nil {
 		return fmt.Errorf("record no longer verifies: %w", err)
 	}
+	if err := CheckRevocation(v, e.ReceivedAt); err != nil {
+		return fmt.Errorf("received at %s: %w", e.ReceivedAt.UTC().Format(time.RFC3339Nano), err)
+	}
+	u := uses[v.Signer.KeyID]
+	u.n++
+	if e.ReceivedAt.After(u.last) {
+		u.last = e.ReceivedAt
+	}
+	uses[v.Signer.KeyID] = u
 	if err := checkMeta(e, v); err != nil {
 		return err
 	}

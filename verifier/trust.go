@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"evident.dev/evident/evidence"
 )
@@ -43,6 +44,13 @@ type Runner struct {
 	// Approver is the person this key belongs to (an e-mail): approvals it
 	// signs count as that person's. Empty for machine identities.
 	Approver string `json:"approver,omitempty"`
+	// RevokedAt, when set, ends the key's trust: the log refuses records
+	// it receives from that instant on, and an auditor re-checking the log
+	// accepts only entries received before it. Entries received earlier stay
+	// valid (the key was trusted when the log took them). Rotating a key is
+	// a second runner with the same name and the new key, and RevokedAt on
+	// the old one. Omitted when unset, so older trust digests are unchanged.
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
 }
 
 // Identity is a keyless signer: a certificate whose subject alternative name

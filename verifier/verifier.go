@@ -23,6 +23,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/go-json-experiment/json"
 
@@ -72,6 +73,44 @@ type Verified struct {
 	RelaysApprovals bool
 	// Keyless: the record came as a Sigstore bundle.
 	Keyless bool
+	// RevokedAt is when the signing key's trust ends (nil: never). Verify
+	// has no clock: the caller compares it with the time the log receives
+	// the record (CheckRevocation).
+	RevokedAt *time.Time
+}
+
+// CheckRevocation refuses a record whose key was revoked at or before
+// receivedAt, the instant the log received (or receives) it.
+func CheckRevocation(v *Verified, receivedAt time.Time) error {
+	if v.RevokedAt == nil || receivedAt.Before(*v.RevokedAt) {
+		return nil
+	}
+	return fmt.Errorf("%w: the key %s of %q was revoked at %s", ErrUntrusted, shortID(v.Signer.KeyID), v.Signer.Name, v.RevokedAt.UTC().Format(time.RFC3339))
+}
+
+func shortID(id string) string {
+	if len(id) > 16 {
+		return id[:16]
+	}
+	return id
+}
+
+// Revocation is a revoked key of the trust configuration.
+type Revocation struct {
+	Name      string
+	KeyID     string
+	RevokedAt time.Time
+}
+
+// Revocations lists the revoked keys of the verifier's trust configuration.
+func (v *Verifier) Revocations() []Revocation {
+	var out []Revocation
+	for _, k := range v.keys {
+		if k.revokedAt != nil {
+			out = append(out, Revocation{Name: k.name, KeyID: k.id, RevokedAt: *k.revokedAt})
+		}
+	}
+	return out
 }
 
 type trustedKey struct {
@@ -81,6 +120,8 @@ type trustedKey struct {
 	scope    Scope
 	log      bool
 	approver string
+	// revokedAt ends the key's trust (nil: never).
+	revokedAt *time.Time
 	// expanded is an ed25519 key decompressed once: checking a whole log
 	// verifies millions of signatures by a handful of keys.
 	expanded *voied25519.ExpandedPublicKey
@@ -138,6 +179,10 @@ func New(cfg TrustConfig, logKey crypto.PublicKey) (*Verifier, error) {
 			return nil, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
 		}
 		k.approver = r.Approver
+		if r.RevokedAt != nil {
+			at := r.RevokedAt.UTC()
+			k.revokedAt = &at
+		}
 		v.keys = append(v.keys, k)
 	}
 	var err error
@@ -264,6 +309,7 @@ func (v *Verifier) Verify(raw []byte) (*Verified, error) {
 		Approver:  signer.approver,
 		// The log never relays approvals.
 		RelaysApprovals: signer.scope.RelayApprovals && !signer.log,
+		RevokedAt:       signer.revokedAt,
 	}, nil
 }
 
