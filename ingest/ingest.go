@@ -50,10 +50,26 @@ type Config struct {
 	MaxClockSkew time.Duration
 	// Clock is the server's time; nil means time.Now.
 	Clock func() time.Time
+	// Transport, if set, names the runner a request's client certificate
+	// authenticates (mTLS): a record must then be signed by that runner.
+	Transport TransportIdentity
 	// Observer, if set, is told the outcome and latency of every posted
 	// record (the service-health metrics).
 	Observer Observer
 }
+
+// TransportIdentity maps a request's transport authentication to a runner.
+// Safe for concurrent use.
+type TransportIdentity interface {
+	// Runner returns the runner the request's verified client certificate
+	// maps to; ok is false when the request carries no client certificate.
+	// An error means a certificate was presented that maps to no runner.
+	Runner(r *http.Request) (name string, ok bool, err error)
+}
+
+// errTransport marks a record whose signer is not the runner the transport
+// authenticated.
+var errTransport = errors.New("transport identity mismatch")
 
 // Observer learns how each POST /v1/records ended. result is "accepted",
 // "duplicate", the refusal's error code (e.g. "untrusted_signer"), or
@@ -165,6 +181,9 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, verified, err := h.prepare(r.Context(), body)
+	if err == nil {
+		err = h.checkTransport(r, verified)
+	}
 	if err != nil {
 		h.refuse(w, err)
 		return
@@ -258,6 +277,25 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 	}, v, nil
 }
 
+// checkTransport refuses a record whose signature identity disagrees with
+// the runner its client certificate authenticates: a stolen signing key is
+// useless without that runner's certificate, and the reverse.
+func (h *Handler) checkTransport(r *http.Request, v *verifier.Verified) error {
+	if h.cfg.Transport == nil {
+		return nil
+	}
+	name, ok, err := h.cfg.Transport.Runner(r)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %v", errTransport, err)
+	case !ok:
+		return nil
+	case v.Signer.Name != name || v.Keyless:
+		return fmt.Errorf("%w: the client certificate authenticates runner %q but the record is signed by %q", errTransport, name, v.Signer.Name)
+	}
+	return nil
+}
+
 // refuse maps an authentication or validation error to its 4xx.
 func (h *Handler) refuse(w http.ResponseWriter, err error) {
 	var invalid *evidence.ValidationError
@@ -268,6 +306,8 @@ func (h *Handler) refuse(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, "malformed", err.Error(), nil)
 	case errors.Is(err, errFuture):
 		writeError(w, http.StatusBadRequest, "clock_skew", err.Error(), nil)
+	case errors.Is(err, errTransport):
+		writeError(w, http.StatusForbidden, "transport_mismatch", err.Error(), nil)
 	case errors.Is(err, verifier.ErrUntrusted):
 		writeError(w, http.StatusForbidden, "untrusted_signer", err.Error(), nil)
 	case errors.Is(err, verifier.ErrOutOfScope):

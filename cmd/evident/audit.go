@@ -290,9 +290,31 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err == nil && rep.AnchorsUnchecked > 0 {
 		_, err = fmt.Fprintf(stdout, "note: %d checkpoint anchors not checked against Rekor (give --rekor-key)\n", rep.AnchorsUnchecked)
 	}
+	for _, r := range rep.Revoked {
+		if err != nil {
+			break
+		}
+		err = printRevoked(stdout, r)
+	}
 	if err == nil && rep.CheckpointSize < rep.Size {
 		_, err = fmt.Fprintf(stdout, "note: entries %d..%d are not yet covered by a signed checkpoint\n", rep.CheckpointSize, rep.Size-1)
 	}
+	return err
+}
+
+// printRevoked says what a revoked key signed, and that it is valid.
+func printRevoked(w io.Writer, r verifier.RevokedKeyUse) error {
+	id := r.KeyID
+	if len(id) > 16 {
+		id = id[:16]
+	}
+	at := r.RevokedAt.UTC().Format(time.RFC3339)
+	if r.Entries > 0 && !r.LastReceivedAt.Before(r.RevokedAt) {
+		_, err := fmt.Fprintf(w, "warning: revoked key %s (%s, revoked at %s) signed %d entries, the latest received at %s, after the revocation time: the log accepted them before the revocation was recorded\n",
+			id, r.Name, at, r.Entries, r.LastReceivedAt.UTC().Format(time.RFC3339))
+		return err
+	}
+	_, err := fmt.Fprintf(w, "revoked key %s (%s, revoked at %s): %d entries signed before the revocation: valid\n", id, r.Name, at, r.Entries)
 	return err
 }
 

@@ -72,6 +72,12 @@ type Config struct {
 			PublicKey string         `yaml:"publicKey"` // path to a PKIX PEM file
 			Scope     verifier.Scope `yaml:"scope"`     // environments, stacks, clusters
 			Approver  string         `yaml:"approver"`  // the person (e-mail) whose approvals this key signs
+			// RevokedAt ends the key's trust (docs/keys.md); recorded in the log.
+			RevokedAt *time.Time `yaml:"revokedAt"`
+			// ClientCertificate is the subject common name or a DNS, URI or
+			// e-mail SAN of the runner's mTLS client certificate: records it
+			// posts over such a connection must be signed by this runner.
+			ClientCertificate string `yaml:"clientCertificate"`
 		} `yaml:"runners"`
 		keylessTrust `yaml:",inline"` // identities, sigstore, groups (gate.go)
 	} `yaml:"trust"`
@@ -86,6 +92,12 @@ type Config struct {
 	TLS struct {
 		CertFile string `yaml:"certFile"` // PEM certificate chain
 		KeyFile  string `yaml:"keyFile"`  // PEM private key
+		// ClientCAFile, when set, asks clients for a certificate issued by
+		// one of these CAs (mTLS, docs/keys.md). Without RequireClientCert a
+		// client without a certificate is still served (auditors with
+		// bearer tokens).
+		ClientCAFile      string `yaml:"clientCAFile"`
+		RequireClientCert bool   `yaml:"requireClientCert"`
 	} `yaml:"tls"`
 
 	dir string // the configuration file's directory
@@ -127,7 +139,7 @@ func (c *Config) trust() (verifier.TrustConfig, error) {
 		if err != nil {
 			return t, fmt.Errorf("trust.runners[%d] (%s): %w", i, r.Name, err)
 		}
-		t.Runners = append(t.Runners, verifier.Runner{Name: r.Name, PublicKey: string(pem), Scope: r.Scope, Approver: r.Approver})
+		t.Runners = append(t.Runners, verifier.Runner{Name: r.Name, PublicKey: string(pem), Scope: r.Scope, Approver: r.Approver, RevokedAt: r.RevokedAt})
 	}
 	return t, c.Trust.keylessTrust.apply(c, &t)
 }
@@ -327,6 +339,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		MaxClockSkew: cfg.Limits.MaxClockSkew,
 		Observer:     mets,
+		Transport:    cfg.certRunners(),
 	})
 	ih.Register(mux)
 	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(mux)
@@ -400,7 +413,11 @@ func listen(cfg *Config, lg *ledger.Log, access *query.AccessLog, mux *http.Serv
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("tls: %w", err), ln.Close(), access.Close(), lg.Close())
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if err := cfg.clientAuth(tc); err != nil {
+			return nil, errors.Join(err, ln.Close(), access.Close(), lg.Close())
+		}
+		ln = tls.NewListener(ln, tc)
 		scheme = "https"
 	}
 	hs := &http.Server{

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"evident.dev/evident/verifier"
+)
+
+// writeKeyPair writes name.key (0600) and name.pub in dir.
+func writeKeyPair(t *testing.T, dir, name string) {
+	t.Helper()
+	priv, pub, err := verifier.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), priv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, name+".pub"), string(pub))
+}
+
+// A revoked runner key: records it signs are refused from the revocation on,
+// its replacement key (same runner name) is accepted, and `evident verify`
+// finds the entries signed before the revocation valid and says so.
+func TestRevokedKeyRotation(t *testing.T) {
+	work := t.TempDir()
+	writeKeyPair(t, work, "old")
+	writeKeyPair(t, work, "new")
+	data := filepath.Join(work, "data")
+	cfgFile := filepath.Join(work, "evident.yaml")
+	writeFile(t, cfgFile, `listen: 127.0.0.1:0
+trust:
+  runners:
+  - name: ci
+    publicKey: old.pub
+    scope: {environments: ["*"]}
+`)
+	oldKey, newKey := newSigner(t, filepath.Join(work, "old.key")), newSigner(t, filepath.Join(work, "new.key"))
+	srv := startServe(t, work, "--config", cfgFile, "--data", data)
+	before, _ := srv.postRecord(sign(t, oldKey, planRecord("CHG-1", "prod", 1)), 201)
+	srv.stop()
+
+	revokedAt := time.Now().UTC().Add(time.Second).Truncate(time.Second)
+	writeFile(t, cfgFile, fmt.Sprintf(`listen: 127.0.0.1:0
+trust:
+  runners:
+  - name: ci
+    publicKey: old.pub
+    scope: {environments: ["*"]}
+    revokedAt: %s
+  - name: ci
+    publicKey: new.pub
+    scope: {environments: ["*"]}
+`, revokedAt.Format(time.RFC3339)))
+	srv = startServe(t, work, "--config", cfgFile, "--data", data)
+	_, refusal := srv.postRecord(sign(t, oldKey, planRecord("CHG-2", "prod", 2)), 403)
+	if refusal.Code != "untrusted_signer" {
+		t.Fatalf("a record signed with the revoked key: code %q, want untrusted_signer", refusal.Code)
+	}
+	mustContain(t, "refusal", refusal.Error, "revoked at "+revokedAt.Format(time.RFC3339), `"ci"`)
+	after, _ := srv.postRecord(sign(t, newKey, planRecord("CHG-2", "prod", 2)), 201)
+	if after.Signer.Name != "ci" || after.Signer.KeyID == before.Signer.KeyID {
+		t.Fatalf("the new key's record is signed by %+v, the old one's by %+v", after.Signer, before.Signer)
+	}
+	// A duplicate of an entry signed before the revocation is refused too:
+	// the key is no longer trusted to say anything.
+	srv.postRecord(sign(t, oldKey, planRecord("CHG-1", "prod", 1)), 403)
+	logKey := srv.LogKey
+	srv.stop()
+
+	out := evident(t, work, "verify", "--data", data, "--log-key", logKey)
+	mustContain(t, "verify", out.stdout, "OK: ", "revoked key "+before.Signer.KeyID[:16]+" (ci, revoked at "+revokedAt.Format(time.RFC3339)+"): 1 entries signed before the revocation: valid")
+}
+
+// testCA issues certificates for the mTLS test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "evident test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a leaf certificate for cn (a server certificate for
+// 127.0.0.1 when server is set) and its key, in PEM.
+func (ca *testCA) issue(t *testing.T, cn string, server bool, serial int64) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// mTLS: a runner's client certificate maps to its runner identity; a record
+// signed by another runner over that connection is refused, as is a
+// certificate the configuration maps to no runner. Without a certificate
+// (not required here) the signature alone decides.
+func TestServeMutualTLS(t *testing.T) {
+	work := t.TempDir()
+	ca := newTestCA(t)
+	srvCert, srvKey := ca.issue(t, "evident", true, 2)
+	writeFile(t, filepath.Join(work, "ca.pem"), string(ca.pem))
+	writeFile(t, filepath.Join(work, "tls.crt"), string(srvCert))
+	writeFile(t, filepath.Join(work, "tls.key"), string(srvKey))
+	writeKeyPair(t, work, "ci")
+	writeKeyPair(t, work, "deploy")
+	writeFile(t, filepath.Join(work, "evident.yaml"), `listen: 127.0.0.1:0
+tls:
+  certFile: tls.crt
+  keyFile: tls.key
+  clientCAFile: ca.pem
+trust:
+  runners:
+  - name: ci
+    publicKey: ci.pub
+    scope: {environments: ["*"]}
+    clientCertificate: ci.runners.example
+  - name: deploy
+    publicKey: deploy.pub
+    scope: {environments: ["*"]}
+    clientCertificate: deploy.runners.example
+`)
+	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--data", filepath.Join(work, "data"))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	clientFor := func(cn string, serial int64) *http.Client {
+		tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if cn != "" {
+			c, k := ca.issue(t, cn, false, serial)
+			pair, err := tls.X509KeyPair(c, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	ci, deploy := newSigner(t, filepath.Join(work, "ci.key")), newSigner(t, filepath.Join(work, "deploy.key"))
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		record []byte
+		status int
+		want   string
+	}{
+		{"ci's certificate, ci's signature", clientFor("ci.runners.example", 3), sign(t, ci, planRecord("CHG-1", "prod", 1)), 201, `"signer":{"name":"ci"`},
+		{"ci's certificate, deploy's signature", clientFor("ci.runners.example", 4), sign(t, deploy, planRecord("CHG-2", "prod", 2)), 403,
+			`the client certificate authenticates runner \"ci\" but the record is signed by \"deploy\"`},
+		{"an unmapped certificate", clientFor("someone.example", 5), sign(t, ci, planRecord("CHG-3", "prod", 3)), 403, "is not mapped to a runner"},
+		{"no certificate", clientFor("", 0), sign(t, deploy, planRecord("CHG-4", "prod", 4)), 201, `"signer":{"name":"deploy"`},
+	} {
+		status, body, err := post(c.client, srv.URL, c.record)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if status != c.status || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s: %d %s, want %d and %s", c.name, status, body, c.status, c.want)
+		}
+		if status == 403 && !strings.Contains(string(body), `"code":"transport_mismatch"`) {
+			t.Errorf("%s: refusal code: %s", c.name, body)
+		}
+	}
+	// A certificate from another CA does not even complete the handshake.
+	other := newTestCA(t)
+	c, k := other.issue(t, "ci.runners.example", false, 6)
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	if status, body, err := post(forged, srv.URL, sign(t, ci, planRecord("CHG-5", "prod", 5))); err == nil {
+		t.Fatalf("a certificate from an unknown CA was accepted: %d %s", status, body)
+	}
+}
