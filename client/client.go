@@ -56,6 +56,10 @@ func (e *APIError) Error() string {
 // Signer signs statements with one key.
 type Signer struct {
 	key crypto.Signer
+	// Origin, when set, binds every transition that names no log origin to
+	// that log (predicate.logOrigin): another log refuses it, so the signed
+	// record cannot be replayed there.
+	Origin string
 }
 
 // NewSigner reads a PKCS#8 PEM private key (ed25519 or ECDSA P-256).
@@ -71,6 +75,9 @@ func NewSigner(pemBytes []byte) (*Signer, error) {
 // into a DSSE envelope. With no subjects, the transition's artifacts and
 // commit are the subjects.
 func (s *Signer) Sign(t evidence.Transition, subjects ...evidence.Subject) ([]byte, error) {
+	if t.LogOrigin == "" {
+		t.LogOrigin = s.Origin
+	}
 	if len(subjects) == 0 {
 		subjects = DefaultSubjects(t)
 	}

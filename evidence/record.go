@@ -53,6 +53,10 @@ type Transition struct {
 	RiskClass  string     `json:"riskClass,omitempty"`
 	Emergency  bool       `json:"emergency,omitempty"`
 	Artifacts  []Artifact `json:"artifacts,omitempty"`
+	// LogOrigin, when set, is the origin of the one log the record is meant
+	// for: a log refuses a record naming another origin, so a signed record
+	// cannot be replayed into another log (docs/keys.md).
+	LogOrigin string `json:"logOrigin,omitempty"`
 
 	Change            *Change            `json:"change,omitempty"`
 	Plan              *Plan              `json:"plan,omitempty"`

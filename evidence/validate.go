@@ -634,6 +634,7 @@ func (t *Transition) validate(p *problems) {
 		p.label(at(l.name), l.v, false)
 	}
 	p.oneOf(at(f+"riskClass"), t.RiskClass, false, "low", "medium", "high", "critical")
+	p.text(at(f+"logOrigin"), t.LogOrigin, false, 256)
 	for i, a := range t.Artifacts {
 		p.text(elem(f+"artifacts", i, ".name"), a.Name, true, 256)
 		p.digest(elem(f+"artifacts", i, ".digest"), a.Digest, true)

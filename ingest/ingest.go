@@ -50,6 +50,13 @@ type Config struct {
 	MaxClockSkew time.Duration
 	// Clock is the server's time; nil means time.Now.
 	Clock func() time.Time
+	// Origin is the log's origin. A record naming another log origin
+	// (predicate.logOrigin) is refused: it was signed for another log.
+	Origin string
+	// RequireOrigin refuses records that name no log origin, so that no
+	// record signed for this log can be replayed into another and none
+	// signed for no log in particular is taken.
+	RequireOrigin bool
 	// Transport, if set, names the runner a request's client certificate
 	// authenticates (mTLS): a record must then be signed by that runner.
 	Transport TransportIdentity
@@ -249,6 +256,9 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 	if err := verifier.CheckRevocation(v, h.cfg.Clock().Add(revocationMargin)); err != nil {
 		return ledger.Record{}, nil, err
 	}
+	if err := h.checkOrigin(v.Statement.Predicate.LogOrigin); err != nil {
+		return ledger.Record{}, nil, err
+	}
 	if at := v.Statement.Predicate.OccurredAt; at.After(h.cfg.Clock().Add(h.cfg.MaxClockSkew)) {
 		return ledger.Record{}, nil, fmt.Errorf("%w: predicate.occurredAt %s is more than %s ahead of the server clock",
 			errFuture, at.Format(time.RFC3339), h.cfg.MaxClockSkew)
@@ -275,6 +285,22 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 		Decision: judged.Decision,
 		Terms:    ledger.TermsFor(v.Statement, evidence.EntryMeta{Findings: judged.Findings, Decision: judged.Decision}),
 	}, v, nil
+}
+
+// errWrongLog marks a record signed for another log, or for no log when the
+// log requires one.
+var errWrongLog = errors.New("record not for this log")
+
+// checkOrigin refuses a record bound to another log (origin binding: the
+// signature covers logOrigin, so it cannot be changed in transit).
+func (h *Handler) checkOrigin(origin string) error {
+	switch {
+	case origin == "" && h.cfg.RequireOrigin:
+		return fmt.Errorf("%w: predicate.logOrigin is required: this log (%q) takes only records signed for it", errWrongLog, h.cfg.Origin)
+	case origin != "" && h.cfg.Origin != "" && origin != h.cfg.Origin:
+		return fmt.Errorf("%w: predicate.logOrigin %q names another log; this log is %q", errWrongLog, clip(origin, 256), h.cfg.Origin)
+	}
+	return nil
 }
 
 // checkTransport refuses a record whose signature identity disagrees with
@@ -306,6 +332,8 @@ func (h *Handler) refuse(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, "malformed", err.Error(), nil)
 	case errors.Is(err, errFuture):
 		writeError(w, http.StatusBadRequest, "clock_skew", err.Error(), nil)
+	case errors.Is(err, errWrongLog):
+		writeError(w, http.StatusForbidden, "wrong_log", err.Error(), nil)
 	case errors.Is(err, errTransport):
 		writeError(w, http.StatusForbidden, "transport_mismatch", err.Error(), nil)
 	case errors.Is(err, verifier.ErrUntrusted):

@@ -27,6 +27,10 @@ func (h *Handler) Recorder(logKey crypto.Signer) *Recorder {
 // Record signs t as an in-toto statement about subjects and appends it,
 // returning once it is durable.
 func (r *Recorder) Record(ctx context.Context, subjects []evidence.Subject, t evidence.Transition) (Receipt, error) {
+	if t.LogOrigin == "" {
+		// The log's own records are bound to it, like any posted record.
+		t.LogOrigin = r.h.cfg.Origin
+	}
 	st := evidence.Statement{
 		Type:          evidence.StatementType,
 		Subject:       subjects,

@@ -505,6 +505,9 @@ func checkMeta(e *evidence.Entry, v *Verified) error {
 	if e.Meta.RecordDigest != hex.EncodeToString(v.Digest[:]) {
 		return errors.New("recorded record digest does not match the envelope")
 	}
+	if o := v.Statement.Predicate.LogOrigin; o != "" && o != e.Origin {
+		return fmt.Errorf("the record was signed for log %q: replayed into %q", o, e.Origin)
+	}
 	return nil
 }
 

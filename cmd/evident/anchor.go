@@ -130,7 +130,7 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("anchor: no log in %s: %w", cfg.Data, err)
 	}
 	keyFile := firstOf(cfg.path(cfg.Log.KeyFile), filepath.Join(cfg.Data, "log.key"))
-	b, err := os.ReadFile(keyFile)
+	b, err := readPrivateKey(keyFile)
 	if err != nil {
 		return fmt.Errorf("anchor: log key: %w", err)
 	}

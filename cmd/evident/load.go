@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +29,7 @@ import (
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("load", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
-	keyFile := fs.String("key", "", "runner private key trusted by the server for --env")
+	keyFile := fs.String("key", "", "runner private key trusted by the server for --env (a file only its owner may read, or env:VAR)")
 	records := fs.Int("records", 20000, "records to post")
 	concurrency := fs.Int("concurrency", 64, "concurrent clients")
 	size := fs.Int("size", 1500, "approximate envelope size in bytes")
@@ -51,7 +50,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *records < 1 || *concurrency < 1 || *proofs < 0 || *proofClients < 1 {
 		return errors.New("load: --records, --concurrency and --proof-concurrency must be at least 1, --proofs not negative")
 	}
-	keyPEM, err := os.ReadFile(*keyFile)
+	keyPEM, err := readPrivateKey(*keyFile)
 	if err != nil {
 		return err
 	}

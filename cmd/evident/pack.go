@@ -125,14 +125,14 @@ func verifyPack(file, logKey string, stdout, stderr io.Writer) error {
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
-	keyFile := fs.String("key", "", "runner private key trusted for prod and staging (the dev server's dev-runner.key)")
+	keyFile := fs.String("key", "", "runner private key trusted for prod and staging (the dev server's dev-runner.key) (a file only its owner may read, or env:VAR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *keyFile == "" {
 		return errors.New("demo: --key is required")
 	}
-	keyPEM, err := os.ReadFile(*keyFile)
+	keyPEM, err := readPrivateKey(*keyFile)
 	if err != nil {
 		return err
 	}

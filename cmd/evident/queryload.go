@@ -32,7 +32,7 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	clients := fs.Int("clients", 100, "concurrent query clients")
 	duration := fs.Duration("duration", 20*time.Second, "how long to query")
 	seed := fs.Int("seed", 0, "first post this many records (needs --key)")
-	keyFile := fs.String("key", "", "runner key trusted for prod and staging, for --seed and --ingest-rate")
+	keyFile := fs.String("key", "", "runner key trusted for prod and staging, for --seed and --ingest-rate (a file only its owner may read, or env:VAR)")
 	ingestRate := fs.Int("ingest-rate", 0, "records per second to post while querying (needs --key)")
 	timeline := fs.String("timeline-change", "CHG-2026-06-03-0101", "change whose timeline is timed")
 	if err := fs.Parse(args); err != nil {
@@ -46,7 +46,7 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if *keyFile == "" {
 			return errors.New("query-load: --seed and --ingest-rate need --key")
 		}
-		pemBytes, err := os.ReadFile(*keyFile)
+		pemBytes, err := readPrivateKey(*keyFile)
 		if err != nil {
 			return err
 		}

@@ -79,16 +79,17 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	verb := args[0]
 	fs := newFlags("record "+verb, stderr)
-	keyFile := fs.String("key", "", "PKCS#8 PEM private key")
+	keyFile := fs.String("key", "", "PKCS#8 PEM private key (a file only its owner may read, or env:VAR)")
 	file := fs.String("file", "", "transition predicate JSON, or a whole in-toto statement (- for standard input)")
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	origin := fs.String("log-origin", "", "bind the record to this log origin (predicate.logOrigin): another log refuses it")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if *keyFile == "" || *file == "" {
 		return errors.New("record " + verb + ": --key and --file are required")
 	}
-	envelope, err := signPredicateFile(*keyFile, *file)
+	envelope, err := signPredicateFile(*keyFile, *file, *origin)
 	if err != nil {
 		return err
 	}
@@ -104,9 +105,9 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // signPredicateFile reads a transition predicate, fills occurredAt if absent,
-// and signs it.
-func signPredicateFile(keyFile, file string) ([]byte, error) {
-	keyPEM, err := os.ReadFile(keyFile)
+// binds it to origin if given, and signs it.
+func signPredicateFile(keyFile, file, origin string) ([]byte, error) {
+	keyPEM, err := readPrivateKey(keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +115,7 @@ func signPredicateFile(keyFile, file string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", keyFile, err)
 	}
+	signer.Origin = origin
 	var raw []byte
 	if file == "-" {
 		raw, err = io.ReadAll(os.Stdin)

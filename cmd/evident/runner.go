@@ -52,7 +52,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("runner "+verb, stderr)
 	stack := fs.String("stack", "", "stack directory (…/stacks/<env>/<cloud>/<account>/<region>/<stack>)")
 	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
-	keyFile := fs.String("key", "", "runner signing key (PKCS#8 PEM)")
+	keyFile := fs.String("key", "", "runner signing key (PKCS#8 PEM) (a file only its owner may read, or env:VAR)")
 	catalog := fs.String("catalog", "", "catalog YAML: environments, stacks, risky resource types")
 	engine := fs.String("tofu", "", "engine binary (default: tofu, else terraform, on PATH)")
 	engineName := fs.String("engine", "", "opentofu or terraform (default from the binary's name)")
@@ -80,7 +80,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if ac.Dir == "" && ac.S3.Bucket == "" {
 		return errors.New("runner " + verb + ": set --artifacts DIR or --s3-bucket (and --s3-endpoint)")
 	}
-	keyPEM, err := os.ReadFile(*keyFile)
+	keyPEM, err := readPrivateKey(*keyFile)
 	if err != nil {
 		return err
 	}

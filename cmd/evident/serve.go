@@ -45,6 +45,10 @@ type Config struct {
 		// VerifierKey is the note verifier key of the log a read replica
 		// (--follow) or a restore mirrors; it names the origin.
 		VerifierKey string `yaml:"verifierKey"`
+		// RequireOrigin refuses records whose predicate.logOrigin is not
+		// set (origin binding, docs/keys.md); one naming another log is
+		// refused always.
+		RequireOrigin bool `yaml:"requireOrigin"`
 	} `yaml:"log"`
 	// ObjectStore is where the log is exported as tlog-tiles (scaleout.go).
 	ObjectStore ObjectStoreConfig `yaml:"objectStore"`
@@ -332,14 +336,16 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, errors.Join(err, lg.Close())
 	}
 	ih := ingest.New(ingest.Config{
-		Log:          appender,
-		Verifier:     v,
-		Judges:       append([]ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, ingest.ArtifactJudge{Verifier: v}}, judges...),
-		Logger:       logger,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
-		MaxClockSkew: cfg.Limits.MaxClockSkew,
-		Observer:     mets,
-		Transport:    cfg.certRunners(),
+		Log:           appender,
+		Verifier:      v,
+		Judges:        append([]ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, ingest.ArtifactJudge{Verifier: v}}, judges...),
+		Logger:        logger,
+		MaxBodyBytes:  cfg.Limits.MaxBodyBytes,
+		MaxClockSkew:  cfg.Limits.MaxClockSkew,
+		Observer:      mets,
+		Transport:     cfg.certRunners(),
+		Origin:        cfg.Log.Origin,
+		RequireOrigin: cfg.Log.RequireOrigin,
 	})
 	ih.Register(mux)
 	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(mux)

@@ -44,7 +44,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("unknown watcher %q: want argocd, flux or webhook", mode)
 	}
 	fs := newFlags("watch "+mode, stderr)
-	keyFile := fs.String("key", "", "the watcher's PKCS#8 private key (PEM); its public key is a runner in the server's trust configuration")
+	keyFile := fs.String("key", "", "the watcher's PKCS#8 private key (PEM); its public key is a runner in the server's trust configuration (a file only its owner may read, or env:VAR)")
 	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
 	spoolDir := fs.String("spool", "evident-watch", "directory of the durable spool and the watcher's state")
 	env := fs.String("environment", "", "target environment of the records (an object's evident.dev/environment label wins)")
@@ -68,7 +68,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	log := newLogger(stderr, level)
-	pem, err := os.ReadFile(*keyFile)
+	pem, err := readPrivateKey(*keyFile)
 	if err != nil {
 		return fmt.Errorf("read key: %w", err)
 	}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// envKeyPrefix names a private key held in an environment variable rather
+// than a file: --key env:EVIDENT_RUNNER_KEY. Platforms inject secrets that
+// way (a Kubernetes secretKeyRef, a CI secret variable).
+const envKeyPrefix = "env:"
+
+// readPrivateKey reads the PEM private key ref names: "env:NAME" is the
+// environment variable NAME; anything else is a file, refused when its
+// group or others may read or write it (the key would no longer be the
+// runner's alone).
+func readPrivateKey(ref string) ([]byte, error) {
+	if name, ok := strings.CutPrefix(ref, envKeyPrefix); ok {
+		v, set := os.LookupEnv(name)
+		if !set || strings.TrimSpace(v) == "" {
+			// The value is never printed: only the variable's name.
+			return nil, fmt.Errorf("private key: the environment variable %s is not set or empty", name)
+		}
+		return []byte(v), nil
+	}
+	if ref == "" {
+		return nil, errors.New("private key: no file given")
+	}
+	f, err := os.Open(ref)
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("private key %s is accessible by group or others (mode %v); run chmod 600 %s", ref, perm, ref)
+	}
+	// A PEM private key is a few hundred bytes; the bound keeps a mistaken
+	// path (a device, a huge file) from being read whole.
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", ref, err)
+	}
+	return b, nil
+}
