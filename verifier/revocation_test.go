@@ -64,3 +64,23 @@ func TestCheckRevocation(t *testing.T) {
 		t.Errorf("a key never revoked: %v", err)
 	}
 }
+
+// A record bound to one log (predicate.logOrigin) that another log took
+// anyway is a bad entry of that log: the replay is noticed offline.
+func TestCheckLogReplayedRecord(t *testing.T) {
+	f := buildStandardLog(t)
+	v := f.verifierFor(f.trust)
+	bound := transition(evidence.KindPlanCreated, "CHG-replayed", prod())
+	bound.LogOrigin = testOrigin
+	f.post(v, sign(t, f.keys["ci"], payloadOf(t, bound)))
+	if _, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true)); err != nil {
+		t.Fatalf("a record bound to this log: %v", err)
+	}
+	bound.ChangeID, bound.LogOrigin = "CHG-other", "evident.test/another-log"
+	replayed := f.post(v, sign(t, f.keys["ci"], payloadOf(t, bound)))
+	_, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+	var bad *verifier.BadEntryError
+	if !errors.As(err, &bad) || bad.Index != replayed.Index || !strings.Contains(err.Error(), `signed for log "evident.test/another-log"`) {
+		t.Fatalf("CheckLog with a record signed for another log: %v; want bad entry %d", err, replayed.Index)
+	}
+}

@@ -225,3 +225,83 @@ trust:
 		t.Fatalf("a certificate from an unknown CA was accepted: %d %s", status, body)
 	}
 }
+
+// Origin binding: a record signed for one log is refused by another; a log
+// with log.requireOrigin refuses records bound to no log.
+func TestOriginBinding(t *testing.T) {
+	work := t.TempDir()
+	writeKeyPair(t, work, "ci")
+	writeFile(t, filepath.Join(work, "evident.yaml"), `listen: 127.0.0.1:0
+trust:
+  runners:
+  - name: ci
+    publicKey: ci.pub
+    scope: {environments: ["*"]}
+`)
+	writeFile(t, filepath.Join(work, "strict.yaml"), `listen: 127.0.0.1:0
+log:
+  requireOrigin: true
+trust:
+  runners:
+  - name: ci
+    publicKey: ci.pub
+    scope: {environments: ["*"]}
+`)
+	a := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--data", filepath.Join(work, "a"), "--origin", "a.example/log")
+	b := startServe(t, work, "--config", filepath.Join(work, "strict.yaml"), "--data", filepath.Join(work, "b"), "--origin", "b.example/log")
+	ci := newSigner(t, filepath.Join(work, "ci.key"))
+
+	ci.Origin = "a.example/log"
+	forA := sign(t, ci, planRecord("CHG-1", "prod", 1))
+	a.postRecord(forA, 201)
+	_, refusal := b.postRecord(forA, 403)
+	if refusal.Code != "wrong_log" {
+		t.Fatalf("a record for a replayed into b: %+v", refusal)
+	}
+	mustContain(t, "refusal", refusal.Error, `predicate.logOrigin "a.example/log" names another log; this log is "b.example/log"`)
+
+	ci.Origin = ""
+	unbound := sign(t, ci, planRecord("CHG-2", "prod", 2))
+	a.postRecord(unbound, 201) // a does not require binding
+	_, refusal = b.postRecord(unbound, 403)
+	mustContain(t, "refusal", refusal.Error, "predicate.logOrigin is required")
+
+	ci.Origin = "b.example/log"
+	b.postRecord(sign(t, ci, planRecord("CHG-3", "prod", 3)), 201)
+
+	// The command line binds a record too.
+	writeFile(t, filepath.Join(work, "plan.json"), `{"kind":"plan.created","changeId":"CHG-4","actor":"ci","source":{"repository":"infra-live","commitSha":"`+strings.Repeat("a", 40)+`"},"target":{"environment":"prod"},"plan":{"planSha256":"`+strings.Repeat("b", 64)+`","engine":"opentofu"}}`)
+	out := evident(t, work, "record", "post", "--key", "ci.key", "--file", "plan.json", "--server", b.URL, "--log-origin", "b.example/log")
+	mustContain(t, "record post", out.stdout, `"changeId": "CHG-4"`)
+	out = evidentFails(t, work, -1, "record", "post", "--key", "ci.key", "--file", "plan.json", "--server", a.URL, "--log-origin", "b.example/log")
+	mustContain(t, "record post to the other log", out.stderr, "names another log")
+}
+
+// Private keys: a file others may read is refused with a clear message; a
+// key from the environment works, and a missing variable is named without
+// any value.
+func TestPrivateKeySources(t *testing.T) {
+	work := t.TempDir()
+	writeKeyPair(t, work, "ci")
+	writeFile(t, filepath.Join(work, "plan.json"), `{"kind":"plan.created","changeId":"CHG-1","actor":"ci","source":{"repository":"infra-live","commitSha":"`+strings.Repeat("a", 40)+`"},"target":{"environment":"prod"},"plan":{"planSha256":"`+strings.Repeat("b", 64)+`","engine":"opentofu"}}`)
+	evident(t, work, "record", "sign", "--key", "ci.key", "--file", "plan.json")
+
+	if err := os.Chmod(filepath.Join(work, "ci.key"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out := evidentFails(t, work, -1, "record", "sign", "--key", "ci.key", "--file", "plan.json")
+	mustContain(t, "group-readable key", out.stderr, "private key ci.key is accessible by group or others (mode -rw-r-----); run chmod 600 ci.key")
+
+	pemBytes, err := os.ReadFile(filepath.Join(work, "ci.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("EVIDENT_TEST_RUNNER_KEY", string(pemBytes))
+	out = evident(t, work, "record", "sign", "--key", "env:EVIDENT_TEST_RUNNER_KEY", "--file", "plan.json")
+	mustContain(t, "key from the environment", out.stdout, `"payloadType":"application/vnd.in-toto+json"`)
+	out = evidentFails(t, work, -1, "record", "sign", "--key", "env:EVIDENT_TEST_NO_SUCH_KEY", "--file", "plan.json")
+	mustContain(t, "missing variable", out.stderr, "the environment variable EVIDENT_TEST_NO_SUCH_KEY is not set or empty")
+	if strings.Contains(out.stderr+out.stdout, "PRIVATE KEY") {
+		t.Fatal("key material printed")
+	}
+}
