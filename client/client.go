@@ -258,7 +258,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	httpc := c.HTTP
 	if httpc == nil {
-		httpc = http.DefaultClient
+		// Never http.DefaultClient: it has no timeout, and a stuck server
+		// would hold the runner forever.
+		httpc = &http.Client{Timeout: 30 * time.Second}
 	}
 	resp, err := httpc.Do(req)
 	if err != nil {

@@ -353,5 +353,5 @@ func httpGet(ctx context.Context, url string) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return http.DefaultClient.Do(req)
+	return (&http.Client{Timeout: time.Minute}).Do(req)
 }

@@ -198,7 +198,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *pprofAddr != "" {
 		go func() {
 			// The default mux holds only net/http/pprof's handlers.
-			err := http.ListenAndServe(*pprofAddr, http.DefaultServeMux)
+			// A CPU profile streams for its ?seconds= (30 by default).
+			ps := &http.Server{Addr: *pprofAddr, Handler: http.DefaultServeMux, ReadHeaderTimeout: 5 * time.Second,
+				WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
+			err := ps.ListenAndServe()
 			logger.Error("pprof listener stopped", "err", err)
 		}()
 	}
