@@ -31,6 +31,9 @@ import (
 type Client struct {
 	BaseURL string       // e.g. "http://127.0.0.1:8080"
 	HTTP    *http.Client // nil: a client with a 30s timeout
+	// Token, if set, is sent as a bearer token: the apply gate and the read
+	// side need one once the server's access is configured.
+	Token string
 }
 
 // New returns a client for the server at baseURL.
@@ -255,6 +258,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	httpc := c.HTTP
 	if httpc == nil {

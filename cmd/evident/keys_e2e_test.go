@@ -4,11 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -303,5 +305,44 @@ func TestPrivateKeySources(t *testing.T) {
 	mustContain(t, "missing variable", out.stderr, "the environment variable EVIDENT_TEST_NO_SUCH_KEY is not set or empty")
 	if strings.Contains(out.stderr+out.stdout, "PRIVATE KEY") {
 		t.Fatal("key material printed")
+	}
+}
+
+// The apply gate names approvers and writes an entry per call: once access
+// is configured, it answers only runners and auditors.
+func TestGateNeedsARunnerOnceAccessIsConfigured(t *testing.T) {
+	work := t.TempDir()
+	hash := func(tok string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(tok))) }
+	writeFile(t, filepath.Join(work, "evident.yaml"), `listen: 127.0.0.1:0
+access:
+  tokens:
+    - {name: ci, sha256: `+hash("runner-token")+`, role: runner}
+    - {name: team, sha256: `+hash("tenant-token")+`, role: tenant, scope: {environments: [staging]}}
+`)
+	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--data", filepath.Join(work, "data"))
+	request := `{"changeId":"CHG-1","commitSha":"` + strings.Repeat("a", 40) + `","planSha256":"` + strings.Repeat("b", 64) + `","target":{"environment":"prod"},"actor":"ci"}`
+	for _, c := range []struct {
+		token  string
+		status int
+	}{{"", 401}, {"wrong", 401}, {"tenant-token", 403}, {"runner-token", 200}} {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/gate/apply", strings.NewReader(request))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("gate with token %q: %d %s, want %d", c.token, resp.StatusCode, body, c.status)
+		}
+		if c.status == 200 && !strings.Contains(string(body), `"decision":"deny"`) {
+			t.Errorf("gate with a runner token: %s", body)
+		}
 	}
 }

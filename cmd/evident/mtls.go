@@ -3,12 +3,14 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 
 	"evident.dev/evident/ingest"
+	"evident.dev/evident/query"
 )
 
 // clientAuth turns on client certificates (mTLS) when tls.clientCAFile is
@@ -72,4 +74,36 @@ func (m certRunners) Runner(r *http.Request) (string, bool, error) {
 		}
 	}
 	return "", false, fmt.Errorf("the client certificate %q is not mapped to a runner (trust.runners[].clientCertificate)", leaf.Subject.CommonName)
+}
+
+// gateAuth guards the apply gate: its answer names approvers and every call
+// writes a gate.decided entry, so once access is configured only runners and
+// auditors (by bearer token), or a runner's mTLS client certificate, reach
+// it. With no access configured it stays open, as the read side does.
+func gateAuth(auth *query.Authenticator, certs ingest.TransportIdentity, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if certs != nil {
+			if _, ok, err := certs.Runner(r); err == nil && ok {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		id, err := auth.Authenticate(r)
+		if err != nil {
+			writeGateRefusal(w, http.StatusUnauthorized, "unauthenticated", "the apply gate needs a runner's bearer token or client certificate")
+			return
+		}
+		if id.Role != query.RoleRunner && id.Role != query.RoleAuditor {
+			writeGateRefusal(w, http.StatusForbidden, "forbidden", "only runners and auditors may ask the apply gate")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeGateRefusal(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(ingest.ErrorBody{Error: msg, Code: code})
+	w.Write(append(b, '\n'))
 }

@@ -119,7 +119,7 @@ func startReplica(ctx context.Context, cfg *Config, logger *slog.Logger) (*serve
 	// (but for ingest figures and completeness, which only the writer has).
 	mets := metrics.New(metrics.Config{Logger: logger})
 	mets.SetLog(lg)
-	access, err := readRoutes(cfg, mux, lg, nil, mets, logger)
+	access, _, err := readRoutes(cfg, mux, lg, nil, mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}

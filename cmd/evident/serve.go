@@ -351,15 +351,19 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		RequireOrigin: cfg.Log.RequireOrigin,
 	})
 	ih.Register(mux)
-	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(mux)
 	anc, anchorEvery, err := cfg.anchorer(lg, edKey, ih.Recorder(edKey), logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	access, err := readRoutes(cfg, mux, lg, pol.projection(lg), mets, logger)
+	access, auth, err := readRoutes(cfg, mux, lg, pol.projection(lg), mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
+	// The apply gate is the writer's alone: its answer names approvers
+	// and every call appends a gate.decided entry (docs/security.md).
+	gateMux := http.NewServeMux()
+	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(gateMux)
+	mux.Handle("POST /v1/gate/apply", gateAuth(auth, cfg.certRunners(), gateMux))
 	srv, err := listen(cfg, lg, access, mux, logger)
 	if err != nil {
 		return nil, err
@@ -374,10 +378,10 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 // readRoutes registers the read side (GraphQL, the log endpoints, metrics,
 // pages, health), served alike by the writer and by read replicas, whose
 // ledger is a follower of the writer's. The caller closes the access log.
-func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *query.PolicyCompleteness, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, error) {
+func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *query.PolicyCompleteness, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, *query.Authenticator, error) {
 	access, gql, err := readSide(cfg, lg, projection, logger)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	gql.Register(mux)
 	// The log endpoints: checkpoints and proofs are for everyone; whole
@@ -395,7 +399,7 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	mets.Register(mux)
 	pages, err := dashboard.New(dashboard.Config{Log: lg, Source: mets.Projection(), Logger: logger})
 	if err != nil {
-		return nil, errors.Join(err, access.Close())
+		return nil, nil, errors.Join(err, access.Close())
 	}
 	// The pages show every change, across tenants: like the whole-log
 	// endpoints, only auditors reach them once access is configured.
@@ -407,7 +411,7 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok %d\n", lg.Size())
 	})
-	return access, nil
+	return access, gql.Auth(), nil
 }
 
 // listen opens the listener; on failure it closes the access log and the log.
