@@ -118,6 +118,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fs := newFlags("gate check", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	tokenEnv := fs.String("token-env", "", "environment variable holding a runner's bearer token (needed once the server's access is configured)")
 	changeID := fs.String("change", "", "change id")
 	commit := fs.String("commit", "", "Git commit SHA the plan was made from")
 	planFile := fs.String("plan", "", "the plan file to apply (its SHA-256 is sent)")
@@ -148,7 +149,13 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := req.Check(); err != nil {
 		return fmt.Errorf("gate check: %w", err)
 	}
-	d, err := client.New(*server).AskGate(ctx, req)
+	c := client.New(*server)
+	token, err := tokenFromEnv(*tokenEnv)
+	if err != nil {
+		return fmt.Errorf("gate check: %w", err)
+	}
+	c.Token = token
+	d, err := c.AskGate(ctx, req)
 	if err != nil {
 		return fmt.Errorf("gate check: %w (do not apply)", err)
 	}

@@ -13,6 +13,20 @@ import (
 // way (a Kubernetes secretKeyRef, a CI secret variable).
 const envKeyPrefix = "env:"
 
+// tokenFromEnv reads a bearer token from the environment variable name
+// ("" when name is ""). Tokens are not taken as flags: a command line is
+// visible to every user of the machine.
+func tokenFromEnv(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		return "", fmt.Errorf("the environment variable %s (--token-env) is not set or empty", name)
+	}
+	return v, nil
+}
+
 // readPrivateKey reads the PEM private key ref names: "env:NAME" is the
 // environment variable NAME; anything else is a file, refused when its
 // group or others may read or write it (the key would no longer be the
