@@ -118,6 +118,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fs := newFlags("gate check", stderr)
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	tlsFlags := addClientTLSFlags(fs)
 	tokenEnv := fs.String("token-env", "", "environment variable holding a runner's bearer token (needed once the server's access is configured)")
 	changeID := fs.String("change", "", "change id")
 	commit := fs.String("commit", "", "Git commit SHA the plan was made from")
@@ -155,6 +156,9 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("gate check: %w", err)
 	}
 	c.Token = token
+	if err := tlsFlags.apply(c); err != nil {
+		return fmt.Errorf("gate check: %w", err)
+	}
 	d, err := c.AskGate(ctx, req)
 	if err != nil {
 		return fmt.Errorf("gate check: %w (do not apply)", err)

@@ -215,9 +215,22 @@ trust:
 			t.Errorf("%s: refusal code: %s", c.name, body)
 		}
 	}
+	// The command line presents a runner's certificate too.
+	c, k := ca.issue(t, "ci.runners.example", false, 7)
+	writeFile(t, filepath.Join(work, "ci-tls.crt"), string(c))
+	if err := os.WriteFile(filepath.Join(work, "ci-tls.key"), k, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(work, "plan.json"), `{"kind":"plan.created","changeId":"CHG-6","actor":"ci","source":{"repository":"infra-live","commitSha":"`+strings.Repeat("a", 40)+`"},"target":{"environment":"prod"},"plan":{"planSha256":"`+strings.Repeat("b", 64)+`","engine":"opentofu"}}`)
+	tlsArgs := []string{"--file", "plan.json", "--server", srv.URL, "--tls-ca", "ca.pem", "--tls-cert", "ci-tls.crt", "--tls-key", "ci-tls.key"}
+	out := evident(t, work, append([]string{"record", "post", "--key", "ci.key"}, tlsArgs...)...)
+	mustContain(t, "record post over mTLS", out.stdout, `"name": "ci"`)
+	out = evidentFails(t, work, -1, append([]string{"record", "post", "--key", "deploy.key"}, tlsArgs...)...)
+	mustContain(t, "record post over mTLS signed by another runner", out.stderr, "403", `authenticates runner "ci" but the record is signed by "deploy"`)
+
 	// A certificate from another CA does not even complete the handshake.
 	other := newTestCA(t)
-	c, k := other.issue(t, "ci.runners.example", false, 6)
+	c, k = other.issue(t, "ci.runners.example", false, 6)
 	pair, err := tls.X509KeyPair(c, k)
 	if err != nil {
 		t.Fatal(err)

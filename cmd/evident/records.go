@@ -82,6 +82,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keyFile := fs.String("key", "", "PKCS#8 PEM private key (a file only its owner may read, or env:VAR)")
 	file := fs.String("file", "", "transition predicate JSON, or a whole in-toto statement (- for standard input)")
 	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	tlsFlags := addClientTLSFlags(fs)
 	origin := fs.String("log-origin", "", "bind the record to this log origin (predicate.logOrigin): another log refuses it")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -97,7 +98,11 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_, err := fmt.Fprintf(stdout, "%s\n", envelope)
 		return err
 	}
-	receipt, err := client.New(*server).Post(ctx, envelope)
+	c := client.New(*server)
+	if err := tlsFlags.apply(c); err != nil {
+		return err
+	}
+	receipt, err := c.Post(ctx, envelope)
 	if err != nil {
 		return err
 	}

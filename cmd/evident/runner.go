@@ -52,6 +52,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("runner "+verb, stderr)
 	stack := fs.String("stack", "", "stack directory (…/stacks/<env>/<cloud>/<account>/<region>/<stack>)")
 	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
+	tlsFlags := addClientTLSFlags(fs)
 	tokenEnv := fs.String("token-env", "", "environment variable holding the runner's bearer token for the apply gate (needed once the server's access is configured)")
 	keyFile := fs.String("key", "", "runner signing key (PKCS#8 PEM) (a file only its owner may read, or env:VAR)")
 	catalog := fs.String("catalog", "", "catalog YAML: environments, stacks, risky resource types")
@@ -114,6 +115,9 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	c := client.New(*server)
 	if c.Token, err = tokenFromEnv(*tokenEnv); err != nil {
+		return err
+	}
+	if err := tlsFlags.apply(c); err != nil {
 		return err
 	}
 	r, err := tofu.New(tofu.Config{

@@ -45,6 +45,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fs := newFlags("watch "+mode, stderr)
 	keyFile := fs.String("key", "", "the watcher's PKCS#8 private key (PEM); its public key is a runner in the server's trust configuration (a file only its owner may read, or env:VAR)")
+	tlsFlags := addClientTLSFlags(fs)
 	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
 	spoolDir := fs.String("spool", "evident-watch", "directory of the durable spool and the watcher's state")
 	env := fs.String("environment", "", "target environment of the records (an object's evident.dev/environment label wins)")
@@ -142,6 +143,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "evident watch listening on http://%s\n", ln.Addr())
 
 	api := client.New(*server)
+	if err := tlsFlags.apply(api); err != nil {
+		return errors.Join(err, ln.Close())
+	}
 	post := func(ctx context.Context, env []byte) error {
 		_, err := api.Post(ctx, env)
 		var apiErr *client.APIError
