@@ -359,3 +359,41 @@ access:
 		}
 	}
 }
+
+// tls.requireClientCert: no connection without a client certificate from
+// the configured CA; and it makes no sense without one.
+func TestServeRequiresClientCertificate(t *testing.T) {
+	work := t.TempDir()
+	ca := newTestCA(t)
+	srvCert, srvKey := ca.issue(t, "evident", true, 2)
+	writeFile(t, filepath.Join(work, "ca.pem"), string(ca.pem))
+	writeFile(t, filepath.Join(work, "tls.crt"), string(srvCert))
+	writeFile(t, filepath.Join(work, "tls.key"), string(srvKey))
+	writeFile(t, filepath.Join(work, "nocas.yaml"), "listen: 127.0.0.1:0\ntls:\n  certFile: tls.crt\n  keyFile: tls.key\n  requireClientCert: true\n")
+	out := evidentFails(t, work, -1, "serve", "--config", "nocas.yaml", "--data", filepath.Join(work, "data0"))
+	mustContain(t, "requireClientCert without a CA", out.stderr, "tls.requireClientCert needs tls.clientCAFile")
+
+	writeFile(t, filepath.Join(work, "evident.yaml"), "listen: 127.0.0.1:0\ntls:\n  certFile: tls.crt\n  keyFile: tls.key\n  clientCAFile: ca.pem\n  requireClientCert: true\n")
+	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--data", filepath.Join(work, "data"))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	anonymous := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, err := anonymous.Get(srv.URL + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client without a certificate got %d", resp.StatusCode)
+	}
+	c, k := ca.issue(t, "auditor.example", false, 3)
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	resp, err := withCert.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatalf("a client with a certificate: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a client with a certificate: %d", resp.StatusCode)
+	}
+}
