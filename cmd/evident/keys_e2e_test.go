@@ -164,6 +164,9 @@ tls:
   certFile: tls.crt
   keyFile: tls.key
   clientCAFile: ca.pem
+access:
+  tokens:
+    - {name: audit, sha256: `+fmt.Sprintf("%x", sha256.Sum256([]byte("auditor-token")))+`, role: auditor}
 trust:
   runners:
   - name: ci
@@ -215,6 +218,30 @@ trust:
 			t.Errorf("%s: refusal code: %s", c.name, body)
 		}
 	}
+	// With access configured, the apply gate takes a runner's certificate
+	// in place of a bearer token; no certificate, or an unmapped one, is
+	// not enough.
+	gate := `{"changeId":"CHG-1","commitSha":"` + strings.Repeat("a", 40) + `","planSha256":"` + strings.Repeat("b", 64) + `","target":{"environment":"prod"},"actor":"ci"}`
+	for _, g := range []struct {
+		name   string
+		client *http.Client
+		status int
+	}{
+		{"ci's certificate", clientFor("ci.runners.example", 8), 200},
+		{"no certificate", clientFor("", 0), 401},
+		{"an unmapped certificate", clientFor("someone.example", 9), 401},
+	} {
+		resp, err := g.client.Post(srv.URL+"/v1/gate/apply", "application/json", strings.NewReader(gate))
+		if err != nil {
+			t.Fatalf("gate, %s: %v", g.name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != g.status {
+			t.Errorf("gate, %s: %d %s, want %d", g.name, resp.StatusCode, body, g.status)
+		}
+	}
+
 	// The command line presents a runner's certificate too.
 	c, k := ca.issue(t, "ci.runners.example", false, 7)
 	writeFile(t, filepath.Join(work, "ci-tls.crt"), string(c))
