@@ -171,6 +171,9 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 		if err := checkMeta(e, verified); err != nil {
 			return nil, fmt.Errorf("entry %d: %w", pe.Index, err)
 		}
+		if err := CheckRevocation(verified, e.ReceivedAt); err != nil {
+			return nil, fmt.Errorf("entry %d: received after its key's revocation: %w", pe.Index, err)
+		}
 		rep.Signatures++
 	}
 	if rep.Records == 0 {
