@@ -2,6 +2,7 @@ package policies
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -111,18 +112,32 @@ type Facts struct {
 	Production  bool
 	Emergency   bool
 	Decided     bool // an entry carries the server's policy decision
-	Kinds       map[evidence.Kind]bool
-	Artifacts   map[string]bool
-	Targets     map[string]bool // stacks and applications
+	// The sets below are small sorted slices, not maps: the tracker keeps
+	// one Facts per change of the whole log, and a change has a handful of
+	// kinds, artifacts and targets.
+	Kinds     []evidence.Kind
+	Artifacts []string
+	Targets   []string // stacks and applications
+}
+
+// insert adds v to the sorted set, keeping it sorted.
+func insert[T cmp.Ordered](set []T, v T) []T {
+	i, found := slices.BinarySearch(set, v)
+	if found {
+		return set
+	}
+	return slices.Insert(set, i, v)
+}
+
+func contains[T cmp.Ordered](set []T, v T) bool {
+	_, found := slices.BinarySearch(set, v)
+	return found
 }
 
 // Add folds one record of the change into the facts.
 func (f *Facts) Add(st *evidence.Statement, decided bool, prod Environments) {
 	p := &st.Predicate
-	if f.Kinds == nil {
-		f.Kinds, f.Artifacts, f.Targets = map[evidence.Kind]bool{}, map[string]bool{}, map[string]bool{}
-	}
-	f.Kinds[p.Kind] = true
+	f.Kinds = insert(f.Kinds, p.Kind)
 	if f.Environment == "" {
 		f.Environment = p.Target.Environment
 	}
@@ -130,16 +145,16 @@ func (f *Facts) Add(st *evidence.Statement, decided bool, prod Environments) {
 	f.Emergency = f.Emergency || p.Emergency || p.Kind == evidence.KindBreakglassOpened
 	f.Decided = f.Decided || decided
 	for _, a := range p.Artifacts {
-		f.Artifacts[a.Name] = true
+		f.Artifacts = insert(f.Artifacts, a.Name)
 	}
 	for _, s := range st.Subject {
 		if s.Name != "" {
-			f.Artifacts[s.Name] = true
+			f.Artifacts = insert(f.Artifacts, s.Name)
 		}
 	}
 	for _, t := range []string{p.Target.Stack, p.Target.Application} {
 		if t != "" {
-			f.Targets[t] = true
+			f.Targets = insert(f.Targets, t)
 		}
 	}
 }
@@ -177,11 +192,11 @@ func (m Match) holds(f *Facts) bool {
 	if m.Production != nil && *m.Production != f.Production {
 		return false
 	}
-	if len(m.Kinds) > 0 && !slices.ContainsFunc(m.Kinds, func(k evidence.Kind) bool { return f.Kinds[k] }) {
+	if len(m.Kinds) > 0 && !slices.ContainsFunc(m.Kinds, func(k evidence.Kind) bool { return contains(f.Kinds, k) }) {
 		return false
 	}
 	if len(m.Targets) > 0 && !slices.ContainsFunc(m.Targets, func(g string) bool {
-		for t := range f.Targets {
+		for _, t := range f.Targets {
 			if glob(g, t) {
 				return true
 			}
@@ -209,13 +224,13 @@ func (c *Contracts) Check(changeID string, f *Facts) Status {
 		}
 	}
 	for _, a := range cl.Artifacts {
-		if f.Artifacts[a] {
+		if contains(f.Artifacts, a) {
 			s.Present = append(s.Present, "artifact:"+a)
 		} else {
 			s.Missing = append(s.Missing, "artifact:"+a)
 		}
 	}
-	s.Closed = slices.ContainsFunc(cl.ClosedBy, func(k evidence.Kind) bool { return f.Kinds[k] })
+	s.Closed = slices.ContainsFunc(cl.ClosedBy, func(k evidence.Kind) bool { return contains(f.Kinds, k) })
 	return s
 }
 
@@ -223,7 +238,7 @@ func (c *Contracts) Check(changeID string, f *Facts) Status {
 func (f *Facts) has(req string) bool {
 	for alt := range strings.SplitSeq(req, "|") {
 		k := evidence.Kind(alt)
-		if f.Kinds[k] || k == evidence.KindPolicyEvaluated && f.Decided {
+		if contains(f.Kinds, k) || k == evidence.KindPolicyEvaluated && f.Decided {
 			return true
 		}
 	}

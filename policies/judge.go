@@ -76,7 +76,7 @@ type Judge struct {
 // maxSeen bounds the decoded entries a judge keeps: entries never change,
 // and the records of a change arrive close together, so a change's
 // history is decoded once rather than once per record.
-const maxSeen = 1 << 16
+const maxSeen = 1 << 12
 
 // Judgement is what the judge adds to an entry (ingest.Judgement's fields).
 type Judgement struct {
