@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requireRoot skips a test that mounts filesystems unless it runs as root,
+// and fails it instead under EVIDENT_REQUIRE_TOOLS=1 (CI runs as root).
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("EVIDENT_REQUIRE_TOOLS") == "1" {
+		t.Fatal("this test mounts a size-limited tmpfs and must run as root (EVIDENT_REQUIRE_TOOLS=1)")
+	}
+	t.Skip("mounting a size-limited tmpfs needs root")
+}
+
+// mountTmpfs mounts a tmpfs of the given size on a new temporary directory,
+// unmounted when the test ends.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	requireRoot(t)
+	dir, err := os.MkdirTemp("", "evident-tmpfs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+		os.Remove(dir)
+	})
+	return dir
+}
+
+// fillDisk writes a file until the filesystem holding dir is full, and
+// returns its path.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for n := 0; ; n++ {
+		if len(chunk) < 4096 {
+			break
+		}
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the disk: %v", err)
+			}
+			chunk = chunk[:len(chunk)/2]
+		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("disk filled: %d bytes free", st.Bavail*uint64(st.Bsize))
+	return path
+}
+
+// TestDiskFull runs serve with its data on a small tmpfs, fills the disk
+// under it, and posts: every record is refused with 503 and Retry-After,
+// the server stays up, and once space is freed the same records are
+// accepted; nothing acknowledged is lost, and the log verifies offline.
+func TestDiskFull(t *testing.T) {
+	mnt := mountTmpfs(t, "96m")
+	work := t.TempDir()
+	data := filepath.Join(mnt, "data")
+	srv := startServe(t, work, "--listen", "127.0.0.1:0", "--data", data)
+	signer := newSigner(t, filepath.Join(data, "dev-runner.key"))
+	acked := postMany(t, srv, signer, "CHG-FULL-A", "prod", 200, 4)
+
+	filler := fillDisk(t, mnt)
+	refusedEnvs := make([][]byte, 0, 50)
+	refused := 0
+	for i := range 50 {
+		env := sign(t, signer, planRecord(fmt.Sprintf("CHG-FULL-B-%d", i), "prod", i))
+		status, body, err := post(httpClient, srv.URL, env)
+		if err != nil {
+			t.Fatalf("POST on a full disk: %v\nstderr:\n%s", err, srv.stderr.String())
+		}
+		switch status {
+		case http.StatusServiceUnavailable:
+			refused++
+			refusedEnvs = append(refusedEnvs, env)
+		case http.StatusCreated:
+			// A record small enough for what is left may still fit.
+			var rc receipt
+			mustUnmarshal(t, body, &rc)
+			acked[rc.Index] = env
+		default:
+			t.Fatalf("POST on a full disk: status %d: %s", status, body)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("no record was refused on a full disk")
+	}
+	t.Logf("full disk: %d of 50 records refused with 503", refused)
+	if _, err := http.Get(srv.URL + "/healthz"); err != nil {
+		t.Fatalf("server down on a full disk: %v\nstderr:\n%s", err, srv.stderr.String())
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	// Space is back: the refused records are accepted now.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, env := range refusedEnvs {
+		for {
+			status, body, err := post(httpClient, srv.URL, env)
+			if err != nil {
+				t.Fatalf("POST after space returned: %v", err)
+			}
+			if status == http.StatusCreated {
+				var rc receipt
+				mustUnmarshal(t, body, &rc)
+				acked[rc.Index] = env
+				break
+			}
+			if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Fatalf("POST after space returned: status %d: %s\nstderr:\n%s", status, body, srv.stderr.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for i, env := range postMany(t, srv, signer, "CHG-FULL-C", "prod", 100, 4) {
+		acked[i] = env
+	}
+	checkAcked(t, srv, acked)
+	size := srv.size()
+	srv.stop()
+	r := evident(t, work, "verify", "--data", data, "--log-key", srv.LogKey)
+	mustContain(t, "verify after a full disk", r.stdout, fmt.Sprintf("OK: %d entries", size))
+}
+
+func mustUnmarshal(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+}
+
