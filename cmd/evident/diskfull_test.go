@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -89,7 +90,49 @@ func TestDiskFull(t *testing.T) {
 	signer := newSigner(t, filepath.Join(data, "dev-runner.key"))
 	acked := postMany(t, srv, signer, "CHG-FULL-A", "prod", 200, 4)
 
+	// Posters keep writing while the disk fills, so it runs out at every
+	// step of a commit: segment write, fdatasync, index transaction.
+	stopLoad := make(chan struct{})
+	var loadWG sync.WaitGroup
+	var loadMu sync.Mutex
+	loadStatus := map[int]int{}
+	for g := range 4 {
+		loadWG.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				env := sign(t, signer, planRecord(fmt.Sprintf("CHG-FULL-L%d-%d", g, i), "prod", i))
+				status, body, err := post(httpClient, srv.URL, env)
+				if err != nil {
+					t.Errorf("POST while the disk fills: %v", err)
+					return
+				}
+				loadMu.Lock()
+				loadStatus[status]++
+				if status == http.StatusCreated {
+					var rc receipt
+					if err := json.Unmarshal(body, &rc); err != nil {
+						t.Errorf("receipt: %v", err)
+					}
+					acked[rc.Index] = env
+				} else if status != http.StatusServiceUnavailable {
+					t.Errorf("POST while the disk fills: status %d: %s", status, body)
+				}
+				loadMu.Unlock()
+			}
+		})
+	}
 	filler := fillDisk(t, mnt)
+	time.Sleep(500 * time.Millisecond)
+	close(stopLoad)
+	loadWG.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("while the disk filled: %v", loadStatus)
 	refusedEnvs := make([][]byte, 0, 50)
 	refused := 0
 	for i := range 50 {
