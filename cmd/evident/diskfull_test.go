@@ -201,4 +201,3 @@ func mustUnmarshal(t *testing.T, b []byte, v any) {
 		t.Fatalf("%v: %s", err, b)
 	}
 }
-
