@@ -63,6 +63,8 @@ type Config struct {
 	// Observer, if set, is told the outcome and latency of every posted
 	// record (the service-health metrics).
 	Observer Observer
+	// RateLimit bounds each signer's posting rate; the zero value does not.
+	RateLimit RateLimit
 }
 
 // TransportIdentity maps a request's transport authentication to a runner.
@@ -115,7 +117,8 @@ func (w *outcomeWriter) result() string {
 
 // Handler serves POST /v1/records.
 type Handler struct {
-	cfg Config
+	cfg     Config
+	limiter *limiter // nil: no rate limit
 }
 
 // New returns the ingest handler.
@@ -132,7 +135,7 @@ func New(cfg Config) *Handler {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Handler{cfg: cfg}
+	return &Handler{cfg: cfg, limiter: newLimiter(cfg.RateLimit, cfg.Clock)}
 }
 
 // Register adds the handler's routes to mux.
@@ -263,6 +266,13 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 		return ledger.Record{}, nil, fmt.Errorf("%w: predicate.occurredAt %s is more than %s ahead of the server clock",
 			errFuture, at.Format(time.RFC3339), h.cfg.MaxClockSkew)
 	}
+	// The server's own records (log-signed kinds) are not rate limited:
+	// refusing them would refuse the server's own bookkeeping.
+	if !v.Statement.Predicate.Kind.LogWritten() {
+		if err := h.limiter.admit(v.Signer); err != nil {
+			return ledger.Record{}, nil, err
+		}
+	}
 	judged, err := judge(ctx, h.cfg.Judges, v)
 	if err != nil {
 		return ledger.Record{}, nil, err
@@ -325,7 +335,11 @@ func (h *Handler) checkTransport(r *http.Request, v *verifier.Verified) error {
 // refuse maps an authentication or validation error to its 4xx.
 func (h *Handler) refuse(w http.ResponseWriter, err error) {
 	var invalid *evidence.ValidationError
+	var limited *errRateLimited
 	switch {
+	case errors.As(err, &limited):
+		w.Header().Set("Retry-After", limited.retryAfterSeconds())
+		writeError(w, http.StatusTooManyRequests, "rate_limited", err.Error(), nil)
 	case errors.As(err, &invalid):
 		writeError(w, http.StatusBadRequest, "invalid_record", err.Error(), invalid.Problems)
 	case errors.Is(err, evidence.ErrMalformed), errors.Is(err, verifier.ErrMalformed):

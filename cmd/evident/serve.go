@@ -60,6 +60,10 @@ type Config struct {
 		QueueSize    int           `yaml:"queueSize"`    // default 8192
 		MaxBatch     int           `yaml:"maxBatch"`     // default 1024
 		MaxClockSkew time.Duration `yaml:"maxClockSkew"` // default 10m
+		// RatePerSigner is the records per second one verified signer may
+		// post (429 with Retry-After beyond it); 0, the default, is no limit.
+		RatePerSigner float64 `yaml:"ratePerSigner"`
+		RateBurst     int     `yaml:"rateBurst"` // default max(1, ratePerSigner)
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
 	CacheMB            int           `yaml:"cacheMB"`            // default 64
@@ -349,6 +353,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		Transport:     cfg.certRunners(),
 		Origin:        cfg.Log.Origin,
 		RequireOrigin: cfg.Log.RequireOrigin,
+		RateLimit:     ingest.RateLimit{PerSecond: cfg.Limits.RatePerSigner, Burst: cfg.Limits.RateBurst},
 	})
 	ih.Register(mux)
 	anc, anchorEvery, err := cfg.anchorer(lg, edKey, ih.Recorder(edKey), logger)
