@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSlowClientsDoNotBlock holds a crowd of misbehaving connections open
+// against a real server while well-behaved runners post: slowloris posts
+// (headers sent, body promised and never sent), requests whose headers
+// never end, and exports whose responses are never read (so the server's
+// writes block on a full socket). None of them may hold up the sequencer or
+// the other clients: every record posted meanwhile is acknowledged, before
+// the server's read timeout (30s) could have rescued it by closing the slow
+// connections.
+func TestSlowClientsDoNotBlock(t *testing.T) {
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	srv := startServe(t, work, "--listen", "127.0.0.1:0", "--data", data)
+	signer := newSigner(t, filepath.Join(data, "dev-runner.key"))
+	// Enough entries that an export does not fit in the socket buffers.
+	postMany(t, srv, signer, "CHG-SLOW-A", "prod", 600, 4)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(rcvbuf int) net.Conn {
+		t.Helper()
+		d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				if rcvbuf > 0 {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+				}
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		c, err := d.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	write := func(c net.Conn, s string) {
+		t.Helper()
+		if _, err := io.WriteString(c, s); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	start := time.Now()
+	const slowloris, headless, readers = 100, 50, 20
+	for range slowloris {
+		write(dial(0), "POST /v1/records HTTP/1.1\r\nHost: evident\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"payloadType\":")
+	}
+	var headerless []net.Conn
+	for range headless {
+		c := dial(0)
+		write(c, "POST /v1/records HTTP/1.1\r\nHost: evi")
+		headerless = append(headerless, c)
+	}
+	for range readers {
+		write(dial(4096), "GET /v1/export HTTP/1.1\r\nHost: evident\r\n\r\n")
+	}
+
+	// Well-behaved runners are served as usual.
+	acked := postMany(t, srv, signer, "CHG-SLOW-B", "prod", 300, 4)
+	checkAcked(t, srv, acked)
+	if took := time.Since(start); took >= 25*time.Second {
+		t.Fatalf("posting took %s with slow clients connected: they may have been waited out, not worked around", took)
+	}
+	t.Logf("%d records acknowledged in %s beside %d slowloris posts, %d unfinished headers and %d unread exports",
+		len(acked), time.Since(start).Round(time.Millisecond), slowloris, headless, readers)
+
+	// Unfinished headers are cut off by the server's header timeout (5s).
+	for i, c := range headerless {
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("connection %d with unfinished headers still open after the header timeout: %v", i, err)
+		}
+	}
+	r := evident(t, work, "proof", "--index", fmt.Sprint(srv.size()-1), "--server", srv.URL, "--log-key", srv.LogKey)
+	mustContain(t, "proof beside slow clients", r.stderr, "is included")
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
