@@ -202,9 +202,9 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(cfg))
+	db, err := openIndex(badgerOptions(cfg), cfg.Dir, false)
 	if err != nil {
-		return nil, fmt.Errorf("open ledger storage in %s: %w", cfg.Dir, err)
+		return nil, errors.Join(err, segs.close())
 	}
 	l := &Log{
 		cfg:          cfg,

@@ -43,9 +43,12 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	if _, err := os.Stat(filepath.Join(dir, "entries")); err != nil {
 		return nil, fmt.Errorf("%s is not an Evident ledger directory: %w", dir, err)
 	}
-	db, err := badger.Open(badgerOptions(Config{Dir: dir, Logger: logger, CacheMB: 256}))
+	// Every table's checksum is verified as it opens: the offline tools
+	// and a server's start (checkIdentity) find a damaged index before
+	// anything reads it.
+	db, err := openIndex(badgerOptions(Config{Dir: dir, Logger: logger, CacheMB: 256}), dir, true)
 	if err != nil {
-		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w", dir, err)
+		return nil, err
 	}
 	segs, err := openSegments(filepath.Join(dir, "entries"))
 	if err != nil {

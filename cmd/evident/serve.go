@@ -473,7 +473,9 @@ func (s *server) wait(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		err := s.metrics.Tail(gctx)
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, ledger.ErrClosed) {
+		// Once shutdown has begun the log is closed under the tail, which
+		// then fails in whatever read it was doing (Badger's "DB Closed").
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, ledger.ErrClosed) && gctx.Err() == nil {
 			// A damaged entry stops the metrics, not the server: auditors
 			// still need its proofs and export to find the damage.
 			s.logger.Error("metrics stopped: /metrics no longer advances", "err", err)

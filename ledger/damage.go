@@ -1,0 +1,102 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2/z"
+)
+
+// ErrDamaged: the log's index storage (Badger's manifest, tables or value
+// log) failed a checksum or format check. The entries themselves live in
+// the segment files, which verify checks frame by frame; the index is
+// derived from them, but a server does not start on a damaged one.
+var ErrDamaged = errors.New("ledger storage damaged")
+
+// ErrInUse: another process (a running server) has the log open.
+var ErrInUse = errors.New("ledger in use by another process")
+
+// openIndex opens the Badger index under dir, with every table's checksum
+// verified when it is opened (full) or each block's when it is read. It
+// tells a damaged index, with the file Badger names, from one that another
+// process holds.
+func openIndex(opts badger.Options, dir string, full bool) (*badger.DB, error) {
+	// Badger verifies each block as it reads it. It is not asked to
+	// verify whole tables at open: on a damaged table it either panics
+	// (v4.9: a nil block in Table.VerifyChecksum) or leaves the table out
+	// and opens without it, which would serve a log with part of its index
+	// missing. checkTables does that check first, without Badger's DB.
+	opts = opts.WithChecksumVerificationMode(options.OnBlockRead)
+	if full {
+		if err := checkTables(filepath.Join(dir, "index")); err != nil {
+			return nil, err
+		}
+	}
+	db, err := badger.Open(opts)
+	if err == nil {
+		return db, nil
+	}
+	// Badger's errors are not typed; its lock error is the one that does
+	// not mean damage.
+	if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w: %v", dir, ErrInUse, err)
+	}
+	return nil, fmt.Errorf("%w: the index in %s cannot be opened: %v%s", ErrDamaged, filepath.Join(dir, "index"), err, damageHint)
+}
+
+// damageHint says what to do, after a damage report.
+const damageHint = " (the index files failed a checksum or format check; the entries in the segment files are not affected by this: " +
+	"keep a copy of the data directory, check the disk, and restore the index from a backup or rebuild the data directory from an export)"
+
+// checkTables reads every block of every Badger table (.sst) in dir and
+// checks its checksum, naming the first damaged file. Tables are written
+// ZSTD-compressed (badgerOptions); one that is not is tried uncompressed.
+func checkTables(dir string) error {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil {
+		return err
+	}
+	for _, path := range paths {
+		err := checkTable(path, options.ZSTD)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			if checkTable(path, options.None) == nil {
+				continue
+			}
+			return fmt.Errorf("%w: index table %s: %v%s", ErrDamaged, path, err, damageHint)
+		}
+	}
+	return nil
+}
+
+// checkTable opens one table read-only and verifies all its blocks. Badger
+// panics on some damage (an unreadable index or block); that is recovered
+// here and reported as the damage it is.
+func checkTable(path string, compression options.CompressionType) (err error) {
+	mf, err := z.OpenMmapFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("a block or the table index cannot be decoded (Badger: %v)", r)
+		}
+	}()
+	t, err := table.OpenTable(mf, table.Options{
+		ReadOnly:    true,
+		ChkMode:     options.NoVerification, // VerifyChecksum then checks each block itself
+		Compression: compression,
+		BlockSize:   badger.DefaultOptions("").BlockSize, // badgerOptions keeps the default
+	})
+	if err != nil {
+		_ = mf.Close(-1)
+		return err
+	}
+	defer t.DecrRef()
+	return t.VerifyChecksum()
+}
