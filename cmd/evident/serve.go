@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"evident.dev/evident/anchor"
@@ -64,6 +65,10 @@ type Config struct {
 		// post (429 with Retry-After beyond it); 0, the default, is no limit.
 		RatePerSigner float64 `yaml:"ratePerSigner"`
 		RateBurst     int     `yaml:"rateBurst"` // default max(1, ratePerSigner)
+		// MaxConnections bounds open client connections (each costs a
+		// goroutine and buffers); beyond it new ones wait in the kernel's
+		// accept queue. Default 4096.
+		MaxConnections int `yaml:"maxConnections"`
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
 	CacheMB            int           `yaml:"cacheMB"`            // default 64
@@ -425,6 +430,7 @@ func listen(cfg *Config, lg *ledger.Log, access *query.AccessLog, mux *http.Serv
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("listen: %w", err), access.Close(), lg.Close())
 	}
+	ln = netutil.LimitListener(ln, cmp.Or(cfg.Limits.MaxConnections, 4096))
 	scheme := "http"
 	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.path(cfg.TLS.CertFile), cfg.path(cfg.TLS.KeyFile))

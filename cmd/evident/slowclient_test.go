@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -94,4 +96,66 @@ func TestSlowClientsDoNotBlock(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// TestOverloadLimitsConfig: limits.ratePerSigner and limits.rateBurst
+// refuse a runner posting faster with 429 and Retry-After, and
+// limits.maxConnections holds a connection beyond it in the accept queue
+// until another closes, instead of serving it.
+func TestOverloadLimitsConfig(t *testing.T) {
+	work := t.TempDir()
+	cfg := filepath.Join(work, "evident.yaml")
+	writeFile(t, cfg, "listen: 127.0.0.1:0\ndata: data\nlimits:\n  ratePerSigner: 2\n  rateBurst: 5\n  maxConnections: 4\n")
+	srv := startServe(t, work, "--config", cfg)
+	signer := newSigner(t, filepath.Join(work, "data", "dev-runner.key"))
+	statuses := map[int]int{}
+	for i := range 8 {
+		status, body, err := post(httpClient, srv.URL, sign(t, signer, planRecord(fmt.Sprintf("CHG-RATE-%d", i), "prod", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		statuses[status]++
+		if status == http.StatusTooManyRequests && !strings.Contains(string(body), `"rate_limited"`) {
+			t.Errorf("429 body %s", body)
+		}
+	}
+	// Eight posts in far less than a second: the burst of five, then 429s
+	// (one more token may have refilled meanwhile).
+	if statuses[http.StatusCreated] < 5 || statuses[http.StatusCreated] > 6 || statuses[http.StatusTooManyRequests] < 2 {
+		t.Fatalf("statuses %v, want 5 (or 6) accepted and the rest 429", statuses)
+	}
+
+	u, _ := url.Parse(srv.URL)
+	httpClient.CloseIdleConnections()
+	var held []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	time.Sleep(200 * time.Millisecond)    // let the server accept all four
+	extra, err := net.Dial("tcp", u.Host) // the kernel completes the handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	write := func(c net.Conn) {
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: evident\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(extra)
+	_ = extra.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := extra.Read(make([]byte, 64)); err == nil || !isTimeout(err) {
+		t.Fatalf("a fifth connection beyond maxConnections 4 was served (%d bytes, %v)", n, err)
+	}
+	held[0].Close()
+	_ = extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	if n, err := extra.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 200") {
+		t.Fatalf("the waiting connection once another closed: %q, %v", buf[:n], err)
+	}
 }
