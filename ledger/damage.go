@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/ristretto/v2/z"
+	"golang.org/x/sys/unix"
 )
 
 // ErrDamaged: the log's index storage (Badger's manifest, tables or value
@@ -99,4 +100,20 @@ func checkTable(path string, compression options.CompressionType) (err error) {
 	}
 	defer t.DecrRef()
 	return t.VerifyChecksum()
+}
+
+// checkSpace fails while the filesystem holding the log has less than
+// MinFreeBytes free.
+func (l *Log) checkSpace() error {
+	if l.cfg.MinFreeBytes < 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(l.cfg.Dir, &st); err != nil {
+		return fmt.Errorf("free space of %s: %w", l.cfg.Dir, err)
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < l.cfg.MinFreeBytes {
+		return fmt.Errorf("disk nearly full: %d bytes free on the filesystem of %s, below the reserve of %d", free, l.cfg.Dir, l.cfg.MinFreeBytes)
+	}
+	return nil
 }

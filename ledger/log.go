@@ -81,6 +81,13 @@ type Config struct {
 	// transaction); the metrics use it. It runs on the commit path: keep it
 	// fast and non-blocking.
 	OnCommit func(records int, took time.Duration)
+	// MinFreeBytes is the free space kept on the filesystem holding Dir:
+	// while less is free, batches fail with ErrStorage ("disk nearly
+	// full") before anything is written. Badger maps sparse memtable and
+	// value-log files, and a page of those that cannot be allocated is a
+	// fatal SIGBUS, not an error: the reserve keeps a filling disk on the
+	// error path. Default 64 MiB; negative: no reserve.
+	MinFreeBytes int64
 }
 
 func (c *Config) withDefaults() error {
@@ -107,6 +114,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.CacheMB <= 0 {
 		c.CacheMB = 64
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 64 << 20
 	}
 	return nil
 }

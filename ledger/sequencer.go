@@ -234,7 +234,10 @@ func (l *Log) commit() {
 			continue
 		}
 		start := time.Now()
-		err := l.segs.append(p.runs)
+		err := l.checkSpace()
+		if err == nil {
+			err = l.segs.append(p.runs)
+		}
 		if err == nil {
 			err = p.txn.Commit()
 		} else {

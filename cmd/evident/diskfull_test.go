@@ -82,11 +82,28 @@ func fillDisk(t *testing.T, dir string) string {
 // under it, and posts: every record is refused with 503 and Retry-After,
 // the server stays up, and once space is freed the same records are
 // accepted; nothing acknowledged is lost, and the log verifies offline.
+//
+// With the default reserve the ledger refuses batches while less than
+// 64 MiB is free, before writing anything; with none (minFreeMB: -1) the
+// writes themselves fail with ENOSPC and the failed batch is cut back out.
 func TestDiskFull(t *testing.T) {
+	for _, c := range []struct {
+		name, config, logs string
+	}{
+		{"reserve", "", "disk nearly full"},
+		{"no reserve", "limits:\n  minFreeMB: -1\n", "no space left on device"},
+	} {
+		t.Run(c.name, func(t *testing.T) { testDiskFull(t, c.config, c.logs) })
+	}
+}
+
+func testDiskFull(t *testing.T, config, logs string) {
 	mnt := mountTmpfs(t, "96m")
 	work := t.TempDir()
 	data := filepath.Join(mnt, "data")
-	srv := startServe(t, work, "--listen", "127.0.0.1:0", "--data", data)
+	cfg := filepath.Join(work, "evident.yaml")
+	writeFile(t, cfg, "listen: 127.0.0.1:0\n"+config)
+	srv := startServe(t, work, "--config", cfg, "--data", data)
 	signer := newSigner(t, filepath.Join(data, "dev-runner.key"))
 	acked := postMany(t, srv, signer, "CHG-FULL-A", "prod", 200, 4)
 
@@ -161,6 +178,7 @@ func TestDiskFull(t *testing.T) {
 	if _, err := http.Get(srv.URL + "/healthz"); err != nil {
 		t.Fatalf("server down on a full disk: %v\nstderr:\n%s", err, srv.stderr.String())
 	}
+	mustContain(t, "serve's log on a full disk", srv.stderr.String(), logs)
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

@@ -69,6 +69,10 @@ type Config struct {
 		// goroutine and buffers); beyond it new ones wait in the kernel's
 		// accept queue. Default 4096.
 		MaxConnections int `yaml:"maxConnections"`
+		// MinFreeMB is the free space kept on the data directory's
+		// filesystem: below it, posts get 503 before anything is written.
+		// Default 64; -1: no reserve.
+		MinFreeMB int `yaml:"minFreeMB"`
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
 	CacheMB            int           `yaml:"cacheMB"`            // default 64
@@ -299,6 +303,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		CheckpointInterval: cfg.CheckpointInterval,
 		CacheMB:            cfg.CacheMB,
 		OnCommit:           mets.BatchCommitted,
+		MinFreeBytes:       int64(cfg.Limits.MinFreeMB) << 20,
 	})
 	if err != nil {
 		return nil, err
