@@ -23,32 +23,56 @@ var ErrDamaged = errors.New("ledger storage damaged")
 // ErrInUse: another process (a running server) has the log open.
 var ErrInUse = errors.New("ledger in use by another process")
 
-// openIndex opens the Badger index under dir, with every table's checksum
-// verified when it is opened (full) or each block's when it is read. It
-// tells a damaged index, with the file Badger names, from one that another
+// openIndex opens the Badger index under dir after checking every block of
+// every table, and has Badger check each block again as it reads it. It
+// tells a damaged index, naming the damaged file, from one that another
 // process holds.
-func openIndex(opts badger.Options, dir string, full bool) (*badger.DB, error) {
-	// Badger verifies each block as it reads it. It is not asked to
-	// verify whole tables at open: on a damaged table it either panics
-	// (v4.9: a nil block in Table.VerifyChecksum) or leaves the table out
-	// and opens without it, which would serve a log with part of its index
-	// missing. checkTables does that check first, without Badger's DB.
+func openIndex(opts badger.Options, dir string) (*badger.DB, error) {
+	// Badger is not asked to verify whole tables at open: on a damaged
+	// table it either panics (v4.9: a nil block in Table.VerifyChecksum)
+	// or leaves the table out and opens without it, which would serve a
+	// log with part of its index missing. checkTables does that check
+	// first, without Badger's DB, once no other process holds the
+	// directory (a running server's compactions would look like damage).
 	opts = opts.WithChecksumVerificationMode(options.OnBlockRead)
-	if full {
-		if err := checkTables(filepath.Join(dir, "index")); err != nil {
-			return nil, err
-		}
+	index := filepath.Join(dir, "index")
+	if err := notInUse(index); err != nil {
+		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w", dir, err)
+	}
+	if err := checkTables(index); err != nil {
+		return nil, err
 	}
 	db, err := badger.Open(opts)
 	if err == nil {
 		return db, nil
 	}
 	// Badger's errors are not typed; its lock error is the one that does
-	// not mean damage.
+	// not mean damage (a process that started since notInUse looked).
 	if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w: %v", dir, ErrInUse, err)
 	}
-	return nil, fmt.Errorf("%w: the index in %s cannot be opened: %v%s", ErrDamaged, filepath.Join(dir, "index"), err, damageHint)
+	return nil, fmt.Errorf("%w: the index in %s cannot be opened: %v%s", ErrDamaged, index, err, damageHint)
+}
+
+// notInUse fails with ErrInUse if another process holds the lock Badger
+// takes on the index directory (flock, exclusive); it does not keep it.
+// A directory that does not exist yet is not in use.
+func notInUse(dir string) error {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%w: %s is locked", ErrInUse, dir)
+		}
+		return fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return unix.Flock(int(f.Fd()), unix.LOCK_UN)
 }
 
 // damageHint says what to do, after a damage report.

@@ -212,7 +212,7 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openIndex(badgerOptions(cfg), cfg.Dir, false)
+	db, err := openIndex(badgerOptions(cfg), cfg.Dir) // every start checks the tables (replicas and restores too)
 	if err != nil {
 		return nil, errors.Join(err, segs.close())
 	}

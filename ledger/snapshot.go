@@ -46,7 +46,7 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 	// Every table's checksum is verified as it opens: the offline tools
 	// and a server's start (checkIdentity) find a damaged index before
 	// anything reads it.
-	db, err := openIndex(badgerOptions(Config{Dir: dir, Logger: logger, CacheMB: 256}), dir, true)
+	db, err := openIndex(badgerOptions(Config{Dir: dir, Logger: logger, CacheMB: 256}), dir)
 	if err != nil {
 		return nil, err
 	}
