@@ -70,7 +70,9 @@ func TestSlowClientsDoNotBlock(t *testing.T) {
 		headerless = append(headerless, c)
 	}
 	for range readers {
-		write(dial(4096), "GET /v1/export HTTP/1.1\r\nHost: evident\r\n\r\n")
+		// Ten exports pipelined on one connection: more than the socket
+		// buffers on both sides hold, so the server's writes do block.
+		write(dial(4096), strings.Repeat("GET /v1/export HTTP/1.1\r\nHost: evident\r\n\r\n", 10))
 	}
 
 	// Well-behaved runners are served as usual.
