@@ -24,9 +24,11 @@ var ErrDamaged = errors.New("ledger storage damaged")
 var ErrInUse = errors.New("ledger in use by another process")
 
 // openIndex opens the Badger index under dir after checking every block of
-// every table, and has Badger check each block again as it reads it. It
-// tells a damaged index, naming the damaged file, from one that another
-// process holds.
+// every table. It tells a damaged index, naming the damaged file, from one
+// that another process holds. Blocks are not checked again as they are
+// read (Badger's OnBlockRead) while the server runs: that would cost every
+// query that misses the block cache, and damage that appears while running
+// is found by the next start or by evident verify.
 func openIndex(opts badger.Options, dir string) (*badger.DB, error) {
 	// Badger is not asked to verify whole tables at open: on a damaged
 	// table it either panics (v4.9: a nil block in Table.VerifyChecksum)
@@ -34,7 +36,6 @@ func openIndex(opts badger.Options, dir string) (*badger.DB, error) {
 	// log with part of its index missing. checkTables does that check
 	// first, without Badger's DB, once no other process holds the
 	// directory (a running server's compactions would look like damage).
-	opts = opts.WithChecksumVerificationMode(options.OnBlockRead)
 	index := filepath.Join(dir, "index")
 	if err := notInUse(index); err != nil {
 		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w", dir, err)
