@@ -35,6 +35,10 @@ func (l *Log) Lookup(ctx context.Context, q Query) ([]uint64, error) {
 	if !q.From.IsZero() {
 		start = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(q.From.UnixNano()))
 	}
+	// Only acknowledged entries: a batch's index terms are committed to
+	// Badger just before the batch is published, and an index beyond the
+	// published size would not be readable yet (Leaf: not found).
+	size := l.Size()
 	var out []uint64
 	err := l.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
@@ -54,7 +58,11 @@ func (l *Log) Lookup(ctx context.Context, q Query) ([]uint64, error) {
 			if !q.To.IsZero() && at >= uint64(q.To.UnixNano()) {
 				break
 			}
-			out = append(out, binary.BigEndian.Uint64(k[len(prefix)+8:]))
+			i := binary.BigEndian.Uint64(k[len(prefix)+8:])
+			if i >= size {
+				continue
+			}
+			out = append(out, i)
 			if len(out) == q.Limit {
 				break
 			}
