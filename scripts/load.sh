@@ -25,7 +25,10 @@ proofs=${2:-20000}
 work=$(mktemp -d)
 pid=
 cleanup() {
-  [[ -n "$pid" ]] && kill "$pid" 2>/dev/null
+  if [[ -n "$pid" ]]; then
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true # the data directory moves only once the server has let go
+  fi
   if [[ -n "${EVIDENT_LOAD_KEEP:-}" && -d "$work/data" ]]; then
     rm -rf "$EVIDENT_LOAD_KEEP" && mv "$work/data" "$EVIDENT_LOAD_KEEP"
   fi
@@ -64,10 +67,12 @@ for _ in $(seq 100); do grep -q '^log key:' serve.out 2>/dev/null && break; slee
   --apply-every "${EVIDENT_LOAD_APPLY_EVERY:-0}" --gates "${EVIDENT_LOAD_GATES:-0}"
 if [[ -n "${EVIDENT_LOAD_QUERY_SECONDS:-}" ]]; then
   echo "audit queries, one client:"
-  ./evident query-load --server "http://$addr" --clients 1 --duration "${EVIDENT_LOAD_QUERY_SECONDS}s"
+  ./evident query-load --server "http://$addr" --clients 1 --duration "${EVIDENT_LOAD_QUERY_SECONDS}s" ||
+    echo "query-load reported errors (above)"
   echo "audit queries, 100 clients while ingesting 2,000 records/s:"
   ./evident query-load --server "http://$addr" --key keys/load.key --clients 100 \
-    --duration "${EVIDENT_LOAD_QUERY_SECONDS}s" --ingest-rate 2000
+    --duration "${EVIDENT_LOAD_QUERY_SECONDS}s" --ingest-rate 2000 ||
+    echo "query-load reported errors (above)"
 fi
 echo "server memory: $(grep -E '^(VmHWM|VmRSS|RssAnon|RssFile)' /proc/$pid/status | tr -s ' \t' ' ' | paste -sd' ')"
 read -r peak_anon peak_file <"$work/peaks"

@@ -113,7 +113,7 @@ func (p *serverPolicies) projection(lg *ledger.Log) *query.PolicyCompleteness {
 	if p == nil || p.tracker == nil {
 		return nil
 	}
-	return &query.PolicyCompleteness{Tracker: p.tracker, Log: lg}
+	return &query.PolicyCompleteness{Tracker: p.tracker, Log: lg, Summaries: &query.EnvironmentSummaries{MaxAge: 2 * time.Second}}
 }
 
 // policyJudge makes a policies.Judge an ingest.Judge (policies sits below
