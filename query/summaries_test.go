@@ -1,0 +1,57 @@
+package query_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"evident.dev/evident/evidence"
+	"evident.dev/evident/policies"
+	"evident.dev/evident/query"
+)
+
+// With Summaries, an environment's completeness is computed once and shared
+// for MaxAge, then recomputed from what the tracker has folded in since.
+func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
+	h := newHarness(t, tenancyConfig())
+	h.loadDemo()
+	tracker := policies.NewTracker(h.log, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = tracker.Run(ctx) }()
+	const maxAge = 300 * time.Millisecond
+	src := query.PolicyCompleteness{Tracker: tracker, Log: h.log, Summaries: &query.EnvironmentSummaries{MaxAge: maxAge}}
+
+	first, err := src.Environment(ctx, "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Closed != 1 || first.Complete != 0 {
+		t.Fatalf("staging before: %+v", first)
+	}
+	// The staging change's missing policy evaluation arrives.
+	pe := demoStatement(t, "CHG-2026-06-03-0101", evidence.KindPolicyEvaluated)
+	pe.Predicate.ChangeID = "CHG-2026-06-30-0909"
+	pe.Predicate.Target = demoStatement(t, "CHG-2026-06-30-0909", evidence.KindPlanCreated).Predicate.Target
+	pe.Predicate.RiskClass = "medium"
+	h.post(pe)
+
+	shared, err := src.Environment(ctx, "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared != first {
+		t.Fatalf("within MaxAge the summary was recomputed: %+v", shared)
+	}
+	time.Sleep(maxAge + 50*time.Millisecond)
+	fresh, err := src.Environment(ctx, "staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Complete != 1 {
+		t.Fatalf("after MaxAge the summary still shows %+v", fresh)
+	}
+	if none, err := src.Environment(ctx, "nowhere"); err != nil || none.Changes != 0 || none.Missing == nil {
+		t.Fatalf("unknown environment: %+v, %v", none, err)
+	}
+}
