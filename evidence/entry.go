@@ -39,7 +39,16 @@ type Entry struct {
 	ReceivedAt time.Time
 	Meta       EntryMeta
 	Envelope   json.RawMessage // compact JSON
+
+	// statement, if set, is the statement Envelope carries, decoded when the
+	// record was verified (SetStatement).
+	statement *Statement
 }
+
+// SetStatement gives e the statement its envelope carries, decoded by the
+// verifier as the record was posted, so that Statement need not decode it
+// again. Call it before e is shared; st is then shared too: read-only.
+func (e *Entry) SetStatement(st *Statement) { e.statement = st }
 
 // EntryMeta is what the log adds to a record: who verifiably signed it, the
 // record's identity, the verifier's and policies' findings, and the policy
@@ -205,7 +214,11 @@ type dsseFields struct {
 // Statement decodes the statement an entry's envelope carries: a DSSE
 // envelope, or a keyless record's Sigstore bundle (whose dsseEnvelope is the
 // envelope). It does not check signatures: the entry is already in the log.
+// The result may be shared with other readers (SetStatement): read-only.
 func (e *Entry) Statement() (*Statement, error) {
+	if e.statement != nil {
+		return e.statement, nil
+	}
 	var env struct {
 		PayloadType string      `json:"payloadType"`
 		Payload     string      `json:"payload"`

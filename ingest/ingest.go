@@ -288,12 +288,13 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 		envelope = v
 	}
 	return ledger.Record{
-		Envelope: envelope,
-		Digest:   v.Digest,
-		Signer:   v.Signer,
-		Findings: judged.Findings,
-		Decision: judged.Decision,
-		Terms:    ledger.TermsFor(v.Statement, evidence.EntryMeta{Findings: judged.Findings, Decision: judged.Decision}),
+		Envelope:  envelope,
+		Digest:    v.Digest,
+		Signer:    v.Signer,
+		Findings:  judged.Findings,
+		Decision:  judged.Decision,
+		Terms:     ledger.TermsFor(v.Statement, evidence.EntryMeta{Findings: judged.Findings, Decision: judged.Decision}),
+		Statement: v.Statement,
 	}, v, nil
 }
 

@@ -176,11 +176,12 @@ func buildRecord(s spec) (ledger.Record, error) {
 	}
 	findings := []evidence.Finding{{Code: "test.finding", Severity: "info", Message: fmt.Sprint("record ", s.n)}}
 	return ledger.Record{
-		Envelope: env,
-		Digest:   sha256.Sum256(dsse.PAE(evidence.PayloadType, payload)),
-		Signer:   evidence.Signer{Name: "ci", KeyID: "test"},
-		Findings: findings,
-		Terms:    ledger.TermsFor(decoded, evidence.EntryMeta{Findings: findings}),
+		Envelope:  env,
+		Digest:    sha256.Sum256(dsse.PAE(evidence.PayloadType, payload)),
+		Signer:    evidence.Signer{Name: "ci", KeyID: "test"},
+		Findings:  findings,
+		Terms:     ledger.TermsFor(decoded, evidence.EntryMeta{Findings: findings}),
+		Statement: decoded,
 	}, nil
 }
 

@@ -88,6 +88,9 @@ type Config struct {
 	// fatal SIGBUS, not an error: the reserve keeps a filling disk on the
 	// error path. Default 64 MiB; negative: no reserve.
 	MinFreeBytes int64
+	// RecentEntries is how many of the last appended entries are kept
+	// decoded in memory for Decoded and Entry. Default 4096; negative: none.
+	RecentEntries int
 }
 
 func (c *Config) withDefaults() error {
@@ -117,6 +120,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.MinFreeBytes == 0 {
 		c.MinFreeBytes = 64 << 20
+	}
+	if c.RecentEntries == 0 {
+		c.RecentEntries = 4096
 	}
 	return nil
 }
@@ -185,6 +191,7 @@ type Log struct {
 	published head
 	latestCP  []byte
 	upper     *upperHashes  // tree hashes at cachedLevel and above, for proofs
+	recent    *recent       // the last entries made durable, decoded
 	grown     chan struct{} // closed and replaced each time published grows (Wait)
 
 	stop    chan struct{} // closed by Close
@@ -227,6 +234,7 @@ func Open(cfg Config) (*Log, error) {
 		stop:         make(chan struct{}),
 		grown:        make(chan struct{}),
 		stopped:      make(chan struct{}),
+		recent:       newRecent(max(cfg.RecentEntries, 0)),
 	}
 	if err := l.load(); err != nil {
 		return nil, errors.Join(err, db.Close(), segs.close())

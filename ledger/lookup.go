@@ -89,8 +89,12 @@ func (l *Log) Entries(ctx context.Context, q Query) ([]*evidence.Entry, error) {
 	return out, nil
 }
 
-// Entry returns entry i, parsed.
+// Entry returns entry i, parsed; a recent entry comes from memory, with its
+// statement decoded. It may be shared with other readers: read-only.
 func (l *Log) Entry(ctx context.Context, i uint64) (*evidence.Entry, error) {
+	if e, ok := l.recent.get(i); ok && i < l.Size() {
+		return e, nil
+	}
 	leaf, err := l.Leaf(ctx, i)
 	if err != nil {
 		return nil, err

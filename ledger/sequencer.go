@@ -24,6 +24,9 @@ type Record struct {
 	Findings []evidence.Finding
 	Decision *evidence.Policy // the policy decision, when policies judged the record
 	Terms    []Term           // secondary-index postings (TermsFor)
+	// Statement, if set, is the statement the envelope carries: the entry
+	// keeps it for readers of recent entries (Entry). Read-only from Append on.
+	Statement *evidence.Statement
 }
 
 // Receipt acknowledges a durable entry.
@@ -150,6 +153,7 @@ type prepared struct {
 	checkpoint []byte              // signed checkpoint for next.size, if any
 	runs       []segmentWrite      // the batch's framed leaves
 	upper      map[int64]tlog.Hash // its tree hashes at cachedLevel and above
+	decoded    []*evidence.Entry   // its new entries, for the recent cache
 }
 
 func (l *Log) sequence() {
@@ -261,6 +265,7 @@ func (l *Log) commit() {
 			continue
 		}
 		l.upper.add(p.upper) // before publishing: proofs up to the new size may need them
+		l.recent.put(p.decoded)
 		l.mu.Lock()
 		l.published = p.next
 		if p.checkpoint != nil {
@@ -474,6 +479,10 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 	if err != nil {
 		return Receipt{}, fmt.Errorf("encode entry %d: %w", state.size, err)
 	}
+	if rec.Statement != nil {
+		e.SetStatement(rec.Statement)
+		p.decoded = append(p.decoded, &e)
+	}
 	return l.addLeaf(txn, p, state, tree, leaf, rec.Digest, rec.Terms)
 }
 
@@ -531,6 +540,8 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 		if r, err = l.addLeaf(txn, p, state, tree, leaf, digest, TermsFor(st, e.Meta)); err != nil {
 			return r, err
 		}
+		e.SetStatement(st)
+		p.decoded = append(p.decoded, e)
 	}
 	if m.checkpoint == nil {
 		return r, nil

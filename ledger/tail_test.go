@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -74,5 +75,64 @@ func TestWaitAndEntries(t *testing.T) {
 	}
 	if _, err := l.Wait(ctx, 3); !errors.Is(err, ledger.ErrClosed) {
 		t.Fatalf("Wait after Close: %v, want ErrClosed", err)
+	}
+}
+
+// Recent entries come from memory with the statement the record was posted
+// with; they must be exactly what reading and decoding the stored leaf
+// gives, for entries just appended and for those the memory no longer holds.
+func TestRecentEntriesMatchStorage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := openLog(t, dir, func(c *ledger.Config) { c.RecentEntries = 8 })
+	recs := makeRecords(t, 0, 20)
+	recs[3].Decision = &evidence.Policy{Result: "warn", Decisions: []evidence.Decision{{Result: "warn", RuleID: "r"}}}
+	appendAll(t, l, recs)
+	fromMemory := make([]*evidence.Entry, len(recs))
+	for i := range recs {
+		e, err := l.Entry(ctx, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromMemory[i] = e
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cold := openLog(t, dir, func(c *ledger.Config) { c.RecentEntries = -1 })
+	for i, e := range fromMemory {
+		stored, err := cold.Entry(ctx, uint64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameEntry(t, e, stored)
+	}
+}
+
+func sameEntry(t *testing.T, got, want *evidence.Entry) {
+	t.Helper()
+	gotLeaf, err := got.Leaf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLeaf, err := want.Leaf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(gotLeaf) != string(wantLeaf) {
+		t.Fatalf("entry %d from memory:\n%s\nfrom storage:\n%s", want.Index, gotLeaf, wantLeaf)
+	}
+	gotSt, err := got.Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSt, err := want.Statement()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(gotSt)
+	b, _ := json.Marshal(wantSt)
+	if string(a) != string(b) {
+		t.Fatalf("entry %d statement from memory:\n%s\nfrom storage:\n%s", want.Index, a, b)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -68,15 +67,7 @@ type JudgeConfig struct {
 // Safe for concurrent use.
 type Judge struct {
 	cfg JudgeConfig
-
-	mu   sync.Mutex // guards seen
-	seen map[uint64]past
 }
-
-// maxSeen bounds the decoded entries a judge keeps: entries never change,
-// and the records of a change arrive close together, so a change's
-// history is decoded once rather than once per record.
-const maxSeen = 1 << 12
 
 // Judgement is what the judge adds to an entry (ingest.Judgement's fields).
 type Judgement struct {
@@ -104,7 +95,7 @@ func NewJudge(cfg JudgeConfig) (*Judge, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Judge{cfg: cfg, seen: map[uint64]past{}}, nil
+	return &Judge{cfg: cfg}, nil
 }
 
 // phase is what the rules call a judged record's stage; "" is not judged.
@@ -183,27 +174,17 @@ func (j *Judge) history(ctx context.Context, changeID string) ([]past, error) {
 	}
 	out := make([]past, 0, len(idx))
 	for _, i := range idx {
-		j.mu.Lock()
-		h, ok := j.seen[i]
-		j.mu.Unlock()
-		if !ok {
-			e, err := j.cfg.Log.Entry(ctx, i)
-			if err != nil {
-				return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
-			}
-			st, err := e.Statement()
-			if err != nil {
-				return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
-			}
-			h = past{index: i, st: st, decided: e.Meta.Decision != nil}
-			j.mu.Lock()
-			if len(j.seen) >= maxSeen {
-				clear(j.seen) // bounded; the changes in flight refill it
-			}
-			j.seen[i] = h
-			j.mu.Unlock()
+		// The records of a change arrive close together: the log serves
+		// recent entries from memory, statements decoded.
+		e, err := j.cfg.Log.Entry(ctx, i)
+		if err != nil {
+			return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
 		}
-		out = append(out, h)
+		st, err := e.Statement()
+		if err != nil {
+			return nil, fmt.Errorf("policies: change %s: %w", changeID, err)
+		}
+		out = append(out, past{index: i, st: st, decided: e.Meta.Decision != nil})
 	}
 	return out, nil
 }

@@ -18,7 +18,8 @@ type TailLog interface {
 	// Wait blocks until the log holds more than size entries and returns
 	// its size; it returns ledger.ErrClosed once the log closes.
 	Wait(ctx context.Context, size uint64) (uint64, error)
-	Leaf(ctx context.Context, i uint64) ([]byte, error)
+	// Entry returns entry i; a recent one comes with its statement decoded.
+	Entry(ctx context.Context, i uint64) (*evidence.Entry, error)
 }
 
 // Tracker is a projection of the log: every change's evidence
@@ -85,15 +86,15 @@ func (t *Tracker) run(ctx context.Context) error {
 			return err
 		}
 		for i := done; i < size; i++ {
-			leaf, err := t.log.Leaf(ctx, i)
+			e, err := t.log.Entry(ctx, i)
 			if err != nil {
 				return fmt.Errorf("completeness tracker: entry %d: %w", i, err)
 			}
-			st, decided, err := readBrief(leaf)
+			st, err := e.Statement()
 			if err != nil {
 				return fmt.Errorf("completeness tracker: entry %d: %w", i, err)
 			}
-			t.fold(i, st, decided)
+			t.fold(i, st, e.Meta.Decision != nil)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/evidence"
 	"evident.dev/evident/policies"
 )
 
@@ -17,11 +18,11 @@ type damagedLeaf struct {
 	bad uint64
 }
 
-func (d damagedLeaf) Leaf(ctx context.Context, i uint64) ([]byte, error) {
+func (d damagedLeaf) Entry(ctx context.Context, i uint64) (*evidence.Entry, error) {
 	if i == d.bad {
 		return nil, errors.New("checksum mismatch")
 	}
-	return d.TailLog.Leaf(ctx, i)
+	return d.TailLog.Entry(ctx, i)
 }
 
 // A tracker stopped by an unreadable entry says so to readers waiting for

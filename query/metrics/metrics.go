@@ -25,7 +25,8 @@ type Log interface {
 	// Wait blocks until the log holds more than size entries or ctx ends,
 	// and returns the log's size.
 	Wait(ctx context.Context, size uint64) (uint64, error)
-	Leaf(ctx context.Context, index uint64) ([]byte, error)
+	// Entry returns entry i; a recent one comes with its statement decoded.
+	Entry(ctx context.Context, index uint64) (*evidence.Entry, error)
 }
 
 // Completeness is the policies' completeness projection over the evidence
@@ -188,8 +189,7 @@ func (m *Metrics) BatchCommitted(records int, took time.Duration) {
 }
 
 // Tail folds every entry of the log into the projection, from the first,
-// then follows the log until ctx ends. It returns ctx's error, or the
-// error that stopped it (a leaf that cannot be read).
+// then follows the log until ctx ends or the log closes, and returns why.
 func (m *Metrics) Tail(ctx context.Context) error {
 	log := m.ledger()
 	if log == nil {
@@ -205,13 +205,13 @@ func (m *Metrics) Tail(ctx context.Context) error {
 			return err
 		}
 		for ; done < size; done++ {
-			leaf, err := log.Leaf(ctx, done)
-			if err != nil {
-				return fmt.Errorf("metrics: read entry %d: %w", done, err)
+			e, err := log.Entry(ctx, done)
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
 			}
-			e, err := evidence.ParseLeaf(leaf)
 			if err != nil {
-				// The log checked every leaf it wrote; count and go on.
+				// The log checked every leaf it wrote: count a damaged one and
+				// go on; the figures of every other entry stay right.
 				m.cfg.Logger.Error("metrics: unreadable entry", "index", done, "err", err)
 				m.proj.mu.Lock()
 				m.proj.applied = done + 1
@@ -230,11 +230,7 @@ func (m *Metrics) initCheckpoint(ctx context.Context, log Log) error {
 	size := log.CheckpointSize()
 	at := m.cfg.Clock()
 	if size > 0 {
-		leaf, err := log.Leaf(ctx, size-1)
-		if err != nil {
-			return fmt.Errorf("metrics: read entry %d: %w", size-1, err)
-		}
-		e, err := evidence.ParseLeaf(leaf)
+		e, err := log.Entry(ctx, size-1)
 		if err != nil {
 			return fmt.Errorf("metrics: entry %d: %w", size-1, err)
 		}
