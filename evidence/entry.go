@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -83,6 +84,11 @@ type Finding struct {
 
 // Leaf encodes the entry. The envelope must already be compact JSON.
 func (e *Entry) Leaf() ([]byte, error) {
+	return e.AppendLeaf(make([]byte, 0, len(LeafHeader)+len(e.Origin)+256+len(e.Envelope)))
+}
+
+// AppendLeaf appends the entry's leaf encoding to dst.
+func (e *Entry) AppendLeaf(dst []byte) ([]byte, error) {
 	if strings.ContainsAny(e.Origin, "\n") || e.Origin == "" {
 		return nil, errors.New("entry: origin must be one non-empty line")
 	}
@@ -97,23 +103,21 @@ func (e *Entry) Leaf() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("entry: encode metadata: %w", err)
 	}
-	var b bytes.Buffer
-	b.Grow(len(LeafHeader) + len(e.Origin) + 128 + len(metaJSON) + len(e.Envelope))
-	b.WriteString(LeafHeader)
-	b.WriteByte('\n')
-	b.WriteString(e.Origin)
-	b.WriteByte('\n')
-	b.WriteString(strconv.FormatUint(e.Index, 10))
-	b.WriteByte('\n')
-	b.WriteString(hex.EncodeToString(e.PrevHash[:]))
-	b.WriteByte('\n')
-	b.WriteString(e.ReceivedAt.UTC().Format(time.RFC3339Nano))
-	b.WriteByte('\n')
-	b.Write(metaJSON)
-	b.WriteByte('\n')
-	b.Write(e.Envelope)
-	b.WriteByte('\n')
-	return b.Bytes(), nil
+	dst = slices.Grow(dst, len(LeafHeader)+len(e.Origin)+128+len(metaJSON)+len(e.Envelope))
+	dst = append(dst, LeafHeader...)
+	dst = append(dst, '\n')
+	dst = append(dst, e.Origin...)
+	dst = append(dst, '\n')
+	dst = strconv.AppendUint(dst, e.Index, 10)
+	dst = append(dst, '\n')
+	dst = hex.AppendEncode(dst, e.PrevHash[:])
+	dst = append(dst, '\n')
+	dst = e.ReceivedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '\n')
+	dst = append(dst, metaJSON...)
+	dst = append(dst, '\n')
+	dst = append(dst, e.Envelope...)
+	return append(dst, '\n'), nil
 }
 
 // LeafPrefix is the cheap part of a leaf: enough to check the hash chain

@@ -192,6 +192,7 @@ type Log struct {
 	latestCP  []byte
 	upper     *upperHashes  // tree hashes at cachedLevel and above, for proofs
 	recent    *recent       // the last entries made durable, decoded
+	frames    sync.Pool     // of *[]byte: segment run buffers (recycle)
 	grown     chan struct{} // closed and replaced each time published grows (Wait)
 
 	stop    chan struct{} // closed by Close

@@ -76,8 +76,16 @@ func (s *segments) path(seg uint64) string {
 
 // frame appends one framed leaf to buf.
 func frame(buf, leaf []byte) []byte {
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(leaf)))
-	buf = append(buf, leaf...)
+	start := len(buf)
+	return sealFrame(append(append(buf, 0, 0, 0, 0), leaf...), start)
+}
+
+// sealFrame completes the frame begun at buf[start:]: four bytes for the
+// length, then the leaf, which ends buf. It fills in the length and appends
+// the checksum.
+func sealFrame(buf []byte, start int) []byte {
+	leaf := buf[start+4:]
+	binary.BigEndian.PutUint32(buf[start:], uint32(len(leaf)))
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(leaf, castagnoli))
 }
 

@@ -243,6 +243,7 @@ func (l *Log) commit() {
 			err = l.segs.append(p.runs)
 		}
 		if err == nil {
+			l.recycle(p.runs) // discard below needs only the runs' offsets
 			err = p.txn.Commit()
 		} else {
 			p.txn.Discard()
@@ -475,10 +476,19 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 		},
 		Envelope: rec.Envelope,
 	}
-	leaf, err := e.Leaf()
+	// The leaf is encoded straight into the batch's segment run.
+	run := l.run(p, state)
+	start := len(run.data)
+	buf, err := e.AppendLeaf(append(run.data, 0, 0, 0, 0))
 	if err != nil {
 		return Receipt{}, fmt.Errorf("encode entry %d: %w", state.size, err)
 	}
+	leaf := buf[start+4:]
+	if len(leaf) > maxLeaf {
+		// The segment scan would take it for a torn frame.
+		return Receipt{}, fmt.Errorf("entry %d: leaf of %d bytes exceeds %d", state.size, len(leaf), maxLeaf)
+	}
+	run.data = sealFrame(buf, start)
 	if rec.Statement != nil {
 		e.SetStatement(rec.Statement)
 		p.decoded = append(p.decoded, &e)
@@ -486,19 +496,38 @@ func (l *Log) appendEntry(txn *badger.Txn, p *prepared, state *head, tree fronti
 	return l.addLeaf(txn, p, state, tree, leaf, rec.Digest, rec.Terms)
 }
 
-// addLeaf frames a leaf into the batch's segment runs, writes what derives
-// from it, and advances state.
-func (l *Log) addLeaf(txn *badger.Txn, p *prepared, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, error) {
-	if len(leaf) > maxLeaf {
-		// The segment scan would take it for a torn frame.
-		return Receipt{}, fmt.Errorf("entry %d: leaf of %d bytes exceeds %d", state.size, len(leaf), maxLeaf)
-	}
+// run returns the batch's segment run that the entry at state.size goes to.
+func (l *Log) run(p *prepared, state *head) *segmentWrite {
 	seg := segmentOf(state.size)
 	if n := len(p.runs); n == 0 || p.runs[n-1].seg != seg {
-		p.runs = append(p.runs, segmentWrite{seg: seg, offset: state.offset})
+		var data []byte
+		if b, ok := l.frames.Get().(*[]byte); ok {
+			data = (*b)[:0]
+		}
+		p.runs = append(p.runs, segmentWrite{seg: seg, offset: state.offset, data: data})
 	}
-	run := &p.runs[len(p.runs)-1]
-	run.data = frame(run.data, leaf)
+	return &p.runs[len(p.runs)-1]
+}
+
+// recycle returns a written batch's run buffers for later batches: at
+// thousands of records a second, fresh ones would be most of what the log
+// allocates.
+func (l *Log) recycle(runs []segmentWrite) {
+	for i := range runs {
+		if cap(runs[i].data) <= maxRecycled {
+			b := runs[i].data
+			l.frames.Put(&b)
+		}
+		runs[i].data = nil
+	}
+}
+
+// maxRecycled bounds a run buffer kept for reuse.
+const maxRecycled = 8 << 20
+
+// addLeaf writes what derives from a leaf already framed into the batch's
+// segment run, and advances state.
+func (l *Log) addLeaf(txn *badger.Txn, p *prepared, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, error) {
 	index := state.size
 	r, stored, err := writeDerived(txn, state, tree, leaf, digest, terms)
 	if err != nil {
@@ -533,6 +562,11 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 		if err != nil {
 			return r, fmt.Errorf("%w: %v", ErrMirror, err)
 		}
+		if len(leaf) > maxLeaf {
+			return r, fmt.Errorf("%w: entry %d: leaf of %d bytes exceeds %d", ErrMirror, state.size, len(leaf), maxLeaf)
+		}
+		run := l.run(p, state)
+		run.data = frame(run.data, leaf)
 		var digest [sha256.Size]byte
 		if n, err := hex.Decode(digest[:], []byte(e.Meta.RecordDigest)); err != nil || n != len(digest) {
 			return r, fmt.Errorf("%w: entry %d: bad record digest", ErrMirror, state.size)
