@@ -179,7 +179,7 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(raw, r.Body, h.cfg.MaxBodyBytes))
+	body, err := readBody(http.MaxBytesReader(raw, r.Body, h.cfg.MaxBodyBytes), r.ContentLength, h.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -208,6 +208,21 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, newReceipt(receipt, rec, verified))
+}
+
+// readBody reads a request body into a buffer sized by its declared
+// length, when the client gave one: growing a buffer from zero would copy a
+// typical record several times. net/http ends the body at that length and
+// reports a shorter one as io.ErrUnexpectedEOF.
+func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
+	if declared <= 0 || declared > limit {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, declared)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 func newReceipt(receipt ledger.Receipt, rec ledger.Record, verified *verifier.Verified) Receipt {
