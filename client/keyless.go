@@ -90,13 +90,20 @@ func (g GitHubActionsToken) Token(ctx context.Context) (string, error) {
 		// The body of a refusal is an error message, not a token.
 		return "", fmt.Errorf("github actions oidc: the token request answered %d: %.200s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
+	return parseGitHubTokenAnswer(body)
+}
+
+// parseGitHubTokenAnswer reads the token out of GitHub's answer,
+// {"count": N, "value": "<jwt>"}. The error never quotes the answer: it
+// may hold a token.
+func parseGitHubTokenAnswer(body []byte) (string, error) {
 	var tok struct {
 		Value string `json:"value"`
 	}
-	if err := json.Unmarshal(body, &tok); err != nil || tok.Value == "" {
+	if err := json.Unmarshal(body, &tok); err != nil || strings.TrimSpace(tok.Value) == "" {
 		return "", errors.New("github actions oidc: the answer holds no token (want {\"value\": ...})")
 	}
-	return tok.Value, nil
+	return strings.TrimSpace(tok.Value), nil
 }
 
 // KeylessConfig configures a KeylessSigner.
