@@ -56,8 +56,6 @@ type GitHubActionsToken struct {
 func (g GitHubActionsToken) Token(ctx context.Context) (string, error) {
 	u, err := url.Parse(g.RequestURL)
 	if err != nil {
-		// The URL carries no secret, but url.Parse errors quote it whole;
-		// keep the message short anyway.
 		return "", errors.New("github actions oidc: ACTIONS_ID_TOKEN_REQUEST_URL is not a URL")
 	}
 	aud := g.Audience
@@ -130,10 +128,10 @@ type KeylessSigner struct {
 
 // NewKeylessSigner checks cfg.
 func NewKeylessSigner(cfg KeylessConfig) (*KeylessSigner, error) {
-	for name, v := range map[string]string{"Fulcio": cfg.FulcioURL, "Rekor": cfg.RekorURL} {
-		u, err := url.Parse(v)
+	for _, c := range []struct{ name, url string }{{"Fulcio", cfg.FulcioURL}, {"Rekor", cfg.RekorURL}} {
+		u, err := url.Parse(c.url)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("keyless signer: the %s URL %q is not an http(s) URL", name, v)
+			return nil, fmt.Errorf("keyless signer: the %s URL %q is not an http(s) URL", c.name, c.url)
 		}
 	}
 	if cfg.Token == nil {
