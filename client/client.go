@@ -78,8 +78,35 @@ func NewSigner(pemBytes []byte) (*Signer, error) {
 // into a DSSE envelope. With no subjects, the transition's artifacts and
 // commit are the subjects.
 func (s *Signer) Sign(t evidence.Transition, subjects ...evidence.Subject) ([]byte, error) {
+	payload, err := encodeStatement(t, s.Origin, subjects)
+	if err != nil {
+		return nil, err
+	}
+	return verifier.SignEnvelope(s.key, payload)
+}
+
+// SignRecord signs t about its default subjects, as the runners post it.
+func (s *Signer) SignRecord(_ context.Context, t evidence.Transition) (Signed, error) {
+	env, err := s.Sign(t)
+	if err != nil {
+		return Signed{}, err
+	}
+	return Signed{Body: env, ContentType: "application/json"}, nil
+}
+
+// Signed is a record ready to post: a DSSE envelope (application/json) or a
+// Sigstore bundle (verifier.BundleMediaType).
+type Signed struct {
+	Body        []byte
+	ContentType string
+}
+
+// encodeStatement wraps a transition in an in-toto statement about subjects
+// (DefaultSubjects when none), binding it to origin when it names no log,
+// and validates it: the DSSE payload both signers sign.
+func encodeStatement(t evidence.Transition, origin string, subjects []evidence.Subject) ([]byte, error) {
 	if t.LogOrigin == "" {
-		t.LogOrigin = s.Origin
+		t.LogOrigin = origin
 	}
 	if len(subjects) == 0 {
 		subjects = DefaultSubjects(t)
@@ -97,7 +124,7 @@ func (s *Signer) Sign(t evidence.Transition, subjects ...evidence.Subject) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("encode statement: %w", err)
 	}
-	return verifier.SignEnvelope(s.key, payload)
+	return payload, nil
 }
 
 // DefaultSubjects names what a transition is about: its artifacts, its plan
@@ -126,8 +153,14 @@ func DefaultSubjects(t evidence.Transition) []evidence.Subject {
 // Post sends a signed envelope. It returns the receipt for a new entry or a
 // duplicate, and an *APIError for a refusal.
 func (c *Client) Post(ctx context.Context, envelope []byte) (*ingest.Receipt, error) {
+	return c.PostSigned(ctx, Signed{Body: envelope, ContentType: "application/json"})
+}
+
+// PostSigned sends a signed record with its content type: a DSSE envelope,
+// or a Sigstore bundle from a KeylessSigner. Answers as Post.
+func (c *Client) PostSigned(ctx context.Context, s Signed) (*ingest.Receipt, error) {
 	var rec ingest.Receipt
-	if err := c.do(ctx, http.MethodPost, "/v1/records", envelope, &rec); err != nil {
+	if err := c.doAs(ctx, http.MethodPost, "/v1/records", s.ContentType, s.Body, &rec); err != nil {
 		return nil, err
 	}
 	return &rec, nil
@@ -248,6 +281,11 @@ func (c *Client) text(ctx context.Context, path string) ([]byte, error) {
 // do sends a request and decodes a 2xx answer into out (a *bytes.Buffer takes
 // the raw body). Refusals become *APIError.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	return c.doAs(ctx, method, path, "application/json", body, out)
+}
+
+// doAs is do with the body's content type.
+func (c *Client) doAs(ctx context.Context, method, path, contentType string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -257,7 +295,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)

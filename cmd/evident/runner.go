@@ -29,7 +29,11 @@ The change contract comes from the stack path (stacks/<env>/<cloud>/<account>/
 <region>/<stack>), --catalog, and the CI environment (EVIDENT_CHANGE_ID,
 EVIDENT_REPOSITORY, EVIDENT_PULL_REQUEST, EVIDENT_COMMIT_SHA, EVIDENT_ACTOR, or
 GitHub Actions / GitLab CI variables). A plan holding sensitive values needs
-EVIDENT_PLAN_PASSPHRASE (OpenTofu plan encryption). S3 credentials come from
+EVIDENT_PLAN_PASSPHRASE (OpenTofu plan encryption). Records are signed with
+--key, or keyless (a Fulcio certificate for the OIDC token's identity, each
+signature logged in Rekor) when there is no --key and an OIDC token is
+present: --oidc-token-env VAR, SIGSTORE_ID_TOKEN, or a GitHub Actions job
+with id-token: write. S3 credentials come from
 EVIDENT_S3_ACCESS_KEY / EVIDENT_S3_SECRET_KEY (or the AWS_* variables).
 Exit status: 0 done, 1 apply failed, 2 usage or other error, 3 gate denied,
 4 state locked.`
@@ -54,7 +58,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
 	tlsFlags := addClientTLSFlags(fs)
 	tokenEnv := fs.String("token-env", "", "environment variable holding the runner's bearer token for the apply gate (needed once the server's access is configured)")
-	keyFile := fs.String("key", "", "runner signing key (PKCS#8 PEM) (a file only its owner may read, or env:VAR)")
+	signing := addSigningFlags(fs)
 	catalog := fs.String("catalog", "", "catalog YAML: environments, stacks, risky resource types")
 	engine := fs.String("tofu", "", "engine binary (default: tofu, else terraform, on PATH)")
 	engineName := fs.String("engine", "", "opentofu or terraform (default from the binary's name)")
@@ -76,19 +80,15 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *stack == "" || *keyFile == "" {
-		return errors.New("runner " + verb + ": --stack and --key are required")
+	if *stack == "" {
+		return errors.New("runner " + verb + ": --stack is required")
 	}
 	if ac.Dir == "" && ac.S3.Bucket == "" {
 		return errors.New("runner " + verb + ": set --artifacts DIR or --s3-bucket (and --s3-endpoint)")
 	}
-	keyPEM, err := readPrivateKey(*keyFile)
+	signer, how, err := signing.signer(os.Getenv)
 	if err != nil {
-		return err
-	}
-	signer, err := client.NewSigner(keyPEM)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *keyFile, err)
+		return fmt.Errorf("runner %s: %w", verb, err)
 	}
 	store, err := ac.open(ctx)
 	if err != nil {
@@ -130,6 +130,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(stderr, "evident runner "+verb+": "+how)
 	switch verb {
 	case "plan":
 		_, err := r.Plan(ctx, *stack, change, *planRef)

@@ -315,7 +315,7 @@ func (h *harness) start(ctx context.Context) (*Rekor, error) {
 		// The search index (redis or MySQL) serves only lookups by
 		// hash or key, which anchoring does not use.
 		"--enable_retrieve_api=false",
-		"--enabled_entry_types=hashedrekord", "--log_type=prod")
+		"--enabled_entry_types=hashedrekord,dsse", "--log_type=prod")
 	if err != nil {
 		return nil, err
 	}
