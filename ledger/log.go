@@ -182,6 +182,10 @@ type Log struct {
 	segs     *segments
 	queue    chan *pending
 
+	// commits hands a prepared batch to the committer. Unbuffered: the
+	// sequencer prepares one batch while another commits, no more, so what
+	// arrives meanwhile waits for the next batch instead of being spread
+	// over several small ones, each paying its own fsync.
 	commits      chan *prepared // sequencer -> committer
 	commitFailed chan struct{}  // committer -> sequencer: restart from the durable head
 
@@ -230,7 +234,7 @@ func Open(cfg Config) (*Log, error) {
 		db:           db,
 		segs:         segs,
 		queue:        make(chan *pending, cfg.QueueSize),
-		commits:      make(chan *prepared, 1),
+		commits:      make(chan *prepared),
 		commitFailed: make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 		grown:        make(chan struct{}),
