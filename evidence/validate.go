@@ -854,6 +854,7 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
 		p.object(at(f+"trust.config"), t.Trust.Config, true)
 		p.policySet(f+"trust.policies.bundleSha256", f+"trust.policies.modules", t.Trust.Policies)
+		p.text(at(f+"trust.logKey"), t.Trust.LogKey, false, 512)
 	case "anchor":
 		validateAnchor(p, t.Anchor)
 	case "bootstrap":
