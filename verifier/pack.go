@@ -74,9 +74,13 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 	if p.Origin != nv.Name() {
 		return nil, fmt.Errorf("the pack is of log %q but the log key is %q's", p.Origin, nv.Name())
 	}
-	cp, err := openNote([]byte(p.Checkpoint), p.Origin, nv)
+	cp, err := openNote([]byte(p.Checkpoint), p.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("pack checkpoint: %w", err)
+	}
+	keys := &keyChain{cur: chainKey{vkey: logKey, pub: logPub, note: nv}}
+	if err := signedBy(cp.note, nv); err != nil {
+		return nil, fmt.Errorf("pack checkpoint: signature: %w", err)
 	}
 	rep := &PackReport{Change: p.Change, TreeSize: cp.size, Root: cp.root}
 	included := func(pe PackEntry) (*evidence.Entry, error) {
@@ -127,7 +131,7 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 		if i > 0 && pe.Index <= p.Trust[i-1].Index {
 			return nil, errors.New("trust entries are not in log order")
 		}
-		v, err := logRecord(pe.Leaf, pe.Index, CheckOptions{Origin: p.Origin, LogKey: logKey}, logPub, nil)
+		v, err := logRecord(pe.Leaf, pe.Index, CheckOptions{Origin: p.Origin, LogKey: logKey}, keys, nil)
 		if err != nil {
 			return nil, fmt.Errorf("trust entry %d: %w", pe.Index, err)
 		}
