@@ -290,6 +290,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err == nil && rep.AnchorsUnchecked > 0 {
 		_, err = fmt.Fprintf(stdout, "note: %d checkpoint anchors not checked against Rekor (give --rekor-key)\n", rep.AnchorsUnchecked)
 	}
+	for _, r := range rep.Rotations {
+		if err != nil {
+			break
+		}
+		_, err = fmt.Fprintf(stdout, "log key rotated at entry %d from %s to %s (cross-signed checkpoint of %d entries)\n", r.Entry, r.From, r.To, r.CheckpointSize)
+	}
 	for _, r := range rep.Revoked {
 		if err != nil {
 			break

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Log key rotation with real serve processes: the log is started with one
+// key, restarted with a new log.keyFile and the old one as
+// log.previousKeyFile, keeps taking records, restarts with the new key
+// alone, and `evident verify` checks the whole log from the genesis key
+// pinned before the rotation. A key the log never announced is refused.
+func TestLogKeyRotation(t *testing.T) {
+	work := t.TempDir()
+	for _, name := range []string{"ci", "log-2026", "log-2027", "stray"} {
+		writeKeyPair(t, work, name)
+	}
+	data := filepath.Join(work, "data")
+	cfgFile := filepath.Join(work, "evident.yaml")
+	config := func(keyFile, previous string) {
+		t.Helper()
+		prev := ""
+		if previous != "" {
+			prev = "\n  previousKeyFile: " + previous
+		}
+		writeFile(t, cfgFile, fmt.Sprintf(`listen: 127.0.0.1:0
+log:
+  keyFile: %s%s
+trust:
+  runners:
+  - name: ci
+    publicKey: ci.pub
+    scope: {environments: ["*"]}
+`, keyFile, prev))
+	}
+	ci := newSigner(t, filepath.Join(work, "ci.key"))
+
+	config("log-2026.key", "")
+	srv := startServe(t, work, "--config", cfgFile, "--data", data)
+	genesisKey := srv.LogKey
+	for i := range 3 {
+		srv.postRecord(sign(t, ci, planRecord(fmt.Sprintf("CHG-%d", i), "prod", i)), 201)
+	}
+	srv.stop()
+
+	config("log-2027.key", "log-2026.key")
+	srv = startServe(t, work, "--config", cfgFile, "--data", data)
+	newKey := srv.LogKey
+	if newKey == genesisKey {
+		t.Fatalf("after the rotation serve still prints the old log key %s", newKey)
+	}
+	rotation := srv.size() - 1
+	for i := 3; i < 6; i++ {
+		srv.postRecord(sign(t, ci, planRecord(fmt.Sprintf("CHG-%d", i), "prod", i)), 201)
+	}
+	if got := strings.TrimSpace(string(srv.get("/v1/log-key", 200))); got != newKey {
+		t.Fatalf("GET /v1/log-key = %q after the rotation, want the new key %q", got, newKey)
+	}
+	srv.stop()
+
+	wantRotation := fmt.Sprintf("log key rotated at entry %d from %s to %s", rotation, genesisKey, newKey)
+	out := evident(t, work, "verify", "--data", data, "--log-key", genesisKey)
+	mustContain(t, "verify", out.stdout, "OK: ", wantRotation)
+	out = evident(t, work, "verify", "--data", data, "--log-key", genesisKey, "--fast")
+	mustContain(t, "verify --fast", out.stdout, "OK: ", wantRotation)
+	// The new key alone is not the log's identity: its genesis names the old.
+	out = evidentFails(t, work, 1, "verify", "--data", data, "--log-key", newKey)
+	mustContain(t, "verify pinned to the new key", out.stderr, "FAILED")
+
+	// Restart with the new key alone: the chain says it is the log's key.
+	config("log-2027.key", "")
+	srv = startServe(t, work, "--config", cfgFile, "--data", data)
+	if srv.LogKey != newKey {
+		t.Fatalf("restarted after the rotation, serve prints log key %s, want %s", srv.LogKey, newKey)
+	}
+	srv.postRecord(sign(t, ci, planRecord("CHG-6", "prod", 6)), 201)
+	export := filepath.Join(work, "log.export")
+	evident(t, work, "export", "--server", srv.URL, "--out", export)
+	srv.stop()
+	out = evident(t, work, "verify", "--export", export, "--log-key", genesisKey)
+	mustContain(t, "verify --export", out.stdout, "OK: ", wantRotation)
+	// Without a pinned key verify takes the genesis key the export names.
+	out = evident(t, work, "verify", "--export", export)
+	mustContain(t, "verify --export unpinned", out.stdout, "OK: ", wantRotation)
+
+	// The old key alone, or a key the log never announced, is refused.
+	for _, c := range []struct{ keyFile, previous, want string }{
+		{"log-2026.key", "", "set log.keyFile to the key the log is signed with now"},
+		{"stray.key", "", "not with log.keyFile's"},
+		{"stray.key", "log-2026.key", "log.previousKeyFile does not hold it either"},
+	} {
+		config(c.keyFile, c.previous)
+		_, err := tryServe(t, work, "--config", cfgFile, "--data", data)
+		if err == nil {
+			t.Fatalf("serve started with log.keyFile %s and previousKeyFile %q", c.keyFile, c.previous)
+		}
+		mustContain(t, "refusal", err.Error(), "the log is signed with the log key "+newKey+fmt.Sprintf(" (named by entry %d)", rotation), c.want)
+	}
+	out = evident(t, work, "verify", "--data", data, "--log-key", genesisKey)
+	mustContain(t, "verify after the refusals", out.stdout, "OK: 9 entries", wantRotation)
+}
