@@ -228,3 +228,58 @@ func TestLogKeyRotationRetiresTheOldKey(t *testing.T) {
 		t.Fatalf("appending with only the old key: %v, want a refusal naming the missing log key", err)
 	}
 }
+
+// TestLogKeyRotationFollower: a follower log pinned to the genesis key
+// mirrors the rotated log, checkpoint by checkpoint, across the rotation,
+// and refuses the first checkpoint after it when the old key's signature
+// is missing.
+func TestLogKeyRotationFollower(t *testing.T) {
+	k := newRotationKeys(t)
+	dir, rotation := rotatedLog(t, k, k.old)
+	snap := snapshot(t, dir)
+	var leaves [][]byte
+	if err := snap.Leaves(t.Context(), func(_ uint64, leaf []byte) error {
+		leaves = append(leaves, bytes.Clone(leaf))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cps, err := snap.Checkpoints(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirror := func(t *testing.T, edit func(i int, cp []byte) []byte) error {
+		f, err := ledger.Open(ledger.Config{Dir: t.TempDir(), Origin: rotationOrigin, VerifierKey: k.oldSigner.VerifierKey()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		done := uint64(0)
+		for i, cp := range cps {
+			size := noteSize(t, cp)
+			if size <= done {
+				continue
+			}
+			if _, err := f.AppendLeaves(t.Context(), leaves[done:size], edit(i, cp)); err != nil {
+				return err
+			}
+			done = size
+		}
+		if keys := f.LogKeys(); len(keys) != 2 || f.VerifierKey() != k.newSigner.VerifierKey() {
+			t.Fatalf("the follower's chain of keys: %+v", keys)
+		}
+		return nil
+	}
+	if err := mirror(t, func(_ int, cp []byte) []byte { return cp }); err != nil {
+		t.Fatalf("the follower refuses the honest rotation: %v", err)
+	}
+	err = mirror(t, func(i int, cp []byte) []byte {
+		if noteSize(t, cp) > rotation && (i == 0 || noteSize(t, cps[i-1]) <= rotation) {
+			return resign(t, cp, k.newSigner)
+		}
+		return cp
+	})
+	if !errors.Is(err, ledger.ErrMirror) || !strings.Contains(err.Error(), "not signed by the log key") {
+		t.Fatalf("a first checkpoint after the rotation signed by the new key alone: %v, want ErrMirror", err)
+	}
+}
