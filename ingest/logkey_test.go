@@ -21,7 +21,7 @@ import (
 const rotationOrigin = "evident.test/rotation"
 
 type rotationKeys struct {
-	old, next           ed25519.PrivateKey
+	old, next            ed25519.PrivateKey
 	oldSigner, newSigner *ledger.NoteSigner
 }
 
