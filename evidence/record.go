@@ -374,7 +374,7 @@ type Lock struct {
 type Trust struct {
 	Digest      string          `json:"digest"`
 	Description string          `json:"description,omitempty"`
-	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration, a JSON object; required
+	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration, a JSON object; required unless LogKey is set
 	// Policies is the active policy set from this entry on, when the server
 	// judges records with policies: the bundleSha256 its decisions carry.
 	Policies *PolicySet `json:"policies,omitempty"`

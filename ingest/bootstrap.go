@@ -194,8 +194,8 @@ func statementAt(ctx context.Context, log LogState, index uint64) (*evidence.Sta
 
 // RotateLogKey appends the trust.updated entry that hands the log over to a
 // new log key: signed by the key in force (current), it names next, the new
-// key's note verifier key, and carries the trust configuration and policy
-// set last recorded, unchanged. The ledger then signs the first checkpoint
+// key's note verifier key, and names the trust configuration last recorded
+// by its digest only (it changes no trust, and rotation proofs are public). The ledger then signs the first checkpoint
 // after it with both keys and later ones with next alone; every later record
 // of the log's own must be signed with next (docs/keys.md).
 func RotateLogKey(ctx context.Context, log interface {
@@ -216,7 +216,6 @@ func RotateLogKey(ctx context.Context, log interface {
 		Trust: &evidence.Trust{
 			Digest:      digest,
 			Description: "log key rotated to " + next,
-			Config:      config,
 			LogKey:      next,
 		},
 	}

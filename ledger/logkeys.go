@@ -2,10 +2,12 @@ package ledger
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/note"
 
 	"evident.dev/evident/evidence"
@@ -173,3 +175,74 @@ func checkpointVerifiers(keys []LogKey, prev, size uint64) ([]note.Verifier, err
 // ErrKey: the log cannot sign a checkpoint because the key the chain of log
 // keys requires is not configured.
 var ErrKey = errors.New("log key missing")
+
+// Rotation is what proves one change of log key to someone who trusts the
+// key before it: the trust.updated entry that names the new key (its leaf),
+// the first checkpoint covering it, which both keys sign, and the entry's
+// inclusion proof in that checkpoint's tree.
+type Rotation struct {
+	Index      uint64
+	Leaf       []byte
+	Checkpoint []byte
+	Proof      [][32]byte
+}
+
+// Rotations returns the proof of every rotation whose cross-signed
+// checkpoint the log holds, in log order.
+func (l *Log) Rotations(ctx context.Context) ([]Rotation, error) {
+	keys := l.LogKeys()
+	var out []Rotation
+	for _, k := range keys {
+		if k.At == 0 {
+			continue
+		}
+		size, cp, err := l.checkpointAfter(k.At)
+		if errors.Is(err, ErrNotFound) {
+			break // not yet cross-signed
+		}
+		if err != nil {
+			return nil, err
+		}
+		leaf, err := l.Leaf(ctx, k.At)
+		if err != nil {
+			return nil, err
+		}
+		proof, err := l.InclusionProof(ctx, k.At, size)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Rotation{Index: k.At, Leaf: leaf, Checkpoint: cp, Proof: proof})
+	}
+	return out, nil
+}
+
+// checkpointAfter returns the first stored checkpoint covering entry index.
+func (l *Log) checkpointAfter(index uint64) (uint64, []byte, error) {
+	var size uint64
+	var cp []byte
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte{prefixCheckpoint}
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Seek(u64Key(prefixCheckpoint, index+1))
+		if !it.ValidForPrefix(opts.Prefix) {
+			return ErrNotFound
+		}
+		k := it.Item().Key()
+		if len(k) != 9 {
+			return fmt.Errorf("checkpoint key of %d bytes", len(k))
+		}
+		size = binary.BigEndian.Uint64(k[1:])
+		var err error
+		cp, err = it.Item().ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if size > l.CheckpointSize() {
+		return 0, nil, ErrNotFound // committed but not yet published
+	}
+	return size, cp, nil
+}

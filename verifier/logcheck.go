@@ -146,6 +146,9 @@ type keyChain struct {
 	cur       chainKey
 	announced *chainKey // named by an entry no checkpoint covers yet
 	rotations []LogKeyRotation
+	// config is the trust configuration last recorded, which a rotation
+	// entry names by its digest only.
+	config []byte
 }
 
 // announce takes the new key a trust.updated entry at index names.
@@ -503,14 +506,17 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, keys *keyChain, anc
 		return nil, fmt.Errorf("genesis: the first entry must be a bootstrap record, not %s", p.Kind)
 	case p.Kind == evidence.KindBootstrap:
 		return nil, errors.New("a second bootstrap record")
+	case p.Kind == evidence.KindTrustUpdated && p.Trust.LogKey != "":
+		if err := keys.announce(index, p.Trust.LogKey, opts.Origin); err != nil {
+			return nil, err
+		}
+		// The trust in force is unchanged but for the log key it names.
+		logPub = keys.signer()
+		if keys.config != nil {
+			digest, config = p.Trust.Digest, keys.config
+		}
 	case p.Kind == evidence.KindTrustUpdated && len(p.Trust.Config) > 0:
 		digest, config = p.Trust.Digest, p.Trust.Config
-		if p.Trust.LogKey != "" {
-			if err := keys.announce(index, p.Trust.LogKey, opts.Origin); err != nil {
-				return nil, err
-			}
-			logPub = keys.signer() // the trust it establishes names the new log key
-		}
 	case p.Kind == evidence.KindCheckpointAnchored:
 		anchors.logKey = logPub
 		if err := anchors.check(index, p.Anchor); err != nil {
@@ -534,6 +540,7 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, keys *keyChain, anc
 	if err != nil {
 		return nil, err
 	}
+	keys.config = config
 	return New(cfg, logPub)
 }
 

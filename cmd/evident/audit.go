@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
@@ -76,7 +77,22 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 	if err != nil {
 		return err
 	}
-	oldCP, err := ledger.OpenCheckpoint(oldNote, nv.Name(), nv)
+	// A checkpoint signed by a later key is accepted through the log's
+	// chain of key rotations, verified from the pinned key.
+	var chain *client.KeyChain
+	open := func(n []byte) (*log.Checkpoint, error) {
+		cp, err := ledger.OpenCheckpoint(n, nv.Name(), nv)
+		if err == nil {
+			return cp, nil
+		}
+		if chain == nil {
+			if chain, err = c.FollowLogKeys(ctx, key); err != nil {
+				return nil, err
+			}
+		}
+		return chain.Open(n)
+	}
+	oldCP, err := open(oldNote)
 	if err != nil {
 		return fmt.Errorf("%s: %w", oldFile, err)
 	}
@@ -84,7 +100,7 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 	if err != nil {
 		return err
 	}
-	newCP, err := ledger.OpenCheckpoint(newNote, nv.Name(), nv)
+	newCP, err := open(newNote)
 	if err != nil {
 		return fmt.Errorf("latest checkpoint: %w", err)
 	}

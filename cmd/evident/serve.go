@@ -427,7 +427,7 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	logMux := http.NewServeMux()
 	query.NewProofHandler(lg, logger).Register(logMux)
 	query.NewExportHandler(lg, logger).Register(logMux)
-	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/log-key", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
+	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/log-key", "GET /v1/log-keys", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
 		mux.Handle(route, logMux)
 	}
 	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
