@@ -43,25 +43,51 @@ trust:
 	for i := range 3 {
 		srv.postRecord(sign(t, ci, planRecord(fmt.Sprintf("CHG-%d", i), "prod", i)), 201)
 	}
+	saved := filepath.Join(work, "saved-checkpoint")
+	writeFile(t, saved, string(srv.waitCheckpoint(srv.size())))
 	srv.stop()
 
 	config("log-2027.key", "log-2026.key")
 	srv = startServe(t, work, "--config", cfgFile, "--data", data)
-	newKey := srv.LogKey
-	if newKey == genesisKey {
-		t.Fatalf("after the rotation serve still prints the old log key %s", newKey)
+	// The key to pin stays the genesis key; the new one follows from it.
+	if srv.LogKey != genesisKey {
+		t.Fatalf("after the rotation serve prints the log key %s, want the genesis key %s", srv.LogKey, genesisKey)
+	}
+	if got := strings.TrimSpace(string(srv.get("/v1/log-key", 200))); got != genesisKey {
+		t.Fatalf("GET /v1/log-key = %q after the rotation, want the genesis key %q", got, genesisKey)
 	}
 	rotation := srv.size() - 1
 	for i := 3; i < 6; i++ {
 		srv.postRecord(sign(t, ci, planRecord(fmt.Sprintf("CHG-%d", i), "prod", i)), 201)
 	}
-	if got := strings.TrimSpace(string(srv.get("/v1/log-key", 200))); got != newKey {
-		t.Fatalf("GET /v1/log-key = %q after the rotation, want the new key %q", got, newKey)
+	srv.waitCheckpoint(srv.size())
+	var chain struct {
+		Genesis, Current string
+		Rotations        []struct{ Index uint64 }
+	}
+	srv.getJSON("/v1/log-keys", &chain)
+	newKey := chain.Current
+	if chain.Genesis != genesisKey || newKey == genesisKey || len(chain.Rotations) != 1 || chain.Rotations[0].Index != rotation {
+		t.Fatalf("GET /v1/log-keys = %+v, want one rotation at entry %d from %s", chain, rotation, genesisKey)
+	}
+	// Clients pinned to the genesis key follow the rotation: an inclusion
+	// proof under a checkpoint the new key signs, the consistency of a
+	// checkpoint saved before the rotation, evidence packs.
+	out := evident(t, work, "proof", "--server", srv.URL, "--index", "7", "--log-key", genesisKey)
+	mustContain(t, "proof", out.stderr, "entry 7 is included", "proof verified")
+	mustContain(t, "proof bundle", out.stdout, `"logKeyRotations"`)
+	out = evident(t, work, "proof", "--server", srv.URL, "--consistent-with", saved, "--log-key", genesisKey)
+	mustContain(t, "consistency", out.stdout, "consistent: the tree of 8 entries extends the saved tree of 4 entries")
+	for _, change := range []string{"CHG-1", "CHG-4"} {
+		pack := filepath.Join(work, change+".pack")
+		evident(t, work, "pack", "--server", srv.URL, "--change", change, "--out", pack, "--log-key", genesisKey)
+		out = evident(t, work, "verify", "--pack", pack, "--log-key", genesisKey)
+		mustContain(t, "verify --pack "+change, out.stdout, "OK: evidence pack of "+change+": 1 records", "1 signatures re-verified")
 	}
 	srv.stop()
 
 	wantRotation := fmt.Sprintf("log key rotated at entry %d from %s to %s", rotation, genesisKey, newKey)
-	out := evident(t, work, "verify", "--data", data, "--log-key", genesisKey)
+	out = evident(t, work, "verify", "--data", data, "--log-key", genesisKey)
 	mustContain(t, "verify", out.stdout, "OK: ", wantRotation)
 	out = evident(t, work, "verify", "--data", data, "--log-key", genesisKey, "--fast")
 	mustContain(t, "verify --fast", out.stdout, "OK: ", wantRotation)
@@ -72,8 +98,8 @@ trust:
 	// Restart with the new key alone: the chain says it is the log's key.
 	config("log-2027.key", "")
 	srv = startServe(t, work, "--config", cfgFile, "--data", data)
-	if srv.LogKey != newKey {
-		t.Fatalf("restarted after the rotation, serve prints log key %s, want %s", srv.LogKey, newKey)
+	if srv.LogKey != genesisKey {
+		t.Fatalf("restarted after the rotation, serve prints log key %s, want %s", srv.LogKey, genesisKey)
 	}
 	srv.postRecord(sign(t, ci, planRecord("CHG-6", "prod", 6)), 201)
 	export := filepath.Join(work, "log.export")

@@ -222,8 +222,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("pprof listener stopped", "err", err)
 		}()
 	}
-	fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+	fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, pinKey(srv.log, logger))
 	return srv.wait(ctx)
+}
+
+// pinKey is the key auditors pin, which serve prints: the genesis key;
+// after a rotation the key signing now follows from it (GET /v1/log-keys,
+// docs/keys.md).
+func pinKey(lg *ledger.Log, logger *slog.Logger) string {
+	keys := lg.LogKeys()
+	if len(keys) == 0 {
+		return lg.VerifierKey()
+	}
+	if len(keys) > 1 {
+		logger.Info("the log key was rotated", "genesis", keys[0].VerifierKey, "current", lg.VerifierKey(), "rotations", len(keys)-1)
+	}
+	return keys[0].VerifierKey
 }
 
 func firstOf(vals ...string) string {
