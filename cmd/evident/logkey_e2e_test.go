@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"evident.dev/evident/internal/miniotest"
 )
 
 // Log key rotation with real serve processes: the log is started with one
@@ -126,4 +130,64 @@ trust:
 	}
 	out = evident(t, work, "verify", "--data", data, "--log-key", genesisKey)
 	mustContain(t, "verify after the refusals", out.stdout, "OK: 9 entries", wantRotation)
+}
+
+// A replica following through a real MinIO across a log key rotation: one
+// replica follows live while the writer rotates, another starts after it
+// and follows the whole log from the genesis key; both serve the writer's
+// checkpoint, and a restore pinned to the genesis key continues the log.
+func TestLogKeyRotationReplica(t *testing.T) {
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
+	t.Setenv("EVIDENT_S3_ENDPOINT", m.Endpoint)
+	url := miniotest.URL("evident", "rotated")
+	work := t.TempDir()
+	writeKeyPair(t, work, "log-2026")
+	writeKeyPair(t, work, "log-2027")
+	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "log:\n  keyFile: log-2026.key\n")
+	w := startServe(t, work, "--config", "writer.yaml", "--data", "w")
+	genesisKey := w.LogKey
+	signer := newSigner(t, filepath.Join(work, "w", "dev-runner.key"))
+	postMany(t, w, signer, "CHG-BEFORE", "prod", 300, 8)
+	r1 := startServe(t, work, "--follow", url, "--log-key", genesisKey, "--data", "r1", "--listen", "127.0.0.1:0")
+	waitReplica(t, r1, w.size())
+	w.stop()
+
+	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "log:\n  keyFile: log-2027.key\n  previousKeyFile: log-2026.key\n")
+	w = startServe(t, work, "--config", "writer.yaml", "--data", "w")
+	postMany(t, w, signer, "CHG-AFTER", "prod", 300, 8)
+	size := w.size()
+	cp := w.waitCheckpoint(size)
+	r2 := startServe(t, work, "--follow", url, "--log-key", genesisKey, "--data", "r2", "--listen", "127.0.0.1:0")
+	for _, r := range []*testServer{r1, r2} {
+		if got := waitReplica(t, r, size); !bytes.Equal(got, cp) {
+			t.Fatalf("replica checkpoint:\n%s\nwriter's:\n%s", got, cp)
+		}
+		if r.LogKey != genesisKey {
+			t.Fatalf("the replica names the log key %s, want the genesis key %s", r.LogKey, genesisKey)
+		}
+	}
+	w.stop()
+	r1.stop()
+	out := evident(t, work, "verify", "--data", "r1", "--log-key", genesisKey)
+	mustContain(t, "verify the replica", out.stdout, "OK: ", "log key rotated at entry 301 from "+genesisKey)
+
+	res := evident(t, work, "restore", "--from", url, "--data", "w3", "--config", "writer.yaml", "--log-key", genesisKey)
+	mustContain(t, "restore", res.stdout, fmt.Sprintf("restored %d entries", size))
+	for _, f := range []string{"dev-runner.key", "dev-runner.pub"} { // the trust the log records
+		b, err := os.ReadFile(filepath.Join(work, "w", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(work, "w3", f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w3 := startServe(t, work, "--config", "writer.yaml", "--data", "w3")
+	w3.postRecord(sign(t, signer, planRecord("CHG-RESTORED", "prod", 1)), 201)
+	w3.stop()
+	out = evident(t, work, "verify", "--data", "w3", "--log-key", genesisKey)
+	mustContain(t, "verify the restore", out.stdout, fmt.Sprintf("OK: %d entries", size+1), "log key rotated at entry 301")
 }
