@@ -104,12 +104,13 @@ func followChain(ctx context.Context, store Store, pinned string) (*keyChain, er
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
 		}
 		ch.keys = append(ch.keys, key)
-		n, err := note.Open([]byte(s.Checkpoint), note.VerifierList())
+		// Its signatures were checked by FollowLogKeys: only its size is read.
+		_, err = note.Open([]byte(s.Checkpoint), note.VerifierList())
 		var unverified *note.UnverifiedNoteError
 		if !errors.As(err, &unverified) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
 		}
-		n = unverified.Note
+		n := unverified.Note
 		lines := strings.SplitN(n.Text, "\n", 3)
 		if len(lines) < 3 {
 			return nil, fmt.Errorf("%w: %s: not a checkpoint", ErrBadCheckpoint, LogKeysPath)
