@@ -541,10 +541,13 @@ func (s *server) wait(ctx context.Context) error {
 	return err
 }
 
-// checkIdentity refuses to serve an existing log under another origin or log
-// key than its genesis entry names: the checkpoints and entries it would add
-// could never verify. It runs before the ledger opens, since opening may
-// already sign a checkpoint.
+// checkIdentity refuses to serve an existing log under another origin than
+// its genesis entry names (or, given genesisKey, another genesis key): the
+// checkpoints and entries it would add could never verify. It runs before
+// the ledger opens, since opening may already sign a checkpoint. The log key
+// itself is checked against the chain of keys once the log is open
+// (followKeyChain); the ledger never signs with a key the chain does not
+// name.
 func checkIdentity(ledgerDir, origin, genesisKey string) error {
 	if _, err := os.Stat(filepath.Join(ledgerDir, "entries")); errors.Is(err, fs.ErrNotExist) {
 		return nil // a new log
