@@ -6,6 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -281,5 +284,107 @@ func TestLogKeyRotationFollower(t *testing.T) {
 	})
 	if !errors.Is(err, ledger.ErrMirror) || !strings.Contains(err.Error(), "not signed by the log key") {
 		t.Fatalf("a first checkpoint after the rotation signed by the new key alone: %v, want ErrMirror", err)
+	}
+}
+
+// TestLogKeyRotationCrash: a crash after the rotation entry reached the
+// segment files but before Badger recorded it (and the cross-signed
+// checkpoint) leaves the rotation unfinished. Reopened with the new key
+// alone, the log signs nothing (it would need the old key too); with both
+// keys it writes the cross-signed checkpoint for the replayed entry, and
+// the log verifies from the genesis key.
+func TestLogKeyRotationCrash(t *testing.T) {
+	k := newRotationKeys(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	lg, err := ledger.Open(ledger.Config{Dir: dir, Origin: rotationOrigin, Signer: k.oldSigner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingest.EnsureTrust(ctx, lg, k.old, verifier.TrustConfig{}, ingest.Genesis{Operator: "ops@example.com", Origin: rotationOrigin, LogKey: k.oldSigner.VerifierKey(), Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "index")
+	copyTree(t, filepath.Join(dir, "index"), backup)
+
+	lg, err = ledger.Open(ledger.Config{Dir: dir, Origin: rotationOrigin, Signer: k.newSigner, PreviousSigner: k.oldSigner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingest.RotateLogKey(ctx, lg, k.old, k.newSigner.VerifierKey(), "ops@example.com", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rotation := lg.Size() - 1
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: Badger's state is back to before the rotation; the
+	// segment files hold the rotation entry.
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	copyTree(t, backup, filepath.Join(dir, "index"))
+
+	lg, err = ledger.Open(ledger.Config{Dir: dir, Origin: rotationOrigin, Signer: k.newSigner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := lg.LogKeys(); len(keys) != 2 || keys[1].At != rotation || lg.CheckpointSize() > rotation {
+		t.Fatalf("after replay: keys %+v, checkpoint of %d entries; want the rotation at %d replayed and not yet cross-signed", keys, lg.CheckpointSize(), rotation)
+	}
+	err = ingest.EnsureTrust(ctx, lg, k.next, verifier.TrustConfig{Groups: map[string][]string{"ops": {"ops@example.com"}}}, ingest.Genesis{Operator: "ops@example.com", Origin: rotationOrigin, Now: now.Add(2 * time.Hour)})
+	if !errors.Is(err, ledger.ErrKey) || !strings.Contains(err.Error(), k.oldSigner.VerifierKey()) {
+		t.Fatalf("appending without the old key: %v, want ErrKey naming the old key", err)
+	}
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	lg, err = ledger.Open(ledger.Config{Dir: dir, Origin: rotationOrigin, Signer: k.newSigner, PreviousSigner: k.oldSigner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for lg.CheckpointSize() <= rotation && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := lg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := checkRotated(snapshot(t, dir), k, true)
+	if err != nil {
+		t.Fatalf("the log after the crash and the cross-signing: %v", err)
+	}
+	if len(rep.Rotations) != 1 || rep.Rotations[0].Entry != rotation {
+		t.Fatalf("rotations %+v, want one at entry %d", rep.Rotations, rotation)
+	}
+}
+
+// copyTree copies a closed Badger directory.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o700)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
