@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
@@ -178,7 +179,75 @@ func (c *Client) LogKey(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// Entry fetches one entry.
+// LogKeys fetches the log's chain of keys (GET /v1/log-keys), as the server
+// claims it: check it with FollowLogKeys.
+func (c *Client) LogKeys(ctx context.Context) (*query.LogKeys, error) {
+	var k query.LogKeys
+	if err := c.do(ctx, http.MethodGet, "/v1/log-keys", nil, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// KeyChain is the log's chain of keys as far as it was verified from a
+// pinned genesis key.
+type KeyChain struct {
+	Pinned string
+	Steps  []verifier.LogKeyStep
+	// Keys[i] signs the checkpoints covering entries up to Steps[i].Index
+	// (and, with Keys[i+1], the first checkpoint after it); the last one
+	// signs every later checkpoint.
+	Keys []string
+}
+
+// FollowLogKeys fetches the rotations the server names and verifies them
+// from the pinned (genesis) key: each rotation entry signed by the key
+// before it, each in a checkpoint both keys sign. The server is not
+// trusted: a rotation that does not verify is an error.
+func (c *Client) FollowLogKeys(ctx context.Context, pinned string) (*KeyChain, error) {
+	k, err := c.LogKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the log's key rotations: %w", err)
+	}
+	chain := &KeyChain{Pinned: pinned, Steps: k.Rotations, Keys: []string{pinned}}
+	for i := range k.Rotations {
+		key, _, err := verifier.FollowLogKeys(pinned, k.Rotations[:i+1])
+		if err != nil {
+			return nil, err
+		}
+		chain.Keys = append(chain.Keys, key)
+	}
+	return chain, nil
+}
+
+// Open verifies a checkpoint note against the chain: signed by the key in
+// force for its size (the last key only for checkpoints covering the last
+// rotation entry; the pinned key for checkpoints before any rotation).
+func (ch *KeyChain) Open(signed []byte) (*log.Checkpoint, error) {
+	var errs []error
+	for i := len(ch.Keys) - 1; i >= 0; i-- {
+		_, nv, err := verifier.LogPublicKey(ch.Keys[i])
+		if err != nil {
+			return nil, err
+		}
+		cp, err := ledger.OpenCheckpoint(signed, nv.Name(), nv)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if i > 0 && cp.Size <= ch.Steps[i-1].Index {
+			return nil, fmt.Errorf("a checkpoint of %d entries signed by the log key %s, which entry %d only introduced", cp.Size, ch.Keys[i], ch.Steps[i-1].Index)
+		}
+		if i < len(ch.Steps) && cp.Size > ch.Steps[i].Index {
+			// Signed by a key a rotation this checkpoint covers retired
+			// (the cross-signed checkpoint verifies with the newer key,
+			// tried first).
+			return nil, fmt.Errorf("a checkpoint of %d entries signed by the log key %s, which entry %d retired", cp.Size, ch.Keys[i], ch.Steps[i].Index)
+		}
+		return cp, nil
+	}
+	return nil, fmt.Errorf("the checkpoint is signed by no key of the log's chain of keys: %w", errors.Join(errs...))
+}
 func (c *Client) Entry(ctx context.Context, index uint64) (*query.Entry, error) {
 	var e query.Entry
 	if err := c.do(ctx, http.MethodGet, "/v1/entries/"+strconv.FormatUint(index, 10), nil, &e); err != nil {
@@ -215,11 +284,17 @@ type InclusionBundle struct {
 	Proof      [][]byte `json:"proof"`
 	Checkpoint string   `json:"checkpoint"`
 	LogKey     string   `json:"logKey"`
+	// LogKeyRotations, when the log key was rotated since the pinned
+	// LogKey, lead from it to the key that signs Checkpoint
+	// (verifier.FollowLogKeys).
+	LogKeyRotations []verifier.LogKeyStep `json:"logKeyRotations,omitempty"`
 }
 
 // Prove fetches an entry, waits (up to ctx) for a checkpoint that covers it,
 // fetches its inclusion proof, and verifies the lot against the pinned log
-// key: the checkpoint's signature, and the proof against its root.
+// key: the checkpoint's signature, and the proof against its root. If the
+// log key was rotated since, the checkpoint is checked against the key the
+// chain of rotations leads to from the pinned one (FollowLogKeys).
 func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*InclusionBundle, error) {
 	_, nv, err := verifier.LogPublicKey(logKey)
 	if err != nil {
@@ -228,11 +303,21 @@ func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*Inclu
 	var cpNote []byte
 	var size uint64
 	var root []byte
+	var chain *KeyChain
 	for {
 		if cpNote, err = c.Checkpoint(ctx); err != nil {
 			return nil, err
 		}
 		cp, err := ledger.OpenCheckpoint(cpNote, nv.Name(), nv)
+		if err != nil && chain == nil {
+			// Perhaps a rotated key: follow the chain from the pinned one.
+			if chain, err = c.FollowLogKeys(ctx, logKey); err != nil {
+				return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key, nor through the log's key rotations: %w", err)
+			}
+		}
+		if chain != nil {
+			cp, err = chain.Open(cpNote)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key: %w", err)
 		}
@@ -255,6 +340,9 @@ func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*Inclu
 		return nil, err
 	}
 	b := &InclusionBundle{Index: index, Leaf: e.Leaf, TreeSize: size, Proof: hashes, Checkpoint: string(cpNote), LogKey: logKey}
+	if chain != nil {
+		b.LogKeyRotations = chain.Steps
+	}
 	if err := VerifyInclusion(b, root); err != nil {
 		return nil, err
 	}

@@ -546,6 +546,8 @@ var invalidCases = []invalidCase{
 		fields: []string{"subject[0].digest.md5", "subject[0].digest.sha 1", "subject[0].digest.sha256"}},
 	{name: "trust.updated without config", kind: evidence.KindTrustUpdated, mut: del("predicate.trust.config"),
 		fields: []string{"predicate.trust.config"}},
+	{name: "log key too long", kind: evidence.KindTrustUpdated, mut: set("predicate.trust.logKey", strings.Repeat("k", 513)),
+		fields: []string{"predicate.trust.logKey"}},
 	{name: "bootstrap trust is an array", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.trust", []any{map[string]any{"runners": []any{}}}),
 		fields: []string{"predicate.bootstrap.trust"}},
 	{name: "zero occurredAt", kind: evidence.KindGateDecided, mut: set("predicate.occurredAt", "0001-01-01T00:00:00Z"),
@@ -873,6 +875,17 @@ func TestDecodeAccepts(t *testing.T) {
 		{name: "null inside a new trust configuration", kind: evidence.KindTrustUpdated,
 			mut: set("predicate.trust.config.runners.2.scope.clusters", nil)},
 		{name: "no versions", kind: evidence.KindBootstrap, mut: del("predicate.bootstrap.versions")},
+		{name: "a log key rotation names the trust in force by its digest only", kind: evidence.KindTrustUpdated,
+			mut: func(t testing.TB, d doc) {
+				del("predicate.trust.config")(t, d)
+				del("predicate.trust.policies")(t, d)
+				set("predicate.trust.logKey", "evident.example.com/prod+3ebefbce+AV1fVeqGW1+leu7HHPkx8V8PkJaHKHD1G9QtXGKS1QW6")(t, d)
+			},
+			check: func(t *testing.T, st *evidence.Statement) {
+				if st.Predicate.Trust.LogKey == "" || st.Predicate.Trust.Config != nil {
+					t.Errorf("trust block %+v", st.Predicate.Trust)
+				}
+			}},
 		{name: "non-ASCII version", kind: evidence.KindBootstrap, mut: set("predicate.bootstrap.versions.évident", "v0.1.0 (été)")},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -374,10 +374,15 @@ type Lock struct {
 type Trust struct {
 	Digest      string          `json:"digest"`
 	Description string          `json:"description,omitempty"`
-	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration, a JSON object; required
+	Config      json.RawMessage `json:"config,omitempty"` // the new trust configuration, a JSON object; required unless LogKey is set
 	// Policies is the active policy set from this entry on, when the server
 	// judges records with policies: the bundleSha256 its decisions carry.
 	Policies *PolicySet `json:"policies,omitempty"`
+	// LogKey, set when the entry rotates the log key, is the note verifier
+	// key (name+hash+key) that signs the log's checkpoints and own records
+	// from this entry on. The entry itself is signed by the key it replaces,
+	// and the first checkpoint after it by both keys (docs/keys.md).
+	LogKey string `json:"logKey,omitempty"`
 }
 
 // PolicySet is the policy set that decides: its digest and the files it

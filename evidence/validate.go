@@ -852,8 +852,12 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 	case "trust":
 		p.sha256(at(f+"trust.digest"), t.Trust.Digest, true)
 		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
-		p.object(at(f+"trust.config"), t.Trust.Config, true)
+		// A log key rotation changes no trust: it names the configuration in
+		// force by its digest only, so the rotation proofs anyone may fetch
+		// (GET /v1/log-keys) reveal nothing of it.
+		p.object(at(f+"trust.config"), t.Trust.Config, t.Trust.LogKey == "")
 		p.policySet(f+"trust.policies.bundleSha256", f+"trust.policies.modules", t.Trust.Policies)
+		p.text(at(f+"trust.logKey"), t.Trust.LogKey, false, 512)
 	case "anchor":
 		validateAnchor(p, t.Anchor)
 	case "bootstrap":

@@ -191,3 +191,33 @@ func statementAt(ctx context.Context, log LogState, index uint64) (*evidence.Sta
 	}
 	return st, nil
 }
+
+// RotateLogKey appends the trust.updated entry that hands the log over to a
+// new log key: signed by the key in force (current), it names next, the new
+// key's note verifier key, and names the trust configuration last recorded
+// by its digest only (it changes no trust, and rotation proofs are public). The ledger then signs the first checkpoint
+// after it with both keys and later ones with next alone; every later record
+// of the log's own must be signed with next (docs/keys.md).
+func RotateLogKey(ctx context.Context, log interface {
+	LogState
+	Appender
+}, current crypto.Signer, next, operator string, now time.Time) error {
+	config, _, err := recordedTrust(ctx, log)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(config)
+	digest := hex.EncodeToString(sum[:])
+	t := evidence.Transition{
+		Kind:       evidence.KindTrustUpdated,
+		ChangeID:   "log-key-rotation",
+		Actor:      operator,
+		OccurredAt: now.UTC(),
+		Trust: &evidence.Trust{
+			Digest:      digest,
+			Description: "log key rotated to " + next,
+			LogKey:      next,
+		},
+	}
+	return appendOwn(ctx, log, current, digest, t)
+}

@@ -3,6 +3,7 @@ package ledger
 import (
 	"crypto/ed25519"
 	"fmt"
+	"slices"
 
 	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
@@ -44,10 +45,11 @@ func (s *NoteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.ke
 // VerifierKey is the note verifier key (name+hash+base64 key) auditors pin.
 func (s *NoteSigner) VerifierKey() string { return s.vkey }
 
-// signCheckpoint returns a C2SP tlog-checkpoint signed note.
-func signCheckpoint(s note.Signer, origin string, size uint64, root [32]byte) ([]byte, error) {
+// signCheckpoint returns a C2SP tlog-checkpoint signed note, signed by
+// every signer (two across a log key rotation).
+func signCheckpoint(s []note.Signer, origin string, size uint64, root [32]byte) ([]byte, error) {
 	body := log.Checkpoint{Origin: origin, Size: size, Hash: root[:]}.Marshal()
-	signed, err := note.Sign(&note.Note{Text: string(body)}, s)
+	signed, err := note.Sign(&note.Note{Text: string(body)}, s...)
 	if err != nil {
 		return nil, fmt.Errorf("sign checkpoint: %w", err)
 	}
@@ -62,4 +64,19 @@ func OpenCheckpoint(signed []byte, origin string, v note.Verifier) (*log.Checkpo
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	return cp, nil
+}
+
+// openCheckpointBy is OpenCheckpoint requiring a signature by every one of
+// verifiers (the key in force, and across a rotation the key it replaces).
+func openCheckpointBy(signed []byte, origin string, verifiers []note.Verifier) (*log.Checkpoint, error) {
+	n, err := note.Open(signed, note.VerifierList(verifiers...))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	for _, v := range verifiers {
+		if !slices.ContainsFunc(n.Sigs, func(s note.Signature) bool { return s.Name == v.Name() && s.Hash == v.KeyHash() }) {
+			return nil, fmt.Errorf("checkpoint: not signed by the log key %s+%08x", v.Name(), v.KeyHash())
+		}
+	}
+	return OpenCheckpoint(signed, origin, verifiers[len(verifiers)-1])
 }

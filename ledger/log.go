@@ -58,6 +58,11 @@ type Config struct {
 	Dir    string      // Badger directory
 	Origin string      // checkpoint origin line, e.g. "evident.example.com/prod"
 	Signer *NoteSigner // signs checkpoints
+	// PreviousSigner, with Signer, is the log key Signer replaces: it signs
+	// the checkpoints before the log records the rotation (the
+	// trust.updated entry naming Signer's key) and, with Signer, the first
+	// checkpoint after it. See LogKey for the rule.
+	PreviousSigner *NoteSigner
 	// VerifierKey, given instead of Signer, opens a follower: a copy of the
 	// log named by Origin (a read replica, or a restore in progress) that
 	// only grows by AppendLeaves, with the checkpoints the log's owner
@@ -99,6 +104,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.Signer != nil && c.Signer.Name() != c.Origin {
 		return fmt.Errorf("ledger: the log key is named %q but the origin is %q", c.Signer.Name(), c.Origin)
+	}
+	if c.PreviousSigner != nil && (c.Signer == nil || c.PreviousSigner.Name() != c.Origin) {
+		return errors.New("ledger: a PreviousSigner needs a Signer, and both are named after the origin")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -197,7 +205,12 @@ type Log struct {
 	upper     *upperHashes  // tree hashes at cachedLevel and above, for proofs
 	recent    *recent       // the last entries made durable, decoded
 	frames    sync.Pool     // of *[]byte: segment run buffers (recycle)
+	keys      []LogKey      // the chain of log keys as far as published
 	grown     chan struct{} // closed and replaced each time published grows (Wait)
+
+	// seqKeys is the chain of log keys as far as the sequencer has
+	// prepared; only the sequencer goroutine uses it.
+	seqKeys []LogKey
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -244,6 +257,14 @@ func Open(cfg Config) (*Log, error) {
 	if err := l.load(); err != nil {
 		return nil, errors.Join(err, db.Close(), segs.close())
 	}
+	keys, err := l.loadKeys(context.Background())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("ledger: read the chain of log keys: %w", err), db.Close(), segs.close())
+	}
+	if cfg.Signer == nil && len(keys) > 0 && keys[0].VerifierKey != cfg.VerifierKey {
+		return nil, errors.Join(fmt.Errorf("ledger: the genesis names the log key %q, not %q", keys[0].VerifierKey, cfg.VerifierKey), db.Close(), segs.close())
+	}
+	l.keys, l.seqKeys = keys, keys
 	go l.sequence()
 	go l.commit()
 	return l, nil
@@ -373,8 +394,16 @@ func (l *Log) CheckpointSize() uint64 {
 // Origin is the log's checkpoint origin.
 func (l *Log) Origin() string { return l.cfg.Origin }
 
-// VerifierKey is the note verifier key of the log's checkpoints.
+// VerifierKey is the note verifier key of the log's latest checkpoints: the
+// last of LogKeys, or, before the genesis, the configured key (Signer's, or
+// a follower's VerifierKey). Auditors pin the first of LogKeys, the
+// genesis key, and follow the chain from it.
 func (l *Log) VerifierKey() string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if n := len(l.keys); n > 0 {
+		return l.keys[n-1].VerifierKey
+	}
 	if l.cfg.Signer == nil {
 		return l.cfg.VerifierKey
 	}

@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"evident.dev/evident/evidence"
@@ -151,6 +153,7 @@ type prepared struct {
 	receipts   []Receipt
 	base, next head
 	checkpoint []byte              // signed checkpoint for next.size, if any
+	keys       []LogKey            // the chain of log keys after the batch
 	runs       []segmentWrite      // the batch's framed leaves
 	upper      map[int64]tlog.Hash // its tree hashes at cachedLevel and above
 	decoded    []*evidence.Entry   // its new entries, for the recent cache
@@ -176,6 +179,7 @@ func (l *Log) sequence() {
 			// Restart from what is durable; batches built on the failed one
 			// are failed by the committer.
 			state = l.durable()
+			l.seqKeys = l.LogKeys()
 			if tree, err = l.frontierAt(state.size); err != nil {
 				l.stopWith(err)
 				return
@@ -209,6 +213,7 @@ func (l *Log) sequence() {
 			// stale base, which the committer refuses forever.
 			l.waitDurable(state.size)
 			state = l.durable()
+			l.seqKeys = l.LogKeys()
 			if tree, err = l.frontierAt(state.size); err != nil {
 				l.stopWith(err)
 				return
@@ -216,7 +221,7 @@ func (l *Log) sequence() {
 			inflight = newInflight()
 			continue
 		}
-		state = p.next
+		state, l.seqKeys = p.next, p.keys
 		if checkpoint {
 			lastCP = l.cfg.Clock()
 		} else if state.checkpointSize < state.size && cpTimer == nil {
@@ -269,6 +274,7 @@ func (l *Log) commit() {
 		l.recent.put(p.decoded)
 		l.mu.Lock()
 		l.published = p.next
+		l.keys = p.keys
 		if p.checkpoint != nil {
 			l.latestCP = p.checkpoint
 		}
@@ -332,7 +338,7 @@ func (l *Log) drainOnStop(state head, tree frontier, inflight *inflight) {
 			answer(batch, nil, err)
 			return
 		}
-		state = p.next
+		state, l.seqKeys = p.next, p.keys
 		if p.txn != nil {
 			l.commits <- p
 		}
@@ -370,7 +376,8 @@ func (f *inflight) prune(durable uint64) {
 // prepare builds a batch's transaction on state. It returns a prepared batch
 // with a nil txn when there is nothing to write.
 func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending, checkpoint bool) (*prepared, error) {
-	p := &prepared{batch: batch, receipts: make([]Receipt, len(batch)), base: state}
+	// Clipped: a batch that rotates the key appends to its own copy.
+	p := &prepared{batch: batch, receipts: make([]Receipt, len(batch)), base: state, keys: slices.Clip(l.seqKeys)}
 	txn := l.db.NewTransaction(true)
 	ok := false
 	defer func() {
@@ -416,7 +423,11 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 		if err != nil {
 			return nil, fmt.Errorf("tree hash at %d: %w", state.size, err)
 		}
-		if p.checkpoint, err = signCheckpoint(l.cfg.Signer, l.cfg.Origin, state.size, root); err != nil {
+		signers, err := l.checkpointSigners(p.keys, state.checkpointSize, state.size)
+		if err != nil {
+			return nil, err
+		}
+		if p.checkpoint, err = signCheckpoint(signers, l.cfg.Origin, state.size, root); err != nil {
 			return nil, err
 		}
 		if err := txn.Set(u64Key(prefixCheckpoint, state.size), p.checkpoint); err != nil {
@@ -529,6 +540,16 @@ const maxRecycled = 8 << 20
 // segment run, and advances state.
 func (l *Log) addLeaf(txn *badger.Txn, p *prepared, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, error) {
 	index := state.size
+	vkey, err := announcedKey(index, leaf, terms)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if vkey != "" {
+		if index == 0 && l.cfg.Signer == nil && vkey != l.cfg.VerifierKey {
+			return Receipt{}, fmt.Errorf("%w: the genesis names the log key %q, not %q", ErrMirror, vkey, l.cfg.VerifierKey)
+		}
+		p.keys = append(p.keys, LogKey{At: index, VerifierKey: vkey})
+	}
 	r, stored, err := writeDerived(txn, state, tree, leaf, digest, terms)
 	if err != nil {
 		return r, err
@@ -580,7 +601,14 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 	if m.checkpoint == nil {
 		return r, nil
 	}
-	cp, err := OpenCheckpoint(m.checkpoint, l.cfg.Origin, l.verifier)
+	verifiers := []note.Verifier{l.verifier}
+	if len(p.keys) > 0 {
+		var err error
+		if verifiers, err = checkpointVerifiers(p.keys, state.checkpointSize, state.size); err != nil {
+			return r, fmt.Errorf("%w: %v", ErrMirror, err)
+		}
+	}
+	cp, err := openCheckpointBy(m.checkpoint, l.cfg.Origin, verifiers)
 	if err != nil {
 		return r, fmt.Errorf("%w: %v", ErrMirror, err)
 	}

@@ -13,6 +13,7 @@ type Snapshotter interface {
 	Snapshot() (*ledger.Snapshot, error)
 	Origin() string
 	VerifierKey() string
+	LogKeys() []ledger.LogKey
 }
 
 // ExportHandler streams the whole log in the export format (GET /v1/export),
@@ -45,9 +46,21 @@ func (h *ExportHandler) export(w http.ResponseWriter, r *http.Request) {
 	defer snap.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Content-Disposition", `attachment; filename="evident-export.jsonl"`)
-	if err := verifier.WriteExport(r.Context(), w, snap, h.log.Origin(), h.log.VerifierKey()); err != nil {
+	if err := verifier.WriteExport(r.Context(), w, snap, h.log.Origin(), genesisKey(h.log)); err != nil {
 		// Headers are sent; the client sees a truncated export, which
 		// verify reports as such.
 		h.logger.Error("export interrupted", "err", err)
 	}
+}
+
+// genesisKey is the log key the genesis names, the one auditors pin and
+// follow through rotations; the current key before the genesis exists.
+func genesisKey(l interface {
+	LogKeys() []ledger.LogKey
+	VerifierKey() string
+}) string {
+	if keys := l.LogKeys(); len(keys) > 0 {
+		return keys[0].VerifierKey
+	}
+	return l.VerifierKey()
 }

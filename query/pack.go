@@ -29,6 +29,16 @@ func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*verif
 		return nil, err
 	}
 	p := &verifier.Pack{Format: verifier.PackFormat, Origin: g.store.Origin(), LogKey: g.store.VerifierKey(), Change: change, Checkpoint: cpv.Note}
+	if rl, ok := g.store.(rotatingLog); ok {
+		// The pack names the genesis key, and the rotations from it to the
+		// key that signs its checkpoint.
+		if keys := rl.LogKeys(); len(keys) > 0 {
+			p.LogKey = keys[0].VerifierKey
+		}
+		if p.LogKeyRotations, err = rotationSteps(ctx, rl, cpv.Size); err != nil {
+			return nil, err
+		}
+	}
 	entry := func(i uint64, leaf []byte) (verifier.PackEntry, error) {
 		h, err := g.store.InclusionProof(ctx, i, cpv.Size)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
 )
 
 // Log is the ledger as the read side needs it.
@@ -50,6 +51,7 @@ func NewProofHandler(log Log, logger *slog.Logger) *ProofHandler {
 func (h *ProofHandler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/checkpoint", h.checkpoint)
 	mux.HandleFunc("GET /v1/log-key", h.logKey)
+	mux.HandleFunc("GET /v1/log-keys", h.logKeys)
 	mux.HandleFunc("GET /v1/entries/{index}", h.entry)
 	mux.HandleFunc("GET /v1/entries", h.lookup)
 	mux.HandleFunc("GET /v1/proofs/inclusion", h.inclusion)
@@ -67,9 +69,70 @@ func (h *ProofHandler) checkpoint(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(cp) // a failed write means the client left
 }
 
+// logKey serves the key to pin: the genesis key, the log's identity, from
+// which every later key follows (GET /v1/log-keys).
 func (h *ProofHandler) logKey(w http.ResponseWriter, r *http.Request) {
+	key := h.log.VerifierKey()
+	if rl, ok := h.log.(rotatingLog); ok {
+		if keys := rl.LogKeys(); len(keys) > 0 {
+			key = keys[0].VerifierKey
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte(h.log.VerifierKey() + "\n"))
+	_, _ = w.Write([]byte(key + "\n"))
+}
+
+// LogKeys is the JSON of GET /v1/log-keys: the log's chain of keys, so that
+// an auditor who pinned the genesis key can follow it to the key signing
+// checkpoints now (verifier.FollowLogKeys) without trusting the server.
+type LogKeys struct {
+	Genesis   string                `json:"genesis"`
+	Current   string                `json:"current"`
+	Rotations []verifier.LogKeyStep `json:"rotations"`
+}
+
+// rotatingLog is a log that knows its chain of keys (*ledger.Log).
+type rotatingLog interface {
+	LogKeys() []ledger.LogKey
+	Rotations(ctx context.Context) ([]ledger.Rotation, error)
+}
+
+// rotationSteps returns the proofs of the log key rotations at entries
+// below size.
+func rotationSteps(ctx context.Context, rl rotatingLog, size uint64) ([]verifier.LogKeyStep, error) {
+	rots, err := rl.Rotations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var steps []verifier.LogKeyStep
+	for _, rot := range rots {
+		if rot.Index >= size {
+			break
+		}
+		proof := make([][]byte, len(rot.Proof))
+		for i := range rot.Proof {
+			proof[i] = rot.Proof[i][:]
+		}
+		steps = append(steps, verifier.LogKeyStep{Index: rot.Index, Leaf: rot.Leaf, Checkpoint: string(rot.Checkpoint), Proof: proof})
+	}
+	return steps, nil
+}
+
+func (h *ProofHandler) logKeys(w http.ResponseWriter, r *http.Request) {
+	out := LogKeys{Genesis: h.log.VerifierKey(), Current: h.log.VerifierKey(), Rotations: []verifier.LogKeyStep{}}
+	if rl, ok := h.log.(rotatingLog); ok {
+		if keys := rl.LogKeys(); len(keys) > 0 {
+			out.Genesis = keys[0].VerifierKey
+		}
+		steps, err := rotationSteps(r.Context(), rl, ^uint64(0))
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		out.Rotations = append(out.Rotations, steps...)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
 }
 
 // Entry is the JSON of GET /v1/entries/{index}.

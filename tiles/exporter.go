@@ -2,6 +2,7 @@ package tiles
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,8 +46,9 @@ type ExporterConfig struct {
 // checkpoint covers them. A reader of the bucket therefore never sees a
 // checkpoint whose tiles or bundles are missing.
 type Exporter struct {
-	cfg      ExporterConfig
-	verifier note.Verifier
+	cfg       ExporterConfig
+	verifiers []note.Verifier // of the log's own chain of keys, newest first
+	rotations int             // rotations stored in the bucket (LogKeysPath)
 
 	// mu guards uploaded, exported and changed, written by Run.
 	mu       sync.Mutex
@@ -84,11 +86,11 @@ func NewExporter(cfg ExporterConfig) (*Exporter, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 8
 	}
-	v, err := note.NewVerifier(cfg.Log.VerifierKey())
+	vs, err := ownVerifiers(cfg.Log)
 	if err != nil {
-		return nil, fmt.Errorf("tiles: log key: %w", err)
+		return nil, err
 	}
-	return &Exporter{cfg: cfg, verifier: v, changed: make(chan struct{})}, nil
+	return &Exporter{cfg: cfg, verifiers: vs, changed: make(chan struct{})}, nil
 }
 
 // Uploaded is the number of entries whose bundles are in the bucket.
@@ -231,7 +233,7 @@ func (e *Exporter) resume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, err := ledger.OpenCheckpoint(raw, e.cfg.Log.Origin(), e.verifier)
+	cp, err := openOwn(raw, e.cfg.Log.Origin(), e.verifiers)
 	if err != nil {
 		return fmt.Errorf("%w: its checkpoint: %v", ErrFork, err)
 	}
@@ -280,7 +282,10 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cp, err := ledger.OpenCheckpoint(raw, e.cfg.Log.Origin(), e.verifier)
+	if e.verifiers, err = ownVerifiers(e.cfg.Log); err != nil { // the chain may have grown
+		return false, err
+	}
+	cp, err := openOwn(raw, e.cfg.Log.Origin(), e.verifiers)
 	if err != nil {
 		return false, err
 	}
@@ -289,6 +294,9 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	if err := e.uploadTiles(ctx, old, cp.Size); err != nil {
+		return false, err
+	}
+	if err := e.uploadRotations(ctx); err != nil {
 		return false, err
 	}
 	if err := e.cfg.Store.Put(ctx, CheckpointPath, raw); err != nil {
@@ -395,4 +403,29 @@ func (e *Exporter) uploadTiles(ctx context.Context, old, size uint64) error {
 		g.Go(func() error { return e.cfg.Store.Put(gctx, TilePath(t.L, uint64(t.N), t.W), data) })
 	}
 	return g.Wait()
+}
+
+// uploadRotations stores the log's key rotations (LogKeysPath) when there
+// are more than the bucket holds, before the checkpoint a new key signs.
+func (e *Exporter) uploadRotations(ctx context.Context) error {
+	rl, ok := e.cfg.Log.(rotatingLog)
+	if !ok || len(rl.LogKeys()) < 2 {
+		return nil
+	}
+	steps, err := rotationSteps(ctx, rl)
+	if err != nil {
+		return err
+	}
+	if len(steps) == e.rotations {
+		return nil
+	}
+	b, err := json.Marshal(steps)
+	if err != nil {
+		return err
+	}
+	if err := e.cfg.Store.Put(ctx, LogKeysPath, b); err != nil {
+		return err
+	}
+	e.rotations = len(steps)
+	return nil
 }

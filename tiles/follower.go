@@ -45,9 +45,8 @@ type FollowerConfig struct {
 // hashes. The ledger then checks the chain and recomputes the root itself
 // before it stores the checkpoint.
 type Follower struct {
-	cfg      FollowerConfig
-	verifier note.Verifier
-	tiles    *tileCache
+	cfg   FollowerConfig
+	tiles *tileCache
 }
 
 // ErrBadCheckpoint: the bucket's checkpoint does not verify, or is
@@ -66,11 +65,10 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	if cfg.Poll <= 0 {
 		cfg.Poll = 250 * time.Millisecond
 	}
-	v, err := note.NewVerifier(cfg.Log.VerifierKey())
-	if err != nil {
+	if _, err := note.NewVerifier(cfg.Log.VerifierKey()); err != nil {
 		return nil, fmt.Errorf("tiles: log key: %w", err)
 	}
-	return &Follower{cfg: cfg, verifier: v, tiles: &tileCache{store: cfg.Store, full: map[tlog.Tile][]byte{}}}, nil
+	return &Follower{cfg: cfg, tiles: &tileCache{store: cfg.Store, full: map[tlog.Tile][]byte{}}}, nil
 }
 
 // Run follows the bucket until ctx ends. Unreachable storage and untrusted
@@ -105,7 +103,19 @@ func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	cp, err := ledger.OpenCheckpoint(raw, f.cfg.Log.Origin(), f.verifier)
+	// The pinned key is the genesis key; later keys follow from it through
+	// the rotations the bucket holds, each verified.
+	pinned := f.cfg.Log.VerifierKey()
+	if rl, ok := f.cfg.Log.(interface{ LogKeys() []ledger.LogKey }); ok {
+		if keys := rl.LogKeys(); len(keys) > 0 {
+			pinned = keys[0].VerifierKey
+		}
+	}
+	chain, err := followChain(ctx, f.cfg.Store, pinned)
+	if err != nil {
+		return 0, err
+	}
+	cp, err := chain.open(raw, f.cfg.Log.Origin())
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
 	}
@@ -142,19 +152,37 @@ func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 		_, err := f.cfg.Log.AppendLeaves(ctx, nil, raw)
 		return cp.Size, err
 	}
+	// The checkpoints to store on the way: the cross-signed checkpoint of
+	// every rotation in between (the follower log requires it, as the
+	// first checkpoint after a rotation), then the bucket's.
+	type target struct {
+		size uint64
+		note []byte
+	}
+	var targets []target
+	for i, s := range chain.sizes {
+		if s > haveCP && s < cp.Size {
+			targets = append(targets, target{s, []byte(chain.steps[i].Checkpoint)})
+		}
+	}
+	targets = append(targets, target{cp.Size, raw})
 	for start := have; start < cp.Size; {
+		for targets[0].size <= start {
+			targets = targets[1:] // restored entries already beyond it
+		}
 		n := start / width
 		w := int(min(width, cp.Size-n*width))
 		leaves, err := f.bundle(ctx, hr, n, w)
 		if err != nil {
 			return cp.Size, err
 		}
-		end := n*width + uint64(w)
+		end := min(n*width+uint64(w), targets[0].size)
 		var sig []byte
-		if end == cp.Size {
-			sig = raw // the ledger checks the root it computes against it
+		if end == targets[0].size {
+			sig = targets[0].note // the ledger checks the root it computes against it
+			targets = targets[1:]
 		}
-		if _, err := f.cfg.Log.AppendLeaves(ctx, leaves[start-n*width:], sig); err != nil {
+		if _, err := f.cfg.Log.AppendLeaves(ctx, leaves[start-n*width:end-n*width], sig); err != nil {
 			return cp.Size, err
 		}
 		start = end

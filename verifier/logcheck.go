@@ -75,11 +75,23 @@ type CheckReport struct {
 	// side was not checked for want of RekorKeys.
 	Anchors, AnchorsUnchecked int
 
+	// Rotations lists the log key rotations the log holds, in order.
+	Rotations []LogKeyRotation
+
 	// Revoked lists every key the trust in force at the end of the log
 	// revokes, with the entries it signed. They are valid: each was received
 	// before the revocation time (an entry received at or after it fails the
 	// check).
 	Revoked []RevokedKeyUse
+}
+
+// LogKeyRotation is a change of log key the check accepted: announced by the
+// trust.updated entry Entry, signed by the key before it, and taken up by
+// the checkpoint of CheckpointSize entries, signed by both keys.
+type LogKeyRotation struct {
+	Entry          uint64
+	From, To       string // note verifier keys
+	CheckpointSize uint64
 }
 
 // RevokedKeyUse is a revoked key and what the log holds signed by it.
@@ -116,6 +128,95 @@ func LogPublicKey(vkey string) (ed25519.PublicKey, note.Verifier, error) {
 type checkpoint struct {
 	size uint64
 	root [32]byte
+	note []byte // signed note; its signatures are checked in log order
+}
+
+// chainKey is one key of the chain of log keys.
+type chainKey struct {
+	vkey string
+	pub  ed25519.PublicKey
+	note note.Verifier
+	at   uint64 // the entry that announced it (0: the genesis)
+}
+
+// keyChain follows the log key through rotations, in log order. A key is
+// accepted only through a trust.updated entry signed by the key in force
+// that names it, and a checkpoint after that entry signed by both keys.
+type keyChain struct {
+	cur       chainKey
+	announced *chainKey // named by an entry no checkpoint covers yet
+	rotations []LogKeyRotation
+	// config is the trust configuration last recorded, which a rotation
+	// entry names by its digest only.
+	config []byte
+}
+
+// announce takes the new key a trust.updated entry at index names.
+func (k *keyChain) announce(index uint64, vkey, origin string) error {
+	if k.announced != nil {
+		return fmt.Errorf("rotates the log key again before a checkpoint signed by both keys took up the rotation of entry %d", k.announced.at)
+	}
+	pub, v, err := LogPublicKey(vkey)
+	if err != nil {
+		return fmt.Errorf("log key rotation: %w", err)
+	}
+	if v.Name() != origin {
+		return fmt.Errorf("log key rotation: the new key is named %q but the origin is %q", v.Name(), origin)
+	}
+	k.announced = &chainKey{vkey: vkey, pub: pub, note: v, at: index}
+	return nil
+}
+
+// checkpoint checks the signatures of the checkpoint of cp.size entries,
+// all of which have been read: by the key in force, and by both keys if it
+// is the first checkpoint after a rotation entry (which it then completes).
+func (k *keyChain) checkpoint(cp checkpoint) error {
+	if err := signedBy(cp.note, k.cur.note); err != nil {
+		if k.announced != nil {
+			return fmt.Errorf("the checkpoint of %d entries, the first after the log key rotation of entry %d, is not signed by the key it replaces: %w", cp.size, k.announced.at, err)
+		}
+		since := "the genesis"
+		if k.cur.at > 0 {
+			since = fmt.Sprintf("entry %d", k.cur.at)
+		}
+		return fmt.Errorf("the checkpoint of %d entries is not signed by the log key in force since %s (%s): %w", cp.size, since, k.cur.vkey, err)
+	}
+	if k.announced == nil {
+		return nil
+	}
+	if err := signedBy(cp.note, k.announced.note); err != nil {
+		return fmt.Errorf("the checkpoint of %d entries, the first after the log key rotation of entry %d, is not signed by the new key %s: %w", cp.size, k.announced.at, k.announced.vkey, err)
+	}
+	k.rotations = append(k.rotations, LogKeyRotation{Entry: k.announced.at, From: k.cur.vkey, To: k.announced.vkey, CheckpointSize: cp.size})
+	k.cur, k.announced = *k.announced, nil
+	return nil
+}
+
+// signer is the key that must sign the log's own records at index: the
+// key in force, or the announced one after its announcement.
+func (k *keyChain) signer() ed25519.PublicKey {
+	if k.announced != nil {
+		return k.announced.pub
+	}
+	return k.cur.pub
+}
+
+// signedBy reports whether a note carries a valid signature by v.
+func signedBy(signed []byte, v note.Verifier) error {
+	n, err := note.Open(signed, note.VerifierList(v))
+	if err != nil {
+		var unverified *note.UnverifiedNoteError
+		if errors.As(err, &unverified) {
+			return fmt.Errorf("no signature by %s", v.Name())
+		}
+		return err
+	}
+	for _, sig := range n.Sigs {
+		if sig.Hash == v.KeyHash() && sig.Name == v.Name() {
+			return nil
+		}
+	}
+	return fmt.Errorf("no signature by %s", v.Name())
 }
 
 // CheckLog verifies a whole log offline: every checkpoint's signature, the
@@ -130,17 +231,18 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 	if noteVerifier.Name() != opts.Origin {
 		return nil, fmt.Errorf("log key is named %q but the origin is %q", noteVerifier.Name(), opts.Origin)
 	}
-	cps, err := openCheckpoints(ctx, src, opts.Origin, noteVerifier)
+	cps, err := openCheckpoints(ctx, src, opts.Origin)
 	if err != nil {
 		return nil, err
 	}
+	keys := &keyChain{cur: chainKey{vkey: opts.LogKey, pub: logPub, note: noteVerifier}}
 	rep := &CheckReport{Checkpoints: len(cps)}
 	if n := len(cps); n > 0 {
 		rep.CheckpointSize, rep.Root = cps[n-1].size, cps[n-1].root
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	sigs := &signatureCheck{opts: opts, logPub: logPub}
+	sigs := &signatureCheck{opts: opts}
 	jobs := make(chan sigJob, 1024)
 	if opts.Signatures {
 		workers := opts.Workers
@@ -154,7 +256,7 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 	anchors := newAnchorCheck(opts, logPub, cps)
 	g.Go(func() error {
 		defer close(jobs)
-		return checkChain(gctx, src, opts, cps, rep, sigs, anchors, jobs)
+		return checkChain(gctx, src, opts, cps, keys, rep, sigs, anchors, jobs)
 	})
 	if err := g.Wait(); err != nil {
 		if bad := sigs.firstBad(); bad != nil && !isBadBefore(err, bad.Index) {
@@ -166,6 +268,7 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 		return nil, bad
 	}
 	rep.Signatures = sigs.count
+	rep.Rotations = keys.rotations
 	if sigs.final != nil {
 		for _, r := range sigs.final.Revocations() {
 			u := sigs.uses[r.KeyID]
@@ -181,14 +284,16 @@ func isBadBefore(err error, index uint64) bool {
 	return errors.As(err, &bad) && bad.Index < index
 }
 
-func openCheckpoints(ctx context.Context, src LogSource, origin string, v note.Verifier) ([]checkpoint, error) {
+// openCheckpoints parses every checkpoint; which keys must sign one depends
+// on the entries it covers, so signatures are checked during the walk.
+func openCheckpoints(ctx context.Context, src LogSource, origin string) ([]checkpoint, error) {
 	notes, err := src.Checkpoints(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints: %w", err)
 	}
 	cps := make([]checkpoint, 0, len(notes))
 	for i, n := range notes {
-		cp, err := openNote(n, origin, v)
+		cp, err := openNote(n, origin)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint %d of %d: %w", i+1, len(notes), err)
 		}
@@ -198,11 +303,15 @@ func openCheckpoints(ctx context.Context, src LogSource, origin string, v note.V
 	return cps, nil
 }
 
-func openNote(signed []byte, origin string, v note.Verifier) (checkpoint, error) {
-	n, err := note.Open(signed, note.VerifierList(v))
-	if err != nil {
-		return checkpoint{}, fmt.Errorf("signature: %w", err)
+func openNote(signed []byte, origin string) (checkpoint, error) {
+	// No verifiers: only the form is checked here; signatures depend on the
+	// entries the checkpoint covers and are checked during the walk.
+	_, err := note.Open(signed, note.VerifierList())
+	var unverified *note.UnverifiedNoteError
+	if !errors.As(err, &unverified) {
+		return checkpoint{}, fmt.Errorf("not a signed note: %v", err)
 	}
+	n := unverified.Note
 	lines := strings.SplitN(n.Text, "\n", 4)
 	if len(lines) < 4 || lines[0] != origin {
 		return checkpoint{}, fmt.Errorf("not a checkpoint of origin %q", origin)
@@ -216,6 +325,7 @@ func openNote(signed []byte, origin string, v note.Verifier) (checkpoint, error)
 		return checkpoint{}, fmt.Errorf("root %q is not a base64 SHA-256", lines[2])
 	}
 	copy(cp.root[:], root)
+	cp.note = signed
 	return cp, nil
 }
 
@@ -227,7 +337,7 @@ func openNote(signed []byte, origin string, v note.Verifier) (checkpoint, error)
 // one is decided by the next link: if entry i+1 vouches for entry i, entry
 // i-1 is the bad one. Until then the judgement waits, and any other finding
 // about entry i is dropped in its favour.
-func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []checkpoint, rep *CheckReport, sigs *signatureCheck, anchors *anchorCheck, jobs chan<- sigJob) error {
+func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []checkpoint, keys *keyChain, rep *CheckReport, sigs *signatureCheck, anchors *anchorCheck, jobs chan<- sigJob) error {
 	var prev [32]byte
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	tree := rf.NewEmptyRange(0)
@@ -235,6 +345,9 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 	for next < len(cps) && cps[next].size == 0 {
 		if !bytes.Equal(cps[next].root[:], rfc6962.DefaultHasher.EmptyRoot()) {
 			return errors.New("a signed checkpoint of the empty log has a root that is not the empty tree's")
+		}
+		if err := keys.checkpoint(cps[next]); err != nil {
+			return err
 		}
 		next++
 	}
@@ -281,23 +394,14 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 			return fail(err)
 		}
 		rep.Size++
-		for next < len(cps) && cps[next].size == rep.Size {
-			root, err := tree.GetRootHash(nil)
-			if err != nil {
-				return fail(err)
-			}
-			if broken == nil && !bytes.Equal(root, cps[next].root[:]) {
-				return &BadEntryError{Index: index, Err: fmt.Errorf("the tree of the first %d entries does not match its signed checkpoint", rep.Size)}
-			}
-			next++
-		}
-		if !opts.Signatures {
-			return nil
-		}
-		if index == 0 || bytes.HasPrefix(leafLine(leaf, 5), []byte(`{"signer":{"name":"`+LogSigner+`"`)) {
-			// The log's own records change the trust for what follows, so
-			// they are checked here, in order, not by the workers.
-			established, err := logRecord(leaf, index, opts, sigs.logPub, anchors)
+		// The log's own records first: a rotation entry changes which keys
+		// must sign the checkpoints covering it.
+		logWritten := index == 0 || bytes.HasPrefix(leafLine(leaf, 5), []byte(`{"signer":{"name":"`+LogSigner+`"`))
+		switch {
+		case logWritten && opts.Signatures:
+			// They change the trust for what follows, so they are checked
+			// here, in order, not by the workers.
+			established, err := logRecord(leaf, index, opts, keys, anchors)
 			if err != nil {
 				return fail(&BadEntryError{Index: index, Err: err})
 			}
@@ -308,6 +412,28 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 			sigs.mu.Lock()
 			sigs.count++
 			sigs.mu.Unlock()
+		case logWritten:
+			// Even without signatures the chain of log keys is followed.
+			if err := logKeyRecord(leaf, index, opts.Origin, keys); err != nil {
+				return fail(&BadEntryError{Index: index, Err: err})
+			}
+		}
+		for next < len(cps) && cps[next].size == rep.Size {
+			root, err := tree.GetRootHash(nil)
+			if err != nil {
+				return fail(err)
+			}
+			// The signature first: a checkpoint the log did not sign says
+			// nothing about its entries.
+			if err := keys.checkpoint(cps[next]); err != nil {
+				return err
+			}
+			if broken == nil && !bytes.Equal(root, cps[next].root[:]) {
+				return &BadEntryError{Index: index, Err: fmt.Errorf("the tree of the first %d entries does not match its signed checkpoint", rep.Size)}
+			}
+			next++
+		}
+		if !opts.Signatures || logWritten {
 			return nil
 		}
 		select {
@@ -349,11 +475,12 @@ func leafLine(leaf []byte, n int) []byte {
 // logRecord checks a record the log wrote itself: entry 0 must be the
 // bootstrap record, later ones may update the trust configuration. It returns
 // the verifier for the trust the record establishes, or nil if unchanged.
-func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.PublicKey, anchors *anchorCheck) (*Verifier, error) {
+func logRecord(leaf []byte, index uint64, opts CheckOptions, keys *keyChain, anchors *anchorCheck) (*Verifier, error) {
 	e, err := evidence.ParseLeaf(leaf)
 	if err != nil {
 		return nil, err
 	}
+	logPub := keys.signer()
 	logOnly, err := New(TrustConfig{}, logPub)
 	if err != nil {
 		return nil, err
@@ -379,9 +506,19 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.Publ
 		return nil, fmt.Errorf("genesis: the first entry must be a bootstrap record, not %s", p.Kind)
 	case p.Kind == evidence.KindBootstrap:
 		return nil, errors.New("a second bootstrap record")
+	case p.Kind == evidence.KindTrustUpdated && p.Trust.LogKey != "":
+		if err := keys.announce(index, p.Trust.LogKey, opts.Origin); err != nil {
+			return nil, err
+		}
+		// The trust in force is unchanged but for the log key it names.
+		logPub = keys.signer()
+		if keys.config != nil {
+			digest, config = p.Trust.Digest, keys.config
+		}
 	case p.Kind == evidence.KindTrustUpdated && len(p.Trust.Config) > 0:
 		digest, config = p.Trust.Digest, p.Trust.Config
 	case p.Kind == evidence.KindCheckpointAnchored:
+		anchors.logKey = logPub
 		if err := anchors.check(index, p.Anchor); err != nil {
 			return nil, err
 		}
@@ -403,7 +540,40 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, logPub ed25519.Publ
 	if err != nil {
 		return nil, err
 	}
+	keys.config = config
 	return New(cfg, logPub)
+}
+
+// logKeyRecord follows the chain of log keys through one of the log's own
+// records when signatures are not otherwise checked: a rotation is accepted
+// only from a trust.updated record the key in force signed.
+func logKeyRecord(leaf []byte, index uint64, origin string, keys *keyChain) error {
+	if index == 0 {
+		return nil // the genesis names the pinned key; the full check compares them
+	}
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return err
+	}
+	_, payload, err := DecodeEnvelope(e.Envelope)
+	if err != nil {
+		return err
+	}
+	st, err := evidence.Decode(payload)
+	if err != nil {
+		return err
+	}
+	if st.Predicate.Kind != evidence.KindTrustUpdated || st.Predicate.Trust.LogKey == "" {
+		return nil
+	}
+	logOnly, err := New(TrustConfig{}, keys.signer())
+	if err != nil {
+		return err
+	}
+	if _, err := logOnly.Verify(e.Envelope); err != nil {
+		return fmt.Errorf("log key rotation: %w", err)
+	}
+	return keys.announce(index, st.Predicate.Trust.LogKey, origin)
 }
 
 type sigJob struct {
@@ -415,11 +585,10 @@ type sigJob struct {
 // signatureCheck re-verifies records in parallel and remembers the lowest
 // failing index.
 type signatureCheck struct {
-	opts   CheckOptions
-	logPub ed25519.PublicKey
-	mu     sync.Mutex // guards bad, count and uses
-	bad    *BadEntryError
-	count  uint64
+	opts  CheckOptions
+	mu    sync.Mutex // guards bad, count and uses
+	bad   *BadEntryError
+	count uint64
 	// uses counts entries per signing key id, to report what revoked keys
 	// signed.
 	uses map[string]keyUse

@@ -28,6 +28,9 @@ type Pack struct {
 	Checkpoint string      `json:"checkpoint"` // signed note
 	Trust      []PackEntry `json:"trust,omitempty"`
 	Entries    []PackEntry `json:"entries"`
+	// LogKeyRotations lead from LogKey, the genesis key, to the key that
+	// signs Checkpoint when the log key was rotated (FollowLogKeys).
+	LogKeyRotations []LogKeyStep `json:"logKeyRotations,omitempty"`
 }
 
 // PackEntry is one leaf with its inclusion proof.
@@ -74,10 +77,35 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 	if p.Origin != nv.Name() {
 		return nil, fmt.Errorf("the pack is of log %q but the log key is %q's", p.Origin, nv.Name())
 	}
-	cp, err := openNote([]byte(p.Checkpoint), p.Origin, nv)
+	cp, err := openNote([]byte(p.Checkpoint), p.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("pack checkpoint: %w", err)
 	}
+	// The key in force at an index: the pinned one, or where the pack's
+	// rotations lead by then.
+	keyAt := func(index uint64) (chainKey, error) {
+		n := 0
+		for n < len(p.LogKeyRotations) && p.LogKeyRotations[n].Index < index {
+			n++
+		}
+		vkey, _, err := FollowLogKeys(logKey, p.LogKeyRotations[:n])
+		if err != nil {
+			return chainKey{}, err
+		}
+		pub, v, err := LogPublicKey(vkey)
+		return chainKey{vkey: vkey, pub: pub, note: v}, err
+	}
+	current, err := keyAt(cp.size)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(p.LogKeyRotations); n > 0 && p.LogKeyRotations[n-1].Index >= cp.size {
+		return nil, fmt.Errorf("the pack names a log key rotation at entry %d, beyond its checkpoint of %d entries", p.LogKeyRotations[n-1].Index, cp.size)
+	}
+	if err := signedBy(cp.note, current.note); err != nil {
+		return nil, fmt.Errorf("pack checkpoint: not signed by the log key in force (%s): %w", current.vkey, err)
+	}
+	keys := &keyChain{cur: chainKey{vkey: logKey, pub: logPub, note: nv}}
 	rep := &PackReport{Change: p.Change, TreeSize: cp.size, Root: cp.root}
 	included := func(pe PackEntry) (*evidence.Entry, error) {
 		if pe.Index >= cp.size {
@@ -127,7 +155,11 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 		if i > 0 && pe.Index <= p.Trust[i-1].Index {
 			return nil, errors.New("trust entries are not in log order")
 		}
-		v, err := logRecord(pe.Leaf, pe.Index, CheckOptions{Origin: p.Origin, LogKey: logKey}, logPub, nil)
+		if keys.cur, err = keyAt(pe.Index); err != nil {
+			return nil, err
+		}
+		keys.announced = nil
+		v, err := logRecord(pe.Leaf, pe.Index, CheckOptions{Origin: p.Origin, LogKey: logKey}, keys, nil)
 		if err != nil {
 			return nil, fmt.Errorf("trust entry %d: %w", pe.Index, err)
 		}

@@ -146,12 +146,15 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if err := checkIdentity(ledgerDir, cfg.Log.Origin, signer.VerifierKey()); err != nil {
+	if err := checkIdentity(ledgerDir, cfg.Log.Origin, ""); err != nil {
 		return err
 	}
 	lg, err := ledger.Open(ledger.Config{Dir: ledgerDir, Origin: cfg.Log.Origin, Signer: signer, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("anchor: open the log (is its server running? it anchors by itself with the anchor option): %w", err)
+	}
+	if keys := lg.LogKeys(); len(keys) > 0 && keys[len(keys)-1].VerifierKey != signer.VerifierKey() {
+		return errors.Join(fmt.Errorf("anchor: the log is signed with the log key %s, not with %s's", keys[len(keys)-1].VerifierKey, keyFile), lg.Close())
 	}
 	// Only the log's own records pass through this handler.
 	v, err := verifier.New(verifier.TrustConfig{}, edKey.Public())

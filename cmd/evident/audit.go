@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
@@ -76,7 +77,22 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 	if err != nil {
 		return err
 	}
-	oldCP, err := ledger.OpenCheckpoint(oldNote, nv.Name(), nv)
+	// A checkpoint signed by a later key is accepted through the log's
+	// chain of key rotations, verified from the pinned key.
+	var chain *client.KeyChain
+	open := func(n []byte) (*log.Checkpoint, error) {
+		cp, err := ledger.OpenCheckpoint(n, nv.Name(), nv)
+		if err == nil {
+			return cp, nil
+		}
+		if chain == nil {
+			if chain, err = c.FollowLogKeys(ctx, key); err != nil {
+				return nil, err
+			}
+		}
+		return chain.Open(n)
+	}
+	oldCP, err := open(oldNote)
 	if err != nil {
 		return fmt.Errorf("%s: %w", oldFile, err)
 	}
@@ -84,7 +100,7 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 	if err != nil {
 		return err
 	}
-	newCP, err := ledger.OpenCheckpoint(newNote, nv.Name(), nv)
+	newCP, err := open(newNote)
 	if err != nil {
 		return fmt.Errorf("latest checkpoint: %w", err)
 	}
@@ -289,6 +305,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err == nil && rep.AnchorsUnchecked > 0 {
 		_, err = fmt.Fprintf(stdout, "note: %d checkpoint anchors not checked against Rekor (give --rekor-key)\n", rep.AnchorsUnchecked)
+	}
+	for _, r := range rep.Rotations {
+		if err != nil {
+			break
+		}
+		_, err = fmt.Fprintf(stdout, "log key rotated at entry %d from %s to %s (cross-signed checkpoint of %d entries)\n", r.Entry, r.From, r.To, r.CheckpointSize)
 	}
 	for _, r := range rep.Revoked {
 		if err != nil {

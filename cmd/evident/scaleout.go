@@ -288,7 +288,7 @@ func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+		fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, pinKey(srv.log, logger))
 		return srv.wait(ctx)
 	})
 }

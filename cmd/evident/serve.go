@@ -43,6 +43,10 @@ type Config struct {
 	Log      struct {
 		Origin  string `yaml:"origin"`  // default evident.local/log
 		KeyFile string `yaml:"keyFile"` // default <data>/log.key, generated on first start
+		// PreviousKeyFile rotates the log key: the key the log is signed
+		// with now, which keyFile's key replaces (docs/keys.md). Kept until
+		// the cross-signed checkpoint is written; harmless after.
+		PreviousKeyFile string `yaml:"previousKeyFile"`
 		// VerifierKey is the note verifier key of the log a read replica
 		// (--follow) or a restore mirrors; it names the origin.
 		VerifierKey string `yaml:"verifierKey"`
@@ -218,8 +222,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("pprof listener stopped", "err", err)
 		}()
 	}
-	fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, srv.log.VerifierKey())
+	fmt.Fprintf(stdout, "evident serving on %s://%s\nlog origin: %s\nlog key: %s\n", srv.scheme, srv.addr, cfg.Log.Origin, pinKey(srv.log, logger))
 	return srv.wait(ctx)
+}
+
+// pinKey is the key auditors pin, which serve prints: the genesis key;
+// after a rotation the key signing now follows from it (GET /v1/log-keys,
+// docs/keys.md).
+func pinKey(lg *ledger.Log, logger *slog.Logger) string {
+	keys := lg.LogKeys()
+	if len(keys) == 0 {
+		return lg.VerifierKey()
+	}
+	if len(keys) > 1 {
+		logger.Info("the log key was rotated", "genesis", keys[0].VerifierKey, "current", lg.VerifierKey(), "rotations", len(keys)-1)
+	}
+	return keys[0].VerifierKey
 }
 
 func firstOf(vals ...string) string {
@@ -284,7 +302,21 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, err
 	}
-	if err := checkIdentity(filepath.Join(cfg.Data, "ledger"), cfg.Log.Origin, signer.VerifierKey()); err != nil {
+	var prevKey ed25519.PrivateKey
+	var prevSigner *ledger.NoteSigner
+	if cfg.Log.PreviousKeyFile != "" {
+		if prevKey, err = readLogKey(cfg.path(cfg.Log.PreviousKeyFile)); err != nil {
+			return nil, fmt.Errorf("previous log key: %w", err)
+		}
+		if prevSigner, err = ledger.NewNoteSigner(cfg.Log.Origin, prevKey); err != nil {
+			return nil, err
+		}
+		if prevSigner.VerifierKey() == signer.VerifierKey() {
+			return nil, errors.New("log.previousKeyFile holds the same key as log.keyFile")
+		}
+	}
+	// The key is checked against the log's chain of keys once it is open.
+	if err := checkIdentity(filepath.Join(cfg.Data, "ledger"), cfg.Log.Origin, ""); err != nil {
 		return nil, err
 	}
 	v, err := verifier.New(trust, edKey.Public())
@@ -297,6 +329,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		Dir:                filepath.Join(cfg.Data, "ledger"),
 		Origin:             cfg.Log.Origin,
 		Signer:             signer,
+		PreviousSigner:     prevSigner,
 		Logger:             logger,
 		MaxBatch:           cfg.Limits.MaxBatch,
 		QueueSize:          cfg.Limits.QueueSize,
@@ -309,6 +342,9 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, err
 	}
 	mets.SetLog(lg)
+	if err := followKeyChain(ctx, lg, signer, prevSigner, prevKey, cfg.Operator, logger); err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
 	pol, err := loadPolicies(ctx, cfg)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
@@ -405,7 +441,7 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	logMux := http.NewServeMux()
 	query.NewProofHandler(lg, logger).Register(logMux)
 	query.NewExportHandler(lg, logger).Register(logMux)
-	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/log-key", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
+	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/log-key", "GET /v1/log-keys", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
 		mux.Handle(route, logMux)
 	}
 	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
@@ -505,11 +541,14 @@ func (s *server) wait(ctx context.Context) error {
 	return err
 }
 
-// checkIdentity refuses to serve an existing log under another origin or log
-// key than its genesis entry names: the checkpoints and entries it would add
-// could never verify. It runs before the ledger opens, since opening may
-// already sign a checkpoint.
-func checkIdentity(ledgerDir, origin, key string) error {
+// checkIdentity refuses to serve an existing log under another origin than
+// its genesis entry names (or, given genesisKey, another genesis key): the
+// checkpoints and entries it would add could never verify. It runs before
+// the ledger opens, since opening may already sign a checkpoint. The log key
+// itself is checked against the chain of keys once the log is open
+// (followKeyChain); the ledger never signs with a key the chain does not
+// name.
+func checkIdentity(ledgerDir, origin, genesisKey string) error {
 	if _, err := os.Stat(filepath.Join(ledgerDir, "entries")); errors.Is(err, fs.ErrNotExist) {
 		return nil // a new log
 	}
@@ -530,11 +569,76 @@ func checkIdentity(ledgerDir, origin, key string) error {
 	if err != nil {
 		return err
 	}
-	if haveOrigin != origin || haveKey != key {
-		return fmt.Errorf("the log in %s is %q with log key %s, but this server would sign as %q with log key %s: "+
-			"set the origin (--origin, log.origin) and the log key (log.keyFile) the log was created with", ledgerDir, haveOrigin, haveKey, origin, key)
+	if haveOrigin != origin {
+		return fmt.Errorf("the log in %s is %q, but this server would sign as %q: "+
+			"set the origin (--origin, log.origin) the log was created with", ledgerDir, haveOrigin, origin)
+	}
+	if genesisKey != "" && haveKey != genesisKey {
+		return fmt.Errorf("the log in %s was created with the log key %s, not %s", ledgerDir, haveKey, genesisKey)
 	}
 	return nil
+}
+
+// followKeyChain checks the log key against the log's chain of keys (the
+// genesis key and every rotation since) and performs a requested rotation:
+//
+//   - the key is the chain's last: the server signs as before. If the
+//     log crashed between a rotation entry and its cross-signed checkpoint,
+//     the previous key must be configured to finish it.
+//   - the previous key is the chain's last: rotate, appending the
+//     trust.updated entry that names the new key, signed by the previous
+//     one; the ledger cross-signs the next checkpoint.
+//   - anything else is refused: a key the log never announced.
+func followKeyChain(ctx context.Context, lg *ledger.Log, signer, prev *ledger.NoteSigner, prevKey ed25519.PrivateKey, operator string, logger *slog.Logger) error {
+	keys := lg.LogKeys()
+	if len(keys) == 0 {
+		if prev != nil {
+			logger.Warn("log.previousKeyFile is ignored: the log is new, its genesis names log.keyFile's key")
+		}
+		return nil
+	}
+	last := keys[len(keys)-1]
+	hint := "set log.keyFile to the key the log is signed with now"
+	switch {
+	case last.VerifierKey == signer.VerifierKey():
+		if len(keys) > 1 && lg.CheckpointSize() <= last.At {
+			if before := keys[len(keys)-2].VerifierKey; prev == nil || prev.VerifierKey() != before {
+				return fmt.Errorf("entry %d rotated the log key to %s but no checkpoint is signed by both keys yet: set log.previousKeyFile to the key it replaced (%s) so the server can write it", last.At, last.VerifierKey, before)
+			}
+		}
+		return nil
+	case prev != nil && last.VerifierKey == prev.VerifierKey():
+		if err := ingest.RotateLogKey(ctx, lg, prevKey, signer.VerifierKey(), operator, time.Now()); err != nil {
+			return fmt.Errorf("rotate the log key: %w", err)
+		}
+		logger.Info("rotated the log key", "from", prev.VerifierKey(), "to", signer.VerifierKey(), "entry", lg.Size()-1)
+		return nil
+	case prev != nil:
+		hint = "log.previousKeyFile does not hold it either"
+	}
+	from := "the genesis"
+	if last.At > 0 {
+		from = fmt.Sprintf("entry %d", last.At)
+	}
+	return fmt.Errorf("the log is signed with the log key %s (named by %s), not with log.keyFile's %s: %s; to rotate to a new key, set log.keyFile to the new key and log.previousKeyFile to the current one",
+		last.VerifierKey, from, signer.VerifierKey(), hint)
+}
+
+// readLogKey reads an existing ed25519 log key, refusing one others may read.
+func readLogKey(path string) (ed25519.PrivateKey, error) {
+	b, err := readPrivateKey(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := verifier.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ed, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: a log key must be ed25519 (checkpoints are ed25519 signed notes)", path)
+	}
+	return ed, nil
 }
 
 // loadOrCreateKey reads a PKCS#8 key, or creates an ed25519 one (mode 0600)

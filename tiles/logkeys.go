@@ -1,0 +1,148 @@
+package tiles
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
+
+	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
+)
+
+// LogKeysPath is the key of the log's key rotations (a JSON array of
+// verifier.LogKeyStep, in log order): what a follower pinned to the genesis
+// key needs to trust checkpoints a later key signs. Not part of C2SP
+// tlog-tiles; absent while the log key was never rotated.
+const LogKeysPath = "log-keys.json"
+
+// rotatingLog is a log that knows its chain of keys (*ledger.Log).
+type rotatingLog interface {
+	LogKeys() []ledger.LogKey
+	Rotations(ctx context.Context) ([]ledger.Rotation, error)
+}
+
+// ownVerifiers are the verifiers of every key of a log's own chain, newest
+// first: the exporter checks checkpoints of its own log, the bucket's among
+// them, which an earlier key may have signed.
+func ownVerifiers(l interface{ VerifierKey() string }) ([]note.Verifier, error) {
+	keys := []string{l.VerifierKey()}
+	if rl, ok := l.(rotatingLog); ok {
+		for _, k := range rl.LogKeys() {
+			keys = append(keys, k.VerifierKey)
+		}
+	}
+	var vs []note.Verifier
+	for i := len(keys) - 1; i >= 0; i-- {
+		v, err := note.NewVerifier(keys[i])
+		if err != nil {
+			return nil, fmt.Errorf("tiles: log key: %w", err)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+// openOwn opens a checkpoint signed by any key of the log's own chain.
+func openOwn(raw []byte, origin string, vs []note.Verifier) (*log.Checkpoint, error) {
+	var errs []error
+	for _, v := range vs {
+		cp, err := ledger.OpenCheckpoint(raw, origin, v)
+		if err == nil {
+			return cp, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// rotationSteps returns the log's rotation proofs in the bucket's format.
+func rotationSteps(ctx context.Context, rl rotatingLog) ([]verifier.LogKeyStep, error) {
+	rots, err := rl.Rotations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	steps := make([]verifier.LogKeyStep, 0, len(rots))
+	for _, r := range rots {
+		proof := make([][]byte, len(r.Proof))
+		for i := range r.Proof {
+			proof[i] = r.Proof[i][:]
+		}
+		steps = append(steps, verifier.LogKeyStep{Index: r.Index, Leaf: r.Leaf, Checkpoint: string(r.Checkpoint), Proof: proof})
+	}
+	return steps, nil
+}
+
+// keyChain is the chain of keys a follower verified from its pinned key.
+type keyChain struct {
+	steps []verifier.LogKeyStep
+	keys  []string // keys[0] pinned; keys[i+1] introduced by steps[i]
+	sizes []uint64 // sizes[i]: the size of steps[i]'s cross-signed checkpoint
+}
+
+// followChain reads the bucket's rotations and verifies them from pinned.
+func followChain(ctx context.Context, store Store, pinned string) (*keyChain, error) {
+	ch := &keyChain{keys: []string{pinned}}
+	b, err := store.Get(ctx, LogKeysPath)
+	if errors.Is(err, ErrNotExist) {
+		return ch, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &ch.steps); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
+	}
+	for i, s := range ch.steps {
+		key, _, err := verifier.FollowLogKeys(pinned, ch.steps[:i+1])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
+		}
+		ch.keys = append(ch.keys, key)
+		// Its signatures were checked by FollowLogKeys: only its size is read.
+		_, err = note.Open([]byte(s.Checkpoint), note.VerifierList())
+		var unverified *note.UnverifiedNoteError
+		if !errors.As(err, &unverified) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
+		}
+		n := unverified.Note
+		lines := strings.SplitN(n.Text, "\n", 3)
+		if len(lines) < 3 {
+			return nil, fmt.Errorf("%w: %s: not a checkpoint", ErrBadCheckpoint, LogKeysPath)
+		}
+		size, err := strconv.ParseUint(lines[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: checkpoint size: %v", ErrBadCheckpoint, LogKeysPath, err)
+		}
+		ch.sizes = append(ch.sizes, size)
+	}
+	return ch, nil
+}
+
+// open verifies a checkpoint of the followed log: signed by the key in
+// force for its size.
+func (ch *keyChain) open(raw []byte, origin string) (*log.Checkpoint, error) {
+	for i := len(ch.keys) - 1; i >= 0; i-- {
+		v, err := note.NewVerifier(ch.keys[i])
+		if err != nil {
+			return nil, err
+		}
+		cp, err := ledger.OpenCheckpoint(raw, origin, v)
+		if err != nil {
+			continue
+		}
+		switch {
+		case i > 0 && cp.Size <= ch.steps[i-1].Index:
+			return nil, fmt.Errorf("checkpoint of %d entries signed by a log key that entry %d introduced later", cp.Size, ch.steps[i-1].Index)
+		case i < len(ch.steps) && cp.Size > ch.steps[i].Index:
+			return nil, fmt.Errorf("checkpoint of %d entries signed by a log key that entry %d retired", cp.Size, ch.steps[i].Index)
+		}
+		return cp, nil
+	}
+	return nil, errors.New("checkpoint: not signed by any key of the log's chain of keys")
+}
