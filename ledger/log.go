@@ -276,7 +276,7 @@ func Open(cfg Config) (*Log, error) {
 // memtables so a log of millions of entries stays within a few hundred MiB.
 func badgerOptions(cfg Config) badger.Options {
 	cache := int64(cfg.CacheMB) << 20
-	return badger.DefaultOptions(filepath.Join(cfg.Dir, "index")).
+	o := badger.DefaultOptions(filepath.Join(cfg.Dir, "index")).
 		WithLogger(badgerLogger{cfg.Logger}).
 		WithSyncWrites(false).
 		WithDetectConflicts(false).
@@ -290,7 +290,15 @@ func badgerOptions(cfg Config) badger.Options {
 		WithValueLogFileSize(64 << 20).
 		WithCompression(options.ZSTD). // index keys share long prefixes; smaller tables, less mapped memory
 		WithZSTDCompressionLevel(1).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		// Small tables at every level: a compaction builds up to eight
+		// tables at once, each in a buffer of twice the table size, all on
+		// the Go heap. With the default sizes (2 MiB, doubling per level)
+		// those buffers grew with the log until the heap sat at the
+		// memory limit and the collector ran without pause.
+		WithBaseTableSize(1 << 20)
+	o.TableSizeMultiplier = 1
+	return o
 }
 
 // load reads the head, replays entries the segments hold beyond it (Badger
