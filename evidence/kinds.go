@@ -1,5 +1,7 @@
 package evidence
 
+import "slices"
+
 // Kind names one state transition of a change. Kinds are extended, never renamed:
 // a renamed kind would orphan every record already in a log.
 type Kind string
@@ -46,6 +48,11 @@ func Kinds() []Kind {
 		KindExceptionExpired, KindBreakglassOpened, KindBreakglassClosed, KindLockForced,
 		KindTrustUpdated, KindBootstrap, KindCheckpointAnchored,
 	}
+}
+
+// Ordinal is k's position in Kinds, or -1 for an unknown kind.
+func (k Kind) Ordinal() int {
+	return slices.Index(Kinds(), k)
 }
 
 // Block returns the JSON name of the kind-specific block a record of this kind

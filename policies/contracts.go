@@ -112,12 +112,31 @@ type Facts struct {
 	Production  bool
 	Emergency   bool
 	Decided     bool // an entry carries the server's policy decision
+	Kinds       KindSet
 	// The sets below are small sorted slices, not maps: the tracker keeps
 	// one Facts per change of the whole log, and a change has a handful of
-	// kinds, artifacts and targets.
-	Kinds     []evidence.Kind
+	// artifacts and targets.
 	Artifacts []string
 	Targets   []string // stacks and applications
+}
+
+// KindSet is a set of known kinds, a bit each: the tracker keeps one per
+// change of the whole log.
+type KindSet uint64
+
+// Has reports whether k is in the set.
+func (s KindSet) Has(k evidence.Kind) bool {
+	i := k.Ordinal()
+	return i >= 0 && s&(1<<i) != 0
+}
+
+// with returns the set with k added; an unknown kind (which ingest
+// refuses) adds nothing.
+func (s KindSet) with(k evidence.Kind) KindSet {
+	if i := k.Ordinal(); i >= 0 {
+		return s | 1<<i
+	}
+	return s
 }
 
 // insert adds v to the sorted set, keeping it sorted.
@@ -136,25 +155,31 @@ func contains[T cmp.Ordered](set []T, v T) bool {
 
 // Add folds one record of the change into the facts.
 func (f *Facts) Add(st *evidence.Statement, decided bool, prod Environments) {
+	f.add(st, decided, prod, func(s string) string { return s })
+}
+
+// add is Add keeping the names it stores through intern, so that a
+// tracker holding the facts of every change shares one copy of each.
+func (f *Facts) add(st *evidence.Statement, decided bool, prod Environments, intern func(string) string) {
 	p := &st.Predicate
-	f.Kinds = insert(f.Kinds, p.Kind)
+	f.Kinds = f.Kinds.with(p.Kind)
 	if f.Environment == "" {
-		f.Environment = p.Target.Environment
+		f.Environment = intern(p.Target.Environment)
 	}
 	f.Production = f.Production || prod.Production(p.Target.Environment)
 	f.Emergency = f.Emergency || p.Emergency || p.Kind == evidence.KindBreakglassOpened
 	f.Decided = f.Decided || decided
 	for _, a := range p.Artifacts {
-		f.Artifacts = insert(f.Artifacts, a.Name)
+		f.Artifacts = insert(f.Artifacts, intern(a.Name))
 	}
 	for _, s := range st.Subject {
 		if s.Name != "" {
-			f.Artifacts = insert(f.Artifacts, s.Name)
+			f.Artifacts = insert(f.Artifacts, intern(s.Name))
 		}
 	}
 	for _, t := range []string{p.Target.Stack, p.Target.Application} {
 		if t != "" {
-			f.Targets = insert(f.Targets, t)
+			f.Targets = insert(f.Targets, intern(t))
 		}
 	}
 }
@@ -192,7 +217,7 @@ func (m Match) holds(f *Facts) bool {
 	if m.Production != nil && *m.Production != f.Production {
 		return false
 	}
-	if len(m.Kinds) > 0 && !slices.ContainsFunc(m.Kinds, func(k evidence.Kind) bool { return contains(f.Kinds, k) }) {
+	if len(m.Kinds) > 0 && !slices.ContainsFunc(m.Kinds, f.Kinds.Has) {
 		return false
 	}
 	if len(m.Targets) > 0 && !slices.ContainsFunc(m.Targets, func(g string) bool {
@@ -230,7 +255,7 @@ func (c *Contracts) Check(changeID string, f *Facts) Status {
 			s.Missing = append(s.Missing, "artifact:"+a)
 		}
 	}
-	s.Closed = slices.ContainsFunc(cl.ClosedBy, func(k evidence.Kind) bool { return contains(f.Kinds, k) })
+	s.Closed = slices.ContainsFunc(cl.ClosedBy, f.Kinds.Has)
 	return s
 }
 
@@ -238,7 +263,7 @@ func (c *Contracts) Check(changeID string, f *Facts) Status {
 func (f *Facts) has(req string) bool {
 	for alt := range strings.SplitSeq(req, "|") {
 		k := evidence.Kind(alt)
-		if contains(f.Kinds, k) || k == evidence.KindPolicyEvaluated && f.Decided {
+		if f.Kinds.Has(k) || k == evidence.KindPolicyEvaluated && f.Decided {
 			return true
 		}
 	}

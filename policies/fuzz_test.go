@@ -45,7 +45,7 @@ func FuzzParseContracts(f *testing.F) {
 			return
 		}
 		var facts Facts
-		facts.Kinds = nil
+		facts.Kinds = 0
 		for _, cl := range c.Classes {
 			if cl.Name == "" || len(cl.ClosedBy) == 0 {
 				t.Fatalf("accepted class %+v", cl)

@@ -147,3 +147,22 @@ func TestPrunedInputDecidesAlike(t *testing.T) {
 		t.Fatal("no example record got a decision: the comparison is vacuous")
 	}
 }
+
+// A KindSet holds every known kind, each apart from the others.
+func TestKindSetHoldsEveryKind(t *testing.T) {
+	kinds := evidence.Kinds()
+	if len(kinds) > 64 {
+		t.Fatalf("%d kinds do not fit a KindSet's 64 bits", len(kinds))
+	}
+	for i, k := range kinds {
+		s := KindSet(0).with(k)
+		for j, other := range kinds {
+			if s.Has(other) != (i == j) {
+				t.Fatalf("the set of %s: Has(%s) = %v", k, other, s.Has(other))
+			}
+		}
+	}
+	if KindSet(0).with("no.such-kind") != 0 {
+		t.Fatal("an unknown kind was added")
+	}
+}

@@ -37,6 +37,7 @@ type Tracker struct {
 	advanced   chan struct{} // closed and replaced when done grows or the tracker stops
 	stopped    error         // why Run stopped before the log closed
 	changes    map[string]*Facts
+	names      map[string]string // one copy of each environment, target and artifact name
 	exceptions exceptionLog
 	// snapshot is every exception, rebuilt when one is folded in and
 	// shared read-only with every caller of AllExceptions.
@@ -53,7 +54,7 @@ func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tra
 		production = DefaultProduction()
 	}
 	return &Tracker{log: log, contracts: contracts, prod: production, advanced: make(chan struct{}),
-		changes: map[string]*Facts{}, exceptions: exceptionLog{}}
+		changes: map[string]*Facts{}, names: map[string]string{}, exceptions: exceptionLog{}}
 }
 
 // Run tails the log until ctx ends (returning ctx's error) or the log
@@ -109,7 +110,7 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 			f = &Facts{}
 			t.changes[p.ChangeID] = f
 		}
-		f.Add(st, decided, t.prod)
+		f.add(st, decided, t.prod, t.intern)
 	}
 	if p.Exception != nil {
 		t.exceptions.add(i, st)
@@ -121,6 +122,23 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 	t.done = i + 1
 	close(t.advanced)
 	t.advanced = make(chan struct{})
+}
+
+// maxNames bounds the names the tracker shares; beyond it, new names are
+// kept as they come. Environments and targets are few; artifact names may
+// be unique per change, and sharing those would gain nothing.
+const maxNames = 1 << 16
+
+// intern returns the tracker's copy of s: each decoded record brings its
+// own copies of names that thousands of changes share. Called with mu held.
+func (t *Tracker) intern(s string) string {
+	if c, ok := t.names[s]; ok {
+		return c
+	}
+	if len(t.names) < maxNames {
+		t.names[s] = s
+	}
+	return s
 }
 
 // Processed is the number of log entries folded in.
