@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +46,11 @@ type GraphQLConfig struct {
 	MaxBody       int64         // request bytes; default 64 KiB
 	MaxTimeline   int           // entries of one change; default 10,000
 	CacheEntries  int           // parsed entries kept in memory (about 5 KB each); default 4096
+	// MaxConcurrent bounds the queries running at once; the others wait
+	// their turn (within Timeout). Go cannot prioritise goroutines, so this
+	// is what keeps a crowd of auditors from starving ingest of CPU.
+	// Default 2 per CPU.
+	MaxConcurrent int
 	Clock         func() time.Time
 }
 
@@ -57,6 +63,7 @@ type GraphQL struct {
 	logger  *slog.Logger
 	records *lru[uint64, *record]
 	docs    *lru[string, prepared]
+	running chan struct{} // a token per query running (MaxConcurrent)
 }
 
 // prepared is a parsed, validated query document, or why it is refused.
@@ -77,6 +84,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	setDefault(&cfg.MaxSelections, 500)
 	setDefault(&cfg.MaxTimeline, 10_000)
 	setDefault(&cfg.CacheEntries, 4096)
+	setDefault(&cfg.MaxConcurrent, 2*runtime.GOMAXPROCS(0))
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -94,7 +102,8 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 		return nil, err
 	}
 	g := &GraphQL{cfg: cfg, store: cfg.Store, cursors: ck, logger: cfg.Logger,
-		records: newLRU[uint64, *record](cfg.CacheEntries), docs: newLRU[string, prepared](1024)}
+		records: newLRU[uint64, *record](cfg.CacheEntries), docs: newLRU[string, prepared](1024),
+		running: make(chan struct{}, cfg.MaxConcurrent)}
 	if g.schema, err = g.buildSchema(); err != nil {
 		return nil, fmt.Errorf("query: schema: %w", err)
 	}
@@ -181,10 +190,17 @@ func (g *GraphQL) serveQuery(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), ctxKey{}, id), g.cfg.Timeout)
 	defer cancel()
-	res := g.Execute(ctx, id, req)
+	var res Result
 	status := "ok"
-	if len(res.Errors) > 0 {
-		status = "errors"
+	select {
+	case g.running <- struct{}{}:
+		res = g.Execute(ctx, id, req)
+		<-g.running
+		if len(res.Errors) > 0 {
+			status = "errors"
+		}
+	case <-ctx.Done():
+		status = "busy"
 	}
 	if g.cfg.Access != nil {
 		if err := g.cfg.Access.Record(AccessRecord{
@@ -196,6 +212,13 @@ func (g *GraphQL) serveQuery(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusServiceUnavailable, Result{Errors: []map[string]any{{"message": "the access log cannot be written; queries are refused until it can"}}})
 			return
 		}
+	}
+	if status == "busy" {
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, Result{Errors: []map[string]any{{
+			"message":    fmt.Sprintf("the server ran %d queries at once for longer than %s; retry", g.cfg.MaxConcurrent, g.cfg.Timeout),
+			"extensions": map[string]string{"code": "BUSY"}}}})
+		return
 	}
 	writeJSON(w, http.StatusOK, res)
 }
