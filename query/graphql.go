@@ -49,7 +49,7 @@ type GraphQLConfig struct {
 	// MaxConcurrent bounds the queries running at once; the others wait
 	// their turn (within Timeout). Go cannot prioritise goroutines, so this
 	// is what keeps a crowd of auditors from starving ingest of CPU.
-	// Default 2 per CPU.
+	// Default half the CPUs, at least one: the rest stay with ingest.
 	MaxConcurrent int
 	Clock         func() time.Time
 }
@@ -84,7 +84,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	setDefault(&cfg.MaxSelections, 500)
 	setDefault(&cfg.MaxTimeline, 10_000)
 	setDefault(&cfg.CacheEntries, 4096)
-	setDefault(&cfg.MaxConcurrent, 2*runtime.GOMAXPROCS(0))
+	setDefault(&cfg.MaxConcurrent, max(1, runtime.GOMAXPROCS(0)/2))
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}

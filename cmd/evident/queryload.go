@@ -159,7 +159,10 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				}
 			}
 		})
-		for range 64 {
+		// Enough posters that the rate holds while each waits up to 100 ms
+		// for its acknowledgment: a server busy answering queries is slower
+		// to acknowledge, and runners do not post one at a time.
+		for range max(64, *ingestRate/10) {
 			wg.Go(func() {
 				for i := range tickets {
 					b, err := sign(i)
