@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -407,6 +408,11 @@ func TestCompleteness(t *testing.T) {
 	}
 	if !slices.Equal(rates, want) {
 		t.Fatalf("rates = %+v, want %+v", rates, want)
+	}
+	// The aggregates follow each change as it moves: CHG-C-1 counted open,
+	// then closed and complete; only CHG-C-2 still lacks evidence.
+	if m := s.tracker.Missing(); len(m) != 1 || !maps.Equal(m["prod"], map[string]int{"artifact:apply-log": 1}) {
+		t.Fatalf("missing = %v", m)
 	}
 }
 

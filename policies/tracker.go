@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -32,12 +33,17 @@ type Tracker struct {
 	contracts *Contracts
 	prod      Environments
 
-	mu         sync.RWMutex  // guards the fields below
-	done       uint64        // entries [0, done) are folded in
-	advanced   chan struct{} // closed and replaced when done grows or the tracker stops
-	stopped    error         // why Run stopped before the log closed
-	changes    map[string]*Facts
-	names      map[string]string // one copy of each environment, target and artifact name
+	mu       sync.RWMutex  // guards the fields below
+	done     uint64        // entries [0, done) are folded in
+	advanced chan struct{} // closed and replaced when done grows or the tracker stops
+	stopped  error         // why Run stopped before the log closed
+	changes  map[string]*Facts
+	names    map[string]string // one copy of each environment, target and artifact name
+	// rates and missing aggregate every change's status, kept as changes
+	// move, so that reading them costs nothing like a pass over every
+	// change of the log under the lock the judges also take.
+	rates      map[rateKey]*Rate
+	missing    map[string]map[string]int // environment → evidence closed changes lack → changes
 	exceptions exceptionLog
 	// snapshot is every exception, rebuilt when one is folded in and
 	// shared read-only with every caller of AllExceptions.
@@ -54,7 +60,8 @@ func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tra
 		production = DefaultProduction()
 	}
 	return &Tracker{log: log, contracts: contracts, prod: production, advanced: make(chan struct{}),
-		changes: map[string]*Facts{}, names: map[string]string{}, exceptions: exceptionLog{}}
+		changes: map[string]*Facts{}, names: map[string]string{}, exceptions: exceptionLog{},
+		rates: map[rateKey]*Rate{}, missing: map[string]map[string]int{}}
 }
 
 // Run tails the log until ctx ends (returning ctx's error) or the log
@@ -109,8 +116,11 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 		if f == nil {
 			f = &Facts{}
 			t.changes[p.ChangeID] = f
+		} else {
+			t.count(t.contracts.Check(p.ChangeID, f), -1)
 		}
 		f.add(st, decided, t.prod, t.intern)
+		t.count(t.contracts.Check(p.ChangeID, f), 1)
 	}
 	if p.Exception != nil {
 		t.exceptions.add(i, st)
@@ -208,43 +218,74 @@ type Rate struct {
 	Rate float64 `json:"rate"`
 }
 
+type rateKey struct{ env, class string }
+
+// count adds (delta 1) or removes (delta -1) a change's status to or from
+// the aggregates. Called with mu held.
+func (t *Tracker) count(s Status, delta int) {
+	if s.Class == "" {
+		return
+	}
+	k := rateKey{s.Environment, s.Class}
+	r := t.rates[k]
+	if r == nil {
+		r = &Rate{Environment: k.env, Class: k.class}
+		t.rates[k] = r
+	}
+	r.Changes += delta
+	if !s.Closed {
+		return
+	}
+	r.Closed += delta
+	if s.Complete() {
+		r.Complete += delta
+	}
+	m := t.missing[s.Environment]
+	if m == nil {
+		m = map[string]int{}
+		t.missing[s.Environment] = m
+	}
+	for _, x := range s.Missing {
+		if m[x] += delta; m[x] == 0 {
+			delete(m, x)
+		}
+	}
+}
+
 // Rates aggregates completeness by environment and class, ordered by
 // environment then class. Changes no class matches are left out.
 func (t *Tracker) Rates() []Rate {
-	type key struct{ env, class string }
-	agg := map[key]*Rate{}
 	t.mu.RLock()
-	for id, f := range t.changes {
-		s := t.contracts.Check(id, f)
-		if s.Class == "" {
-			continue
-		}
-		k := key{s.Environment, s.Class}
-		r := agg[k]
-		if r == nil {
-			r = &Rate{Environment: k.env, Class: k.class}
-			agg[k] = r
-		}
-		r.Changes++
-		if s.Closed {
-			r.Closed++
-			if s.Complete() {
-				r.Complete++
-			}
+	out := make([]Rate, 0, len(t.rates))
+	for _, r := range t.rates {
+		if r.Changes > 0 {
+			out = append(out, *r)
 		}
 	}
 	t.mu.RUnlock()
-	out := make([]Rate, 0, len(agg))
-	for _, r := range agg {
-		r.Rate = 1
-		if r.Closed > 0 {
-			r.Rate = float64(r.Complete) / float64(r.Closed)
+	for i := range out {
+		out[i].Rate = 1
+		if out[i].Closed > 0 {
+			out[i].Rate = float64(out[i].Complete) / float64(out[i].Closed)
 		}
-		out = append(out, *r)
 	}
 	slices.SortFunc(out, func(a, b Rate) int {
 		return cmp.Or(cmp.Compare(a.Environment, b.Environment), cmp.Compare(a.Class, b.Class))
 	})
+	return out
+}
+
+// Missing counts, for each environment, the closed changes that lack each
+// piece of required evidence ("apply.completed", "artifact:plan").
+func (t *Tracker) Missing() map[string]map[string]int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make(map[string]map[string]int, len(t.missing))
+	for env, m := range t.missing {
+		if len(m) > 0 {
+			out[env] = maps.Clone(m)
+		}
+	}
 	return out
 }
 

@@ -90,17 +90,7 @@ func summarize(t *policies.Tracker) map[string]*Completeness {
 		c.Complete += r.Complete
 		c.Classes = append(c.Classes, ClassCompleteness{Class: r.Class, Changes: r.Changes, Closed: r.Closed, Complete: r.Complete, Rate: r.Rate})
 	}
-	missing := map[string]map[string]int{}
-	for _, s := range t.Changes(func(s policies.Status) bool { return s.Class != "" && s.Closed }) {
-		m := missing[s.Environment]
-		if m == nil {
-			m = map[string]int{}
-			missing[s.Environment] = m
-		}
-		for _, x := range s.Missing {
-			m[x]++
-		}
-	}
+	missing := t.Missing()
 	for env, c := range out {
 		m := missing[env]
 		c.Missing = make([]string, 0, len(m))
