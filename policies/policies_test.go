@@ -3,8 +3,8 @@ package policies_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
