@@ -295,8 +295,9 @@ func badgerOptions(cfg Config) badger.Options {
 		// tables at once, each in a buffer of twice the table size, all on
 		// the Go heap. With the default sizes (2 MiB, doubling per level)
 		// those buffers grew with the log until the heap sat at the
-		// memory limit and the collector ran without pause.
-		WithBaseTableSize(1 << 20)
+		// memory limit and the collector ran without pause. A million
+		// entries make about 400 tables of 512 KiB.
+		WithBaseTableSize(512 << 10)
 	o.TableSizeMultiplier = 1
 	return o
 }
