@@ -15,8 +15,9 @@ const (
 	prefixHash       = 'h' // h | stored hash index u64 -> 32-byte tree hash
 	prefixDigest     = 'd' // d | record digest [32]    -> index u64
 	prefixCheckpoint = 'c' // c | tree size u64         -> signed checkpoint note
-	prefixTerm       = 'x' // x | term                  -> (empty): secondary index
-	keyHead          = "s" // head: size u64 | last entry hash [32] | checkpoint size u64
+	prefixTerm       = 'x' // x | term | time | index   -> (empty): a time-ordered posting
+	// prefixChunk ('p', postings.go) holds the other postings, by chunk.
+	keyHead = "s" // head: size u64 | last entry hash [32] | checkpoint size u64
 	// keyTermsVersion ("v", reindex.go) records which TermsFor built the x keys.
 )
 

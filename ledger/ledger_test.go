@@ -84,7 +84,7 @@ func TestConcurrentAppend(t *testing.T) {
 
 	ls := leaves(t, l)
 	checkChain(t, ls)
-	var want ledger.IndexDigest
+	terms := make([][]ledger.Term, len(ls))
 	for idx, leaf := range ls {
 		rc, rec := rcs[byIndex[idx]], recs[byIndex[idx]]
 		if rc.EntryHash != sha256.Sum256(leaf) {
@@ -104,7 +104,7 @@ func TestConcurrentAppend(t *testing.T) {
 			!reflect.DeepEqual(e.Meta.Findings, rec.Findings) || !bytes.Equal(e.Envelope, rec.Envelope) {
 			t.Fatalf("entry %d does not hold the record its receipt was given for", idx)
 		}
-		want.AddTerms(uint64(idx), rec.Terms)
+		terms[idx] = rec.Terms
 	}
 
 	snap, err := l.Snapshot()
@@ -112,6 +112,10 @@ func TestConcurrentAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snap.Close()
+	var want ledger.IndexDigest
+	for idx, ts := range terms {
+		want.AddTerms(uint64(idx), snap.Indexed(uint64(idx), ts))
+	}
 	if snap.Size() != uint64(n) {
 		t.Fatalf("snapshot size %d, want %d", snap.Size(), n)
 	}
@@ -433,7 +437,7 @@ func checkLog(t *testing.T, l *ledger.Log, ls [][]byte, recs map[[32]byte]ledger
 		if err != nil {
 			t.Fatal(err)
 		}
-		want.AddTerms(uint64(i), ledger.TermsFor(st, e.Meta))
+		want.AddTerms(uint64(i), snap.Indexed(uint64(i), ledger.TermsFor(st, e.Meta)))
 	}
 	idx, err := snap.Indexes(ctx)
 	if err != nil {

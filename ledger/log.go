@@ -207,10 +207,18 @@ type Log struct {
 	frames    sync.Pool     // of *[]byte: segment run buffers (recycle)
 	keys      []LogKey      // the chain of log keys as far as published
 	grown     chan struct{} // closed and replaced each time published grows (Wait)
+	// open holds the untimed postings of the entries published since the
+	// last chunk Badger holds (postings.go); tags has the tag of each chunk
+	// before it, by start/chunkSize.
+	open *chunk
+	tags []uint64
 
 	// seqKeys is the chain of log keys as far as the sequencer has
 	// prepared; only the sequencer goroutine uses it.
 	seqKeys []LogKey
+	// filling is the chunk of postings as far as the sequencer has
+	// prepared; only the sequencer goroutine (and load, before it) uses it.
+	filling *filling
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -309,12 +317,16 @@ func (l *Log) load() error {
 	if err := l.readHead(); err != nil {
 		return err
 	}
+	if err := l.loadPostings(); err != nil {
+		return err
+	}
 	if err := l.recover(); err != nil {
 		return err
 	}
 	if err := l.reindex(); err != nil {
 		return err
 	}
+	l.open = l.filling.c.clone()
 	return l.db.View(func(txn *badger.Txn) (err error) {
 		l.upper, err = loadUpperHashes(txn, l.published.size)
 		return err

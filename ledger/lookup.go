@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"evident.dev/evident/evidence"
 )
 
@@ -30,44 +28,22 @@ func (l *Log) Lookup(ctx context.Context, q Query) ([]uint64, error) {
 	if !validTerm(Term{Name: q.Name, Value: q.Value}) {
 		return nil, fmt.Errorf("lookup %q: name or value too long", q.Name)
 	}
-	prefix := termPrefix(q.Name, q.Value)
-	start := prefix
+	var seek [posLen]byte
 	if !q.From.IsZero() {
-		start = binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(q.From.UnixNano()))
+		binary.BigEndian.PutUint64(seek[:], uint64(q.From.UnixNano()))
 	}
 	// Only acknowledged entries: a batch's index terms are committed to
 	// Badger just before the batch is published, and an index beyond the
 	// published size would not be readable yet (Leaf: not found).
-	size := l.Size()
+	v := l.view()
+	defer v.discard()
 	var out []uint64
-	err := l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			k := it.Item().Key()
-			if len(k) != len(prefix)+16 {
-				return fmt.Errorf("index key of %q has unexpected length %d", q.Name, len(k))
-			}
-			at := binary.BigEndian.Uint64(k[len(prefix):])
-			if !q.To.IsZero() && at >= uint64(q.To.UnixNano()) {
-				break
-			}
-			i := binary.BigEndian.Uint64(k[len(prefix)+8:])
-			if i >= size {
-				continue
-			}
-			out = append(out, i)
-			if len(out) == q.Limit {
-				break
-			}
+	err := v.walk(ctx, termPrefix(q.Name, q.Value), q.Name, seek, false, func(pos []byte) (bool, error) {
+		if !q.To.IsZero() && binary.BigEndian.Uint64(pos) >= uint64(q.To.UnixNano()) {
+			return false, nil
 		}
-		return nil
+		out = append(out, binary.BigEndian.Uint64(pos[8:]))
+		return len(out) < q.Limit, nil
 	})
 	return out, err
 }

@@ -24,6 +24,13 @@ func (l *Log) recover() error {
 	defer func() { txn.Discard() }()
 	replayed := 0
 	flush := func() error {
+		sealed := l.filling.takeSealed()
+		if err := writeChunks(l.db, sealed); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		for _, c := range sealed {
+			l.tags = append(l.tags, c.tag)
+		}
 		if err := txn.Set([]byte(keyHead), state.encode()); err != nil {
 			return err
 		}
@@ -49,7 +56,9 @@ func (l *Log) recover() error {
 		if n, err := hex.Decode(digest[:], []byte(e.Meta.RecordDigest)); err != nil || n != len(digest) {
 			return fmt.Errorf("entry %d: bad record digest", index)
 		}
-		if _, _, err := writeDerived(txn, &state, tree, leaf, digest, TermsFor(st, e.Meta)); err != nil {
+		terms := TermsFor(st, e.Meta)
+		l.filling.add(index, untimedPrefixes(terms), state.lastHash)
+		if _, _, err := writeDerived(txn, &state, tree, leaf, digest, terms); err != nil {
 			return err
 		}
 		replayed++

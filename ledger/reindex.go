@@ -19,7 +19,8 @@ import (
 //	2: also every target field, time, risk, emergency, approver and groups,
 //	   plan resources and synced objects, findings, policy results and rules,
 //	   artifact branch protection, exception expiry
-const TermsVersion = 2
+//	3: the same terms; the untimed ones stored in chunks (postings.go)
+const TermsVersion = 3
 
 const keyTermsVersion = "v" // v -> TermsVersion u64 of the stored secondary indexes
 
@@ -54,11 +55,14 @@ func (l *Log) reindex() error {
 	size := l.published.size
 	if size > 0 {
 		l.cfg.Logger.Warn("rebuilding the secondary indexes for a new index definition", "entries", size, "from", have, "to", TermsVersion)
-		if err := l.db.DropPrefix([]byte{prefixTerm}); err != nil {
+		if err := l.db.DropPrefix([]byte{prefixTerm}, []byte{prefixChunk}); err != nil {
 			return fmt.Errorf("drop old indexes: %w", err)
 		}
 		wb := l.db.NewWriteBatch()
 		defer wb.Cancel()
+		f := &filling{c: newChunk(0)}
+		var tags []uint64
+		var prev [32]byte
 		_, _, err := l.segs.scan(0, 0, size, func(index, _ uint64, leaf []byte) error {
 			e, err := evidence.ParseLeaf(leaf)
 			if err != nil {
@@ -68,11 +72,23 @@ func (l *Log) reindex() error {
 			if err != nil {
 				return fmt.Errorf("entry %d: %w", index, err)
 			}
-			for _, t := range TermsFor(st, e.Meta) {
+			terms := TermsFor(st, e.Meta)
+			for _, t := range terms {
+				if !timedTerm(t.Name) {
+					continue
+				}
 				if err := wb.Set(termKey(t, index), nil); err != nil {
 					return err
 				}
 			}
+			f.add(index, untimedPrefixes(terms), prev)
+			for _, c := range f.takeSealed() {
+				if err := c.write(wb); err != nil {
+					return err
+				}
+				tags = append(tags, c.tag)
+			}
+			prev = evidence.EntryHash(leaf)
 			return nil
 		})
 		if err != nil {
@@ -81,6 +97,7 @@ func (l *Log) reindex() error {
 		if err := wb.Flush(); err != nil {
 			return fmt.Errorf("rebuild indexes: %w", err)
 		}
+		l.tags, l.filling = tags, f
 		l.cfg.Logger.Info("secondary indexes rebuilt", "entries", size)
 	}
 	return l.db.Update(func(txn *badger.Txn) error {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // Search finds entries having every one of several terms. It walks the
@@ -91,6 +89,18 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 	if err != nil {
 		return res, err
 	}
+	hasAll := func(v *view, terms []Term, prefixes [][]byte, index uint64) (bool, error) {
+		for i, p := range prefixes {
+			ok, err := v.has(p, terms[i].Name, index)
+			if err != nil {
+				return false, fmt.Errorf("read index: %w", err)
+			}
+			if !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
 	prefix := termPrefix(s.Driver.Name, s.Driver.Value)
 	var from, to uint64 = 0, math.MaxUint64
 	if !s.Driver.From.IsZero() {
@@ -99,113 +109,79 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 	if !s.Driver.To.IsZero() {
 		to = uint64(s.Driver.To.UnixNano()) // exclusive
 	}
-	size := l.Size()
-	err = l.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = prefix
-		opts.Reverse = s.Reverse
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		seek := append([]byte(nil), prefix...)
-		switch {
-		case s.After != nil && !s.Reverse:
-			seek = append(seek, s.After...)
-			seek = incr(seek)
-		case s.After != nil:
-			seek = append(seek, s.After...)
-			seek = decr(seek)
-		case !s.Reverse:
-			seek = binary.BigEndian.AppendUint64(seek, from)
-		default:
-			at := to
-			if at != math.MaxUint64 {
-				at-- // To is exclusive
-			}
-			seek = binary.BigEndian.AppendUint64(seek, at)
-			seek = binary.BigEndian.AppendUint64(seek, math.MaxUint64)
+	var seek [posLen]byte
+	switch {
+	case s.After != nil && !s.Reverse:
+		next := incr(s.After)
+		if len(next) != posLen {
+			return res, nil // nothing comes after the last possible position
 		}
-		walked := 0
-		var last []byte
-		for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			k := it.Item().Key()
-			if len(k) != len(prefix)+posLen {
-				return fmt.Errorf("index key of %q has unexpected length %d", s.Driver.Name, len(k))
-			}
-			pos := k[len(prefix):]
-			at := binary.BigEndian.Uint64(pos)
-			if (!s.Reverse && at >= to) || (s.Reverse && at < from) {
-				return nil
-			}
-			index := binary.BigEndian.Uint64(pos[8:])
-			if index >= size {
-				continue // appended after this search began
-			}
-			if ok, err := hasAll(txn, scopeKeys, index); err != nil || !ok {
-				if err != nil {
-					return err
-				}
-				last = bytes.Clone(pos)
-				continue
-			}
-			if s.Visible != nil {
-				ok, err := s.Visible(index)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					last = bytes.Clone(pos)
-					continue
-				}
-			}
-			if walked == s.Budget {
-				res.Resume = last
-				return nil
-			}
-			walked++
-			last = bytes.Clone(pos)
-			ok, err := hasAll(txn, mustKeys, index)
-			if err != nil {
-				return err
-			}
-			if ok && s.Accept != nil {
-				if ok, err = s.Accept(index); err != nil {
-					return err
-				}
-			}
-			if !ok {
-				continue
-			}
-			res.Hits = append(res.Hits, Hit{Index: index, Pos: last})
-			if len(res.Hits) == s.Limit {
-				res.Resume = last
-				return nil
-			}
+		copy(seek[:], next)
+	case s.After != nil:
+		if bytes.Equal(s.After, make([]byte, posLen)) {
+			return res, nil // nothing comes before the first possible position
 		}
-		return nil
-	})
-	return res, err
-}
-
-// hasAll reports whether the entry has every untimed term whose prefix is given.
-func hasAll(txn *badger.Txn, prefixes [][]byte, index uint64) (bool, error) {
-	var key []byte
-	for _, p := range prefixes {
-		key = append(key[:0], p...)
-		key = binary.BigEndian.AppendUint64(key, 0)
-		key = binary.BigEndian.AppendUint64(key, index)
-		_, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		copy(seek[:], decr(s.After))
+	case !s.Reverse:
+		binary.BigEndian.PutUint64(seek[:], from)
+	default:
+		at := to
+		if at != math.MaxUint64 {
+			at-- // To is exclusive
+		}
+		binary.BigEndian.PutUint64(seek[:], at)
+		binary.BigEndian.PutUint64(seek[8:], math.MaxUint64)
+	}
+	v := l.view()
+	defer v.discard()
+	walked := 0
+	var last []byte
+	err = v.walk(ctx, prefix, s.Driver.Name, seek, s.Reverse, func(pos []byte) (bool, error) {
+		at := binary.BigEndian.Uint64(pos)
+		if (!s.Reverse && at >= to) || (s.Reverse && at < from) {
 			return false, nil
 		}
-		if err != nil {
-			return false, fmt.Errorf("read index: %w", err)
+		index := binary.BigEndian.Uint64(pos[8:])
+		if ok, err := hasAll(v, s.Scope, scopeKeys, index); err != nil || !ok {
+			last = bytes.Clone(pos)
+			return err == nil, err
 		}
-	}
-	return true, nil
+		if s.Visible != nil {
+			ok, err := s.Visible(index)
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				last = bytes.Clone(pos)
+				return true, nil
+			}
+		}
+		if walked == s.Budget {
+			res.Resume = last
+			return false, nil
+		}
+		walked++
+		last = bytes.Clone(pos)
+		ok, err := hasAll(v, s.Must, mustKeys, index)
+		if err != nil {
+			return false, err
+		}
+		if ok && s.Accept != nil {
+			if ok, err = s.Accept(index); err != nil {
+				return false, err
+			}
+		}
+		if !ok {
+			return true, nil
+		}
+		res.Hits = append(res.Hits, Hit{Index: index, Pos: last})
+		if len(res.Hits) == s.Limit {
+			res.Resume = last
+			return false, nil
+		}
+		return true, nil
+	})
+	return res, err
 }
 
 // incr returns the smallest key greater than every key with prefix k of the

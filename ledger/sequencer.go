@@ -157,6 +157,13 @@ type prepared struct {
 	runs       []segmentWrite      // the batch's framed leaves
 	upper      map[int64]tlog.Hash // its tree hashes at cachedLevel and above
 	decoded    []*evidence.Entry   // its new entries, for the recent cache
+	postings   []entryPostings     // its new entries' untimed postings
+	sealed     []*chunk            // the chunks of postings it completes
+}
+
+type entryPostings struct {
+	index    uint64
+	prefixes []string
 }
 
 func (l *Log) sequence() {
@@ -178,7 +185,7 @@ func (l *Log) sequence() {
 		case <-l.commitFailed:
 			// Restart from what is durable; batches built on the failed one
 			// are failed by the committer.
-			state = l.durable()
+			state, l.filling = l.durableFilling()
 			l.seqKeys = l.LogKeys()
 			if tree, err = l.frontierAt(state.size); err != nil {
 				l.stopWith(err)
@@ -212,7 +219,7 @@ func (l *Log) sequence() {
 			// they have not reached yet would build every later batch on a
 			// stale base, which the committer refuses forever.
 			l.waitDurable(state.size)
-			state = l.durable()
+			state, l.filling = l.durableFilling()
 			l.seqKeys = l.LogKeys()
 			if tree, err = l.frontierAt(state.size); err != nil {
 				l.stopWith(err)
@@ -248,6 +255,9 @@ func (l *Log) commit() {
 			err = l.segs.append(p.runs)
 		}
 		if err == nil {
+			err = writeChunks(l.db, p.sealed)
+		}
+		if err == nil {
 			l.recycle(p.runs) // discard below needs only the runs' offsets
 			err = p.txn.Commit()
 		} else {
@@ -273,6 +283,7 @@ func (l *Log) commit() {
 		l.upper.add(p.upper) // before publishing: proofs up to the new size may need them
 		l.recent.put(p.decoded)
 		l.mu.Lock()
+		l.publishPostings(p)
 		l.published = p.next
 		l.keys = p.keys
 		if p.checkpoint != nil {
@@ -293,6 +304,28 @@ func answer(batch []*pending, receipts []Receipt, err error) {
 			p.done <- result{receipt: receipts[i]}
 		}
 	}
+}
+
+// publishPostings adds a committed batch's postings to the open chunk.
+// Called with mu held.
+func (l *Log) publishPostings(p *prepared) {
+	sealed := p.sealed
+	for _, e := range p.postings {
+		if e.index >= l.open.start+chunkSize {
+			l.tags = append(l.tags, sealed[0].tag)
+			sealed = sealed[1:]
+			l.open = newChunk(chunkOf(e.index))
+		}
+		l.open.add(e.index, e.prefixes)
+	}
+}
+
+// durableFilling returns the head of what has been committed and a filling
+// chunk with its postings, for the sequencer to restart from.
+func (l *Log) durableFilling() (head, *filling) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.published, &filling{c: l.open.clone()}
 }
 
 // durable is the head of what has been committed.
@@ -449,6 +482,7 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 		return nil, err
 	}
 	fl.batches = append(fl.batches, inflightBatch{end: state.size, digests: digests})
+	p.sealed = l.filling.takeSealed()
 	p.txn, ok = txn, true
 	return p, nil
 }
@@ -550,6 +584,9 @@ func (l *Log) addLeaf(txn *badger.Txn, p *prepared, state *head, tree frontier, 
 		}
 		p.keys = append(p.keys, LogKey{At: index, VerifierKey: vkey})
 	}
+	prefixes := untimedPrefixes(terms)
+	l.filling.add(index, prefixes, state.lastHash)
+	p.postings = append(p.postings, entryPostings{index: index, prefixes: prefixes})
 	r, stored, err := writeDerived(txn, state, tree, leaf, digest, terms)
 	if err != nil {
 		return r, err
@@ -631,7 +668,8 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 }
 
 // writeDerived writes what derives from the leaf at state.size (its location,
-// tree hashes, digest and index postings) and advances state. Appending and
+// tree hashes, digest and time-ordered index postings; the untimed ones go
+// to the chunk the caller fills) and advances state. Appending and
 // crash recovery share it, so both derive exactly the same state.
 func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, digest [sha256.Size]byte, terms []Term) (Receipt, []tlog.Hash, error) {
 	index := state.size
@@ -655,6 +693,9 @@ func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, dige
 		return Receipt{}, nil, err
 	}
 	for _, t := range terms {
+		if !timedTerm(t.Name) {
+			continue // in the chunk the caller fills
+		}
 		if err := txn.Set(termKey(t, index), nil); err != nil {
 			return Receipt{}, nil, err
 		}

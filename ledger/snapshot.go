@@ -13,6 +13,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"evident.dev/evident/evidence"
 )
 
 // Snapshot is a consistent read-only view of the log: its entries,
@@ -248,14 +250,74 @@ func (d *IndexDigest) Merge(o IndexDigest) {
 	d.Count += o.Count
 }
 
-// Indexes digests the index keys actually stored.
+// Indexes digests the index postings actually stored, each as the key
+// AddTerms digests for it: the keys of time-ordered postings, and the
+// postings of every chunk of the log (a chunk whose tag is not the log's
+// was written for a batch that failed and is not read).
 func (s *Snapshot) Indexes(ctx context.Context) (IndexDigest, error) {
 	var d IndexDigest
 	err := s.scan(ctx, prefixTerm, false, func(k, _ []byte) error {
 		d.add(k)
 		return nil
 	})
+	if err != nil {
+		return d, err
+	}
+	open := openChunk(s.size)
+	tags := map[uint64]uint64{}
+	var offs []uint16
+	var key []byte
+	err = s.scan(ctx, prefixChunk, true, func(k, v []byte) error {
+		if len(k) < 1+8 {
+			return fmt.Errorf("postings key of %d bytes", len(k))
+		}
+		start := binary.BigEndian.Uint64(k[len(k)-8:])
+		if start >= open || start%chunkSize != 0 {
+			return nil // not a chunk this log has written yet
+		}
+		want, ok := tags[start]
+		if !ok {
+			leaf, err := s.Leaf(start + chunkSize - 1)
+			if err != nil {
+				return err
+			}
+			want = chunkTag(evidence.EntryHash(leaf))
+			tags[start] = want
+		}
+		tag, val, err := chunkValue(v)
+		if err != nil {
+			return fmt.Errorf("postings of entries %d-%d: %w", start, start+chunkSize-1, err)
+		}
+		if tag != want {
+			return nil
+		}
+		if offs, err = decodeOffsets(offs[:0], val); err != nil {
+			return fmt.Errorf("postings of entries %d-%d: %w", start, start+chunkSize-1, err)
+		}
+		key = append(append(key[:0], prefixTerm), k[1:len(k)-8]...)
+		key = binary.BigEndian.AppendUint64(key, 0)
+		for _, o := range offs {
+			d.add(binary.BigEndian.AppendUint64(key, start+uint64(o)))
+		}
+		return nil
+	})
 	return d, err
+}
+
+// Indexed returns those of an entry's terms whose postings the snapshot's
+// storage holds: all of them, but for the entries of the last chunk, whose
+// untimed postings a server keeps in memory until the chunk is complete.
+func (s *Snapshot) Indexed(index uint64, terms []Term) []Term {
+	if index < openChunk(s.size) {
+		return terms
+	}
+	out := make([]Term, 0, len(terms))
+	for _, t := range terms {
+		if timedTerm(t.Name) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Leaf returns one leaf of the snapshot.

@@ -398,7 +398,7 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 		OnEntry: func(index uint64, e *evidence.Entry, v *verifier.Verified) {
 			terms := ledger.TermsFor(v.Statement, e.Meta)
 			mu.Lock()
-			want.AddTerms(index, terms)
+			want.AddTerms(index, snap.Indexed(index, terms))
 			mu.Unlock()
 		},
 	})
