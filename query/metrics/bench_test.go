@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,4 +69,53 @@ func BenchmarkScrape(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// loadChange is the number of records per change of the load generator
+// run with --apply-every 7: six plans and the apply of the first.
+const loadChange = 7
+
+// loadEntry is entry i of an `evident load --apply-every 7` run as the
+// projection receives it: the statement decoded, every string fresh.
+func loadEntry(i int) *evidence.Entry {
+	st := &evidence.Statement{Predicate: evidence.Transition{
+		Kind:       evidence.KindPlanCreated,
+		ChangeID:   fmt.Sprintf("LOAD-t3k9x2m1qz-c%d", i/loadChange),
+		OccurredAt: time.Date(2026, 7, 3, 8, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+		Target:     evidence.Target{Environment: strings.Clone("prod"), Stack: fmt.Sprintf("stack-%d", i%50)},
+		RiskClass:  strings.Clone("high"),
+		Plan:       &evidence.Plan{},
+	}}
+	if i%loadChange == loadChange-1 {
+		st.Predicate.Kind, st.Predicate.Plan = evidence.KindApplyCompleted, nil
+		st.Predicate.Apply = &evidence.Apply{}
+	}
+	e := &evidence.Entry{Index: uint64(i)}
+	e.SetStatement(st)
+	return e
+}
+
+// BenchmarkProjectionHeap is the projection's live memory after a million
+// entries shaped like the load generator's: plans no approval follows, so
+// the table of plans awaiting approval fills to its bound. It reports heap
+// bytes and objects per change of the log. Run it with -benchtime=1x.
+func BenchmarkProjectionHeap(b *testing.B) {
+	const records = 1_000_000
+	const changes = (records + loadChange - 1) / loadChange
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		p := metrics.NewProjection()
+		for i := range records {
+			p.Apply(loadEntry(i))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := p.Applied(); got != records {
+			b.Fatalf("applied %d entries", got)
+		}
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/changes, "heapB/change")
+	b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/changes, "objects/change")
 }
