@@ -113,9 +113,9 @@ type Facts struct {
 	Emergency   bool
 	Decided     bool // an entry carries the server's policy decision
 	Kinds       KindSet
-	// The sets below are small sorted slices, not maps: the tracker keeps
-	// one Facts per change of the whole log, and a change has a handful of
-	// artifacts and targets.
+	// The sets below are small sorted slices, not maps: a change has a
+	// handful of artifacts and targets. The tracker keeps them shared
+	// between changes (changes.go), so they are read-only.
 	Artifacts []string
 	Targets   []string // stacks and applications
 }
@@ -155,31 +155,25 @@ func contains[T cmp.Ordered](set []T, v T) bool {
 
 // Add folds one record of the change into the facts.
 func (f *Facts) Add(st *evidence.Statement, decided bool, prod Environments) {
-	f.add(st, decided, prod, func(s string) string { return s })
-}
-
-// add is Add keeping the names it stores through intern, so that a
-// tracker holding the facts of every change shares one copy of each.
-func (f *Facts) add(st *evidence.Statement, decided bool, prod Environments, intern func(string) string) {
 	p := &st.Predicate
 	f.Kinds = f.Kinds.with(p.Kind)
 	if f.Environment == "" {
-		f.Environment = intern(p.Target.Environment)
+		f.Environment = p.Target.Environment
 	}
 	f.Production = f.Production || prod.Production(p.Target.Environment)
 	f.Emergency = f.Emergency || p.Emergency || p.Kind == evidence.KindBreakglassOpened
 	f.Decided = f.Decided || decided
 	for _, a := range p.Artifacts {
-		f.Artifacts = insert(f.Artifacts, intern(a.Name))
+		f.Artifacts = insert(f.Artifacts, a.Name)
 	}
 	for _, s := range st.Subject {
 		if s.Name != "" {
-			f.Artifacts = insert(f.Artifacts, intern(s.Name))
+			f.Artifacts = insert(f.Artifacts, s.Name)
 		}
 	}
 	for _, t := range []string{p.Target.Stack, p.Target.Application} {
 		if t != "" {
-			f.Targets = insert(f.Targets, intern(t))
+			f.Targets = insert(f.Targets, t)
 		}
 	}
 }

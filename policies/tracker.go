@@ -37,8 +37,7 @@ type Tracker struct {
 	done     uint64        // entries [0, done) are folded in
 	advanced chan struct{} // closed and replaced when done grows or the tracker stops
 	stopped  error         // why Run stopped before the log closed
-	changes  map[string]*Facts
-	names    map[string]string // one copy of each environment, target and artifact name
+	changes  *changeSet
 	// rates and missing aggregate every change's status, kept as changes
 	// move, so that reading them costs nothing like a pass over every
 	// change of the log under the lock the judges also take.
@@ -60,7 +59,7 @@ func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tra
 		production = DefaultProduction()
 	}
 	return &Tracker{log: log, contracts: contracts, prod: production, advanced: make(chan struct{}),
-		changes: map[string]*Facts{}, names: map[string]string{}, exceptions: exceptionLog{},
+		changes: newChangeSet(contracts), exceptions: exceptionLog{},
 		rates: map[rateKey]*Rate{}, missing: map[string]map[string]int{}}
 }
 
@@ -112,15 +111,11 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 	defer t.mu.Unlock()
 	p := &st.Predicate
 	if !p.Kind.LogWide() {
-		f := t.changes[p.ChangeID]
-		if f == nil {
-			f = &Facts{}
-			t.changes[p.ChangeID] = f
-		} else {
-			t.count(t.contracts.Check(p.ChangeID, f), -1)
+		if f, ok := t.changes.get(p.ChangeID); ok {
+			t.count(t.contracts.Check(p.ChangeID, &f), -1)
 		}
-		f.add(st, decided, t.prod, t.intern)
-		t.count(t.contracts.Check(p.ChangeID, f), 1)
+		f := t.changes.add(p.ChangeID, st, decided, t.prod)
+		t.count(t.contracts.Check(p.ChangeID, &f), 1)
 	}
 	if p.Exception != nil {
 		t.exceptions.add(i, st)
@@ -132,23 +127,6 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 	t.done = i + 1
 	close(t.advanced)
 	t.advanced = make(chan struct{})
-}
-
-// maxNames bounds the names the tracker shares; beyond it, new names are
-// kept as they come. Environments and targets are few; artifact names may
-// be unique per change, and sharing those would gain nothing.
-const maxNames = 1 << 16
-
-// intern returns the tracker's copy of s: each decoded record brings its
-// own copies of names that thousands of changes share. Called with mu held.
-func (t *Tracker) intern(s string) string {
-	if c, ok := t.names[s]; ok {
-		return c
-	}
-	if len(t.names) < maxNames {
-		t.names[s] = s
-	}
-	return s
 }
 
 // Processed is the number of log entries folded in.
@@ -184,20 +162,21 @@ func (t *Tracker) WaitFor(ctx context.Context, n uint64) error {
 func (t *Tracker) Change(changeID string) (Status, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	f, ok := t.changes[changeID]
+	f, ok := t.changes.get(changeID)
 	if !ok {
 		return Status{}, false
 	}
-	return t.contracts.Check(changeID, f), true
+	return t.contracts.Check(changeID, &f), true
 }
 
 // Changes returns the completeness of every change the filter accepts
 // (nil accepts all), ordered by change id.
 func (t *Tracker) Changes(accept func(Status) bool) []Status {
 	t.mu.RLock()
-	out := make([]Status, 0, len(t.changes))
-	for id, f := range t.changes {
-		if s := t.contracts.Check(id, f); accept == nil || accept(s) {
+	out := make([]Status, 0, len(t.changes.facts))
+	for id, i := range t.changes.index {
+		f := t.changes.expand(t.changes.facts[i])
+		if s := t.contracts.Check(id, &f); accept == nil || accept(s) {
 			out = append(out, s)
 		}
 	}
