@@ -11,6 +11,10 @@
 package metrics
 
 import (
+	"hash/maphash"
+	"iter"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,24 +67,68 @@ func (s *labelSet) get(v string) string {
 }
 
 // pendingTable remembers when an open item started, bounded by maxPending.
+// The server keeps four for its whole life, each up to maxPending items, so
+// an item holds no pointer and is no object of its own for the garbage
+// collector to mark: keys are kept as 128-bit hashes (an item is looked up
+// by its key, never listed by it), times as seconds and nanoseconds, and
+// environments as an index among the few environment labels.
 type pendingTable struct {
-	at    map[string]pendingItem
-	order []string // insertion order, for eviction; may hold removed keys
+	seeds [2]maphash.Seed
+	at    map[pendingKey]pendingItem
+	order []pendingKey // insertion order, for eviction; may hold removed keys
+	envs  []string     // environment labels, indexed by pendingItem.env
 }
 
+// pendingKey is a key's two independent 64-bit hashes: two of the keys a
+// table has held collide with odds of about 10^-29, far below any fault of
+// the machine.
+type pendingKey [2]uint64
+
 type pendingItem struct {
+	sec  int64 // of the start, since the Unix epoch
+	nsec int32
+	env  uint8
+}
+
+// pending is an open item as the projection reads it.
+type pending struct {
 	at  time.Time
 	env string
 }
 
-func newPendingTable() *pendingTable { return &pendingTable{at: map[string]pendingItem{}} }
+func newPendingTable() *pendingTable {
+	return &pendingTable{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, at: map[pendingKey]pendingItem{}}
+}
+
+func (t *pendingTable) key(s string) pendingKey {
+	return pendingKey{maphash.String(t.seeds[0], s), maphash.String(t.seeds[1], s)}
+}
+
+// env returns the index of an environment label. Labels are bounded
+// (maxEnvironments and two more), so a short list is the fastest lookup; a
+// label past what an index holds, which the bound rules out, is "other".
+func (t *pendingTable) env(label string) uint8 {
+	if i := slices.Index(t.envs, label); i >= 0 {
+		return uint8(i)
+	}
+	if len(t.envs) > math.MaxUint8 {
+		return t.env(labelOther)
+	}
+	t.envs = append(t.envs, strings.Clone(label))
+	return uint8(len(t.envs) - 1)
+}
+
+func (t *pendingTable) item(it pendingItem) pending {
+	return pending{at: time.Unix(it.sec, int64(it.nsec)), env: t.envs[it.env]}
+}
 
 func (t *pendingTable) open(key string, at time.Time, env string) {
-	if _, ok := t.at[key]; ok {
+	k := t.key(key)
+	if _, ok := t.at[k]; ok {
 		return
 	}
-	t.at[key] = pendingItem{at: at, env: env}
-	t.order = append(t.order, key)
+	t.at[k] = pendingItem{sec: at.Unix(), nsec: int32(at.Nanosecond()), env: t.env(env)}
+	t.order = append(t.order, k)
 	for len(t.at) > maxPending && len(t.order) > 0 {
 		delete(t.at, t.order[0])
 		t.order = t.order[1:]
@@ -90,10 +138,25 @@ func (t *pendingTable) open(key string, at time.Time, env string) {
 	}
 }
 
-func (t *pendingTable) close(key string) (pendingItem, bool) {
-	it, ok := t.at[key]
-	delete(t.at, key)
-	return it, ok
+func (t *pendingTable) close(key string) (pending, bool) {
+	k := t.key(key)
+	it, ok := t.at[k]
+	if !ok {
+		return pending{}, false
+	}
+	delete(t.at, k)
+	return t.item(it), true
+}
+
+// items yields every open item, in no order.
+func (t *pendingTable) items() iter.Seq[pending] {
+	return func(yield func(pending) bool) {
+		for _, it := range t.at {
+			if !yield(t.item(it)) {
+				return
+			}
+		}
+	}
 }
 
 func (t *pendingTable) compact() {
@@ -578,13 +641,13 @@ func (p *Projection) snapshot(now time.Time) gauges {
 		}
 		g.exceptions[[2]string{x.env, age}]++
 	}
-	for _, it := range p.drift.at {
+	for it := range p.drift.items() {
 		g.drift[it.env]++
 		if age := now.Sub(it.at).Seconds(); age > g.driftAge[it.env] {
 			g.driftAge[it.env] = age
 		}
 	}
-	for _, it := range p.planWait.at {
+	for it := range p.planWait.items() {
 		g.pending[it.env]++
 	}
 	return g
