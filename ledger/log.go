@@ -289,7 +289,7 @@ func badgerOptions(cfg Config) badger.Options {
 		WithSyncWrites(false).
 		WithDetectConflicts(false).
 		WithValueThreshold(1 << 10).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(8 << 20).
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).

@@ -80,7 +80,7 @@ type Config struct {
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
 	CacheMB            int           `yaml:"cacheMB"`            // default 64
-	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 320, GOMEMLIMIT wins
+	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 256, GOMEMLIMIT wins
 	// Access is who may read (docs/audit-queries.md): bearer tokens stored
 	// hashed, OIDC issuers, tenant scopes, and the access log's file.
 	Access struct {
@@ -196,7 +196,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft limit makes the collector return memory before the heap
 		// doubles (GOGC's default) while Badger compacts.
-		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 320)) << 20)
+		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 256)) << 20)
 	}
 	if *lease != "" {
 		return serveWithLease(ctx, cfg, *lease, logger, stdout)
