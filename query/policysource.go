@@ -3,6 +3,7 @@ package query
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -49,11 +50,26 @@ func (e *EnvironmentSummaries) get(t *policies.Tracker, env string) *Completenes
 	return &Completeness{Environment: env, Classes: []ClassCompleteness{}, Missing: []string{}}
 }
 
+// maxCatchUp bounds how long an answer waits for the tracker to fold in the
+// entries appended before it. That is normally milliseconds; after a start
+// the tracker replays the whole log, a minute at a million entries, which a
+// query must not wait out while holding one of the few query slots.
+const maxCatchUp = time.Second
+
+// ErrCatchingUp is returned while the tracker replays the log after a start.
+var ErrCatchingUp = errors.New("completeness is still catching up with the log after a start; retry shortly")
+
 func (p PolicyCompleteness) caughtUp(ctx context.Context) error {
-	if err := p.Tracker.WaitFor(ctx, p.Log.Size()); err != nil {
-		return fmt.Errorf("completeness: waiting for the tracker: %w", err)
+	wait, cancel := context.WithTimeout(ctx, maxCatchUp)
+	defer cancel()
+	err := p.Tracker.WaitFor(wait, p.Log.Size())
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		return ErrCatchingUp
 	}
-	return nil
+	return fmt.Errorf("completeness: waiting for the tracker: %w", err)
 }
 
 // Environment aggregates the environment's changes that a contract class

@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -53,5 +54,23 @@ func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
 	}
 	if none, err := src.Environment(ctx, "nowhere"); err != nil || none.Changes != 0 || none.Missing == nil {
 		t.Fatalf("unknown environment: %+v, %v", none, err)
+	}
+}
+
+// While the tracker has not folded in the log (here: it is not running, as
+// while it replays the log after a start), a completeness answer says so
+// within about a second instead of holding its query slot until the
+// query's own timeout.
+func TestCompletenessCatchingUp(t *testing.T) {
+	h := newHarness(t, tenancyConfig())
+	h.loadDemo()
+	src := query.PolicyCompleteness{Tracker: policies.NewTracker(h.log, nil, nil), Log: h.log}
+	start := time.Now()
+	_, err := src.Environment(t.Context(), "staging")
+	if !errors.Is(err, query.ErrCatchingUp) {
+		t.Fatalf("with the tracker behind: %v", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("answered after %s", waited)
 	}
 }

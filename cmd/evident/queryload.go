@@ -159,10 +159,11 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				}
 			}
 		})
-		// Enough posters that the rate holds while each waits up to 100 ms
+		// Enough posters that the rate holds while each waits up to 250 ms
 		// for its acknowledgment: a server busy answering queries is slower
-		// to acknowledge, and runners do not post one at a time.
-		for range max(64, *ingestRate/10) {
+		// to acknowledge, and runners do not post one at a time. The rate
+		// offered must not depend on how fast the server answers.
+		for range max(64, *ingestRate/4) {
 			wg.Go(func() {
 				for i := range tickets {
 					b, err := sign(i)
