@@ -396,9 +396,11 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	rep, err := verifier.CheckLog(ctx, snap, verifier.CheckOptions{
 		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true, RekorKeys: rekorKeys,
 		OnEntry: func(index uint64, e *evidence.Entry, v *verifier.Verified) {
-			terms := ledger.TermsFor(v.Statement, e.Meta)
+			// Hashed by the calling worker; only the sums are serialized.
+			var d ledger.IndexDigest
+			d.AddTerms(index, snap.Indexed(index, ledger.TermsFor(v.Statement, e.Meta)))
 			mu.Lock()
-			want.AddTerms(index, snap.Indexed(index, terms))
+			want.Merge(d)
 			mu.Unlock()
 		},
 	})
