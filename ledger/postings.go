@@ -33,6 +33,12 @@ const (
 	chunkSize   = 1 << chunkBits
 	prefixChunk = 'p' // p | term (as in termPrefix) | chunk start u64 -> tag u64 | offsets (appendOffsets)
 	tagLen      = 8
+	// prefixFirst keys say which terms have chunks: q | term -> the start
+	// of its first chunk. A point read, which Badger's Bloom filters answer
+	// without touching most tables, tells a walk that the term has no
+	// chunk at all (a new change, a rare value) before it opens an
+	// iterator, which costs tens of microseconds at a million entries.
+	prefixFirst = 'q'
 )
 
 // chunkTag is the tag of a chunk whose last entry has this hash.
@@ -141,15 +147,46 @@ func (f *filling) takeSealed() []*chunk {
 	return s
 }
 
-// writeChunks stores completed chunks. They are written before the
-// transaction that moves the head past them, so a head always has its
-// chunks below it.
+// firstKey is q | the term's prefix without its x.
+func firstKey(tp []byte) []byte {
+	return append([]byte{prefixFirst}, tp[1:]...)
+}
+
+// writeChunks stores completed chunks, and the first-chunk keys of terms
+// that had none. They are written before the transaction that moves the
+// head past them, so a head always has its chunks below it; the first-chunk
+// keys before the chunks, so a chunk is never stored without one.
 func writeChunks(db *badger.DB, chunks []*chunk) error {
 	if len(chunks) == 0 {
 		return nil
 	}
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
+	err := db.View(func(txn *badger.Txn) error {
+		seen := map[string]bool{}
+		for _, c := range chunks {
+			for tp := range c.terms {
+				if seen[tp] {
+					continue
+				}
+				seen[tp] = true
+				k := firstKey([]byte(tp))
+				_, err := txn.Get(k)
+				switch {
+				case errors.Is(err, badger.ErrKeyNotFound):
+					if err := wb.Set(k, binary.BigEndian.AppendUint64(nil, c.start)); err != nil {
+						return err
+					}
+				case err != nil:
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write the first-chunk keys: %w", err)
+	}
 	for _, c := range chunks {
 		if err := c.write(wb); err != nil {
 			return err
@@ -369,6 +406,29 @@ func (v *view) walk(ctx context.Context, tp []byte, name string, seek [posLen]by
 func (v *view) walkChunks(tp []byte, from uint64, reverse bool, emit func(uint64) (bool, error)) (bool, error) {
 	if v.open.start == 0 || (!reverse && from >= v.open.start) {
 		return true, nil
+	}
+	item, err := v.txn.Get(firstKey(tp))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return true, nil // no chunk has the term
+	case err != nil:
+		return false, fmt.Errorf("postings of %q: %w", tp, err)
+	}
+	var firstChunk uint64
+	if err := item.Value(func(val []byte) error {
+		if len(val) != 8 {
+			return fmt.Errorf("first-chunk key of %d bytes", len(val))
+		}
+		firstChunk = binary.BigEndian.Uint64(val)
+		return nil
+	}); err != nil {
+		return false, fmt.Errorf("postings of %q: %w", tp, err)
+	}
+	if reverse && from < firstChunk {
+		return true, nil
+	}
+	if !reverse {
+		from = max(from, firstChunk)
 	}
 	cp := chunkKey(tp, 0)
 	cp = cp[:len(cp)-8]

@@ -95,7 +95,11 @@ func TestStaleChunk(t *testing.T) {
 		v := binary.BigEndian.AppendUint64(nil, tag)
 		v = appendOffsets(v, []uint16{7})
 		if err := l.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(chunkKey(termPrefix(TermChange, value), 0), v)
+			tp := termPrefix(TermChange, value)
+			if err := txn.Set(firstKey(tp), binary.BigEndian.AppendUint64(nil, 0)); err != nil {
+				return err
+			}
+			return txn.Set(chunkKey(tp, 0), v)
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,8 @@ import (
 //	   plan resources and synced objects, findings, policy results and rules,
 //	   artifact branch protection, exception expiry
 //	3: the same terms; the untimed ones stored in chunks (postings.go)
-const TermsVersion = 3
+//	4: and first-chunk keys
+const TermsVersion = 4
 
 const keyTermsVersion = "v" // v -> TermsVersion u64 of the stored secondary indexes
 
@@ -55,7 +56,7 @@ func (l *Log) reindex() error {
 	size := l.published.size
 	if size > 0 {
 		l.cfg.Logger.Warn("rebuilding the secondary indexes for a new index definition", "entries", size, "from", have, "to", TermsVersion)
-		if err := l.db.DropPrefix([]byte{prefixTerm}, []byte{prefixChunk}); err != nil {
+		if err := l.db.DropPrefix([]byte{prefixTerm}, []byte{prefixChunk}, []byte{prefixFirst}); err != nil {
 			return fmt.Errorf("drop old indexes: %w", err)
 		}
 		wb := l.db.NewWriteBatch()
@@ -83,7 +84,7 @@ func (l *Log) reindex() error {
 			}
 			f.add(index, untimedPrefixes(terms), prev)
 			for _, c := range f.takeSealed() {
-				if err := c.write(wb); err != nil {
+				if err := writeChunks(l.db, []*chunk{c}); err != nil {
 					return err
 				}
 				tags = append(tags, c.tag)

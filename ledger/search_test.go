@@ -27,6 +27,9 @@ func TestSearch(t *testing.T) {
 		if i%4 == 0 {
 			s.kind = evidence.KindApplyStarted
 		}
+		if i >= 5000 && i%11 == 0 {
+			s.stack = "stack-late" // a term whose first chunk is not the log's first
+		}
 		specs = append(specs, s)
 	}
 	recs := make([]ledger.Record, len(specs))
@@ -79,6 +82,7 @@ func checkSearches(t *testing.T, l *ledger.Log, specs []spec) {
 	from, to := baseTime.Add(50*time.Minute), baseTime.Add(200*time.Minute)
 	qs := []q{
 		{"one term", ledger.Search{Driver: ledger.Query{Name: ledger.TermStack, Value: "stack-3"}}, func(s spec) bool { return s.stack == "stack-3" }, false},
+		{"a stack of later chunks only", ledger.Search{Driver: ledger.Query{Name: ledger.TermStack, Value: "stack-late"}}, func(s spec) bool { return s.stack == "stack-late" }, false},
 		{"entry 0's stack", ledger.Search{Driver: ledger.Query{Name: ledger.TermStack, Value: specs[0].stack}}, func(s spec) bool { return s.stack == specs[0].stack }, false},
 		{"three terms", ledger.Search{Driver: ledger.Query{Name: ledger.TermStack, Value: "stack-3"},
 			Must: []ledger.Term{{Name: ledger.TermEnv, Value: "prod"}, {Name: ledger.TermKind, Value: string(evidence.KindApplyStarted)}}},
