@@ -3,6 +3,7 @@ package ledger
 import (
 	"encoding/binary"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -124,5 +125,21 @@ func TestStaleChunk(t *testing.T) {
 	after, err := snap.Indexes(t.Context())
 	if err != nil || after.Count != before.Count+1 {
 		t.Fatalf("index digest of %d postings after a stale and a current chunk (%v), want %d", after.Count, err, before.Count+1)
+	}
+
+	// Without its first-chunk key a term's chunks are never walked:
+	// verify's index check says so.
+	if err := l.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(firstKey(termPrefix(TermChange, "current")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snap2, err := l.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap2.Close()
+	if _, err := snap2.Indexes(t.Context()); err == nil || !strings.Contains(err.Error(), "no first-chunk key") {
+		t.Fatalf("a term's first-chunk key removed: %v", err)
 	}
 }

@@ -265,6 +265,7 @@ func (s *Snapshot) Indexes(ctx context.Context) (IndexDigest, error) {
 	}
 	open := openChunk(s.size)
 	tags := map[uint64]uint64{}
+	first := map[string]uint64{} // term (as in its keys) → its first chunk
 	var offs []uint16
 	var key []byte
 	err = s.scan(ctx, prefixChunk, true, func(k, v []byte) error {
@@ -291,6 +292,9 @@ func (s *Snapshot) Indexes(ctx context.Context) (IndexDigest, error) {
 		if tag != want {
 			return nil
 		}
+		if _, ok := first[string(k[1:len(k)-8])]; !ok {
+			first[string(k[1:len(k)-8])] = start
+		}
 		if offs, err = decodeOffsets(offs[:0], val); err != nil {
 			return fmt.Errorf("postings of entries %d-%d: %w", start, start+chunkSize-1, err)
 		}
@@ -301,7 +305,29 @@ func (s *Snapshot) Indexes(ctx context.Context) (IndexDigest, error) {
 		}
 		return nil
 	})
-	return d, err
+	if err != nil {
+		return d, err
+	}
+	// A walk reads a term's chunks only if its first-chunk key says it has
+	// some: one missing or too late would hide postings from every query.
+	err = s.scan(ctx, prefixFirst, true, func(k, v []byte) error {
+		at, ok := first[string(k[1:])]
+		if !ok {
+			return nil // chunks of a batch that failed, or none yet
+		}
+		delete(first, string(k[1:]))
+		if len(v) != 8 || binary.BigEndian.Uint64(v) > at {
+			return fmt.Errorf("indexes: the first-chunk key of %q does not reach its chunk of entries %d-%d", k[1:], at, at+chunkSize-1)
+		}
+		return nil
+	})
+	if err != nil {
+		return d, err
+	}
+	for term, at := range first {
+		return d, fmt.Errorf("indexes: %q has postings from entry %d but no first-chunk key", term, at)
+	}
+	return d, nil
 }
 
 // Indexed returns those of an entry's terms whose postings the snapshot's
