@@ -457,18 +457,27 @@ func (l *Log) Leaf(ctx context.Context, index uint64) ([]byte, error) {
 
 // readLeaf reads an entry's leaf through its stored location.
 func readLeaf(txn *badger.Txn, segs *segments, index uint64) ([]byte, error) {
+	loc, err := locate(txn, index)
+	if err != nil {
+		return nil, err
+	}
+	return segs.read(index, loc.offset, loc.length)
+}
+
+// locate returns where entry index is in its segment.
+func locate(txn *badger.Txn, index uint64) (location, error) {
+	var loc location
 	item, err := txn.Get(u64Key(prefixEntry, index))
 	if err != nil {
-		return nil, fmt.Errorf("locate entry %d: %w", index, err)
+		return loc, fmt.Errorf("locate entry %d: %w", index, err)
 	}
-	var loc location
 	if err := item.Value(func(v []byte) error {
 		loc, err = decodeLocation(v)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("locate entry %d: %w", index, err)
+		return loc, fmt.Errorf("locate entry %d: %w", index, err)
 	}
-	return segs.read(index, loc.offset, loc.length)
+	return loc, nil
 }
 
 // hashReader reads stored tree hashes inside one read transaction, the upper

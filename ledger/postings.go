@@ -530,16 +530,9 @@ func (l *Log) loadPostings() error {
 	}
 	l.filling = &filling{c: newChunk(open)}
 	if open < size {
-		item, err := txn.Get(u64Key(prefixEntry, open))
+		loc, err := locate(txn, open)
 		if err != nil {
-			return fmt.Errorf("load index postings: locate entry %d: %w", open, err)
-		}
-		var loc location
-		if err := item.Value(func(v []byte) error {
-			loc, err = decodeLocation(v)
-			return err
-		}); err != nil {
-			return fmt.Errorf("load index postings: locate entry %d: %w", open, err)
+			return fmt.Errorf("load index postings: %w", err)
 		}
 		next, _, err := l.segs.scan(open, loc.offset, size-open, func(index, _ uint64, leaf []byte) error {
 			e, err := evidence.ParseLeaf(leaf)
