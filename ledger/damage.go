@@ -82,20 +82,22 @@ const damageHint = " (the index files failed a checksum or format check; the ent
 
 // checkTables reads every block of every Badger table (.sst) in dir and
 // checks its checksum, naming the first damaged file. Tables are written
-// ZSTD-compressed (badgerOptions); one that is not is tried uncompressed.
+// Snappy-compressed (badgerOptions); older ones were ZSTD-compressed, and one
+// that reads as neither is tried uncompressed.
 func checkTables(dir string) error {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
 	if err != nil {
 		return err
 	}
 	for _, path := range paths {
-		err := checkTable(path, options.ZSTD)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			if checkTable(path, options.None) == nil {
-				continue
-			}
-			return fmt.Errorf("%w: index table %s: %v%s", ErrDamaged, path, err, damageHint)
+		err := checkTable(path, options.Snappy)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			continue
 		}
+		if checkTable(path, options.ZSTD) == nil || checkTable(path, options.None) == nil {
+			continue
+		}
+		return fmt.Errorf("%w: index table %s: %v%s", ErrDamaged, path, err, damageHint)
 	}
 	return nil
 }
