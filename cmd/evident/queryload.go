@@ -68,10 +68,19 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	base := strings.TrimRight(*server, "/")
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients + 16, MaxConnsPerHost: *clients + 16}, Timeout: time.Minute}
+	// Enough posters that the ingest rate holds while each waits up to
+	// 250 ms for its acknowledgment: a server busy answering queries is
+	// slower to acknowledge, and runners do not post one at a time. They
+	// have connections of their own, as runners do: sharing the query
+	// clients' pool, a post waited for a connection held by a query queued
+	// at the server, and the rate offered depended on how fast queries were
+	// answered.
+	posters := max(64, *ingestRate/4)
+	postc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: posters, MaxConnsPerHost: posters}, Timeout: time.Minute}
 	post := func(ctx context.Context, body []byte) error {
 		for {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/records", bytes.NewReader(body))
-			resp, err := httpc.Do(req)
+			resp, err := postc.Do(req)
 			if err != nil {
 				return err
 			}
@@ -131,15 +140,22 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	errCount := make([]int64, len(queries))
 	var mu sync.Mutex
 	var firstErr error
+	postCtx := ctx // posts outlive the run's duration, not an interrupt
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
 	var wg sync.WaitGroup
 
-	var ingested, ingestErrs atomic.Int64
+	// Ingest runs beside the queries: tickets are issued at the target rate
+	// for the run's duration, and every record issued is then awaited, so
+	// the rate reported is the rate acknowledged, not cut short by the
+	// run's end. A ticket no poster was free to take is counted as behind.
+	var ingestWG sync.WaitGroup
+	var ingested, ingestErrs, behind atomic.Int64
+	var ackMu sync.Mutex
+	var acks []time.Duration
 	if *ingestRate > 0 {
-		// Posters share a ticket channel filled at the target rate.
 		tickets := make(chan int, *ingestRate)
-		wg.Go(func() {
+		ingestWG.Go(func() {
 			defer close(tickets)
 			t := time.NewTicker(10 * time.Millisecond)
 			defer t.Stop()
@@ -153,28 +169,29 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 					for ; issued < due; issued++ {
 						select {
 						case tickets <- next + issued:
-						default: // posters are behind: the rate is not reached
+						default:
+							behind.Add(1)
 						}
 					}
 				}
 			}
 		})
-		// Enough posters that the rate holds while each waits up to 250 ms
-		// for its acknowledgment: a server busy answering queries is slower
-		// to acknowledge, and runners do not post one at a time. The rate
-		// offered must not depend on how fast the server answers.
-		for range max(64, *ingestRate/4) {
-			wg.Go(func() {
+		for range posters {
+			ingestWG.Go(func() {
 				for i := range tickets {
 					b, err := sign(i)
+					t0 := time.Now()
 					if err == nil {
-						err = post(ctx, b)
+						err = post(postCtx, b)
 					}
-					if err != nil && ctx.Err() == nil {
+					if err != nil {
 						ingestErrs.Add(1)
-					} else if err == nil {
-						ingested.Add(1)
+						continue
 					}
+					ingested.Add(1)
+					ackMu.Lock()
+					acks = append(acks, time.Since(t0))
+					ackMu.Unlock()
 				}
 			})
 		}
@@ -220,6 +237,7 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	ingestWG.Wait()
 	total := 0
 	fmt.Fprintf(stdout, "%-58s %7s %8s %8s %8s %8s %6s\n", "query", "n", "p50", "p95", "p99", "max", "errors")
 	for i, q := range queries {
@@ -236,7 +254,15 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "%d queries in %s (%.0f/s) by %d clients\n", total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), *clients)
 	if *ingestRate > 0 {
-		fmt.Fprintf(stdout, "ingest meanwhile: %d records (%.0f/s, target %d/s), %d errors\n", ingested.Load(), float64(ingested.Load())/elapsed.Seconds(), *ingestRate, ingestErrs.Load())
+		slices.Sort(acks)
+		at := func(p float64) time.Duration {
+			if len(acks) == 0 {
+				return 0
+			}
+			return acks[min(len(acks)-1, int(float64(len(acks))*p))]
+		}
+		fmt.Fprintf(stdout, "ingest meanwhile: %d records acknowledged (%.0f/s, target %d/s), ack p50 %s p99 %s max %s; %d not offered (all posters waiting), %d errors\n",
+			ingested.Load(), float64(ingested.Load())/elapsed.Seconds(), *ingestRate, ms(at(0.5)), ms(at(0.99)), ms(at(1)), behind.Load(), ingestErrs.Load())
 	}
 	if firstErr != nil {
 		return fmt.Errorf("query errors (first: %w)", firstErr)
