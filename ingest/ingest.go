@@ -195,7 +195,7 @@ func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 		err = h.checkTransport(r, verified)
 	}
 	if err != nil {
-		h.refuse(w, err)
+		h.refuse(w, r, err)
 		return
 	}
 	receipt, err := h.cfg.Log.Append(r.Context(), rec)
@@ -349,7 +349,7 @@ func (h *Handler) checkTransport(r *http.Request, v *verifier.Verified) error {
 }
 
 // refuse maps an authentication or validation error to its 4xx.
-func (h *Handler) refuse(w http.ResponseWriter, err error) {
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var invalid *evidence.ValidationError
 	var limited *errRateLimited
 	switch {
@@ -370,6 +370,9 @@ func (h *Handler) refuse(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, "untrusted_signer", err.Error(), nil)
 	case errors.Is(err, verifier.ErrOutOfScope):
 		writeError(w, http.StatusForbidden, "out_of_scope", err.Error(), nil)
+	case errors.Is(err, errJudge) && r.Context().Err() != nil:
+		// The runner left while its record was judged; it posts again.
+		h.cfg.Logger.Debug("judging stopped: the client went away", "err", err)
 	case errors.Is(err, errJudge):
 		h.cfg.Logger.Error("judging a record failed", "err", err)
 		w.Header().Set("Retry-After", "5")

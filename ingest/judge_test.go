@@ -1,10 +1,16 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -110,4 +116,76 @@ func TestRecorder(t *testing.T) {
 	if _, err := rec.Record(context.Background(), []evidence.Subject{{Name: "plan", Digest: map[string]string{"sha256": testPlan}}}, pl); !errors.Is(err, verifier.ErrOutOfScope) {
 		t.Fatalf("Record(plan.created) with the log key: %v, want ErrOutOfScope", err)
 	}
+}
+
+// A runner that gives up while its record is judged is no server error: the
+// refusal is logged below ERROR, while a judge that fails on its own still
+// logs at ERROR.
+func TestJudgeClientGone(t *testing.T) {
+	s := newTestServer(t)
+	entered := make(chan struct{}, 1)
+	var failing atomic.Bool
+	judgeBlocks := judgeFunc(func(ctx context.Context, _ *verifier.Verified) (ingest.Judgement, error) {
+		if failing.Load() {
+			return ingest.Judgement{}, errors.New("state store unreachable")
+		}
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ingest.Judgement{}, ctx.Err()
+	})
+	v, err := verifier.New(s.trust, s.logKey.priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	h := ingest.New(ingest.Config{Log: s.log, Verifier: v, Judges: []ingest.Judge{judgeBlocks},
+		Clock: func() time.Time { return serverNow }, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	mux := http.NewServeMux()
+	h.Register(mux)
+	served := make(chan struct{}, 1)
+	srv := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r)
+		served <- struct{}{}
+	}))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-entered; cancel() }()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv+"/v1/records", bytes.NewReader(s.signedPlan("CHG-J6")))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("post answered %d; want the client to have given up", resp.StatusCode)
+	}
+	<-served
+	if out := logs.String(); strings.Contains(out, "level=ERROR") || !strings.Contains(out, "client went away") {
+		t.Fatalf("a client going away was logged as:\n%s", out)
+	}
+
+	failing.Store(true)
+	resp, err := http.Post(srv+"/v1/records", "application/json", bytes.NewReader(s.signedPlan("CHG-J7")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	<-served
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("judge failure: status %d, logs:\n%s", resp.StatusCode, logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
