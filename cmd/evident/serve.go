@@ -79,7 +79,7 @@ type Config struct {
 		MinFreeMB int `yaml:"minFreeMB"`
 	} `yaml:"limits"`
 	CheckpointInterval time.Duration `yaml:"checkpointInterval"` // default 500ms
-	CacheMB            int           `yaml:"cacheMB"`            // default 64
+	CacheMB            int           `yaml:"cacheMB"`            // default 24
 	MemoryLimitMB      int           `yaml:"memoryLimitMB"`      // Go runtime soft limit; default 256, GOMEMLIMIT wins
 	// Access is who may read (docs/audit-queries.md): bearer tokens stored
 	// hashed, OIDC issuers, tenant scopes, and the access log's file.
