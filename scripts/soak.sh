@@ -73,7 +73,7 @@ errors=$(grep -c 'level=ERROR' serve.log || true)
 echo "server log errors: $errors"
 if [[ $errors != 0 ]]; then grep 'level=ERROR' serve.log | head -5; status=1; fi
 # The rate held: at least 90% of the target over the whole run.
-achieved=$(sed -n 's/^ingest meanwhile: [0-9]* records (\([0-9]*\)\/s.*/\1/p' queries.txt)
+achieved=$(sed -n 's/^ingest meanwhile: [0-9]* records acknowledged (\([0-9]*\)\/s.*/\1/p' queries.txt)
 if [[ -z "$achieved" || $achieved -lt $((rate * 9 / 10)) ]]; then
   echo "FAIL: ingest held ${achieved:-?} records/s, below 90% of the target $rate"; status=1
 fi
