@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -140,4 +142,13 @@ func TestQueryLoadCommand(t *testing.T) {
 	r := evident(t, work, "query-load", "--server", srv.URL, "--key", filepath.Join(data, "dev-runner.key"),
 		"--seed", "76", "--clients", "4", "--duration", "2s", "--ingest-rate", "50")
 	mustContain(t, "query-load", r.stdout, "Who approved production database changes last month?", "timeline of one change", "ingest meanwhile")
+	// Every record offered in the 2 s at 50/s is awaited and counted; the
+	// line's shape is what scripts/soak.sh reads.
+	m := regexp.MustCompile(`(?m)^ingest meanwhile: (\d+) records acknowledged \((\d+)/s, target 50/s\).*, 0 errors$`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no ingest line in the shape scripts/soak.sh reads:\n%s", r.stdout)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 90 {
+		t.Errorf("%s records acknowledged at 50/s for 2 s, want about 100:\n%s", m[1], r.stdout)
+	}
 }

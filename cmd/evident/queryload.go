@@ -140,7 +140,11 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	errCount := make([]int64, len(queries))
 	var mu sync.Mutex
 	var firstErr error
-	postCtx := ctx // posts outlive the run's duration, not an interrupt
+	// Posts outlive the run's duration by up to a minute: a record offered
+	// and not acknowledged by then (a server that keeps answering 503) is
+	// an ingest error, not a hang.
+	postCtx, cancelPosts := context.WithTimeout(ctx, *duration+time.Minute)
+	defer cancelPosts()
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
 	var wg sync.WaitGroup
