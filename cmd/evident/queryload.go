@@ -248,25 +248,13 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		l := lat[i]
 		slices.Sort(l)
 		total += len(l)
-		pct := func(p float64) time.Duration {
-			if len(l) == 0 {
-				return 0
-			}
-			return l[min(len(l)-1, int(float64(len(l))*p))]
-		}
-		fmt.Fprintf(stdout, "%-58s %7d %8s %8s %8s %8s %6d\n", trunc(q.name, 58), len(l), ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(pct(1)), errCount[i])
+		fmt.Fprintf(stdout, "%-58s %7d %8s %8s %8s %8s %6d\n", trunc(q.name, 58), len(l), ms(pct(l, 50)), ms(pct(l, 95)), ms(pct(l, 99)), ms(pct(l, 100)), errCount[i])
 	}
 	fmt.Fprintf(stdout, "%d queries in %s (%.0f/s) by %d clients\n", total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), *clients)
 	if *ingestRate > 0 {
 		slices.Sort(acks)
-		at := func(p float64) time.Duration {
-			if len(acks) == 0 {
-				return 0
-			}
-			return acks[min(len(acks)-1, int(float64(len(acks))*p))]
-		}
 		fmt.Fprintf(stdout, "ingest meanwhile: %d records acknowledged (%.0f/s, target %d/s), ack p50 %s p99 %s max %s; %d not offered (all posters waiting), %d errors\n",
-			ingested.Load(), float64(ingested.Load())/elapsed.Seconds(), *ingestRate, ms(at(0.5)), ms(at(0.99)), ms(at(1)), behind.Load(), ingestErrs.Load())
+			ingested.Load(), float64(ingested.Load())/elapsed.Seconds(), *ingestRate, ms(pct(acks, 50)), ms(pct(acks, 99)), ms(pct(acks, 100)), behind.Load(), ingestErrs.Load())
 	}
 	if firstErr != nil {
 		return fmt.Errorf("query errors (first: %w)", firstErr)
