@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -40,7 +41,7 @@ func openIndex(opts badger.Options, dir string) (*badger.DB, error) {
 	if err := notInUse(index); err != nil {
 		return nil, fmt.Errorf("open ledger storage in %s (is a server running on it?): %w", dir, err)
 	}
-	if err := checkTables(index); err != nil {
+	if err := checkTables(index, opts); err != nil {
 		return nil, err
 	}
 	db, err := badger.Open(opts)
@@ -80,26 +81,51 @@ func notInUse(dir string) error {
 const damageHint = " (the index files failed a checksum or format check; the entries in the segment files are not affected by this: " +
 	"keep a copy of the data directory, check the disk, and restore the index from a backup or rebuild the data directory from an export)"
 
-// checkTables reads every block of every Badger table (.sst) in dir and
-// checks its checksum, naming the first damaged file. Tables are written
-// Snappy-compressed (badgerOptions); older ones were ZSTD-compressed, and one
-// that reads as neither is tried uncompressed.
-func checkTables(dir string) error {
-	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+// checkTables reads every block of every Badger table (.sst) the index's
+// manifest lists, with the compression the manifest records for it (tables
+// are written Snappy-compressed, older ones ZSTD), and checks its checksum,
+// naming the first damaged file. A table file the manifest does not list is
+// one a crash left half-written before Badger recorded it; Badger deletes
+// such files at open, so they are not damage.
+func checkTables(dir string, opts badger.Options) error {
+	tables, err := manifestTables(dir, opts)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: the index manifest in %s: %v%s", ErrDamaged, dir, err, damageHint)
 	}
-	for _, path := range paths {
-		err := checkTable(path, options.Snappy)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			continue
+	ids := make([]uint64, 0, len(tables))
+	for id := range tables {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		path := table.NewFilename(id, dir)
+		if err := checkTable(path, tables[id].Compression); err != nil {
+			return fmt.Errorf("%w: index table %s: %v%s", ErrDamaged, path, err, damageHint)
 		}
-		if checkTable(path, options.ZSTD) == nil || checkTable(path, options.None) == nil {
-			continue
-		}
-		return fmt.Errorf("%w: index table %s: %v%s", ErrDamaged, path, err, damageHint)
 	}
 	return nil
+}
+
+// manifestTables replays Badger's MANIFEST in dir. A directory without one
+// is a new index, unless it holds tables: Badger would start a new manifest
+// and delete them.
+func manifestTables(dir string, opts badger.Options) (map[uint64]badger.TableManifest, error) {
+	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
+	if errors.Is(err, os.ErrNotExist) {
+		if orphans, _ := filepath.Glob(filepath.Join(dir, "*.sst")); len(orphans) > 0 {
+			return nil, fmt.Errorf("%s is missing but %d table files are there", badger.ManifestFilename, len(orphans))
+		}
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, _, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", badger.ManifestFilename, err)
+	}
+	return m.Tables, nil
 }
 
 // checkTable opens one table read-only and verifies all its blocks. Badger

@@ -29,17 +29,30 @@ func TestDamagedIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	flip := func(file string, offset int64) func(t *testing.T, index string) {
+		return func(t *testing.T, index string) { flipFile(t, filepath.Join(index, file), offset) }
+	}
+	table := filepath.Base(tables[0])
 	cases := []struct {
 		name   string
-		file   string
-		offset int64
+		damage func(t *testing.T, index string)
 		want   string // what the message names
 	}{
-		{"manifest", "MANIFEST", 12, "manifest has checksum mismatch"},
-		{"table data block", filepath.Base(tables[0]), 1000, filepath.Base(tables[0])},
-		{"table middle", filepath.Base(tables[0]), st.Size() / 2, filepath.Base(tables[0])},
-		{"table index", filepath.Base(tables[0]), st.Size() - 200, filepath.Base(tables[0])},
-		{"value log header", filepath.Base(vlogs[0]), 4, filepath.Base(vlogs[0])},
+		{"manifest", flip("MANIFEST", 12), "manifest has checksum mismatch"},
+		{"table data block", flip(table, 1000), table},
+		{"table middle", flip(table, st.Size()/2), table},
+		{"table index", flip(table, st.Size()-200), table},
+		{"value log header", flip(filepath.Base(vlogs[0]), 4), filepath.Base(vlogs[0])},
+		{"table emptied", func(t *testing.T, index string) {
+			if err := os.Truncate(filepath.Join(index, table), 0); err != nil {
+				t.Fatal(err)
+			}
+		}, table},
+		{"manifest gone", func(t *testing.T, index string) {
+			if err := os.Remove(filepath.Join(index, "MANIFEST")); err != nil {
+				t.Fatal(err)
+			}
+		}, "MANIFEST is missing"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,7 +60,7 @@ func TestDamagedIndex(t *testing.T) {
 			if out, err := exec.Command("cp", "-a", data, dir).CombinedOutput(); err != nil {
 				t.Fatalf("cp: %v: %s", err, out)
 			}
-			flipFile(t, filepath.Join(dir, "ledger", "index", c.file), c.offset)
+			c.damage(t, filepath.Join(dir, "ledger", "index"))
 			r := evidentFails(t, work, 1, "verify", "--data", dir)
 			mustContain(t, "verify of a damaged index", r.stderr, "verify FAILED: ledger storage damaged", c.want)
 			_, err := tryServe(t, work, "--listen", "127.0.0.1:0", "--data", dir)
@@ -57,8 +70,21 @@ func TestDamagedIndex(t *testing.T) {
 			mustContain(t, "serve on a damaged index", err.Error(), "ledger storage damaged", c.want)
 		})
 	}
-	// The original, untouched, is fine.
+	// A table file the manifest does not list is what kill -9 leaves when it
+	// lands while Badger writes a table: not damage. Badger deletes it.
+	orphan := filepath.Join(index, "999999.sst")
+	if err := os.WriteFile(orphan, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r := evident(t, work, "verify", "--data", data)
+	mustContain(t, "verify with a half-written table", r.stdout, "OK: 401 entries")
+	startServe(t, work, "--listen", "127.0.0.1:0", "--data", data).stop()
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the half-written table is still there after a start: %v", err)
+	}
+
+	// The original, untouched, is fine.
+	r = evident(t, work, "verify", "--data", data)
 	mustContain(t, "verify of the undamaged directory", r.stdout, "OK: 401 entries")
 	startServe(t, work, "--listen", "127.0.0.1:0", "--data", data).stop()
 }
