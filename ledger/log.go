@@ -225,6 +225,7 @@ type Log struct {
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
+	reads   readGate      // Close waits for the reads in flight
 	fatal   error         // set by the sequencer before it exits
 }
 
@@ -337,14 +338,14 @@ func (l *Log) load() error {
 		return err
 	}
 	l.open = l.filling.c.clone()
-	return l.db.View(func(txn *badger.Txn) (err error) {
+	return l.read(func(txn *badger.Txn) (err error) {
 		l.upper, err = loadUpperHashes(txn, l.published.size)
 		return err
 	})
 }
 
 func (l *Log) readHead() error {
-	return l.db.View(func(txn *badger.Txn) error {
+	return l.read(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyHead))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -384,7 +385,17 @@ func (l *Log) Close() error {
 		close(l.stop)
 	}
 	<-l.stopped
+	l.reads.close()
 	return errors.Join(l.segs.close(), l.db.Close())
+}
+
+// read runs f in a read transaction of the index, unless the log is closed.
+func (l *Log) read(f func(txn *badger.Txn) error) error {
+	if err := l.reads.enter(); err != nil {
+		return err
+	}
+	defer l.reads.leave()
+	return l.db.View(f)
 }
 
 // Size is the number of durable entries.
@@ -457,7 +468,7 @@ func (l *Log) Leaf(ctx context.Context, index uint64) ([]byte, error) {
 		return nil, fmt.Errorf("entry %d: %w", index, ErrNotFound)
 	}
 	var leaf []byte
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.read(func(txn *badger.Txn) error {
 		var err error
 		leaf, err = readLeaf(txn, l.segs, index)
 		return err
@@ -530,7 +541,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][32]byt
 		return nil, fmt.Errorf("inclusion of %d in tree of size %d (log size %d): %w", index, size, l.Size(), ErrNotFound)
 	}
 	var proof tlog.RecordProof
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.read(func(txn *badger.Txn) error {
 		var err error
 		proof, err = tlog.ProveRecord(int64(size), int64(index), hashReader{txn, l.upper})
 		return err
@@ -544,7 +555,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][32]byte
 		return nil, fmt.Errorf("consistency of %d with %d (log size %d): %w", from, to, l.Size(), ErrNotFound)
 	}
 	var proof tlog.TreeProof
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.read(func(txn *badger.Txn) error {
 		var err error
 		proof, err = tlog.ProveTree(int64(to), int64(from), hashReader{txn, l.upper})
 		return err
@@ -558,7 +569,7 @@ func (l *Log) RootHash(ctx context.Context, size uint64) ([32]byte, error) {
 		return [32]byte{}, fmt.Errorf("tree of size %d (log size %d): %w", size, l.Size(), ErrNotFound)
 	}
 	var root tlog.Hash
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.read(func(txn *badger.Txn) error {
 		var err error
 		root, err = tlog.TreeHash(int64(size), hashReader{txn, l.upper})
 		return err
@@ -581,7 +592,7 @@ func (l *Log) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 		}
 	}
 	var out []tlog.Hash
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.read(func(txn *badger.Txn) error {
 		var err error
 		out, err = hashReader{txn, l.upper}.ReadHashes(indexes)
 		return err

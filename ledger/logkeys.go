@@ -220,7 +220,7 @@ func (l *Log) Rotations(ctx context.Context) ([]Rotation, error) {
 func (l *Log) checkpointAfter(index uint64) (uint64, []byte, error) {
 	var size uint64
 	var cp []byte
-	err := l.db.View(func(txn *badger.Txn) error {
+	err := l.read(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte{prefixCheckpoint}
 		it := txn.NewIterator(opts)

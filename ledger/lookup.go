@@ -35,10 +35,13 @@ func (l *Log) Lookup(ctx context.Context, q Query) ([]uint64, error) {
 	// Only acknowledged entries: a batch's index terms are committed to
 	// Badger just before the batch is published, and an index beyond the
 	// published size would not be readable yet (Leaf: not found).
-	v := l.view()
+	v, err := l.view()
+	if err != nil {
+		return nil, err
+	}
 	defer v.discard()
 	var out []uint64
-	err := v.walk(ctx, termPrefix(q.Name, q.Value), q.Name, seek, false, func(pos []byte) (bool, error) {
+	err = v.walk(ctx, termPrefix(q.Name, q.Value), q.Name, seek, false, func(pos []byte) (bool, error) {
 		if !q.To.IsZero() && binary.BigEndian.Uint64(pos) >= uint64(q.To.UnixNano()) {
 			return false, nil
 		}

@@ -283,14 +283,20 @@ type cachedChunk struct {
 	value []byte // nil: no entry of the chunk has the term
 }
 
-// view opens a view; Discard it when done.
-func (l *Log) view() *view {
+// view opens a view, unless the log is closed; discard it when done.
+func (l *Log) view() (*view, error) {
+	if err := l.reads.enter(); err != nil {
+		return nil, err
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return &view{l: l, txn: l.db.NewTransaction(false), size: l.published.size, open: l.open, tags: l.tags}
+	return &view{l: l, txn: l.db.NewTransaction(false), size: l.published.size, open: l.open, tags: l.tags}, nil
 }
 
-func (v *view) discard() { v.txn.Discard() }
+func (v *view) discard() {
+	v.txn.Discard()
+	v.l.reads.leave()
+}
 
 // openPostings returns the open chunk's offsets of a term. The committer
 // only appends to them, beyond what a view's size lets it read.

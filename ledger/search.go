@@ -132,7 +132,10 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 		binary.BigEndian.PutUint64(seek[:], at)
 		binary.BigEndian.PutUint64(seek[8:], math.MaxUint64)
 	}
-	v := l.view()
+	v, err := l.view()
+	if err != nil {
+		return res, err
+	}
 	defer v.discard()
 	walked := 0
 	var last []byte

@@ -20,13 +20,26 @@ import (
 // Snapshot is a consistent read-only view of the log: its entries,
 // checkpoints and indexes as of one moment. Close it when done.
 type Snapshot struct {
-	txn  *badger.Txn
-	segs *segments
-	size uint64
+	txn     *badger.Txn
+	segs    *segments
+	size    uint64
+	release func() // after Close; nil for a Store's
 }
 
-// Snapshot opens a consistent view of the durable log.
-func (l *Log) Snapshot() (*Snapshot, error) { return newSnapshot(l.db, l.segs) }
+// Snapshot opens a consistent view of the durable log, unless the log is
+// closed. The log's Close waits for it to be closed.
+func (l *Log) Snapshot() (*Snapshot, error) {
+	if err := l.reads.enter(); err != nil {
+		return nil, err
+	}
+	s, err := newSnapshot(l.db, l.segs)
+	if err != nil {
+		l.reads.leave()
+		return nil, err
+	}
+	s.release = l.reads.leave
+	return s, nil
+}
 
 // Store is a log's storage opened without a sequencer, for the offline tools
 // (verify, export) on a stopped server's data directory. Opening replays
@@ -91,7 +104,13 @@ func newSnapshot(db *badger.DB, segs *segments) (*Snapshot, error) {
 }
 
 // Close releases the snapshot.
-func (s *Snapshot) Close() { s.txn.Discard() }
+func (s *Snapshot) Close() {
+	s.txn.Discard()
+	if s.release != nil {
+		s.release()
+		s.release = nil
+	}
+}
 
 // Size is the number of entries in the snapshot.
 func (s *Snapshot) Size() uint64 { return s.size }

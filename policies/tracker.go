@@ -94,6 +94,9 @@ func (t *Tracker) run(ctx context.Context) error {
 		}
 		for i := done; i < size; i++ {
 			e, err := t.log.Entry(ctx, i)
+			if errors.Is(err, ledger.ErrClosed) {
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("completeness tracker: entry %d: %w", i, err)
 			}

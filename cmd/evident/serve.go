@@ -520,8 +520,8 @@ func (s *server) wait(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		err := s.metrics.Tail(gctx)
-		// Once shutdown has begun the log is closed under the tail, which
-		// then fails in whatever read it was doing (Badger's "DB Closed").
+		// Once shutdown has begun the log is closed under the tail, whose
+		// next read fails with ledger.ErrClosed.
 		if !errors.Is(err, context.Canceled) && !errors.Is(err, ledger.ErrClosed) && gctx.Err() == nil {
 			// A damaged entry stops the metrics, not the server: auditors
 			// still need its proofs and export to find the damage.
