@@ -6,6 +6,7 @@
 # inclusion against the pinned log key, stops the server, and verifies the
 # whole log offline.
 set -euo pipefail
+source "$(dirname "$0")/toolchain.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 pid=

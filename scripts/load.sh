@@ -19,6 +19,7 @@
 # clients for S seconds while ingesting 2,000 records/s (evident query-load).
 # EVIDENT_LOAD_POLICIES=false measures with the policies off (the default is on, as in serve).
 set -euo pipefail
+source "$(dirname "$0")/toolchain.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 records=${1:-200000}
 proofs=${2:-20000}

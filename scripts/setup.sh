@@ -8,6 +8,7 @@
 # pins its version and calls the helpers below, which skip a tool already
 # installed at that version.
 set -euo pipefail
+source "$(dirname "$0")/toolchain.sh"
 
 cache="${EVIDENT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/evident-tools}"
 bin="$cache/bin"
@@ -22,10 +23,13 @@ mark_installed() { # name version
 }
 
 install_go_tool() { # name module version
-  local name=$1 module=$2 version=$3
+  local name=$1 module=$2
+  # Built by the project's Go: staticcheck, for one, only reads code of a Go
+  # release no newer than its own.
+  local version="$3 $GOTOOLCHAIN"
   installed "$name" "$version" && return
   echo "setup: installing $name $version" >&2
-  GOBIN="$bin" go install "$module@$version" >&2
+  GOBIN="$bin" go install "$module@$3" >&2
   mark_installed "$name" "$version"
 }
 

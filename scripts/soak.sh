@@ -12,6 +12,7 @@
 # EVIDENT_SOAK_SAMPLE=S samples memory every S seconds (default 30).
 # EVIDENT_SOAK_KEEP=DIR keeps the data directory there.
 set -euo pipefail
+source "$(dirname "$0")/toolchain.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 minutes=${1:-30}
 rate=${2:-2000}

@@ -4,6 +4,7 @@
 # against real components (Badger, real processes, real HTTP on 127.0.0.1).
 # Tools are installed by scripts/setup.sh into the user cache.
 set -euo pipefail
+source "$(dirname "$0")/toolchain.sh"
 cd "$(dirname "$0")/.."
 
 bin=$(scripts/setup.sh)
@@ -23,6 +24,10 @@ go vet ./...
 
 echo "== staticcheck"
 staticcheck ./...
+
+echo "== govulncheck"
+# The database setup.sh built, beside its bin directory: no network needed.
+govulncheck -db "file://$(dirname "$bin")/vulndb" ./...
 
 echo "== race detector (short mode)"
 go test -race -short -count=1 ./ledger/ ./ingest/ ./verifier/ ./policies/ ./tiles/
