@@ -43,6 +43,7 @@ type logFixture struct {
 	trust  verifier.TrustConfig
 	clock  atomic.Int64
 	log    *ledger.Log
+	snaps  []*ledger.Snapshot // of log, closed before it (Close waits for them)
 }
 
 // newLogFixture makes the keys (deterministic, so fuzz workers agree) and an
@@ -96,6 +97,10 @@ func (f *logFixture) open() {
 
 func (f *logFixture) close() {
 	f.t.Helper()
+	for _, s := range f.snaps {
+		s.Close()
+	}
+	f.snaps = nil
 	if err := f.log.Close(); err != nil {
 		f.t.Fatalf("close log: %v", err)
 	}
@@ -192,13 +197,15 @@ func (f *logFixture) opts(signatures bool) verifier.CheckOptions {
 	return verifier.CheckOptions{Origin: testOrigin, LogKey: f.vkey, Signatures: signatures, Workers: 2}
 }
 
-// snapshot returns a snapshot closed at the end of the test.
+// snapshot returns a snapshot closed with the log, or at the end of the
+// test.
 func (f *logFixture) snapshot() *ledger.Snapshot {
 	f.t.Helper()
 	s, err := f.log.Snapshot()
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.snaps = append(f.snaps, s)
 	f.t.Cleanup(s.Close)
 	return s
 }

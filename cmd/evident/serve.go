@@ -534,6 +534,12 @@ func (s *server) wait(ctx context.Context) error {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.http.Shutdown(shutdownCtx)
+		if err != nil {
+			// Requests still running (a long export) lose their
+			// connections, so they end and release their snapshots: the
+			// log's Close waits for those.
+			err = errors.Join(err, s.http.Close())
+		}
 		return errors.Join(err, s.access.Close(), s.log.Close())
 	})
 	err := g.Wait()
