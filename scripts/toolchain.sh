@@ -1,7 +1,7 @@
-# Sourced by the other scripts: the go command runs the Go release go.mod
-# names. A machine's own Go (with GOTOOLCHAIN=local) does not switch on
-# go.mod's line by itself; with GOTOOLCHAIN set, the go command fetches that
-# release from the module proxy once (about 10 seconds) and caches it.
-# Go 1.27.3 is the release whose standard library govulncheck finds clean.
-GOTOOLCHAIN="go$(sed -n 's/^go //p' "$(dirname "${BASH_SOURCE[0]}")/../go.mod")"
+# Sourced by the other scripts: the go command runs the Go release go.mod's
+# toolchain line names, the one whose standard library govulncheck finds
+# clean. A Go set to GOTOOLCHAIN=local (as some machines are) ignores that
+# line; with GOTOOLCHAIN set, the go command fetches the release from the
+# module proxy once (a few seconds) and caches it.
+GOTOOLCHAIN="$(sed -n 's/^toolchain //p' "$(dirname "${BASH_SOURCE[0]}")/../go.mod")"
 export GOTOOLCHAIN
