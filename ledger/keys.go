@@ -82,13 +82,19 @@ const maxResourceTerms = 64
 // indexes. Terms are unique: the same posting is never listed twice.
 func TermsFor(st *evidence.Statement, meta evidence.EntryMeta) []Term {
 	p := st.Predicate
-	terms := make([]Term, 0, 16)
-	seen := make(map[[2]string]bool, 16)
+	terms := make([]Term, 0, 24)
 	add := func(name, value string, at time.Time) {
-		if value == "" || seen[[2]string{name, value}] || !validTerm(Term{Name: name, Value: value}) {
+		if value == "" || !validTerm(Term{Name: name, Value: value}) {
 			return
 		}
-		seen[[2]string{name, value}] = true
+		// A linear scan: a record has a few dozen terms at most
+		// (maxResourceTerms bounds the many), and a map per record cost
+		// more than the scan.
+		for _, t := range terms {
+			if t.Value == value && t.Name == name {
+				return
+			}
+		}
 		terms = append(terms, Term{Name: name, Value: value, At: at})
 	}
 	add(TermChange, p.ChangeID, time.Time{})

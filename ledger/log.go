@@ -222,6 +222,9 @@ type Log struct {
 	// filling is the chunk of postings as far as the sequencer has
 	// prepared; only the sequencer goroutine (and load, before it) uses it.
 	filling *filling
+	// digests holds every record digest prepared, for a writer's dedupe
+	// (nil on a follower); only the sequencer goroutine uses it.
+	digests *digestFilter
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -268,6 +271,11 @@ func Open(cfg Config) (*Log, error) {
 	}
 	if err := l.load(); err != nil {
 		return nil, errors.Join(err, db.Close(), segs.close())
+	}
+	if cfg.Signer != nil {
+		if l.digests, err = loadDigestFilter(db); err != nil {
+			return nil, errors.Join(err, db.Close(), segs.close())
+		}
 	}
 	keys, err := l.loadKeys(context.Background())
 	if err != nil {

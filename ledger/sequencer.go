@@ -434,18 +434,23 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 			p.receipts[i] = r
 			continue
 		}
-		dup, err := l.existing(txn, pd.rec.Digest)
-		if err != nil {
-			return nil, err
-		}
-		if dup != nil {
-			p.receipts[i] = *dup
-			continue
+		if l.digests.mayContain(pd.rec.Digest) {
+			dup, err := l.existing(txn, pd.rec.Digest)
+			if err != nil {
+				return nil, err
+			}
+			if dup != nil {
+				p.receipts[i] = *dup
+				continue
+			}
 		}
 		r, err := l.appendEntry(txn, p, &state, tree, pd.rec, now)
 		if err != nil {
 			return nil, err
 		}
+		// Added before the batch is durable: if its commit fails, the
+		// digest is a false positive, which only costs a lookup.
+		l.digests.add(pd.rec.Digest)
 		r.ReceivedAt = now
 		p.receipts[i] = r
 		fl.receipts[pd.rec.Digest] = r
