@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
@@ -15,15 +16,34 @@ import (
 // never read tree hashes from storage. Not safe for concurrent use.
 type frontier map[int64]tlog.Hash
 
-// loadFrontier reads the frontier of a tree of size n from storage.
-func loadFrontier(txn *badger.Txn, n uint64) (frontier, error) {
+// loadFrontier reads the frontier of a tree of size n from storage: its
+// hashes below minStoredLevel from the head when it is the head of a tree of
+// that size, as it is for the durable head.
+func loadFrontier(txn *badger.Txn, segs *segments, n uint64) (frontier, error) {
 	f := frontier{}
+	var low map[int64]tlog.Hash
+	if item, err := txn.Get([]byte(keyHead)); err == nil {
+		if err := item.Value(func(b []byte) error {
+			if h, err := decodeHead(b); err == nil && h.size == n {
+				low, _ = headFrontier(b, n)
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("load tree frontier: %w", err)
+		}
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("load tree frontier: %w", err)
+	}
 	for level := range bits.Len64(n) {
 		if n&(1<<level) == 0 {
 			continue
 		}
 		idx := tlog.StoredHashIndex(level, int64(n>>level)-1)
-		h, err := hashReader{txn: txn}.ReadHashes([]int64{idx})
+		if h, ok := low[idx]; ok {
+			f[idx] = h
+			continue
+		}
+		h, err := hashReader{txn: txn, segs: segs}.ReadHashes([]int64{idx})
 		if err != nil {
 			return nil, fmt.Errorf("load tree frontier: %w", err)
 		}
@@ -60,6 +80,13 @@ func (f frontier) add(n int64, stored []tlog.Hash) {
 	}
 }
 
+// minStoredLevel is the lowest tree level whose hashes Badger holds. A leaf
+// hash, or the hash of a pair of leaves, is recomputed from at most two
+// leaves when a proof needs it (one of each per proof); storing them was
+// three of every four stored hashes, and a quarter of the index's keys.
+// Logs written before keep theirs; nothing reads them.
+const minStoredLevel = 2
+
 // cachedLevel is the lowest tree level kept in memory for proofs: a node at
 // level 8 or above covers 256 entries, so the cache holds about 2/256 of a
 // hash per entry (256 KiB for a million entries) and a proof reads only its
@@ -73,12 +100,12 @@ type upperHashes struct {
 	m  map[int64]tlog.Hash
 }
 
-func loadUpperHashes(txn *badger.Txn, size uint64) (*upperHashes, error) {
+func loadUpperHashes(txn *badger.Txn, segs *segments, size uint64) (*upperHashes, error) {
 	u := &upperHashes{m: map[int64]tlog.Hash{}}
 	for level := cachedLevel; size>>level > 0; level++ {
 		for n := range int64(size >> level) {
 			idx := tlog.StoredHashIndex(level, n)
-			h, err := hashReader{txn: txn}.ReadHashes([]int64{idx})
+			h, err := hashReader{txn: txn, segs: segs}.ReadHashes([]int64{idx})
 			if err != nil {
 				return nil, fmt.Errorf("load cached tree hashes: %w", err)
 			}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"path/filepath"
 	"sync"
 	"time"
@@ -148,18 +149,46 @@ type head struct {
 
 const headLen = 8 + sha256.Size + 8 + 8
 
-func (h head) encode() []byte {
-	b := make([]byte, 0, headLen)
+// encode writes the head and, after it, the tree's frontier hashes below
+// minStoredLevel (one per low bit set in size): they are not stored
+// anywhere else, and opening the log must not depend on reading its last
+// leaves (loadFrontier).
+func (h head) encode(tree frontier) []byte {
+	b := make([]byte, 0, headLen+minStoredLevel*tlog.HashSize)
 	b = binary.BigEndian.AppendUint64(b, h.size)
 	b = append(b, h.lastHash[:]...)
 	b = binary.BigEndian.AppendUint64(b, h.checkpointSize)
-	return binary.BigEndian.AppendUint64(b, h.offset)
+	b = binary.BigEndian.AppendUint64(b, h.offset)
+	for level := range minStoredLevel {
+		if h.size&(1<<level) != 0 {
+			fh := tree[tlog.StoredHashIndex(level, int64(h.size>>level)-1)]
+			b = append(b, fh[:]...)
+		}
+	}
+	return b
+}
+
+// headFrontier returns the low frontier hashes an encoded head carries, by
+// stored hash index; ok is false for a head written before they were.
+func headFrontier(b []byte, size uint64) (low map[int64]tlog.Hash, ok bool) {
+	if len(b) != headLen+bits.OnesCount64(size&(1<<minStoredLevel-1))*tlog.HashSize {
+		return nil, false
+	}
+	low = map[int64]tlog.Hash{}
+	rest := b[headLen:]
+	for level := range minStoredLevel {
+		if size&(1<<level) != 0 {
+			low[tlog.StoredHashIndex(level, int64(size>>level)-1)] = tlog.Hash(rest[:tlog.HashSize])
+			rest = rest[tlog.HashSize:]
+		}
+	}
+	return low, true
 }
 
 func decodeHead(b []byte) (head, error) {
 	var h head
-	if len(b) != headLen {
-		return h, fmt.Errorf("head record has %d bytes, want %d", len(b), headLen)
+	if len(b) < headLen || len(b) > headLen+minStoredLevel*tlog.HashSize {
+		return h, fmt.Errorf("head record has %d bytes, want %d to %d", len(b), headLen, headLen+minStoredLevel*tlog.HashSize)
 	}
 	h.size = binary.BigEndian.Uint64(b)
 	copy(h.lastHash[:], b[8:])
@@ -347,7 +376,7 @@ func (l *Log) load() error {
 	}
 	l.open = l.filling.c.clone()
 	return l.read(func(txn *badger.Txn) (err error) {
-		l.upper, err = loadUpperHashes(txn, l.published.size)
+		l.upper, err = loadUpperHashes(txn, l.segs, l.published.size)
 		return err
 	})
 }
@@ -510,20 +539,31 @@ func locate(txn *badger.Txn, index uint64) (location, error) {
 }
 
 // hashReader reads stored tree hashes inside one read transaction, the upper
-// levels from the in-memory cache when there is one.
+// levels from the in-memory cache when there is one, and the levels below
+// minStoredLevel from the leaves they cover.
 type hashReader struct {
 	txn   *badger.Txn
+	segs  *segments
 	upper *upperHashes
 }
 
 func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
+	var low lowLeaves
 	for i, idx := range indexes {
 		if r.upper != nil {
 			if h, ok := r.upper.get(idx); ok {
 				out[i] = h
 				continue
 			}
+		}
+		if level, n := tlog.SplitStoredHashIndex(idx); level < minStoredLevel {
+			h, err := low.node(r, level, n)
+			if err != nil {
+				return nil, fmt.Errorf("tree hash (level %d, node %d): %w", level, n, err)
+			}
+			out[i] = h
+			continue
 		}
 		item, err := r.txn.Get(u64Key(prefixHash, uint64(idx)))
 		if err != nil {
@@ -542,6 +582,65 @@ func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
+// lowLeaves holds the leaves of one aligned group of 1<<minStoredLevel
+// entries. A proof asks for the two hashes below minStoredLevel on its path
+// together, and both lie in the group of the proved entry: one read of the
+// group answers both (and the proved entry's own leaf is never hashed).
+type lowLeaves struct {
+	first  int64 // index of leaves[0]
+	leaves [][]byte
+	hashes []*tlog.Hash // computed when first needed
+}
+
+// node returns the tree hash (level, n), level < minStoredLevel, from the
+// leaves it covers.
+func (c *lowLeaves) node(r hashReader, level int, n int64) (tlog.Hash, error) {
+	first, width := n<<level, int64(1)<<level
+	if first < c.first || first+width > c.first+int64(len(c.leaves)) {
+		group := first >> minStoredLevel << minStoredLevel
+		if err := c.read(r, group, 1<<minStoredLevel); errors.Is(err, badger.ErrKeyNotFound) {
+			err = c.read(r, first, width) // the group runs past the end of the log
+			if err != nil {
+				return tlog.Hash{}, err
+			}
+		} else if err != nil {
+			return tlog.Hash{}, err
+		}
+	}
+	var hs [1 << minStoredLevel]tlog.Hash
+	for k := range width {
+		i := first - c.first + k
+		if c.hashes[i] == nil {
+			h := tlog.RecordHash(c.leaves[i])
+			c.hashes[i] = &h
+		}
+		hs[k] = *c.hashes[i]
+	}
+	for ; width > 1; width /= 2 {
+		for k := range width / 2 {
+			hs[k] = tlog.NodeHash(hs[2*k], hs[2*k+1])
+		}
+	}
+	return hs[0], nil
+}
+
+func (c *lowLeaves) read(r hashReader, first, n int64) error {
+	from, err := locate(r.txn, uint64(first))
+	if err != nil {
+		return err
+	}
+	to, err := locate(r.txn, uint64(first+n-1))
+	if err != nil {
+		return err
+	}
+	leaves, err := r.segs.readRun(uint64(first), int(n), from, to)
+	if err != nil {
+		return err
+	}
+	c.first, c.leaves, c.hashes = first, leaves, make([]*tlog.Hash, n)
+	return nil
+}
+
 // InclusionProof proves the entry at index is in the tree of the given size,
 // as an RFC 6962 audit path.
 func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][32]byte, error) {
@@ -551,7 +650,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([][32]byt
 	var proof tlog.RecordProof
 	err := l.read(func(txn *badger.Txn) error {
 		var err error
-		proof, err = tlog.ProveRecord(int64(size), int64(index), hashReader{txn, l.upper})
+		proof, err = tlog.ProveRecord(int64(size), int64(index), hashReader{txn, l.segs, l.upper})
 		return err
 	})
 	return hashes(proof), err
@@ -565,7 +664,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][32]byte
 	var proof tlog.TreeProof
 	err := l.read(func(txn *badger.Txn) error {
 		var err error
-		proof, err = tlog.ProveTree(int64(to), int64(from), hashReader{txn, l.upper})
+		proof, err = tlog.ProveTree(int64(to), int64(from), hashReader{txn, l.segs, l.upper})
 		return err
 	})
 	return hashes(proof), err
@@ -579,7 +678,7 @@ func (l *Log) RootHash(ctx context.Context, size uint64) ([32]byte, error) {
 	var root tlog.Hash
 	err := l.read(func(txn *badger.Txn) error {
 		var err error
-		root, err = tlog.TreeHash(int64(size), hashReader{txn, l.upper})
+		root, err = tlog.TreeHash(int64(size), hashReader{txn, l.segs, l.upper})
 		return err
 	})
 	return root, err
@@ -602,7 +701,7 @@ func (l *Log) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	var out []tlog.Hash
 	err := l.read(func(txn *badger.Txn) error {
 		var err error
-		out, err = hashReader{txn, l.upper}.ReadHashes(indexes)
+		out, err = hashReader{txn, l.segs, l.upper}.ReadHashes(indexes)
 		return err
 	})
 	return out, err

@@ -31,7 +31,7 @@ func (l *Log) recover() error {
 		for _, c := range sealed {
 			l.tags = append(l.tags, c.tag)
 		}
-		if err := txn.Set([]byte(keyHead), state.encode()); err != nil {
+		if err := txn.Set([]byte(keyHead), state.encode(tree)); err != nil {
 			return err
 		}
 		if err := txn.Commit(); err != nil {

@@ -338,7 +338,7 @@ func (l *Log) durable() head {
 func (l *Log) frontierAt(size uint64) (frontier, error) {
 	txn := l.db.NewTransaction(false)
 	defer txn.Discard()
-	return loadFrontier(txn, size)
+	return loadFrontier(txn, l.segs, size)
 }
 
 // stopWith records a fatal error: the sequencer cannot go on.
@@ -483,7 +483,7 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 		answer(batch, p.receipts, nil)
 		return p, nil
 	}
-	if err := txn.Set([]byte(keyHead), state.encode()); err != nil {
+	if err := txn.Set([]byte(keyHead), state.encode(tree)); err != nil {
 		return nil, err
 	}
 	fl.batches = append(fl.batches, inflightBatch{end: state.size, digests: digests})
@@ -684,8 +684,8 @@ func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, dige
 		return Receipt{}, nil, fmt.Errorf("tree hashes for entry %d: %w", index, err)
 	}
 	base := tlog.StoredHashIndex(0, int64(index))
-	for k, h := range stored {
-		if err := txn.Set(u64Key(prefixHash, uint64(base+int64(k))), h[:]); err != nil {
+	for k := minStoredLevel; k < len(stored); k++ { // stored[k] is at level k
+		if err := txn.Set(u64Key(prefixHash, uint64(base+int64(k))), stored[k][:]); err != nil {
 			return Receipt{}, nil, err
 		}
 	}
