@@ -81,10 +81,12 @@ func (f frontier) add(n int64, stored []tlog.Hash) {
 }
 
 // minStoredLevel is the lowest tree level whose hashes Badger holds. A leaf
-// hash, or the hash of a pair of leaves, is recomputed from at most two
-// leaves when a proof needs it (one of each per proof); storing them was
-// three of every four stored hashes, and a quarter of the index's keys.
-// Logs written before keep theirs; nothing reads them.
+// hash, or the hash of a pair of leaves, is recomputed when a proof needs it
+// (one of each per proof, both from one read of the proved entry's group of
+// four leaves: lowLeaves); storing them was three of every four stored
+// hashes, and a quarter of the index's keys. The few on the tree's right
+// edge are in the head record (head.encode). Logs written before keep
+// theirs; only verification reads them.
 const minStoredLevel = 2
 
 // cachedLevel is the lowest tree level kept in memory for proofs: a node at
