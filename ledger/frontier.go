@@ -80,13 +80,13 @@ func (f frontier) add(n int64, stored []tlog.Hash) {
 	}
 }
 
-// minStoredLevel is the lowest tree level whose hashes are stored as tree
-// hashes. Level 0, the leaf hashes, is kept in each entry's location (a
-// proof reads its neighbours' locations, one index block), and a level-1
-// hash is recomputed from two of them (hashReader.lowHash); as tree hashes
-// they were three of every four, and a quarter of the index's keys. The few
-// on the tree's right edge are in the head record (head.encode). Logs
-// written before keep their low tree hashes; only verification reads them.
+// minStoredLevel is the lowest tree level whose hashes Badger holds. A leaf
+// hash, or the hash of a pair of leaves, is recomputed when a proof needs it
+// (one of each per proof, both from one read of the proved entry's group of
+// four leaves: lowLeaves); storing them was three of every four stored
+// hashes, and a quarter of the index's keys. The few on the tree's right
+// edge are in the head record (head.encode). Logs written before keep
+// theirs; only verification reads them.
 const minStoredLevel = 2
 
 // cachedLevel is the lowest tree level kept in memory for proofs: a node at

@@ -197,31 +197,21 @@ func decodeHead(b []byte) (head, error) {
 	return h, nil
 }
 
-// location is where an entry's frame is in its segment, and the entry's
-// RFC 6962 leaf hash: the tree's level 0, which is not stored as a tree hash
-// (minStoredLevel). Entries written before carry no hash (hasHash false).
+// location is where an entry's frame is in its segment.
 type location struct {
-	offset   uint64
-	length   uint32 // of the leaf
-	leafHash tlog.Hash
-	hasHash  bool
+	offset uint64
+	length uint32 // of the leaf
 }
 
-const locationLen = 8 + 4 + tlog.HashSize
-
 func (l location) encode() []byte {
-	b := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(make([]byte, 0, locationLen), l.offset), l.length)
-	return append(b, l.leafHash[:]...)
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(make([]byte, 0, 12), l.offset), l.length)
 }
 
 func decodeLocation(b []byte) (location, error) {
-	switch len(b) {
-	case 12:
-		return location{offset: binary.BigEndian.Uint64(b), length: binary.BigEndian.Uint32(b[8:])}, nil
-	case locationLen:
-		return location{offset: binary.BigEndian.Uint64(b), length: binary.BigEndian.Uint32(b[8:]), leafHash: tlog.Hash(b[12:]), hasHash: true}, nil
+	if len(b) != 12 {
+		return location{}, fmt.Errorf("entry location has %d bytes, want 12", len(b))
 	}
-	return location{}, fmt.Errorf("entry location has %d bytes, want %d", len(b), locationLen)
+	return location{offset: binary.BigEndian.Uint64(b), length: binary.BigEndian.Uint32(b[8:])}, nil
 }
 
 // Log is an open log. Its methods are safe for concurrent use.
@@ -559,6 +549,7 @@ type hashReader struct {
 
 func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
+	var low lowLeaves
 	for i, idx := range indexes {
 		if r.upper != nil {
 			if h, ok := r.upper.get(idx); ok {
@@ -567,7 +558,7 @@ func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			}
 		}
 		if level, n := tlog.SplitStoredHashIndex(idx); level < minStoredLevel {
-			h, err := r.lowHash(level, n)
+			h, err := low.node(r, level, n)
 			if err != nil {
 				return nil, fmt.Errorf("tree hash (level %d, node %d): %w", level, n, err)
 			}
@@ -591,27 +582,39 @@ func (r hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	return out, nil
 }
 
-// lowHash computes the tree hash (level, n), level < minStoredLevel, from
-// the leaf hashes of the 1<<level entries it covers, which their locations
-// hold (a proof's three are neighbours: one index block). An entry written
-// before locations held its hash is read and hashed.
-func (r hashReader) lowHash(level int, n int64) (tlog.Hash, error) {
-	var hs [1 << minStoredLevel]tlog.Hash
-	width := int64(1) << level
-	for k := range width {
-		index := uint64(n*width + k)
-		loc, err := locate(r.txn, index)
-		if err != nil {
-			return tlog.Hash{}, err
-		}
-		if !loc.hasHash {
-			leaf, err := r.segs.read(index, loc.offset, loc.length)
+// lowLeaves holds the leaves of one aligned group of 1<<minStoredLevel
+// entries. A proof asks for the two hashes below minStoredLevel on its path
+// together, and both lie in the group of the proved entry: one read of the
+// group answers both (and the proved entry's own leaf is never hashed).
+type lowLeaves struct {
+	first  int64 // index of leaves[0]
+	leaves [][]byte
+	hashes []*tlog.Hash // computed when first needed
+}
+
+// node returns the tree hash (level, n), level < minStoredLevel, from the
+// leaves it covers.
+func (c *lowLeaves) node(r hashReader, level int, n int64) (tlog.Hash, error) {
+	first, width := n<<level, int64(1)<<level
+	if first < c.first || first+width > c.first+int64(len(c.leaves)) {
+		group := first >> minStoredLevel << minStoredLevel
+		if err := c.read(r, group, 1<<minStoredLevel); errors.Is(err, badger.ErrKeyNotFound) {
+			err = c.read(r, first, width) // the group runs past the end of the log
 			if err != nil {
 				return tlog.Hash{}, err
 			}
-			loc.leafHash = tlog.RecordHash(leaf)
+		} else if err != nil {
+			return tlog.Hash{}, err
 		}
-		hs[k] = loc.leafHash
+	}
+	var hs [1 << minStoredLevel]tlog.Hash
+	for k := range width {
+		i := first - c.first + k
+		if c.hashes[i] == nil {
+			h := tlog.RecordHash(c.leaves[i])
+			c.hashes[i] = &h
+		}
+		hs[k] = *c.hashes[i]
 	}
 	for ; width > 1; width /= 2 {
 		for k := range width / 2 {
@@ -619,6 +622,23 @@ func (r hashReader) lowHash(level int, n int64) (tlog.Hash, error) {
 		}
 	}
 	return hs[0], nil
+}
+
+func (c *lowLeaves) read(r hashReader, first, n int64) error {
+	from, err := locate(r.txn, uint64(first))
+	if err != nil {
+		return err
+	}
+	to, err := locate(r.txn, uint64(first+n-1))
+	if err != nil {
+		return err
+	}
+	leaves, err := r.segs.readRun(uint64(first), int(n), from, to)
+	if err != nil {
+		return err
+	}
+	c.first, c.leaves, c.hashes = first, leaves, make([]*tlog.Hash, n)
+	return nil
 }
 
 // InclusionProof proves the entry at index is in the tree of the given size,

@@ -167,6 +167,38 @@ func (s *segments) read(index, offset uint64, length uint32) ([]byte, error) {
 	return leaf, nil
 }
 
+// readRun reads the n consecutive entries from index, whose first and last
+// frames are at first and last in the same segment, with one read.
+func (s *segments) readRun(index uint64, n int, first, last location) ([][]byte, error) {
+	end := last.offset + uint64(last.length) + frameOverhead
+	if n < 1 || segmentOf(index) != segmentOf(index+uint64(n)-1) || end < first.offset || end-first.offset > uint64(n)*(maxLeaf+frameOverhead) {
+		return nil, fmt.Errorf("read entries %d to %d: not one run of a segment", index, index+uint64(n)-1)
+	}
+	buf := make([]byte, end-first.offset)
+	if err := s.readAt(segmentOf(index), buf, int64(first.offset)); err != nil {
+		return nil, fmt.Errorf("read entries %d to %d: %w", index, index+uint64(n)-1, err)
+	}
+	leaves := make([][]byte, n)
+	for k := range leaves {
+		if len(buf) < frameOverhead {
+			return nil, fmt.Errorf("entry %d: truncated frame", index+uint64(k))
+		}
+		size := uint64(binary.BigEndian.Uint32(buf)) + frameOverhead
+		if size > uint64(len(buf)) {
+			return nil, fmt.Errorf("entry %d: frame runs past the entries after it", index+uint64(k))
+		}
+		leaf, err := unframe(buf[:size])
+		if err != nil {
+			return nil, fmt.Errorf("entry %d: %w", index+uint64(k), err)
+		}
+		leaves[k], buf = leaf, buf[size:]
+	}
+	if len(buf) != 0 {
+		return nil, fmt.Errorf("entries %d to %d do not fill their locations", index, index+uint64(n)-1)
+	}
+	return leaves, nil
+}
+
 func unframe(buf []byte) ([]byte, error) {
 	if len(buf) < frameOverhead {
 		return nil, errors.New("truncated frame")

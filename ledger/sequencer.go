@@ -690,7 +690,7 @@ func writeDerived(txn *badger.Txn, state *head, tree frontier, leaf []byte, dige
 		}
 	}
 	tree.add(int64(index), stored)
-	loc := location{offset: state.offset, length: uint32(len(leaf)), leafHash: leafHash}
+	loc := location{offset: state.offset, length: uint32(len(leaf))}
 	if err := txn.Set(u64Key(prefixEntry, index), loc.encode()); err != nil {
 		return Receipt{}, nil, err
 	}
