@@ -159,11 +159,16 @@ func (h head) encode(tree frontier) []byte {
 	b = append(b, h.lastHash[:]...)
 	b = binary.BigEndian.AppendUint64(b, h.checkpointSize)
 	b = binary.BigEndian.AppendUint64(b, h.offset)
+	low := b
 	for level := range minStoredLevel {
-		if h.size&(1<<level) != 0 {
-			fh := tree[tlog.StoredHashIndex(level, int64(h.size>>level)-1)]
-			b = append(b, fh[:]...)
+		if h.size&(1<<level) == 0 {
+			continue
 		}
+		fh, ok := tree[tlog.StoredHashIndex(level, int64(h.size>>level)-1)]
+		if !ok {
+			return low // no frontier to carry: loadFrontier reads the leaves
+		}
+		b = append(b, fh[:]...)
 	}
 	return b
 }

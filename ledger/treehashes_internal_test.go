@@ -63,7 +63,7 @@ func TestLowTreeHashes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := tlog.CheckRecord(toRecordProof(p), int64(size), root, int64(i), leafHashes[i]); err != nil {
+			if err := tlog.CheckRecord(toTlog(p), int64(size), root, int64(i), leafHashes[i]); err != nil {
 				t.Fatalf("inclusion of %d in %d: %v", i, size, err)
 			}
 		}
@@ -73,7 +73,7 @@ func TestLowTreeHashes(t *testing.T) {
 				t.Fatal(err)
 			}
 			old, _ := tlog.TreeHash(int64(from), reader)
-			if err := tlog.CheckTree(toTreeProof(p), int64(size), root, int64(from), old); err != nil {
+			if err := tlog.CheckTree(toTlog(p), int64(size), root, int64(from), old); err != nil {
 				t.Fatalf("consistency of %d with %d: %v", from, size, err)
 			}
 		}
@@ -158,16 +158,9 @@ func TestLowTreeHashes(t *testing.T) {
 	}
 }
 
-func toRecordProof(p [][32]byte) tlog.RecordProof {
-	out := make(tlog.RecordProof, len(p))
-	for i, h := range p {
-		out[i] = h
-	}
-	return out
-}
-
-func toTreeProof(p [][32]byte) tlog.TreeProof {
-	out := make(tlog.TreeProof, len(p))
+// toTlog is the inverse of hashes: a proof as tlog checks it.
+func toTlog(p [][32]byte) []tlog.Hash {
+	out := make([]tlog.Hash, len(p))
 	for i, h := range p {
 		out[i] = h
 	}
