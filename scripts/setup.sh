@@ -5,32 +5,45 @@
 # Debian package registry.
 #
 # Each tool has its own file in scripts/setup.d/, sourced in name order; it
-# pins its version and calls the helpers below, which skip a tool already
-# installed at that version.
+# pins its version and the Go release that builds it, and calls the helpers
+# below, which skip a tool already built from exactly the same inputs.
 set -euo pipefail
 source "$(dirname "$0")/toolchain.sh"
 
 cache="${EVIDENT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/evident-tools}"
 bin="$cache/bin"
 mkdir -p "$bin"
+setup_file="$(realpath "${BASH_SOURCE[0]}")"
 
-installed() { # name version: true when name is in bin at version
-  [[ -x "$bin/$1" && "$(cat "$cache/$1.version" 2>/dev/null)" == "$2" ]]
+# A tool's marker is a digest of everything its build depends on: this file
+# (the helpers, their flags), the tool's own setup.d file (its version, tags
+# and flags) and the Go release that builds it. A marker naming only the
+# version once kept a tool built by an older Go installed after the move to
+# a newer one, and hid that the newer one could not build it.
+stamp() { # go-release: the marker of the tools of the setup.d file being read
+  { cat "$setup_file" "$tool_file"; echo "$1"; } | sha256sum | cut -d' ' -f1
 }
 
-mark_installed() { # name version
-  echo "$2" >"$cache/$1.version"
+# The Go release that builds a tool, chosen in its setup.d file as build_go
+# (a toolchain name such as go1.26.8); the project's own by default.
+go_release() {
+  GOTOOLCHAIN="${build_go:-$GOTOOLCHAIN}" go env GOVERSION
+}
+
+installed() { # name: true when name is in bin, built from these inputs
+  [[ -x "$bin/$1" && "$(cat "$cache/$1.stamp" 2>/dev/null)" == "$(stamp "$(go_release)")" ]]
+}
+
+mark_installed() { # name
+  stamp "$(go_release)" >"$cache/$1.stamp"
 }
 
 install_go_tool() { # name module version
-  local name=$1 module=$2
-  # Built by the project's Go: staticcheck, for one, only reads code of a Go
-  # release no newer than its own.
-  local version="$3 $GOTOOLCHAIN"
-  installed "$name" "$version" && return
-  echo "setup: installing $name $version" >&2
-  GOBIN="$bin" go install "$module@$3" >&2
-  mark_installed "$name" "$version"
+  local name=$1 module=$2 version=$3
+  installed "$name" && return
+  echo "setup: installing $name $version with $(go_release)" >&2
+  GOTOOLCHAIN="${build_go:-$GOTOOLCHAIN}" GOBIN="$bin" go install "$module@$version" >&2
+  mark_installed "$name"
 }
 
 install_debian_packages() { # package...: installs the ones missing
@@ -46,9 +59,10 @@ install_debian_packages() { # package...: installs the ones missing
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-for f in "$(dirname "$0")"/setup.d/*.sh; do
+for tool_file in "$(dirname "$setup_file")"/setup.d/*.sh; do
+  build_go=
   # shellcheck source=/dev/null
-  source "$f"
+  source "$tool_file"
 done
 
 echo "$bin"

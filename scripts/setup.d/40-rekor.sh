@@ -5,6 +5,8 @@
 # redis-server is not needed.
 rekor_version=v1.5.4
 trillian_version=v1.7.3
+# Go 1.26: Trillian v1.7.3 pins an x/net that builds its HTTP/2 server, which gRPC needs, only before Go 1.27.
+build_go=go1.26.8
 install_go_tool rekor-server github.com/sigstore/rekor/cmd/rekor-server "$rekor_version"
 install_go_tool trillian_log_server github.com/google/trillian/cmd/trillian_log_server "$trillian_version"
 install_go_tool trillian_log_signer github.com/google/trillian/cmd/trillian_log_signer "$trillian_version"
