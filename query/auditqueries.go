@@ -4,10 +4,11 @@ package query
 // the ones an auditor asks next, each answered by one GraphQL query. They
 // are GraphiQL's saved tabs, what docs/audit-queries.md shows (a test runs
 // them against the demo data set and compares the document) and what
-// `evident query-load` measures.
+// `evident query-load` measures. Each operation has a name: GraphiQL titles
+// its tabs with it.
 func AuditQueries() []ExampleQuery {
 	return []ExampleQuery{
-		{"Who approved production database changes last month?", `{
+		{"Who approved production database changes last month?", `query ProductionDatabaseApprovals {
   changes(filter: {environment: "prod", resourceType: "aws_db_instance", from: "2026-06-01T00:00:00Z", to: "2026-07-01T00:00:00Z"}, first: 50) {
     nodes {
       id
@@ -17,7 +18,7 @@ func AuditQueries() []ExampleQuery {
     pageInfo { hasNextPage }
   }
 }`},
-		{"Which changes modified public ingress?", `{
+		{"Which changes modified public ingress?", `query PublicIngressChanges {
   kubernetesIngress: changes(filter: {resourceType: "Ingress"}) {
     nodes { id target { cluster namespace application } syncs { occurredAt sync { revision resources { kind namespace name } } } }
   }
@@ -25,7 +26,7 @@ func AuditQueries() []ExampleQuery {
     nodes { id target { stack } plans { plan { resourceChanges { address actions } } } approvals { approver } }
   }
 }`},
-		{"Which emergency changes bypassed normal review?", `{
+		{"Which emergency changes bypassed normal review?", `query EmergencyChangesWithoutReview {
   changes(filter: {emergency: true}, appliedWithoutFreshApproval: true) {
     nodes {
       id
@@ -35,12 +36,12 @@ func AuditQueries() []ExampleQuery {
     }
   }
 }`},
-		{"Which policies denied production changes?", `{
+		{"Which policies denied production changes?", `query ProductionPolicyDenials {
   transitions(filter: {environment: "prod", policyResult: "deny"}) {
     nodes { changeId occurredAt target { stack } decision { origin result denied { ruleId severity message } } }
   }
 }`},
-		{"Which deployments used artifacts from unprotected branches?", `{
+		{"Which deployments used artifacts from unprotected branches?", `query ArtifactsFromUnprotectedBranches {
   changes(filter: {artifactFromProtectedBranch: false}) {
     nodes {
       id
@@ -49,12 +50,12 @@ func AuditQueries() []ExampleQuery {
     }
   }
 }`},
-		{"Which stacks had drift and how was it reconciled?", `{
+		{"Which stacks had drift and how was it reconciled?", `query DriftAndReconciliation {
   changes(filter: {kind: "drift.detected"}) {
     nodes { id target { stack } drift { kind occurredAt drift { resources detectedBy method summary } } }
   }
 }`},
-		{"Which changes were applied without a fresh approval?", `{
+		{"Which changes were applied without a fresh approval?", `query AppliedWithoutFreshApproval {
   changes(filter: {kind: "apply.completed"}, appliedWithoutFreshApproval: true) {
     nodes {
       id
@@ -64,22 +65,22 @@ func AuditQueries() []ExampleQuery {
     }
   }
 }`},
-		{"Which records did the log flag when they arrived?", `{
+		{"Which records did the log flag when they arrived?", `query FlaggedOnArrival {
   transitions(filter: {findingCode: "approval.missing"}) {
     nodes { changeId kind occurredAt findings { code severity message } }
   }
 }`},
-		{"Which approvals were given by the change's own author?", `{
+		{"Which approvals were given by the change's own author?", `query SelfApprovals {
   changes(filter: {kind: "approval.granted"}, selfApproved: true) {
     nodes { id contract { author } selfApprovals { approver approvedAt } }
   }
 }`},
-		{"Which exceptions expire within 30 days?", `{
+		{"Which exceptions expire within 30 days?", `query ExpiringExceptions {
   expiringExceptions(withinDays: 30) {
     nodes { id ruleId scope owner expiresAt justification }
   }
 }`},
-		{"How complete is the evidence, by environment?", `{
+		{"How complete is the evidence, by environment?", `query CompletenessByEnvironment {
   prod: completeness(environment: "prod") {
     changes closed complete rate missing
     classes { class changes closed complete rate }
@@ -90,7 +91,7 @@ func AuditQueries() []ExampleQuery {
   }
   change(id: "CHG-2026-06-11-0202") { completeness { class closed present missing } }
 }`},
-		{"Take one answer away with proof", `{
+		{"Take one answer away with proof", `query EvidenceWithProof {
   change(id: "CHG-2026-06-03-0101") { evidencePack }
   transitions(filter: {changeId: "CHG-2026-06-03-0101", kind: "approval.granted"}) {
     nodes { index kind inclusionProof { treeSize leafHash hashes checkpoint { size rootHash note } } }

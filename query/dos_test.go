@@ -9,14 +9,14 @@ import (
 )
 
 // TestManySelectionsRefused: graphql-go validates fields pairwise, so a
-// 64 KB query of repeated fields would cost seconds of CPU; it is refused
+// query of many repeated fields would cost seconds of CPU; it is refused
 // before validation.
 func TestManySelectionsRefused(t *testing.T) {
 	h := newHarness(t, query.AccessConfig{})
-	q := "{" + strings.Repeat(" whoami { role }", 4000) + "}"
+	q := "{" + strings.Repeat(" whoami { role }", 800) + "}"
 	r := h.query("", q, nil)
 	if len(r.Errors) == 0 || !strings.Contains(fmt.Sprint(r.Errors), "field selections") {
-		t.Errorf("4000 repeated fields: %v", r.Errors)
+		t.Errorf("800 repeated fields: %v", r.Errors)
 	}
 	for _, a := range query.AuditQueries() {
 		if r := h.query("", a.Query, nil); len(r.Errors) > 0 {

@@ -31,19 +31,6 @@ func FuzzCursor(f *testing.F) {
 	})
 }
 
-// FuzzCheckLimits: the depth and cost check parses any text without panic.
-func FuzzCheckLimits(f *testing.F) {
-	g := &GraphQL{cfg: GraphQLConfig{MaxDepth: 5, MaxCost: 100, MaxPage: 100, MaxSelections: 100}}
-	for _, q := range AuditQueries() {
-		f.Add(q.Query)
-	}
-	f.Add(`fragment a on Query { ...a } { ...a }`)
-	f.Add(`{ changes(first: 99999999999999999999) { nodes { id } } }`)
-	f.Fuzz(func(t *testing.T, q string) {
-		_ = g.checkLimits(Request{Query: q})
-	})
-}
-
 // FuzzAccessLog: the chain check reads any bytes without panic, and never
 // accepts a file whose lines do not chain.
 func FuzzAccessLog(f *testing.F) {

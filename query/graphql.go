@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,8 +19,6 @@ import (
 	"github.com/graphql-go/graphql"
 	"github.com/graphql-go/graphql/gqlerrors"
 	"github.com/graphql-go/graphql/language/ast"
-	"github.com/graphql-go/graphql/language/parser"
-	"github.com/graphql-go/graphql/language/source"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
@@ -42,6 +41,7 @@ type GraphQLConfig struct {
 	MaxDepth      int           // deepest selection; default 12
 	MaxCost       int           // estimated resolver calls; default 50,000
 	MaxSelections int           // field selections in one query, fragments expanded; default 500
+	MaxAliases    int           // aliased fields in one query, fragments expanded; default 30
 	Timeout       time.Duration // per query; default 10s
 	MaxBody       int64         // request bytes; default 64 KiB
 	MaxTimeline   int           // entries of one change; default 10,000
@@ -64,12 +64,16 @@ type GraphQL struct {
 	records *lru[uint64, *record]
 	docs    *lru[string, prepared]
 	running chan struct{} // a token per query running (MaxConcurrent)
+
+	limits        documentLimits
+	introspection map[string]int // list lengths of the introspection types
 }
 
 // prepared is a parsed, validated query document, or why it is refused.
 type prepared struct {
-	doc  *ast.Document
-	errs []gqlerrors.FormattedError
+	doc     *ast.Document
+	refusal *refusal // a limit or fragment rule broken before validation
+	errs    []gqlerrors.FormattedError
 }
 
 // NewGraphQL builds the schema.
@@ -82,6 +86,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	setDefault(&cfg.MaxDepth, 12)
 	setDefault(&cfg.MaxCost, 50_000)
 	setDefault(&cfg.MaxSelections, 500)
+	setDefault(&cfg.MaxAliases, 30)
 	setDefault(&cfg.MaxTimeline, 10_000)
 	setDefault(&cfg.CacheEntries, 4096)
 	setDefault(&cfg.MaxConcurrent, max(1, runtime.GOMAXPROCS(0)/2))
@@ -106,6 +111,12 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 		running: make(chan struct{}, cfg.MaxConcurrent)}
 	if g.schema, err = g.buildSchema(); err != nil {
 		return nil, fmt.Errorf("query: schema: %w", err)
+	}
+	g.introspection = introspectionFanout(&g.schema)
+	g.limits = documentLimits{
+		bytes: 32 << 10, tokens: 4000, nesting: cfg.MaxDepth + 24, depth: cfg.MaxDepth,
+		selections: cfg.MaxSelections, aliases: cfg.MaxAliases, fragments: 100, cost: cfg.MaxCost, page: cfg.MaxPage,
+		introspectionCost: 200_000,
 	}
 	return g, nil
 }
@@ -234,13 +245,14 @@ func badQuery(w http.ResponseWriter, msg string) {
 	writeJSON(w, http.StatusBadRequest, Result{Errors: []map[string]any{{"message": msg, "extensions": map[string]string{"code": "BAD_REQUEST"}}}})
 }
 
-// Execute checks the query's depth and cost and runs it as id.
+// Execute checks the query document's size, shape and cost, then validates
+// and runs it as id.
 func (g *GraphQL) Execute(ctx context.Context, id *Identity, req Request) Result {
 	ctx = context.WithValue(ctx, ctxKey{}, id)
-	if err := g.checkLimits(req); err != nil {
-		return Result{Errors: []map[string]any{{"message": err.Error(), "extensions": map[string]string{"code": "QUERY_TOO_COMPLEX"}}}}
-	}
 	pr := g.prepare(req.Query)
+	if pr.refusal != nil {
+		return Result{Errors: []map[string]any{{"message": pr.refusal.msg, "extensions": map[string]string{"code": pr.refusal.code}}}}
+	}
 	if pr.errs != nil {
 		out := Result{}
 		for _, e := range pr.errs {
@@ -258,15 +270,18 @@ func (g *GraphQL) Execute(ctx context.Context, id *Identity, req Request) Result
 	return out
 }
 
-// prepare parses and validates a query once; the same text (GraphiQL's
-// saved queries, dashboards) is answered from the cache.
+// prepare checks, parses and validates a query once; the same text
+// (GraphiQL's saved queries, dashboards) is answered from the cache.
 func (g *GraphQL) prepare(q string) prepared {
 	if p, ok := g.docs.get(q); ok {
 		return p
 	}
 	var p prepared
-	doc, err := parser.Parse(parser.ParseParams{Source: source.NewSource(&source.Source{Body: []byte(q), Name: "GraphQL request"})})
-	if err != nil {
+	doc, err := g.parseDocument(q)
+	var r *refusal
+	if errors.As(err, &r) {
+		p.refusal = r
+	} else if err != nil {
 		p.errs = gqlerrors.FormatErrors(err)
 	} else if v := graphql.ValidateDocument(&g.schema, doc, nil); !v.IsValid {
 		p.errs = v.Errors
@@ -726,4 +741,13 @@ func (c *changeView) unapprovedApplies() []*record {
 		}
 	}
 	return out
+}
+func decodeB64Hash(s string) ([32]byte, error) {
+	var h [32]byte
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return h, errors.New("checkpoint root is not a base64 SHA-256")
+	}
+	copy(h[:], b)
+	return h, nil
 }
