@@ -48,6 +48,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxClockSkew is how far in the future occurredAt may be. Default 10m.
 	MaxClockSkew time.Duration
+	// MaxBackfill is how far in the past occurredAt is believed when a
+	// record is judged (verifier.JudgedAt). Default verifier.MaxBackfill.
+	MaxBackfill time.Duration
 	// Clock is the server's time; nil means time.Now.
 	Clock func() time.Time
 	// Origin is the log's origin. A record naming another log origin
@@ -128,6 +131,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBackfill <= 0 {
+		cfg.MaxBackfill = verifier.MaxBackfill
 	}
 	if cfg.MaxClockSkew <= 0 {
 		cfg.MaxClockSkew = 10 * time.Minute
@@ -277,10 +283,14 @@ func (h *Handler) prepare(ctx context.Context, body []byte) (ledger.Record, *ver
 	if err := h.checkOrigin(v.Statement.Predicate.LogOrigin); err != nil {
 		return ledger.Record{}, nil, err
 	}
-	if at := v.Statement.Predicate.OccurredAt; at.After(h.cfg.Clock().Add(h.cfg.MaxClockSkew)) {
+	received := h.cfg.Clock()
+	if at := v.Statement.Predicate.OccurredAt; at.After(received.Add(h.cfg.MaxClockSkew)) {
 		return ledger.Record{}, nil, fmt.Errorf("%w: predicate.occurredAt %s is more than %s ahead of the server clock",
 			errFuture, at.Format(time.RFC3339), h.cfg.MaxClockSkew)
 	}
+	// Every judge decides the validity of approvals and exceptions at this
+	// one instant (verifier.JudgedAt).
+	v.JudgedAt = verifier.JudgedAt(v.Statement.Predicate.OccurredAt, received, h.cfg.MaxBackfill)
 	// The server's own records (log-signed kinds) are not rate limited:
 	// refusing them would refuse the server's own bookkeeping.
 	if !v.Statement.Predicate.Kind.LogWritten() {

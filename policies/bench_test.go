@@ -62,7 +62,7 @@ func benchmarkEval(b *testing.B, eval func(*Set, context.Context, ast.Value) ([]
 	now := time.Date(2026, 7, 3, 9, 0, 0, 0, time.UTC)
 	b.ReportAllocs()
 	for b.Loop() {
-		ds, err := eval(set, ctx, j.input(v.Statement, "plan", nil, now))
+		ds, err := eval(set, ctx, mustInput(j, v.Statement, "plan", now))
 		if err != nil || len(ds) != 2 {
 			b.Fatalf("%d decisions, %v", len(ds), err)
 		}

@@ -17,15 +17,18 @@ type Exception struct {
 	// Index is the entry of the grant.
 	Index     uint64    `json:"index"`
 	GrantedAt time.Time `json:"grantedAt"` // the grant's occurredAt
-	// Ended is set by an exception.expired record.
-	Ended bool `json:"ended"`
-	scope scope
+	// Ended is set by an exception.expired record, EndedAt to its
+	// occurredAt.
+	Ended   bool      `json:"ended"`
+	EndedAt time.Time `json:"endedAt,omitzero"`
+	scope   scope
 }
 
-// Active reports whether the exception waives its rule at time at: not
-// ended and not past its expiry. An expired exception fails closed.
+// Active reports whether the exception waives its rule at time at: granted
+// by then, not ended by then and not past its expiry. An expired exception
+// fails closed.
 func (e *Exception) Active(at time.Time) bool {
-	return !e.Ended && at.Before(e.ExpiresAt)
+	return !at.Before(e.GrantedAt) && at.Before(e.ExpiresAt) && !(e.Ended && !at.Before(e.EndedAt))
 }
 
 // exceptionLog folds exception.granted and exception.expired records into
@@ -48,7 +51,7 @@ func (l exceptionLog) add(index uint64, st *evidence.Statement) {
 	case evidence.KindExceptionExpired:
 		if g, ok := l[e.ID]; ok {
 			ended := *g // exceptions may be shared (Tracker.AllExceptions): never changed in place
-			ended.Ended = true
+			ended.Ended, ended.EndedAt = true, p.OccurredAt
 			l[e.ID] = &ended
 		}
 	}

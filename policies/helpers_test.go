@@ -140,12 +140,17 @@ func newServer(t testing.TB, src policies.Source, approvers ...approver) *server
 	tctx, cancel := context.WithCancel(ctx)
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.tracker.Run(tctx) }()
-	j, err := policies.NewJudge(policies.JudgeConfig{Set: s.set, Log: s.log, Exceptions: s.tracker, Clock: s.now})
+	approvals, err := verifier.NewApprovals(ingest.ChangeLog(s.log), verifier.ApprovalConfig{Groups: trust.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := policies.NewJudge(policies.JudgeConfig{Set: s.set, Log: s.log, Exceptions: s.tracker, Approvals: approvals, Clock: s.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	ingest.New(ingest.Config{Log: s.log, Verifier: v, Judges: []ingest.Judge{judgeAdapter{j}}, Clock: s.now}).Register(mux)
+	ingest.New(ingest.Config{Log: s.log, Verifier: v, Clock: s.now,
+		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, judgeAdapter{j}}}).Register(mux)
 	srv := httptest.NewServer(mux)
 	s.url = srv.URL
 	t.Cleanup(func() {
@@ -275,6 +280,12 @@ func approval(change, approver string, groups ...string) evidence.Transition {
 	tr.Kind, tr.Plan, tr.Artifacts, tr.Actor = evidence.KindApprovalGranted, nil, nil, approver
 	tr.Approval = &evidence.Approval{CommitSHA: commit, PlanSHA256: planSHA, Approver: approver, Groups: groups,
 		ApprovedAt: t0, ExpiresAt: t0.Add(24 * time.Hour)}
+	return tr
+}
+
+// bind binds an approval to the plan's policy decision, as a real one is.
+func bind(tr evidence.Transition, policyDecisionSHA256 string) evidence.Transition {
+	tr.Approval.PolicyDecisionSHA256 = policyDecisionSHA256
 	return tr
 }
 

@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // The input is built as OPA values directly: converting Go maps costs
@@ -148,7 +151,7 @@ func (b *objectBuilder) member() [2]*ast.Term { return kv(b.top, ast.ObjectTerm(
 // fields. Members no rule of the set reads are left out (Set.reads): the
 // rules cannot tell, and building them would cost more than evaluating a
 // remembered decision.
-func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.Time) ast.Value {
+func (j *Judge) input(ctx context.Context, st *evidence.Statement, ph string, hist []past, at time.Time) (ast.Value, error) {
 	p := &st.Predicate
 	// The change as its records tell it: the record's own fields win over
 	// earlier ones, later records over earlier.
@@ -219,10 +222,16 @@ func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.T
 		members = append(members, b.member())
 	}
 	if r.top("approvals") {
-		members = append(members, kv("approvals", approvalsInput(hist, planSHA, author, now)))
+		a, err := j.approvalsInput(ctx, verifier.Subject{
+			ChangeID: p.ChangeID, CommitSHA: src.CommitSHA, PlanSHA256: planSHA, Target: tg, RiskClass: risk, At: at,
+		})
+		if err != nil {
+			return nil, err
+		}
+		members = append(members, kv("approvals", a))
 	}
 	if r.top("exceptions") {
-		members = append(members, kv("exceptions", j.exceptionsInput(p, hist, facts(p.ChangeID, src, tg), now)))
+		members = append(members, kv("exceptions", j.exceptionsInput(hist, facts(p.ChangeID, src, tg), at)))
 	}
 	if plan != nil && r.top("plan") {
 		members = append(members, planInput(plan, r.object("plan", 10)))
@@ -263,7 +272,7 @@ func (j *Judge) input(st *evidence.Statement, ph string, hist []past, now time.T
 		}
 		members = append(members, b.member())
 	}
-	return ast.NewObject(members...)
+	return ast.NewObject(members...), nil
 }
 
 func firstNonEmpty(a, b string) string {
@@ -408,46 +417,41 @@ func resourceRef(typ, addr string) *ast.Term {
 	return obj(kv("type", str(t)), kv("name", str(name)), kv("address", str(addr)))
 }
 
-// approvalsInput lists the change's current approvals: granted, not
-// revoked, not expired, for the plan the record is about (when there is
-// one), and not by the change's author.
-func approvalsInput(hist []past, planSHA, author string, now time.Time) *ast.Term {
-	type key struct{ approver, plan string }
-	revoked := map[key]bool{}
-	for _, h := range hist {
-		if a := h.st.Predicate.Approval; a != nil && h.st.Predicate.Kind == evidence.KindApprovalRevoked {
-			revoked[key{a.Approver, a.PlanSHA256}] = true
-		}
-	}
+// approvalsInput lists the approvals that count for the subject, as the
+// approval judge decided (bound to the commit, plan and policy decision,
+// signed by the approver or a relay, not revoked, fresh at the judged time,
+// not by the author), with the groups the directory gives their approvers.
+func (j *Judge) approvalsInput(ctx context.Context, s verifier.Subject) (*ast.Term, error) {
 	var current []*ast.Term
 	var groups []string
-	for _, h := range hist {
-		a := h.st.Predicate.Approval
-		if a == nil || h.st.Predicate.Kind != evidence.KindApprovalGranted || revoked[key{a.Approver, a.PlanSHA256}] ||
-			!now.Before(a.ExpiresAt) || planSHA != "" && a.PlanSHA256 != planSHA || author != "" && a.Approver == author {
-			continue
+	if j.cfg.Approvals != nil {
+		as, err := j.cfg.Approvals.Assess(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("policies: approvals of change %s: %w", s.ChangeID, err)
 		}
-		current = append(current, obj(
-			kv("approver", str(a.Approver)), kv("groups", strs(a.Groups)), kv("planSha256", str(a.PlanSHA256)),
-			kv("commitSha", str(a.CommitSHA)), kv("policyDecisionSha256", str(a.PolicyDecisionSHA256)),
-			kv("approvedAt", timeTerm(a.ApprovedAt)), kv("expiresAt", timeTerm(a.ExpiresAt)),
-			kv("index", ast.UIntNumberTerm(h.index)),
-		))
-		for _, g := range a.Groups {
-			if !slices.Contains(groups, g) {
-				groups = append(groups, g)
+		for _, v := range as.Verdicts {
+			if !v.Counts {
+				continue
+			}
+			current = append(current, obj(
+				kv("approver", str(v.Approver)), kv("groups", strs(v.Groups)),
+				kv("approvedAt", timeTerm(v.ApprovedAt)), kv("expiresAt", timeTerm(v.ExpiresAt)),
+				kv("index", ast.UIntNumberTerm(v.Entry)),
+			))
+			for _, g := range v.Groups {
+				if !slices.Contains(groups, g) {
+					groups = append(groups, g)
+				}
 			}
 		}
 	}
 	slices.Sort(groups)
-	return obj(kv("current", ast.ArrayTerm(current...)), kv("groups", strs(groups)))
+	return obj(kv("current", ast.ArrayTerm(current...)), kv("groups", strs(groups))), nil
 }
 
 // exceptionsInput lists the exceptions whose scope covers the change,
-// active and expired. An exception is active at the later of the server's
-// time and the record's occurredAt, so that a record cannot claim an old
-// time to use an expired exception.
-func (j *Judge) exceptionsInput(p *evidence.Transition, hist []past, facts map[string]string, now time.Time) *ast.Term {
+// active and expired at the judged time (verifier.JudgedAt).
+func (j *Judge) exceptionsInput(hist []past, facts map[string]string, at time.Time) *ast.Term {
 	byID := exceptionLog{}
 	if j.cfg.Exceptions != nil {
 		for _, e := range j.cfg.Exceptions.AllExceptions() {
@@ -456,10 +460,6 @@ func (j *Judge) exceptionsInput(p *evidence.Transition, hist []past, facts map[s
 	}
 	for _, h := range hist {
 		byID.add(h.index, h.st) // the change's own records are never behind the log
-	}
-	at := now
-	if p.OccurredAt.After(at) {
-		at = p.OccurredAt
 	}
 	var active, expired []*Exception
 	for _, e := range byID {

@@ -48,8 +48,21 @@ type JudgeConfig struct {
 	// MaxHistory bounds the entries of one change read per record.
 	// Default 10000.
 	MaxHistory int
+	// Approvals is the approval judge: which approvals count for a
+	// subject, and why the others do not. The policies read its judgement,
+	// never an approval's claimed groups. nil: no approval counts.
+	Approvals ApprovalAssessor
+	// MaxBackfill bounds how far before its receipt a record's occurredAt
+	// is believed (verifier.JudgedAt); default verifier.MaxBackfill.
+	MaxBackfill time.Duration
 	// Clock is the server's time; nil means time.Now.
 	Clock func() time.Time
+}
+
+// ApprovalAssessor judges the approvals of a subject once, for every
+// consumer (*verifier.Approvals).
+type ApprovalAssessor interface {
+	Assess(ctx context.Context, s verifier.Subject) (verifier.Assessment, error)
 }
 
 // Judge judges records with a policy set (it is an ingest.Judge through
@@ -95,6 +108,9 @@ func NewJudge(cfg JudgeConfig) (*Judge, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.MaxBackfill <= 0 {
+		cfg.MaxBackfill = verifier.MaxBackfill
+	}
 	return &Judge{cfg: cfg}, nil
 }
 
@@ -123,6 +139,17 @@ func (j *Judge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, err
 	if p.Kind == evidence.KindExceptionGranted {
 		return Judgement{}, checkGrant(p, now, j.cfg.MaxExceptionLifetime)
 	}
+	at := v.JudgedAt
+	if at.IsZero() {
+		at = verifier.JudgedAt(p.OccurredAt, now, j.cfg.MaxBackfill)
+	}
+	return j.judge(ctx, st, at)
+}
+
+// judge judges a statement at the instant at, the one time that decides
+// the validity of the approvals and exceptions it relies on.
+func (j *Judge) judge(ctx context.Context, st *evidence.Statement, at time.Time) (Judgement, error) {
+	p := &st.Predicate
 	ph := phase(p.Kind)
 	closing := j.cfg.Contracts.closes(p.Kind)
 	if ph == "" && !closing {
@@ -134,7 +161,10 @@ func (j *Judge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, err
 	}
 	var out Judgement
 	if ph != "" {
-		in := j.input(st, ph, hist, now)
+		in, err := j.input(ctx, st, ph, hist, at)
+		if err != nil {
+			return Judgement{}, err
+		}
 		decisions, err := j.cfg.Set.Eval(ctx, in)
 		if err != nil {
 			return Judgement{}, err
@@ -158,6 +188,25 @@ func (j *Judge) Judge(ctx context.Context, v *verifier.Verified) (Judgement, err
 		}
 	}
 	return out, nil
+}
+
+// PlanDecisionAt judges the change's latest plan.created record of the plan
+// again, at the instant at, with the change as the log holds it now: what
+// the apply gate asks, so that an exception that has expired (or ended)
+// since the plan was judged no longer waives its rule. nil: no such plan.
+func (j *Judge) PlanDecisionAt(ctx context.Context, changeID, planSHA256 string, at time.Time) (*evidence.Policy, error) {
+	hist, err := j.history(ctx, changeID)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		p := &hist[i].st.Predicate
+		if p.Kind == evidence.KindPlanCreated && p.Plan != nil && p.Plan.PlanSHA256 == planSHA256 {
+			out, err := j.judge(ctx, hist[i].st, at)
+			return out.Decision, err
+		}
+	}
+	return nil, nil
 }
 
 // past is one earlier entry of the change; st is shared and read-only.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"evident.dev/evident/evidence"
 )
 
@@ -74,21 +76,21 @@ func TestMemoAnswers(t *testing.T) {
 	}
 	v := benchRecord(t)
 	now := time.Date(2026, 7, 3, 9, 0, 0, 0, time.UTC)
-	first, err := set.Eval(ctx, j.input(v.Statement, "plan", nil, now))
+	first, err := set.Eval(ctx, mustInput(j, v.Statement, "plan", now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	v.Statement.Predicate.ChangeID = "CHG-other" // not read by any rule
-	val := j.input(v.Statement, "plan", nil, now)
+	val := mustInput(j, v.Statement, "plan", now)
 	if _, hit := set.memo.get(set.memo.key(val)); !hit {
 		t.Fatal("an input differing only in the change id missed the memo")
 	}
 	v.Statement.Predicate.Target.Environment = "staging" // read: change.production
-	second, err := set.Eval(ctx, j.input(v.Statement, "plan", nil, now))
+	second, err := set.Eval(ctx, mustInput(j, v.Statement, "plan", now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	direct, err := set.eval(ctx, j.input(v.Statement, "plan", nil, now))
+	direct, err := set.eval(ctx, mustInput(j, v.Statement, "plan", now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +132,11 @@ func TestPrunedInputDecidesAlike(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := set.eval(ctx, pruned.input(st, ph, nil, now))
+		a, err := set.eval(ctx, mustInput(pruned, st, ph, now))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := set.eval(ctx, full.input(st, ph, nil, now))
+		b, err := set.eval(ctx, mustInput(full, st, ph, now))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,4 +167,13 @@ func TestKindSetHoldsEveryKind(t *testing.T) {
 	if KindSet(0).with("no.such-kind") != 0 {
 		t.Fatal("an unknown kind was added")
 	}
+}
+
+// mustInput is j's input for a statement with no history.
+func mustInput(j *Judge, st *evidence.Statement, ph string, at time.Time) ast.Value {
+	v, err := j.input(context.Background(), st, ph, nil, at)
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

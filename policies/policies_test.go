@@ -43,8 +43,12 @@ func dbReplacement(change, env string) evidence.Transition {
 // approve; the decision is stored with the entry, its digest is what
 // approvals bind to, and the deny is a finding.
 func TestDatabaseReplacementNeedsDatabaseOwners(t *testing.T) {
-	s := newServer(t, policies.Source{})
+	s := newServer(t, policies.Source{},
+		approver{"dana", "dana@example.com", []string{"database-owners"}},
+		approver{"sam", "sam@example.com", []string{"platform-infra", "security"}},
+		approver{"mallory", "mallory@example.com", []string{"platform-infra"}})
 	rc := s.mustPost(dbReplacement("CHG-DB-1", "prod"))
+	planDecision := rc.PolicyDecisionSHA256
 	d := decision(t, rc, dbRule)
 	if d.Result != "deny" || d.Severity != "high" || !slices.Equal(d.RequiredApprovers, []string{"database-owners"}) ||
 		!slices.Equal(d.Evidence, []string{"plan.action.replace.aws_db_parameter_group.orders"}) {
@@ -81,8 +85,14 @@ func TestDatabaseReplacementNeedsDatabaseOwners(t *testing.T) {
 	if _, ok := finding(rc, "policy.deny"); !ok {
 		t.Fatalf("apply without approvals: findings %+v", rc.Findings)
 	}
-	s.mustPost(approval("CHG-DB-1", "dana@example.com", "database-owners"))
-	s.mustPost(approval("CHG-DB-1", "sam@example.com", "platform-infra", "security"))
+	// Claiming a group is not being in it: the directory says who is.
+	s.mustPost(bind(approval("CHG-DB-1", "mallory@example.com", "database-owners"), planDecision))
+	s.mustPost(bind(approval("CHG-DB-1", "sam@example.com", "platform-infra", "security"), planDecision))
+	apply.OccurredAt = t0.Add(30 * time.Second)
+	if d := decision(t, s.mustPost(apply), dbRule); d.Result != "deny" {
+		t.Fatalf("apply approved by someone who only claims database-owners: %+v", d)
+	}
+	s.mustPost(bind(approval("CHG-DB-1", "dana@example.com", "database-owners"), planDecision))
 	apply.OccurredAt = t0.Add(time.Minute)
 	rc = s.mustPost(apply)
 	if d := decision(t, rc, dbRule); d.Result != "allow" || !strings.Contains(d.Message, "Approved by database-owners") {
@@ -96,25 +106,28 @@ func TestDatabaseReplacementNeedsDatabaseOwners(t *testing.T) {
 // Production applies need the approvals the risk class names; an approval
 // of another plan, an expired one or the author's own does not count.
 func TestApprovalsByRiskClass(t *testing.T) {
-	s := newServer(t, policies.Source{})
+	s := newServer(t, policies.Source{},
+		approver{"alice", "alice@example.com", []string{"platform-infra"}},
+		approver{"bob", "bob@example.com", []string{"platform-infra"}})
 	opened := record(evidence.KindChangeOpened, "CHG-R-1", "prod")
 	opened.RiskClass = "medium"
 	s.mustPost(opened)
 	rc := s.mustPost(record(evidence.KindPlanCreated, "CHG-R-1", "prod"))
+	planDecision := rc.PolicyDecisionSHA256
 	if d := decision(t, rc, riskRule); d.Result != "deny" || !slices.Equal(d.RequiredApprovers, []string{"platform-infra"}) {
 		t.Fatalf("plan decision = %+v", d)
 	}
 	// The author approving their own change does not count.
-	s.mustPost(approval("CHG-R-1", "alice@example.com", "platform-infra"))
+	s.mustPost(bind(approval("CHG-R-1", "alice@example.com", "platform-infra"), planDecision))
 	// An approval of another plan does not count.
-	other := approval("CHG-R-1", "bob@example.com", "platform-infra")
+	other := bind(approval("CHG-R-1", "bob@example.com", "platform-infra"), planDecision)
 	other.Approval.PlanSHA256 = sha("another plan")
 	s.mustPost(other)
 	apply := record(evidence.KindApplyCompleted, "CHG-R-1", "prod")
 	if d := decision(t, s.mustPost(apply), riskRule); d.Result != "deny" {
 		t.Fatalf("apply with only the author's and another plan's approvals: %+v", d)
 	}
-	s.mustPost(approval("CHG-R-1", "bob@example.com", "platform-infra"))
+	s.mustPost(bind(approval("CHG-R-1", "bob@example.com", "platform-infra"), planDecision))
 	apply.OccurredAt = t0.Add(time.Minute)
 	if d := decision(t, s.mustPost(apply), riskRule); d.Result != "allow" {
 		t.Fatalf("approved apply: %+v", d)

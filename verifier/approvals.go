@@ -200,8 +200,29 @@ type ApprovalRef struct {
 	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
 }
 
+// ApprovalVerdict is the one judgement of one approval.granted entry for a
+// subject: whether it counts, and if not, the one reason why (a finding
+// code: approval.unauthorized-signer, .revoked, .plan-mismatch,
+// .commit-mismatch, .policy-mismatch, .expired or .self-approved). The
+// policies, the gate, GraphQL and the metrics all consume this judgement;
+// none reads an approval's claimed groups for a decision.
+type ApprovalVerdict struct {
+	Entry         uint64    `json:"entry"`
+	Approver      string    `json:"approver"`
+	Groups        []string  `json:"groups"`        // from the directory
+	ClaimedGroups []string  `json:"claimedGroups"` // what the approval says; never decides
+	ApprovedAt    time.Time `json:"approvedAt"`
+	ExpiresAt     time.Time `json:"expiresAt,omitzero"`
+	Counts        bool      `json:"counts"`
+	Reason        string    `json:"reason,omitempty"`
+	Message       string    `json:"message,omitempty"`
+}
+
 // Assessment is the approval state of a subject.
 type Assessment struct {
+	// Verdicts judge every approval given by the subject's time, counted
+	// or not, in log order.
+	Verdicts []ApprovalVerdict
 	// Findings are the approval.* findings (empty when all is in order), or
 	// the emergency finding under break-glass.
 	Findings []evidence.Finding
@@ -283,47 +304,36 @@ func (a *Approvals) requirement(s Subject, plan *entry) (groups []string, min in
 	return nil, 1, "config"
 }
 
-// assess computes the approval state of s from the change's entries
+// Assess computes the approval state of s from the change's entries
 // acknowledged so far.
-func (a *Approvals) assess(c *change, s Subject) Assessment {
-	var out Assessment
-	out.plan = c.planEntry(s.PlanSHA256)
-	if b := c.openBreakglass(s.At); b != nil {
-		out.Breakglass = b
-		out.Findings = []evidence.Finding{finding(FindingEmergency, SeverityWarning,
-			fmt.Sprintf("applied under break-glass %s (%s); an approval of plan %s must follow within %s", b.Incident, b.Reason, short(s.PlanSHA256), a.cfg.BreakglassReview),
-			map[string]string{"incident": b.Incident})}
-		return out
+func (a *Approvals) Assess(ctx context.Context, s Subject) (Assessment, error) {
+	c, err := a.load(ctx, s.ChangeID)
+	if err != nil {
+		return Assessment{}, err
 	}
-	groups, min, from := a.requirement(s, out.plan)
-	out.Required, out.RequiredFrom = groups, from
-	var policyDigest string
-	if out.plan != nil && out.plan.e.Meta.Decision != nil {
-		policyDigest = out.plan.e.Meta.Decision.Digest()
-	}
+	return a.assess(c, s), nil
+}
 
-	// Each approval is either counted or has one reason it does not count.
-	type rejected struct {
-		code, msg string
-		index     uint64
-	}
-	var rejects []rejected
-	approvers := map[string]bool{}
-	granted := 0
+// verdicts judges each approval of the change given by s.At.
+func (a *Approvals) verdicts(c *change, s Subject, policyDigest string) []ApprovalVerdict {
+	var out []ApprovalVerdict
 	for i, x := range c.entries {
 		ap := x.p.Approval
-		if x.p.Kind != evidence.KindApprovalGranted || ap == nil || x.has(FindingApprovalUnauthorized) {
+		if x.p.Kind != evidence.KindApprovalGranted || ap == nil {
 			continue
 		}
 		if x.p.OccurredAt.After(s.At) && ap.ApprovedAt.After(s.At) {
 			continue // not yet given at the time of the subject
 		}
-		granted++
-		reject := func(code, msg string) { rejects = append(rejects, rejected{code, msg, x.e.Index}) }
+		v := ApprovalVerdict{Entry: x.e.Index, Approver: ap.Approver, Groups: a.memberOf[ap.Approver],
+			ClaimedGroups: ap.Groups, ApprovedAt: ap.ApprovedAt, ExpiresAt: ap.ExpiresAt}
+		reject := func(code, msg string) { v.Reason, v.Message = code, msg }
 		switch {
+		case x.has(FindingApprovalUnauthorized):
+			reject(FindingApprovalUnauthorized, fmt.Sprintf("the approval by %s (entry %d) was signed by someone neither the approver nor allowed to relay approvals", ap.Approver, x.e.Index))
 		case revoked(c.entries[i+1:], ap, s.At):
 			reject(FindingApprovalRevoked, fmt.Sprintf("the approval by %s (entry %d) was revoked", ap.Approver, x.e.Index))
-		case ap.PlanSHA256 != s.PlanSHA256:
+		case s.PlanSHA256 != "" && ap.PlanSHA256 != s.PlanSHA256:
 			reject(FindingApprovalPlanMismatch, fmt.Sprintf("%s approved plan %s, not the applied plan %s (entry %d)", ap.Approver, short(ap.PlanSHA256), short(s.PlanSHA256), x.e.Index))
 		case ap.CommitSHA != s.CommitSHA:
 			reject(FindingApprovalCommitMismatch, fmt.Sprintf("%s approved commit %s, not %s (entry %d)", ap.Approver, short(ap.CommitSHA), short(s.CommitSHA), x.e.Index))
@@ -336,10 +346,45 @@ func (a *Approvals) assess(c *change, s Subject) Assessment {
 		case c.author != "" && ap.Approver == c.author:
 			reject(FindingApprovalSelfApproved, fmt.Sprintf("%s approved their own change (entry %d)", ap.Approver, x.e.Index))
 		default:
-			approvers[ap.Approver] = true
+			v.Counts = true
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// assess computes the approval state of s from the change's entries.
+func (a *Approvals) assess(c *change, s Subject) Assessment {
+	var out Assessment
+	out.plan = c.planEntry(s.PlanSHA256)
+	var policyDigest string
+	if out.plan != nil && out.plan.e.Meta.Decision != nil {
+		policyDigest = out.plan.e.Meta.Decision.Digest()
+	}
+	out.Verdicts = a.verdicts(c, s, policyDigest)
+	if b := c.openBreakglass(s.At); b != nil {
+		out.Breakglass = b
+		out.Findings = []evidence.Finding{finding(FindingEmergency, SeverityWarning,
+			fmt.Sprintf("applied under break-glass %s (%s); an approval of plan %s must follow within %s", b.Incident, b.Reason, short(s.PlanSHA256), a.cfg.BreakglassReview),
+			map[string]string{"incident": b.Incident})}
+		return out
+	}
+	groups, min, from := a.requirement(s, out.plan)
+	out.Required, out.RequiredFrom = groups, from
+
+	// Unauthorized approvals were never given: they do not make an
+	// approval "present" for approval.missing.
+	approvers := map[string]bool{}
+	granted := 0
+	for _, v := range out.Verdicts {
+		if v.Reason == FindingApprovalUnauthorized {
+			continue
+		}
+		granted++
+		if v.Counts {
+			approvers[v.Approver] = true
 			out.Approvals = append(out.Approvals, ApprovalRef{
-				Approver: ap.Approver, Groups: a.memberOf[ap.Approver], Entry: x.e.Index,
-				ApprovedAt: ap.ApprovedAt, ExpiresAt: ap.ExpiresAt,
+				Approver: v.Approver, Groups: v.Groups, Entry: v.Entry, ApprovedAt: v.ApprovedAt, ExpiresAt: v.ExpiresAt,
 			})
 		}
 	}
@@ -360,8 +405,10 @@ func (a *Approvals) assess(c *change, s Subject) Assessment {
 		out.Findings = append(out.Findings, finding(FindingApprovalMissing, SeverityError,
 			fmt.Sprintf("no approval of change %s", s.ChangeID), map[string]string{"planSha256": s.PlanSHA256, "commitSha": s.CommitSHA}))
 	}
-	for _, r := range rejects {
-		out.Findings = append(out.Findings, finding(r.code, SeverityError, r.msg, ev(r.index)))
+	for _, v := range out.Verdicts {
+		if !v.Counts && v.Reason != FindingApprovalUnauthorized {
+			out.Findings = append(out.Findings, finding(v.Reason, SeverityError, v.Message, ev(v.Entry)))
+		}
 	}
 	if len(missing) > 0 {
 		out.Findings = append(out.Findings, finding(FindingApprovalGroupMissing, SeverityError,
@@ -448,17 +495,18 @@ func (a *Approvals) Judge(ctx context.Context, v *Verified) ([]evidence.Finding,
 		if err != nil {
 			return nil, err
 		}
+		at := v.judgedAt()
 		as := a.assess(c, Subject{
 			ChangeID: p.ChangeID, CommitSHA: p.Source.CommitSHA, PlanSHA256: p.Apply.PlanSHA256,
-			Target: p.Target, RiskClass: p.RiskClass, At: p.OccurredAt,
+			Target: p.Target, RiskClass: p.RiskClass, At: at,
 		})
-		return append(as.Findings, a.reviewsMissing(c, p.OccurredAt, false)...), nil
+		return append(as.Findings, a.reviewsMissing(c, at, false)...), nil
 	case p.Kind == evidence.KindBreakglassClosed || p.Kind == evidence.KindGateDecided || p.Kind == evidence.KindVerificationCompleted:
 		c, err := a.load(ctx, p.ChangeID)
 		if err != nil {
 			return nil, err
 		}
-		return a.reviewsMissing(c, p.OccurredAt, false), nil
+		return a.reviewsMissing(c, v.judgedAt(), false), nil
 	}
 	return nil, nil
 }

@@ -77,6 +77,38 @@ type Verified struct {
 	// has no clock: the caller compares it with the time the log receives
 	// the record (CheckRevocation).
 	RevokedAt *time.Time
+	// JudgedAt is the instant every judge uses to decide whether the
+	// approvals and exceptions the record relies on were valid (JudgedAt,
+	// the function). Set by ingest; zero means the record's occurredAt.
+	JudgedAt time.Time
+}
+
+// MaxBackfill is how far before the log received it a record's occurredAt
+// is believed when judging it, unless configured otherwise.
+const MaxBackfill = 7 * 24 * time.Hour
+
+// JudgedAt is the one clock rule of the ledger: a record is judged at the
+// time it says it happened (its occurredAt), so a spooled or backfilled
+// apply is judged against the approvals and exceptions valid when it ran.
+// A record that claims to be older than maxBackfill before the log
+// received it is not believed: it is judged at its receipt, so an old
+// claimed time cannot revive an approval or exception long expired. The
+// other bound, occurredAt no later than the receipt plus the allowed clock
+// skew, is enforced at ingest, which refuses records from further ahead.
+// The apply gate decides at the time it is asked.
+func JudgedAt(occurredAt, receivedAt time.Time, maxBackfill time.Duration) time.Time {
+	if occurredAt.Before(receivedAt.Add(-maxBackfill)) {
+		return receivedAt
+	}
+	return occurredAt
+}
+
+// judgedAt is v's judged time: JudgedAt as ingest set it, else occurredAt.
+func (v *Verified) judgedAt() time.Time {
+	if !v.JudgedAt.IsZero() {
+		return v.JudgedAt
+	}
+	return v.Statement.Predicate.OccurredAt
 }
 
 // CheckRevocation refuses a record whose key was revoked at or before

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -45,6 +46,7 @@ type serverPolicies struct {
 	contracts *policies.Contracts
 	prod      policies.Environments
 	tracker   *policies.Tracker // from start on
+	judge     *policies.Judge   // from start on
 }
 
 // loadPolicies loads the policy set and the contracts (before the log
@@ -86,18 +88,19 @@ func (p *serverPolicies) info() *evidence.PolicySet {
 
 // start makes the judge over the open log and starts the tracker, which
 // stops when the log closes.
-func (p *serverPolicies) start(ctx context.Context, c *Config, lg *ledger.Log, logger *slog.Logger) ([]ingest.Judge, error) {
+func (p *serverPolicies) start(ctx context.Context, c *Config, lg *ledger.Log, approvals policies.ApprovalAssessor, logger *slog.Logger) ([]ingest.Judge, error) {
 	if p == nil {
 		return nil, nil
 	}
 	p.tracker = policies.NewTracker(lg, p.contracts, p.prod)
 	j, err := policies.NewJudge(policies.JudgeConfig{
-		Set: p.set, Log: lg, Contracts: p.contracts, Exceptions: p.tracker,
+		Set: p.set, Log: lg, Contracts: p.contracts, Exceptions: p.tracker, Approvals: approvals,
 		Production: p.prod, MaxExceptionLifetime: c.Policies.MaxExceptionLifetime,
 	})
 	if err != nil {
 		return nil, err
 	}
+	p.judge = j
 	go func() {
 		if err := p.tracker.Run(context.WithoutCancel(ctx)); err != nil {
 			logger.Error("the completeness tracker stopped", "err", err)
@@ -123,4 +126,51 @@ type policyJudge struct{ j *policies.Judge }
 func (p policyJudge) Judge(ctx context.Context, v *verifier.Verified) (ingest.Judgement, error) {
 	r, err := p.j.Judge(ctx, v)
 	return ingest.Judgement{Findings: r.Findings, Decision: r.Decision}, err
+}
+
+// gateDecider is the apply gate: the approval judge's decision at the time
+// of asking, and, with policies on, the plan's policies judged again at
+// that time, so that no plan the policies would deny now is allowed (an
+// exception that has expired since the plan was judged waives nothing).
+type gateDecider struct {
+	approvals *verifier.Approvals
+	policies  *policies.Judge // nil: policies off
+}
+
+func (g gateDecider) Decide(ctx context.Context, req verifier.GateRequest, now time.Time) (*verifier.GateDecision, error) {
+	d, err := g.approvals.Decide(ctx, req, now)
+	if err != nil || g.policies == nil {
+		return d, err
+	}
+	pol, err := g.policies.PlanDecisionAt(ctx, req.ChangeID, req.PlanSHA256, now)
+	if err != nil {
+		return nil, fmt.Errorf("gate: judge the plan's policies now: %w", err)
+	}
+	if pol == nil || pol.Result != "deny" {
+		return d, nil
+	}
+	var reasons []string
+	for _, x := range pol.Decisions {
+		if x.Result != "deny" {
+			continue
+		}
+		code := "policy.deny"
+		for _, ev := range x.Evidence {
+			if strings.HasPrefix(ev, "exception.expired.") {
+				code = "policy.exception-expired"
+			}
+		}
+		reasons = append(reasons, fmt.Sprintf("%s: %s (rule %s, judged now)", code, x.Message, x.RuleID))
+	}
+	if d.Emergency {
+		for _, r := range reasons {
+			d.Reasons = append(d.Reasons, "overridden by break-glass: "+r)
+		}
+		return d, nil
+	}
+	if d.Decision == verifier.Allow {
+		d.Decision, d.Reasons = verifier.Deny, nil
+	}
+	d.Reasons = append(d.Reasons, reasons...)
+	return d, nil
 }

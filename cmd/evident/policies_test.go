@@ -114,3 +114,96 @@ func TestServePoliciesOff(t *testing.T) {
 		t.Errorf("completeness with the policies off: %s", body)
 	}
 }
+
+// TestGateRechecksExpiredException: a production plan that an exception
+// waives to warn, approved by a directory member: the gate allows it while
+// the exception is in force and denies it, naming the expired exception,
+// once it has expired, without any new record of the plan. An approval
+// relayed by a signer not allowed to relay, and one whose approver only
+// claims a group, count neither for the gate nor for the policies.
+func TestGateRechecksExpiredException(t *testing.T) {
+	work := t.TempDir()
+	evident(t, work, "keys", "generate", "--name", "ci", "--dir", ".")
+	evident(t, work, "keys", "generate", "--name", "other", "--dir", ".")
+	writeFile(t, filepath.Join(work, "evident.yaml"), `data: data
+trust:
+  runners:
+    - {name: ci, publicKey: ci.pub, scope: {environments: ["*"], relayApprovals: true}}
+    - {name: other, publicKey: other.pub, scope: {environments: ["*"]}}
+  groups:
+    platform-infra: [bob@example.com]
+approvals:
+  rules:
+    - {environment: prod, groups: [platform-infra]}
+`)
+	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--listen", "127.0.0.1:0")
+	post := func(key, file string) ingest.Receipt {
+		t.Helper()
+		r := evident(t, work, "record", "post", "--key", key, "--file", file, "--server", srv.URL)
+		var rc ingest.Receipt
+		if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
+			t.Fatalf("receipt %s: %v", r.stdout, err)
+		}
+		return rc
+	}
+	planFile, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan evidence.Transition
+	b, err := os.ReadFile(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &plan); err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().UTC().Truncate(time.Second).Add(5 * time.Second)
+	tmpl, err := os.ReadFile("../../docs/policies/exception.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(work, "exception.json"), strings.Replace(string(tmpl), "EXPIRES_AT", expires.Format(time.RFC3339), 1))
+	post("ci.key", "exception.json")
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+	rc := post("ci.key", planFile)
+	if rc.Decision == nil || rc.Decision.Result != "warn" {
+		t.Fatalf("the waived plan: %+v", rc.Decision)
+	}
+	approval := func(approver string, groups ...string) string {
+		now := time.Now().UTC().Truncate(time.Second)
+		a := evidence.Transition{Kind: evidence.KindApprovalGranted, ChangeID: plan.ChangeID, OccurredAt: now, Actor: approver,
+			Source: plan.Source, Target: plan.Target,
+			Approval: &evidence.Approval{PullRequest: plan.Source.PullRequest, CommitSHA: plan.Source.CommitSHA,
+				PlanSHA256: plan.Plan.PlanSHA256, PolicyDecisionSHA256: rc.PolicyDecisionSHA256,
+				Approver: approver, Groups: groups, ApprovedAt: now, ExpiresAt: now.Add(time.Hour)}}
+		b, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(work, approver+".json")
+		writeFile(t, f, string(b))
+		return f
+	}
+	gate := func() (int, string) {
+		r := runIn(t, work, time.Minute, "gate", "check", "--server", srv.URL, "--change", plan.ChangeID,
+			"--commit", plan.Source.CommitSHA, "--plan-sha256", plan.Plan.PlanSHA256, "--env", "prod",
+			"--stack", plan.Target.Stack, "--actor", "ci", "--json")
+		return r.code, r.stdout + r.stderr
+	}
+	// Relayed by a signer that may not relay, and claimed groups: neither counts.
+	post("other.key", approval("bob@example.com", "platform-infra"))
+	post("ci.key", approval("mallory@example.com", "platform-infra"))
+	if code, out := gate(); code != 1 || !strings.Contains(out, "approval.group-missing") {
+		t.Fatalf("gate with an unauthorized relay and a claimed group: exit %d\n%s", code, out)
+	}
+	post("ci.key", approval("bob@example.com"))
+	if code, out := gate(); code != 0 {
+		t.Fatalf("gate while the exception is in force: exit %d\n%s", code, out)
+	}
+	time.Sleep(time.Until(expires.Add(200 * time.Millisecond)))
+	code, out := gate()
+	if code != 1 || !strings.Contains(out, "policy.exception-expired") {
+		t.Fatalf("gate after the exception expired: exit %d, want 1 naming policy.exception-expired\n%s", code, out)
+	}
+}

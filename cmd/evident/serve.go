@@ -360,7 +360,13 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	judges, err := pol.start(ctx, cfg, lg, logger)
+	// One approval judge for every consumer: the ingest findings, the
+	// policies' input and the gate.
+	approvals, err := cfg.Approvals.build(lg, trust)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	judges, err := pol.start(ctx, cfg, lg, approvals, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
@@ -384,10 +390,6 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		appender = tiles.DurableAppender{Log: lg, Exporter: exp}
 	}
 	mux := http.NewServeMux()
-	approvals, err := cfg.Approvals.build(lg, trust)
-	if err != nil {
-		return nil, errors.Join(err, lg.Close())
-	}
 	ih := ingest.New(ingest.Config{
 		Log:           appender,
 		Verifier:      v,
@@ -413,7 +415,11 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	// The apply gate is the writer's alone: its answer names approvers
 	// and every call appends a gate.decided entry (docs/security.md).
 	gateMux := http.NewServeMux()
-	ingest.NewGate(ingest.GateConfig{Decider: approvals, Recorder: ih.Recorder(edKey), Logger: logger}).Register(gateMux)
+	decider := gateDecider{approvals: approvals}
+	if pol != nil {
+		decider.policies = pol.judge
+	}
+	ingest.NewGate(ingest.GateConfig{Decider: decider, Recorder: ih.Recorder(edKey), Logger: logger}).Register(gateMux)
 	mux.Handle("POST /v1/gate/apply", gateAuth(auth, cfg.certRunners(), gateMux))
 	srv, err := listen(cfg, lg, access, mux, logger)
 	if err != nil {
