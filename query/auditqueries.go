@@ -13,7 +13,7 @@ func AuditQueries() []ExampleQuery {
     nodes {
       id
       target { stack }
-      approvals { approver groups approvedAt planSha256 revoked }
+      approvals { approver directoryGroups counts notCountedBecause approvedAt planSha256 revoked }
     }
     pageInfo { hasNextPage }
   }
@@ -60,8 +60,8 @@ func AuditQueries() []ExampleQuery {
     nodes {
       id
       target { environment stack }
-      approvals { approver approvedAt expiresAt }
-      appliesWithoutFreshApproval { occurredAt apply { planSha256 } }
+      approvals { approver approvedAt expiresAt counts notCountedBecause }
+      appliesWithoutFreshApproval { occurredAt apply { planSha256 } findings { code } }
     }
   }
 }`},

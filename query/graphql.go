@@ -22,6 +22,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
 )
 
 // GraphQLConfig configures POST /graphql.
@@ -52,6 +53,19 @@ type GraphQLConfig struct {
 	// Default half the CPUs, at least one: the rest stay with ingest.
 	MaxConcurrent int
 	Clock         func() time.Time
+	// Approvals is the approval judge, which says of each approval whether
+	// it counts and why not; nil: those fields are null.
+	Approvals ApprovalJudge
+	// MaxBackfill is ingest's: the judged time of an apply is
+	// verifier.JudgedAt of its occurredAt and receipt. Default
+	// verifier.MaxBackfill.
+	MaxBackfill time.Duration
+}
+
+// ApprovalJudge judges the approvals of a subject (*verifier.Approvals):
+// the one judgement the policies, the gate and these answers share.
+type ApprovalJudge interface {
+	Assess(ctx context.Context, s verifier.Subject) (verifier.Assessment, error)
 }
 
 // GraphQL serves audit queries.
@@ -98,6 +112,9 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.MaxBackfill <= 0 {
+		cfg.MaxBackfill = verifier.MaxBackfill
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -701,47 +718,79 @@ func (c *changeView) selfApprovals() []approvalView {
 	return out
 }
 
-// unapprovedApplies lists completed applies that no fresh approval covers:
-// granted before the apply for the same commit and plan hash, not revoked
-// before it, not expired at it, and not by the change's author (case study
-// section 11). The log's own findings (issue 3) say the same at append
-// time; this reads it from the timeline so older logs answer too.
+// unapprovedApplies lists the completed applies the approval judge found
+// not covered by a fresh approval when they were appended: those whose
+// entry carries an approval.* error finding, or the emergency finding of an
+// apply under break-glass. The judge decided once; this reads its decision.
 func (c *changeView) unapprovedApplies() []*record {
 	out := []*record{}
-	author := ""
-	if ct := c.contract(); ct != nil {
-		author = ct.Author
-	}
-	for i, r := range c.Timeline {
-		ap := r.P().Apply
-		if r.P().Kind != evidence.KindApplyCompleted || ap == nil {
+	for _, r := range c.Timeline {
+		if r.P().Kind != evidence.KindApplyCompleted || r.P().Apply == nil {
 			continue
 		}
-		commit := r.P().Source.CommitSHA
-		at := r.P().OccurredAt
-		fresh := false
-		for _, a := range c.Timeline[:i] {
-			g := a.P().Approval
-			if a.P().Kind != evidence.KindApprovalGranted || g == nil || g.PlanSHA256 != ap.PlanSHA256 ||
-				(commit != "" && g.CommitSHA != commit) || strings.EqualFold(g.Approver, author) ||
-				(!g.ExpiresAt.IsZero() && !at.Before(g.ExpiresAt)) {
-				continue
-			}
-			revoked := slices.ContainsFunc(c.Timeline[:i], func(x *record) bool {
-				rv := x.P().Approval
-				return x.P().Kind == evidence.KindApprovalRevoked && rv != nil && rv.Approver == g.Approver && rv.PlanSHA256 == g.PlanSHA256 && x.Index > a.Index
-			})
-			if !revoked {
-				fresh = true
-				break
-			}
-		}
-		if !fresh {
+		if slices.ContainsFunc(r.Entry.Meta.Findings, withoutFreshApproval) {
 			out = append(out, r)
 		}
 	}
 	return out
 }
+
+func withoutFreshApproval(f evidence.Finding) bool {
+	switch f.Code {
+	case verifier.FindingEmergency:
+		return true
+	case verifier.FindingApprovalUnauthorized:
+		return false // on approvals, not applies
+	}
+	return strings.HasPrefix(f.Code, "approval.") && f.Severity == verifier.SeverityError
+}
+
+// approvalVerdict is the approval judge's verdict on approval a: for the
+// change's latest apply of the approved plan, at the time that apply was
+// judged; for a plan not applied yet, as the gate would judge it now.
+func (g *GraphQL) approvalVerdict(ctx context.Context, a approvalView) (*verifier.ApprovalVerdict, error) {
+	c := a.change
+	if g.cfg.Approvals == nil || a.Kind != evidence.KindApprovalGranted || c == nil || len(c.Timeline) == 0 {
+		return nil, nil
+	}
+	first := c.first().P()
+	s := verifier.Subject{ChangeID: first.ChangeID, CommitSHA: a.CommitSHA, PlanSHA256: a.PlanSHA256,
+		Target: first.Target, RiskClass: first.RiskClass, At: g.cfg.Clock()}
+	for _, r := range slices.Backward(c.Timeline) {
+		p := r.P()
+		if isApply(p.Kind) && p.Apply != nil && p.Apply.PlanSHA256 == a.PlanSHA256 {
+			s.CommitSHA, s.Target, s.RiskClass = p.Source.CommitSHA, p.Target, cmpOr(p.RiskClass, s.RiskClass)
+			s.At = verifier.JudgedAt(p.OccurredAt, r.Entry.ReceivedAt, g.cfg.MaxBackfill)
+			break
+		}
+		if p.Kind == evidence.KindPlanCreated && p.Plan != nil && p.Plan.PlanSHA256 == a.PlanSHA256 {
+			s.CommitSHA, s.Target, s.RiskClass = p.Source.CommitSHA, p.Target, cmpOr(p.RiskClass, s.RiskClass)
+			break // not applied since this plan: judged as the gate would, now
+		}
+	}
+	as, err := g.cfg.Approvals.Assess(ctx, s)
+	if err != nil {
+		return nil, internal(err)
+	}
+	for i := range as.Verdicts {
+		if as.Verdicts[i].Entry == a.Index {
+			return &as.Verdicts[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func isApply(k evidence.Kind) bool {
+	return k == evidence.KindApplyStarted || k == evidence.KindApplyCompleted || k == evidence.KindApplyFailed
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 func decodeB64Hash(s string) ([32]byte, error) {
 	var h [32]byte
 	b, err := base64.StdEncoding.DecodeString(s)

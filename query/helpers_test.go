@@ -101,20 +101,21 @@ func newHarness(t testing.TB, access query.AccessConfig) *harness {
 		}
 	}()
 	projection := query.PolicyCompleteness{Tracker: tracker, Log: lg}
-	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock },
-		Completeness: projection, Exceptions: projection})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	// The approval judge of the real server (issue 3), with the demo's
-	// directory: entries carry the findings it computes at append time.
+	// The approval judge of the real server, with the demo's directory:
+	// entries carry the findings it computes at append time, and GraphQL
+	// says of each approval whether it counts.
 	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{Groups: trust.Groups})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock },
+		Completeness: projection, Exceptions: projection, Approvals: approvals, MaxBackfill: demoBackfill})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
 	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: func() time.Time { return query.DemoClock },
-		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}}).Register(mux)
+		MaxBackfill: demoBackfill, Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}}).Register(mux)
 	h.gql.Register(mux)
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -243,3 +244,8 @@ func (h *harness) get(token, path string) ([]byte, int) {
 }
 
 func openFile(path string) (*os.File, error) { return os.Open(path) }
+
+// demoBackfill is the judging window of the harness: the demo data set is
+// a month of history imported at once, a backfill judged at the times it
+// happened, by ingest and GraphQL alike.
+const demoBackfill = 60 * 24 * time.Hour

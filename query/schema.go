@@ -48,6 +48,7 @@ type approvalView struct {
 	Kind    evidence.Kind
 	Index   uint64
 	ChangeR *record
+	change  *changeView // the change it was listed under; nil under a transition
 }
 
 type exceptionView struct {
@@ -183,7 +184,29 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"denied":       {Type: listOf(rule), Description: "the rules that denied", Resolve: func(p graphql.ResolveParams) (any, error) { return denied(p.Source.(policyView).Decisions), nil }},
 	}})
 	approval := newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change (case study section 11).", Fields: graphql.Fields{
-		"approver": {Type: nonNull(str)}, "groups": {Type: graphql.NewList(str)},
+		"approver": {Type: nonNull(str)},
+		"groups":   {Type: graphql.NewList(str), Description: "the groups the approval claims; they decide nothing: see directoryGroups"},
+		"counts": {Type: b, Description: "the approval judge counts it: for the change's latest apply of this plan, at the time that apply was judged; for a plan not applied yet, as the apply gate would now. Null for a revocation", Resolve: func(p graphql.ResolveParams) (any, error) {
+			v, err := g.approvalVerdict(p.Context, p.Source.(approvalView))
+			if err != nil || v == nil {
+				return nil, err
+			}
+			return v.Counts, nil
+		}},
+		"notCountedBecause": {Type: str, Description: "why the approval judge does not count it: a finding code such as approval.unauthorized-signer or approval.expired", Resolve: func(p graphql.ResolveParams) (any, error) {
+			v, err := g.approvalVerdict(p.Context, p.Source.(approvalView))
+			if err != nil || v == nil || v.Counts {
+				return nil, err
+			}
+			return v.Reason, nil
+		}},
+		"directoryGroups": {Type: graphql.NewList(str), Description: "the groups the trust configuration's directory puts the approver in: what approval requirements are checked against", Resolve: func(p graphql.ResolveParams) (any, error) {
+			v, err := g.approvalVerdict(p.Context, p.Source.(approvalView))
+			if err != nil || v == nil {
+				return nil, err
+			}
+			return v.Groups, nil
+		}},
 		"revoked": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) {
 			return p.Source.(approvalView).Kind == evidence.KindApprovalRevoked, nil
 		}},
@@ -402,7 +425,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"applies": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
 			return kinds(cv(p), evidence.KindApplyStarted, evidence.KindApplyCompleted, evidence.KindApplyFailed), nil
 		}},
-		"appliesWithoutFreshApproval": {Type: listOf(transition), Description: "completed applies with no unrevoked, unexpired approval of the same commit and plan hash given before them (and not by the author)",
+		"appliesWithoutFreshApproval": {Type: listOf(transition), Description: "completed applies the approval judge found not covered by a fresh approval when they were appended (an approval.* error finding), or applied under break-glass",
 			Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).unapprovedApplies(), nil }},
 		"verifications": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
 			return kinds(cv(p), evidence.KindVerificationCompleted), nil
@@ -550,7 +573,7 @@ func approvalOf(r *record, c *changeView) any {
 	if a == nil {
 		return nil
 	}
-	v := approvalView{Approval: *a, Kind: r.P().Kind, Index: r.Index}
+	v := approvalView{Approval: *a, Kind: r.P().Kind, Index: r.Index, change: c}
 	if c != nil {
 		v.ChangeR = c.opened()
 	}

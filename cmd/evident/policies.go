@@ -95,7 +95,7 @@ func (p *serverPolicies) start(ctx context.Context, c *Config, lg *ledger.Log, a
 	p.tracker = policies.NewTracker(lg, p.contracts, p.prod)
 	j, err := policies.NewJudge(policies.JudgeConfig{
 		Set: p.set, Log: lg, Contracts: p.contracts, Exceptions: p.tracker, Approvals: approvals,
-		Production: p.prod, MaxExceptionLifetime: c.Policies.MaxExceptionLifetime,
+		Production: p.prod, MaxExceptionLifetime: c.Policies.MaxExceptionLifetime, MaxBackfill: c.Limits.MaxBackfill,
 	})
 	if err != nil {
 		return nil, err

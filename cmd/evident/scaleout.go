@@ -20,6 +20,7 @@ import (
 
 	"evident.dev/evident/failover"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/query"
 	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/tiles"
 	"evident.dev/evident/verifier"
@@ -119,7 +120,22 @@ func startReplica(ctx context.Context, cfg *Config, logger *slog.Logger) (*serve
 	// (but for ingest figures and completeness, which only the writer has).
 	mets := metrics.New(metrics.Config{Logger: logger})
 	mets.SetLog(lg)
-	access, _, err := readRoutes(cfg, mux, lg, nil, mets, logger)
+	// The approval judge needs the directory: with trust configured here
+	// as on the writer, GraphQL says of each approval whether it counts;
+	// without, those fields are null, as completeness is.
+	trust, err := cfg.trust()
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	var approvals query.ApprovalJudge
+	if len(trust.Groups) > 0 {
+		a, err := cfg.Approvals.build(lg, trust)
+		if err != nil {
+			return nil, errors.Join(err, lg.Close())
+		}
+		approvals = a
+	}
+	access, _, err := readRoutes(cfg, mux, lg, nil, approvals, mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}

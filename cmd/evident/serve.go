@@ -65,6 +65,9 @@ type Config struct {
 		QueueSize    int           `yaml:"queueSize"`    // default 8192
 		MaxBatch     int           `yaml:"maxBatch"`     // default 1024
 		MaxClockSkew time.Duration `yaml:"maxClockSkew"` // default 10m
+		// MaxBackfill: a record whose occurredAt is older than this at
+		// receipt is judged at its receipt (verifier.JudgedAt); default 7 days.
+		MaxBackfill time.Duration `yaml:"maxBackfill"`
 		// RatePerSigner is the records per second one verified signer may
 		// post (429 with Retry-After beyond it); 0, the default, is no limit.
 		RatePerSigner float64 `yaml:"ratePerSigner"`
@@ -397,6 +400,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		Logger:        logger,
 		MaxBodyBytes:  cfg.Limits.MaxBodyBytes,
 		MaxClockSkew:  cfg.Limits.MaxClockSkew,
+		MaxBackfill:   cfg.Limits.MaxBackfill,
 		Observer:      mets,
 		Transport:     cfg.certRunners(),
 		Origin:        cfg.Log.Origin,
@@ -408,7 +412,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	access, auth, err := readRoutes(cfg, mux, lg, pol.projection(lg), mets, logger)
+	access, auth, err := readRoutes(cfg, mux, lg, pol.projection(lg), approvals, mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
@@ -435,8 +439,8 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 // readRoutes registers the read side (GraphQL, the log endpoints, metrics,
 // pages, health), served alike by the writer and by read replicas, whose
 // ledger is a follower of the writer's. The caller closes the access log.
-func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *query.PolicyCompleteness, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, *query.Authenticator, error) {
-	access, gql, err := readSide(cfg, lg, projection, logger)
+func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *query.PolicyCompleteness, approvals query.ApprovalJudge, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, *query.Authenticator, error) {
+	access, gql, err := readSide(cfg, lg, projection, approvals, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -705,7 +709,7 @@ func devTrust(dataDir string, logger *slog.Logger) (verifier.TrustConfig, error)
 
 // readSide builds the GraphQL handler: who may read, and the access log
 // every query is recorded in.
-func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
+func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness, approvals query.ApprovalJudge, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
 	auth, err := query.NewAuthenticator(cfg.Access.AccessConfig)
 	if err != nil {
 		return nil, nil, err
@@ -717,7 +721,7 @@ func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness,
 	if err != nil {
 		return nil, nil, err
 	}
-	gc := query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger}
+	gc := query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger, Approvals: approvals, MaxBackfill: cfg.Limits.MaxBackfill}
 	if projection != nil {
 		// Completeness and exceptions in force from the policies' tracker;
 		// with the policies off, completeness is null and expiring
