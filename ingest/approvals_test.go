@@ -221,7 +221,7 @@ type change struct {
 }
 
 func (s *approvalServer) newChange(id, risk string) *change {
-	c := &change{s: s, id: id, risk: risk, target: evidence.Target{Environment: "prod", Stack: "prod/rds-orders"}}
+	c := &change{s: s, id: id, risk: risk, target: evidence.Target{Environment: "prod", Account: "account-payments-prod", Stack: "prod/rds-orders"}}
 	p := c.base(evidence.KindChangeOpened, s.at(0), "ci")
 	p.Change = &evidence.Change{Author: alice, Title: "orders: pg15 parameters"}
 	s.post("ci", p)
@@ -518,7 +518,11 @@ func TestGate(t *testing.T) {
 	})
 	c := s.newChange("CHG-GATE", "high")
 	c.plan(planA, s.at(time.Minute))
-	req := verifier.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA, Target: c.target, Actor: "ci"}
+	// The request names only the environment and stack, as `evident gate
+	// check` without further flags does: the decision is recorded with the
+	// plan's whole target.
+	req := verifier.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA,
+		Target: evidence.Target{Environment: c.target.Environment, Stack: c.target.Stack}, Actor: "ci"}
 	s.setClock(s.at(5 * time.Minute))
 
 	// Refused: the policy requires database owners and nobody approved.
@@ -541,6 +545,9 @@ func TestGate(t *testing.T) {
 	if st.Predicate.Kind != evidence.KindGateDecided || st.Predicate.Gate.Decision != verifier.Deny ||
 		st.Predicate.Gate.PlanSHA256 != planA || e.Meta.Signer.Name != verifier.LogSigner || a.Entry.Kind != evidence.KindGateDecided {
 		t.Errorf("gate.decided entry = %+v by %+v", st.Predicate, e.Meta.Signer)
+	}
+	if st.Predicate.Target != c.target || c.target.Account == "" {
+		t.Errorf("gate.decided target = %+v, want the plan's %+v", st.Predicate.Target, c.target)
 	}
 
 	// Approved by a database owner: allowed, naming the approval.

@@ -113,7 +113,7 @@ func (g *Gate) Decide(ctx context.Context, req verifier.GateRequest) (*GateAnswe
 		OccurredAt: now,
 		Actor:      req.Actor,
 		Source:     src,
-		Target:     req.Target,
+		Target:     d.Target,
 		RiskClass:  d.RiskClass,
 		Emergency:  d.Emergency,
 		Gate:       &evidence.Gate{Decision: d.Decision, PlanSHA256: req.PlanSHA256, Reasons: reasons},

@@ -34,9 +34,13 @@ type GateDecision struct {
 	Approvals         []ApprovalRef `json:"approvals"`
 	// Emergency: allowed under an open break-glass.
 	Emergency bool `json:"emergency,omitempty"`
-	// RiskClass and Source are the plan's, for the decision's record.
+	// RiskClass, Source and Target are the plan's, for the decision's
+	// record: a gate decision is recorded with the target of the plan it
+	// judged (the request's, where the plan is missing or leaves a field
+	// out), so a tenant scoped by account sees it.
 	RiskClass string          `json:"-"`
 	Source    evidence.Source `json:"-"`
+	Target    evidence.Target `json:"-"`
 }
 
 // Check validates a request's fields.
@@ -91,12 +95,14 @@ func (a *Approvals) Decide(ctx context.Context, req GateRequest, now time.Time) 
 	}
 	out := &GateDecision{Decision: Allow, Reasons: []string{}, RequiredApprovers: []string{}, Approvals: []ApprovalRef{}}
 	var deny []string
+	out.Target = req.Target
 	plan := c.planEntry(req.PlanSHA256)
 	if plan == nil {
 		deny = append(deny, fmt.Sprintf("plan.missing: no plan.created record of plan %s for change %s", short(req.PlanSHA256), req.ChangeID))
 	} else {
 		p := plan.p
 		out.RiskClass, out.Source = p.RiskClass, p.Source
+		out.Target = mergedTarget(p.Target, req.Target)
 		if p.Source.CommitSHA != "" && p.Source.CommitSHA != req.CommitSHA {
 			deny = append(deny, fmt.Sprintf("plan.commit-mismatch: plan %s was made from commit %s, not %s", short(req.PlanSHA256), short(p.Source.CommitSHA), short(req.CommitSHA)))
 		}
@@ -166,4 +172,22 @@ func (a *Approvals) Decide(ctx context.Context, req GateRequest, now time.Time) 
 			strings.Join(as.Required, ", "), as.RequiredFrom, short(a.membershipSHA256)))
 	}
 	return out, nil
+}
+
+// mergedTarget is the plan's target with the request's fields where the
+// plan leaves them out.
+func mergedTarget(plan, req evidence.Target) evidence.Target {
+	or := func(a, b string) string {
+		if a != "" {
+			return a
+		}
+		return b
+	}
+	return evidence.Target{
+		Environment: or(plan.Environment, req.Environment), Cloud: or(plan.Cloud, req.Cloud),
+		Account: or(plan.Account, req.Account), Region: or(plan.Region, req.Region), Stack: or(plan.Stack, req.Stack),
+		Cluster: or(plan.Cluster, req.Cluster), Namespace: or(plan.Namespace, req.Namespace),
+		Application: or(plan.Application, req.Application), Service: or(plan.Service, req.Service),
+		DataClass: or(plan.DataClass, req.DataClass),
+	}
 }

@@ -1,5 +1,8 @@
-# Mutable image tags and unsigned images are denied in production (sections 8
-# and 16), judged on artifact.admitted records.
+# Mutable image tags and unsigned images are denied in production, judged on
+# artifact.admitted records. The record names the image repository in
+# `image` and what was admitted in `digest` (docs/kinds.md): an image is
+# referenced by a mutable tag when `image` carries a tag and no digest pin,
+# or when no digest was admitted.
 package evident.rules.images
 
 import data.evident.lib
@@ -12,7 +15,18 @@ deny contains {
 } if {
 	lib.production
 	input.record.phase == "admission"
-	not contains(input.artifact.image, "@sha256:")
+	mutable_tag
+}
+
+# A tag is what follows the last ':' after the last '/' (a registry's port
+# comes before a '/').
+mutable_tag if {
+	not contains(input.artifact.image, "@")
+	regex.match(`:[^/]+$`, input.artifact.image)
+}
+
+mutable_tag if {
+	object.get(input.artifact, "digest", "") == ""
 }
 
 deny contains {
