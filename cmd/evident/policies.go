@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -126,51 +125,4 @@ type policyJudge struct{ j *policies.Judge }
 func (p policyJudge) Judge(ctx context.Context, v *verifier.Verified) (ingest.Judgement, error) {
 	r, err := p.j.Judge(ctx, v)
 	return ingest.Judgement{Findings: r.Findings, Decision: r.Decision}, err
-}
-
-// gateDecider is the apply gate: the approval judge's decision at the time
-// of asking, and, with policies on, the plan's policies judged again at
-// that time, so that no plan the policies would deny now is allowed (an
-// exception that has expired since the plan was judged waives nothing).
-type gateDecider struct {
-	approvals *verifier.Approvals
-	policies  *policies.Judge // nil: policies off
-}
-
-func (g gateDecider) Decide(ctx context.Context, req verifier.GateRequest, now time.Time) (*verifier.GateDecision, error) {
-	d, err := g.approvals.Decide(ctx, req, now)
-	if err != nil || g.policies == nil {
-		return d, err
-	}
-	pol, err := g.policies.PlanDecisionAt(ctx, req.ChangeID, req.PlanSHA256, now)
-	if err != nil {
-		return nil, fmt.Errorf("gate: judge the plan's policies now: %w", err)
-	}
-	if pol == nil || pol.Result != "deny" {
-		return d, nil
-	}
-	var reasons []string
-	for _, x := range pol.Decisions {
-		if x.Result != "deny" {
-			continue
-		}
-		code := "policy.deny"
-		for _, ev := range x.Evidence {
-			if strings.HasPrefix(ev, "exception.expired.") {
-				code = "policy.exception-expired"
-			}
-		}
-		reasons = append(reasons, fmt.Sprintf("%s: %s (rule %s, judged now)", code, x.Message, x.RuleID))
-	}
-	if d.Emergency {
-		for _, r := range reasons {
-			d.Reasons = append(d.Reasons, "overridden by break-glass: "+r)
-		}
-		return d, nil
-	}
-	if d.Decision == verifier.Allow {
-		d.Decision, d.Reasons = verifier.Deny, nil
-	}
-	d.Reasons = append(d.Reasons, reasons...)
-	return d, nil
 }

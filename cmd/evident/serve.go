@@ -27,6 +27,7 @@ import (
 	"evident.dev/evident/anchor"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/policies"
 	"evident.dev/evident/query"
 	"evident.dev/evident/query/dashboard"
 	"evident.dev/evident/query/metrics"
@@ -419,9 +420,9 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	// The apply gate is the writer's alone: its answer names approvers
 	// and every call appends a gate.decided entry (docs/security.md).
 	gateMux := http.NewServeMux()
-	decider := gateDecider{approvals: approvals}
+	decider := policies.Gate{Approvals: approvals}
 	if pol != nil {
-		decider.policies = pol.judge
+		decider.Policies = pol.judge
 	}
 	ingest.NewGate(ingest.GateConfig{Decider: decider, Recorder: ih.Recorder(edKey), Logger: logger}).Register(gateMux)
 	mux.Handle("POST /v1/gate/apply", gateAuth(auth, cfg.certRunners(), gateMux))
