@@ -69,7 +69,9 @@ func Start(t testing.TB, dir string) *Server {
 	t.Helper()
 	f := &Server{t: t, dir: dir, logKey: key("log"), CI: key("ci"), Stray: key("stranger")}
 	f.trust = verifier.TrustConfig{Runners: []verifier.Runner{
-		{Name: "ci", PublicKey: pubPEM(t, f.CI), Scope: verifier.Scope{Environments: []string{"*"}}},
+		// The CI runner also relays the approvals of the scenarios (a review
+		// webhook relay), so they count.
+		{Name: "ci", PublicKey: pubPEM(t, f.CI), Scope: verifier.Scope{Environments: []string{"*"}, RelayApprovals: true}},
 	}}
 	f.start()
 	return f

@@ -400,6 +400,11 @@ func (p *Projection) apply(e *evidence.Entry, t *evidence.Transition) {
 		p.plans.WithLabelValues(env, class, boolLabel(destructive)).Inc()
 		p.planWait.open(t.ChangeID, at, env)
 	case evidence.KindApprovalGranted:
+		// An approval the approval judge found unauthorized was never
+		// given: it does not end the wait.
+		if slices.ContainsFunc(e.Meta.Findings, func(f evidence.Finding) bool { return f.Code == "approval.unauthorized-signer" }) {
+			break
+		}
 		if it, ok := p.planWait.close(t.ChangeID); ok && !at.Before(it.at) {
 			p.approvalWait.WithLabelValues(it.env).Observe(at.Sub(it.at).Seconds())
 		}
