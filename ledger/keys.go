@@ -66,6 +66,7 @@ const (
 	TermPolicy      = "presult" // policy result: the log's decision and policy.evaluated blocks
 	TermRule        = "rule"    // rule ids of those decisions
 	TermArtifactBr  = "protected"
+	TermFact        = "fact" // evidence.Facts: public exposure, ingress, database
 	// TermExceptionExpiry (value "") orders exception.granted records by
 	// their expiry, for "exceptions expiring within N days".
 	TermExceptionExpiry = "exexpiry"
@@ -142,6 +143,11 @@ func TermsFor(st *evidence.Statement, meta evidence.EntryMeta) []Term {
 	if s := p.Sync; s != nil {
 		for _, o := range s.Resources {
 			resource(o.Kind, o.Kind+"/"+o.Namespace+"/"+o.Name)
+		}
+	}
+	if p.Plan != nil || p.Sync != nil {
+		for _, f := range evidence.Facts(&p) {
+			add(TermFact, f, time.Time{})
 		}
 	}
 	for _, f := range meta.Findings {

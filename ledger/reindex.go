@@ -21,7 +21,8 @@ import (
 //	   artifact branch protection, exception expiry
 //	3: the same terms; the untimed ones stored in chunks (postings.go)
 //	4: and first-chunk keys
-const TermsVersion = 4
+//	5: and facts derived from plan resources and synced objects (evidence.Facts)
+const TermsVersion = 5
 
 const keyTermsVersion = "v" // v -> TermsVersion u64 of the stored secondary indexes
 

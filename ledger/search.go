@@ -20,6 +20,8 @@ import (
 type Search struct {
 	Driver Query // Name, Value and optionally From/To of the walked term; Limit is ignored
 	Must   []Term
+	// Any are alternatives: an entry must have at least one term of each.
+	Any [][]Term
 	// Scope are untimed terms every entry must have, checked before Visible
 	// and, like it, never counted against Budget: the caller's own
 	// restriction, which says nothing about entries it may not see.
@@ -89,6 +91,12 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 	if err != nil {
 		return res, err
 	}
+	anyKeys := make([][][]byte, len(s.Any))
+	for i, alts := range s.Any {
+		if anyKeys[i], err = prefixes(alts); err != nil {
+			return res, err
+		}
+	}
 	hasAll := func(v *view, terms []Term, prefixes [][]byte, index uint64) (bool, error) {
 		for i, p := range prefixes {
 			ok, err := v.has(p, terms[i].Name, index)
@@ -100,6 +108,18 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 			}
 		}
 		return true, nil
+	}
+	hasAny := func(v *view, terms []Term, prefixes [][]byte, index uint64) (bool, error) {
+		for i, p := range prefixes {
+			ok, err := v.has(p, terms[i].Name, index)
+			if err != nil {
+				return false, fmt.Errorf("read index: %w", err)
+			}
+			if ok {
+				return true, nil
+			}
+		}
+		return false, nil
 	}
 	prefix := termPrefix(s.Driver.Name, s.Driver.Value)
 	var from, to uint64 = 0, math.MaxUint64
@@ -168,6 +188,11 @@ func (l *Log) Search(ctx context.Context, s Search) (SearchResult, error) {
 		ok, err := hasAll(v, s.Must, mustKeys, index)
 		if err != nil {
 			return false, err
+		}
+		for i := 0; ok && i < len(s.Any); i++ {
+			if ok, err = hasAny(v, s.Any[i], anyKeys[i], index); err != nil {
+				return false, err
+			}
 		}
 		if ok && s.Accept != nil {
 			if ok, err = s.Accept(index); err != nil {

@@ -9,7 +9,7 @@ package query
 func AuditQueries() []ExampleQuery {
 	return []ExampleQuery{
 		{"Who approved production database changes last month?", `query ProductionDatabaseApprovals {
-  changes(filter: {environment: "prod", resourceType: "aws_db_instance", from: "2026-06-01T00:00:00Z", to: "2026-07-01T00:00:00Z"}, first: 50) {
+  changes(filter: {environment: "prod", fact: "database", from: "2026-06-01T00:00:00Z", to: "2026-07-01T00:00:00Z"}, first: 50) {
     nodes {
       id
       target { stack }
@@ -19,11 +19,14 @@ func AuditQueries() []ExampleQuery {
   }
 }`},
 		{"Which changes modified public ingress?", `query PublicIngressChanges {
-  kubernetesIngress: changes(filter: {resourceType: "Ingress"}) {
-    nodes { id target { cluster namespace application } syncs { occurredAt sync { revision resources { kind namespace name } } } }
-  }
-  publicListeners: changes(filter: {resourceType: "aws_lb_listener"}) {
-    nodes { id target { stack } plans { plan { resourceChanges { address actions } } } approvals { approver } }
+  changes(filter: {fact: ["public-exposure", "ingress"]}) {
+    nodes {
+      id
+      target { environment stack cluster namespace application }
+      plans { plan { resourceChanges { address type publicExposure cidrBlocks } } }
+      syncs { sync { revision resources { kind namespace name } } }
+      approvals { approver counts }
+    }
   }
 }`},
 		{"Which emergency changes bypassed normal review?", `query EmergencyChangesWithoutReview {

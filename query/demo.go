@@ -112,7 +112,11 @@ func DemoStatementsAt(now time.Time) []evidence.Statement {
 			Resources: []evidence.SyncedObject{{Group: "networking.k8s.io", Kind: "Ingress", Namespace: "web", Name: "storefront-public", Status: "Synced"}}}})
 	c3b := change{"CHG-2026-06-16-0313", "erin@example.com", 4821, prodNet, "high"}
 	opened(c3b, day(16, 8), "Open 443 on the edge listener", "network")
-	plan(c3b, day(16, 9), evidence.ResourceChange{Address: "aws_lb_listener.public_https", Type: "aws_lb_listener", Actions: []string{"update"}})
+	plan(c3b, day(16, 9), evidence.ResourceChange{Address: "aws_lb_listener.public_https", Type: "aws_lb_listener", Actions: []string{"update"}},
+		evidence.ResourceChange{Address: "aws_security_group_rule.edge_https", Type: "aws_security_group_rule", Actions: []string{"create"},
+			Attributes: map[string]string{"type": "ingress", "from_port": "443", "cidr_blocks": `["0.0.0.0/0"]`}},
+		evidence.ResourceChange{Address: "aws_security_group_rule.edge_admin", Type: "aws_security_group_rule", Actions: []string{"create"},
+			Attributes: map[string]string{"type": "ingress", "from_port": "22", "cidr_blocks": `["10.40.0.0/16"]`}})
 	approve(c3b, day(16, 10), "grace@example.com", day(17, 10), "network")
 	apply(c3b, day(16, 11), false)
 

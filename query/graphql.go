@@ -375,7 +375,37 @@ func parseFilter(v any) (Filter, error) {
 	f.ChangeID, f.Environment, f.Account, f.Region = s("changeId"), s("environment"), s("account"), s("region")
 	f.Stack, f.Cluster, f.Namespace, f.Application = s("stack"), s("cluster"), s("namespace"), s("application")
 	f.Service, f.DataClass, f.Kind, f.Actor = s("service"), s("dataClass"), s("kind"), s("actor")
-	f.Approver, f.ApproverGroup, f.ResourceType, f.ResourceAddress = s("approver"), s("approverGroup"), s("resourceType"), s("resourceAddress")
+	f.Approver, f.ApproverGroup, f.ResourceAddress = s("approver"), s("approverGroup"), s("resourceAddress")
+	list := func(k string) ([]string, error) {
+		var out []string
+		switch v := m[k].(type) {
+		case nil:
+		case string:
+			out = []string{v}
+		case []any:
+			for _, x := range v {
+				if x, ok := x.(string); ok && x != "" && !slices.Contains(out, x) {
+					out = append(out, x)
+				}
+			}
+		}
+		if len(out) > 20 {
+			return nil, fmt.Errorf("filter.%s lists %d values; at most 20", k, len(out))
+		}
+		return out, nil
+	}
+	var err error
+	if f.ResourceTypes, err = list("resourceType"); err != nil {
+		return f, err
+	}
+	if f.Facts, err = list("fact"); err != nil {
+		return f, err
+	}
+	for _, x := range f.Facts {
+		if x != evidence.FactPublicExposure && x != evidence.FactIngress && x != evidence.FactDatabase {
+			return f, fmt.Errorf("filter.fact %q is not a fact: %s, %s or %s", x, evidence.FactPublicExposure, evidence.FactIngress, evidence.FactDatabase)
+		}
+	}
 	f.RiskClass, f.FindingCode, f.PolicyResult, f.PolicyRule = s("riskClass"), s("findingCode"), s("policyResult"), s("policyRule")
 	if b, ok := m["emergency"].(bool); ok {
 		f.Emergency = &b
@@ -436,6 +466,11 @@ func matches(f *Filter, r *record) bool {
 	}
 	for _, t := range f.terms() {
 		if !have[[2]string{t.Name, t.Value}] {
+			return false
+		}
+	}
+	for _, alts := range f.alternatives() {
+		if !slices.ContainsFunc(alts, func(t ledger.Term) bool { return have[[2]string{t.Name, t.Value}] }) {
 			return false
 		}
 	}

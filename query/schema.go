@@ -282,6 +282,19 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	}})
 	resourceChange := newObject(graphql.ObjectConfig{Name: "ResourceChange", Fields: graphql.Fields{
 		"address": {Type: nonNull(str)}, "type": {Type: nonNull(str)}, "actions": {Type: listOf(str)},
+		"publicExposure": {Type: nonNull(b), Description: "this resource change opens something to the internet (the public-exposure fact)", Resolve: func(p graphql.ResolveParams) (any, error) {
+			rc := p.Source.(evidence.ResourceChange)
+			return slices.Contains(evidence.Facts(&evidence.Transition{Plan: &evidence.Plan{ResourceChanges: []evidence.ResourceChange{rc}}}), evidence.FactPublicExposure), nil
+		}},
+		"cidrBlocks": {Type: str, Description: "the source ranges the change reports, for rules", Resolve: func(p graphql.ResolveParams) (any, error) {
+			a := p.Source.(evidence.ResourceChange).Attributes
+			for _, k := range []string{"cidr_blocks", "cidr_ipv4", "ipv6_cidr_blocks", "cidr_ipv6", "source_ranges", "source_address_prefix"} {
+				if v := a[k]; v != "" {
+					return v, nil
+				}
+			}
+			return nil, nil
+		}},
 	}})
 	plan := newObject(graphql.ObjectConfig{Name: "Plan", Description: "The plan stage's risk summary (case study section 9).", Fields: graphql.Fields{
 		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "engineVersion": {Type: str}, "stack": {Type: str},
@@ -462,9 +475,11 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 
 	filterFields := graphql.InputObjectConfigFieldMap{}
 	for _, n := range []string{"changeId", "environment", "account", "region", "stack", "cluster", "namespace", "application", "service", "dataClass",
-		"kind", "actor", "approver", "approverGroup", "resourceType", "resourceAddress", "riskClass", "findingCode", "policyResult", "policyRule"} {
+		"kind", "actor", "approver", "approverGroup", "resourceAddress", "riskClass", "findingCode", "policyResult", "policyRule"} {
 		filterFields[n] = &graphql.InputObjectFieldConfig{Type: str}
 	}
+	filterFields["resourceType"] = &graphql.InputObjectFieldConfig{Type: graphql.NewList(str), Description: "one of these resource types (plan resources, synced object kinds); a single string is a list of one"}
+	filterFields["fact"] = &graphql.InputObjectFieldConfig{Type: graphql.NewList(str), Description: "one of these facts derived from plan resources and synced objects: public-exposure (an ingress rule from 0.0.0.0/0 or ::/0, a load balancer that is not internal, a public bucket), ingress (Kubernetes Ingress and Gateway API routes), database"}
 	filterFields["emergency"] = &graphql.InputObjectFieldConfig{Type: b, Description: "emergency records and break-glass"}
 	filterFields["artifactFromProtectedBranch"] = &graphql.InputObjectFieldConfig{Type: b, Description: "artifact admissions by the protection of the branch the artifact was built from"}
 	filterFields["from"] = &graphql.InputObjectFieldConfig{Type: graphql.DateTime, Description: "occurredAt at or after"}

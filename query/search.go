@@ -70,7 +70,8 @@ func loadRecord(ctx context.Context, s Store, i uint64) (*record, error) {
 // Filter is the GraphQL TransitionFilter: every given field must match.
 type Filter struct {
 	ChangeID, Environment, Account, Region, Stack, Cluster, Namespace, Application, Service, DataClass string
-	Kind, Actor, Approver, ApproverGroup, ResourceType, ResourceAddress, RiskClass                     string
+	Kind, Actor, Approver, ApproverGroup, ResourceAddress, RiskClass                                   string
+	ResourceTypes, Facts                                                                               []string // one of
 	FindingCode, PolicyResult, PolicyRule                                                              string
 	Emergency, ArtifactFromProtectedBranch                                                             *bool
 	From, To                                                                                           time.Time // occurredAt, [From, To)
@@ -96,7 +97,12 @@ func (f *Filter) terms() []ledger.Term {
 	add(ledger.TermCluster, f.Cluster)
 	add(ledger.TermAccount, f.Account)
 	add(ledger.TermService, f.Service)
-	add(ledger.TermResType, f.ResourceType)
+	if len(f.ResourceTypes) == 1 {
+		add(ledger.TermResType, f.ResourceTypes[0])
+	}
+	if len(f.Facts) == 1 {
+		add(ledger.TermFact, f.Facts[0])
+	}
 	add(ledger.TermGroup, f.ApproverGroup)
 	add(ledger.TermActor, f.Actor)
 	if f.Emergency != nil && *f.Emergency {
@@ -111,6 +117,26 @@ func (f *Filter) terms() []ledger.Term {
 	add(ledger.TermDataClass, f.DataClass)
 	add(ledger.TermRegion, f.Region)
 	add(ledger.TermEnv, f.Environment)
+	return out
+}
+
+// alternatives are the filter's fields given several values: an entry
+// must have one of each.
+func (f *Filter) alternatives() [][]ledger.Term {
+	var out [][]ledger.Term
+	for _, g := range []struct {
+		name   string
+		values []string
+	}{{ledger.TermResType, f.ResourceTypes}, {ledger.TermFact, f.Facts}} {
+		if len(g.values) < 2 {
+			continue
+		}
+		alts := make([]ledger.Term, len(g.values))
+		for i, v := range g.values {
+			alts[i] = ledger.Term{Name: g.name, Value: v}
+		}
+		out = append(out, alts)
+	}
 	return out
 }
 
@@ -328,7 +354,7 @@ func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page
 		return true, nil
 	}
 	res, err := g.store.Search(ctx, ledger.Search{
-		Driver: driver, Must: must, Scope: scope, After: after, Reverse: o.Reverse,
+		Driver: driver, Must: must, Any: o.Filter.alternatives(), Scope: scope, After: after, Reverse: o.Reverse,
 		Limit: o.First, Budget: o.Budget, Visible: visible, Accept: accept,
 	})
 	if err != nil {
