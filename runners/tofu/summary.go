@@ -18,6 +18,7 @@ import (
 // attributes and outputs the plan touches.
 func Summarize(p *tfjson.Plan, cat *Catalog, ch Change) evidence.Plan {
 	s := evidence.Plan{Stack: ch.StackPath, EngineVersion: p.TerraformVersion}
+	sec := knownSecrets(p)
 	for _, rc := range p.ResourceChanges {
 		if rc.Change == nil {
 			continue
@@ -40,7 +41,8 @@ func Summarize(p *tfjson.Plan, cat *Catalog, ch Change) evidence.Plan {
 		for i, x := range a {
 			acts[i] = string(x)
 		}
-		s.ResourceChanges = append(s.ResourceChanges, evidence.ResourceChange{Address: rc.Address, Type: rc.Type, Actions: acts})
+		s.ResourceChanges = append(s.ResourceChanges, evidence.ResourceChange{Address: rc.Address, Type: rc.Type, Actions: acts,
+			Attributes: reportedAttributes(rc.Change, sec)})
 		if cat.risky(rc.Type) {
 			s.HighRiskResources = append(s.HighRiskResources, rc.Address)
 		}
@@ -60,6 +62,50 @@ func Summarize(p *tfjson.Plan, cat *Catalog, ch Change) evidence.Plan {
 	s.Destructive = s.Actions.Delete > 0 || s.Actions.Replace > 0
 	s.RequiresManualApproval = ch.ManualApproval || s.Destructive || len(s.HighRiskResources) > 0
 	return s
+}
+
+// exposureAttributes are the attributes the bundled policies and the
+// ledger's facts (evidence.Facts) read to tell whether a change opens
+// something to the internet. The runner reports their planned values.
+var exposureAttributes = []string{
+	"acl", "policy", "members", "member", "container_access_type", "allow_nested_items_to_be_public", "allow_blob_public_access",
+	"block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets",
+	"type", "internal", "cidr_blocks", "ipv6_cidr_blocks", "cidr_ipv4", "cidr_ipv6", "ingress",
+	"direction", "access", "source_ranges", "source_address_prefix",
+}
+
+// reportedAttributes are the planned values of exposureAttributes a change
+// sets, as text (JSON for what is not a string). A value the plan marks
+// sensitive, or that holds a value known to be secret, is left out.
+func reportedAttributes(c *tfjson.Change, sec secrets) map[string]string {
+	after, ok := mask(c.After, c.AfterSensitive).(map[string]any)
+	if !ok {
+		return nil
+	}
+	var out map[string]string
+	for _, k := range exposureAttributes {
+		v, ok := after[k]
+		if !ok || v == nil {
+			continue
+		}
+		v = sec.scrub(v)
+		text, isString := v.(string)
+		if !isString {
+			b, err := json.Marshal(v)
+			if err != nil {
+				continue
+			}
+			text = string(b)
+		}
+		if strings.Contains(text, Masked) || len(text) > 16384 {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = text
+	}
+	return out
 }
 
 // riskClass raises the change's risk class by what the plan does.
