@@ -34,8 +34,10 @@ type errRateLimited struct {
 	retryAfter time.Duration
 }
 
+// Error says what the Retry-After header says: a client that reads either
+// waits the same.
 func (e *errRateLimited) Error() string {
-	return fmt.Sprintf("signer %s is over its rate limit; retry after %s", e.signer, e.retryAfter.Round(time.Millisecond))
+	return fmt.Sprintf("signer %s is over its rate limit; retry after %s s", e.signer, e.retryAfterSeconds())
 }
 
 // retryAfterSeconds is the Retry-After header value: whole seconds, at

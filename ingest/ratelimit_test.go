@@ -41,8 +41,8 @@ func TestRateLimitPerSigner(t *testing.T) {
 	if got := r.header.Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After %q, want 1 (half a second to the next token, rounded up)", got)
 	}
-	if e := errorBody(t, r); e.Code != "rate_limited" || !contains(e.Error, "ci") {
-		t.Errorf("refusal %+v, want code rate_limited naming the signer", e)
+	if e := errorBody(t, r); e.Code != "rate_limited" || !contains(e.Error, "ci") || !contains(e.Error, "retry after 1 s") {
+		t.Errorf("refusal %+v, want code rate_limited naming the signer and the header's wait", e)
 	}
 	// Another signer has its own bucket.
 	postAs("apply", http.StatusCreated)

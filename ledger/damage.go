@@ -3,10 +3,12 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -155,6 +157,41 @@ func checkTable(path string, compression options.CompressionType) (err error) {
 	return t.VerifyChecksum()
 }
 
+// ErrDiskFull is a batch refused because the filesystem holding the log has
+// less free space than its reserve.
+var ErrDiskFull = errors.New("disk nearly full")
+
+// diskFullLog logs the disk-full state when it starts, a reminder at most
+// once a minute while it lasts, and when it ends, rather than one line per
+// refused batch: under load that was thousands of lines a second. Used by
+// the committer goroutine only.
+type diskFullLog struct {
+	since, reminded time.Time
+	refused         int // batches refused since the last line
+}
+
+func (d *diskFullLog) refuse(logger *slog.Logger, records int, err error) {
+	now := time.Now()
+	d.refused++
+	switch {
+	case d.since.IsZero():
+		d.since, d.reminded = now, now
+		logger.Error("refusing records: the disk is nearly full; free space or raise the reserve (limits.minFreeMB)", "records", records, "err", err)
+		d.refused = 0
+	case now.Sub(d.reminded) >= time.Minute:
+		logger.Error("still refusing records: the disk is nearly full", "for", now.Sub(d.since).Round(time.Second), "batchesRefused", d.refused, "err", err)
+		d.reminded, d.refused = now, 0
+	}
+}
+
+func (d *diskFullLog) ok(logger *slog.Logger) {
+	if d.since.IsZero() {
+		return
+	}
+	logger.Info("free space is back above the reserve: accepting records again", "after", time.Since(d.since).Round(time.Second), "batchesRefused", d.refused)
+	*d = diskFullLog{}
+}
+
 // checkSpace fails while the filesystem holding the log has less than
 // MinFreeBytes free.
 func (l *Log) checkSpace() error {
@@ -166,7 +203,7 @@ func (l *Log) checkSpace() error {
 		return fmt.Errorf("free space of %s: %w", l.cfg.Dir, err)
 	}
 	if free := int64(st.Bavail) * int64(st.Bsize); free < l.cfg.MinFreeBytes {
-		return fmt.Errorf("disk nearly full: %d bytes free on the filesystem of %s, below the reserve of %d", free, l.cfg.Dir, l.cfg.MinFreeBytes)
+		return fmt.Errorf("%w: %d bytes free on the filesystem of %s, below the reserve of %d", ErrDiskFull, free, l.cfg.Dir, l.cfg.MinFreeBytes)
 	}
 	return nil
 }

@@ -243,6 +243,7 @@ func (l *Log) sequence() {
 // commit makes prepared batches durable, in order.
 func (l *Log) commit() {
 	defer close(l.stopped)
+	var diskFull diskFullLog
 	for p := range l.commits {
 		if p.base != l.durable() {
 			p.txn.Discard()
@@ -272,14 +273,19 @@ func (l *Log) commit() {
 			if derr := l.segs.discard(p.runs); derr != nil {
 				l.cfg.Logger.Error("removing a failed batch from the segments failed", "err", derr)
 			}
-			l.cfg.Logger.Error("batch commit failed", "records", len(p.batch), "err", err)
-			answer(p.batch, nil, fmt.Errorf("%w: %v", ErrStorage, err))
+			if errors.Is(err, ErrDiskFull) {
+				diskFull.refuse(l.cfg.Logger, len(p.batch), err)
+			} else {
+				l.cfg.Logger.Error("batch commit failed", "records", len(p.batch), "err", err)
+			}
+			answer(p.batch, nil, fmt.Errorf("%w: %w", ErrStorage, err))
 			select {
 			case l.commitFailed <- struct{}{}:
 			default:
 			}
 			continue
 		}
+		diskFull.ok(l.cfg.Logger)
 		l.upper.add(p.upper) // before publishing: proofs up to the new size may need them
 		l.recent.put(p.decoded)
 		l.mu.Lock()

@@ -220,6 +220,14 @@ func testDiskFull(t *testing.T, config, logs string) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	if config == "" {
+		// The refusals were logged as a state, not once per batch.
+		log := srv.stderr.String()
+		if n := strings.Count(log, "disk is nearly full"); n == 0 || n > 3 {
+			t.Errorf("the disk-full state was logged %d times while %d records were refused; want once, and a reminder a minute", n, refused+loadStatus[http.StatusServiceUnavailable])
+		}
+		mustContain(t, "serve's log once space is back", log, "accepting records again")
+	}
 	postCheckAndVerify(t, srv, signer, work, data, acked)
 }
 
