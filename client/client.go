@@ -325,6 +325,12 @@ func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*Inclu
 			size, root = cp.Size, cp.Hash
 			break
 		}
+		// Waiting helps only an entry the log has and the next checkpoint
+		// will cover: one it does not have is answered at once.
+		var apiErr *APIError
+		if _, err := c.Entry(ctx, index); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+			return nil, fmt.Errorf("the log has no entry %d (its latest checkpoint covers %d entries): %w", index, cp.Size, err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("no checkpoint covers entry %d yet (latest size %d): %w", index, cp.Size, ctx.Err())
