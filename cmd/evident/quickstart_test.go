@@ -239,7 +239,7 @@ func TestQuickStart(t *testing.T) {
 	// once rather than waiting out its timeout for a checkpoint.
 	start := time.Now()
 	r = evidentFails(t, work, -1, "proof", "--index", "99", "--server", srv.URL, "--timeout", "20s")
-	mustContain(t, "proof of a missing entry", r.stderr, "the log has no entry 99 (its latest checkpoint covers 4 entries)")
+	mustContain(t, "proof of a missing entry", r.stderr, "the log has no entry 99 (its latest checkpoint covers")
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("proof of a missing entry answered after %s", took)
 	}
