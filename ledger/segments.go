@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -386,4 +387,30 @@ func (s *segments) refuseIntactFrames(seg, index, offset uint64) error {
 		}
 	}
 	return nil
+}
+
+// HasEntries reports whether dir, a log's data directory, holds entries: a
+// segment file with something in it. A caller deciding whether a missing
+// log key may be generated asks this before opening anything.
+func HasEntries(dir string) (bool, error) {
+	des, err := os.ReadDir(filepath.Join(dir, "entries"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("entry segments: %w", err)
+	}
+	for _, de := range des {
+		if !strings.HasSuffix(de.Name(), ".seg") {
+			continue
+		}
+		info, err := de.Info()
+		if err != nil {
+			return false, fmt.Errorf("entry segments: %w", err)
+		}
+		if info.Size() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -190,4 +191,30 @@ func TestLogKeyRotationReplica(t *testing.T) {
 	w3.stop()
 	out = evident(t, work, "verify", "--data", "w3", "--log-key", genesisKey)
 	mustContain(t, "verify the restore", out.stdout, fmt.Sprintf("OK: %d entries", size+1), "log key rotated at entry 301")
+}
+
+// TestMissingLogKeyRefusedBeforeAnything: a data directory whose log key
+// is gone is refused at start, naming the key, before anything is created:
+// no new key file is left behind.
+func TestMissingLogKeyRefusedBeforeAnything(t *testing.T) {
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	srv := startServe(t, work, "--data", data, "--listen", "127.0.0.1:0")
+	srv.postRecord(sign(t, newSigner(t, filepath.Join(data, "dev-runner.key")), planRecord("CHG-KEY-1", "prod", 1)), 201)
+	srv.stop()
+	keyFile := filepath.Join(data, "log.key")
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tryServe(t, work, "--data", data, "--listen", "127.0.0.1:0")
+	if !errors.Is(err, errExited) {
+		t.Fatalf("serve without the log key of a non-empty log: %v", err)
+	}
+	mustContain(t, "serve without its log key", err.Error(), "log key "+keyFile+" is missing", "put that key back")
+	if strings.Contains(err.Error(), "evident serving on") {
+		t.Errorf("serve listened before refusing: %v", err)
+	}
+	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a new log key was left behind: %v", err)
+	}
 }

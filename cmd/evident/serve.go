@@ -283,6 +283,17 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	keyFile := firstOf(cfg.path(cfg.Log.KeyFile), filepath.Join(cfg.Data, "log.key"))
+	if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) {
+		// Refuse before creating anything: a new key cannot sign a log
+		// that another key has signed, and would be left behind.
+		has, err := ledger.HasEntries(filepath.Join(cfg.Data, "ledger"))
+		if err != nil {
+			return nil, err
+		}
+		if has {
+			return nil, fmt.Errorf("log key %s is missing, but %s holds a log signed with a log key: put that key back at %s or point log.keyFile at it (see docs/keys.md); a new key cannot sign this log", keyFile, cfg.Data, keyFile)
+		}
+	}
 	logKey, err := loadOrCreateKey(keyFile, logger)
 	if err != nil {
 		return nil, fmt.Errorf("log key: %w", err)
