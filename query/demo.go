@@ -19,15 +19,16 @@ var DemoClock = time.Date(2026, 7, 10, 9, 0, 0, 0, time.UTC)
 // does the same.
 func DemoStatements() []evidence.Statement { return DemoStatementsAt(DemoClock) }
 
-// DemoStatementsAt is the data set posted at now: the same records, except
-// that the exceptions are granted and expire relative to now (as they are
-// relative to DemoClock in the docs). A server judging with its policies
-// refuses an exception that has already expired (an expired exception
-// fails closed, case study section 23), so exceptions dated June 2026
-// could not be posted for long.
+// DemoStatementsAt is the data set posted at now: the same records, every
+// time moved by now - DemoClock, so that the month of history ends where
+// it does in the docs relative to DemoClock. A server judges each record
+// at the time it happened only within its backfill window
+// (limits.maxBackfill), and refuses an exception that has already expired,
+// so records dated June 2026 could not be posted for long.
 func DemoStatementsAt(now time.Time) []evidence.Statement {
 	var out []evidence.Statement
-	day := func(d, h int) time.Time { return time.Date(2026, 6, d, h, 0, 0, 0, time.UTC) }
+	shift := now.Sub(DemoClock).Truncate(time.Second)
+	day := func(d, h int) time.Time { return time.Date(2026, 6, d, h, 0, 0, 0, time.UTC).Add(shift) }
 	prodDB := evidence.Target{Environment: "prod", Cloud: "aws", Account: "account-payments-prod", Region: "ap-southeast-1",
 		Stack: "prod/aws/account-payments-prod/ap-southeast-1/rds-orders", Service: "orders", DataClass: "restricted"}
 	stagingDB := evidence.Target{Environment: "staging", Cloud: "aws", Account: "account-payments-staging", Region: "ap-southeast-1",

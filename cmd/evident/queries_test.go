@@ -39,6 +39,8 @@ func TestAuditorWalkthrough(t *testing.T) {
 	work := t.TempDir()
 	evident(t, work, "keys", "generate", "--name", "demo", "--dir", ".")
 	writeFile(t, filepath.Join(work, "evident.yaml"), `data: data
+limits:
+  maxBackfill: 1080h
 trust:
   runners:
     - {name: demo, publicKey: demo.pub, scope: {environments: ["*"], relayApprovals: true}}
