@@ -29,12 +29,7 @@ func TestPoliciesWalkthrough(t *testing.T) {
 	const rule = "iac.storage.public-bucket.requires-exception"
 	post := func(file string) ingest.Receipt {
 		t.Helper()
-		r := evident(t, work, "record", "post", "--key", key, "--file", file, "--server", srv.URL)
-		var rc ingest.Receipt
-		if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
-			t.Fatalf("receipt %s: %v", r.stdout, err)
-		}
-		return rc
+		return recordPost(t, work, srv, key, file)
 	}
 	verdict := func(rc ingest.Receipt) (result, exception string, evidence []string) {
 		t.Helper()
@@ -139,12 +134,7 @@ approvals:
 	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--listen", "127.0.0.1:0")
 	post := func(key, file string) ingest.Receipt {
 		t.Helper()
-		r := evident(t, work, "record", "post", "--key", key, "--file", file, "--server", srv.URL)
-		var rc ingest.Receipt
-		if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
-			t.Fatalf("receipt %s: %v", r.stdout, err)
-		}
-		return rc
+		return recordPost(t, work, srv, key, file)
 	}
 	planFile, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
 	if err != nil {
@@ -206,4 +196,16 @@ approvals:
 	if code != 1 || !strings.Contains(out, "policy.exception-expired") {
 		t.Fatalf("gate after the exception expired: exit %d, want 1 naming policy.exception-expired\n%s", code, out)
 	}
+}
+
+// recordPost is `evident record post` of a file signed with key, and its
+// receipt.
+func recordPost(t *testing.T, work string, srv *testServer, key, file string) ingest.Receipt {
+	t.Helper()
+	r := evident(t, work, "record", "post", "--key", key, "--file", file, "--server", srv.URL)
+	var rc ingest.Receipt
+	if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
+		t.Fatalf("receipt %s: %v", r.stdout, err)
+	}
+	return rc
 }
