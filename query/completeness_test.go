@@ -27,7 +27,9 @@ func demoStatement(t *testing.T, id string, k evidence.Kind) evidence.Statement 
 // it: the answers follow the log as records arrive, and come only where
 // the caller sees everything (query/schema.go's tenant rule).
 func TestCompletenessFromTheTracker(t *testing.T) {
-	h := newHarness(t, tenancyConfig())
+	// The policies are off: the staging change lacks its policy evidence
+	// until a policy.evaluated record arrives.
+	h := newHarnessPolicies(t, tenancyConfig(), false)
 	h.loadDemo()
 	const q = `{ prod: completeness(environment: "prod") { changes closed complete }
 		staging: completeness(environment: "staging") { changes closed complete rate missing classes { class changes closed complete rate } }

@@ -179,13 +179,38 @@ func DemoStatementsAt(now time.Time) []evidence.Statement {
 	return out
 }
 
-// DemoGroups is the approver directory of the demo data set.
+// DemoGroups is the approver directory of the demo data set. The bundled
+// policies ask production changes of risk class high for platform-infra and
+// security on top of the groups a change names.
 func DemoGroups() map[string][]string {
 	return map[string][]string{
 		"dba":            {"bob@example.com", "carol@example.com", "dave@example.com"},
 		"prod-approvers": {"bob@example.com"},
 		"web-leads":      {"frank@example.com"},
 		"network":        {"grace@example.com"},
+		"platform-infra": {"bob@example.com", "dave@example.com", "frank@example.com", "grace@example.com"},
+		"security":       {"bob@example.com", "dave@example.com", "grace@example.com"},
+	}
+}
+
+// DemoDecisions binds the demo's approvals to the policy decisions the log
+// stores on their plans, as an approver's tool does from the plan's
+// receipt (policyDecisionSha256): the digest depends on the server's
+// policies, so the data set cannot carry it. Plan SHA-256 to digest.
+type DemoDecisions map[string]string
+
+// Bind fills in the policy decision an approval in st binds, if it names
+// none, before st is signed.
+func (d DemoDecisions) Bind(st *evidence.Statement) {
+	if a := st.Predicate.Approval; a != nil && a.PolicyDecisionSHA256 == "" {
+		a.PolicyDecisionSHA256 = d[a.PlanSHA256]
+	}
+}
+
+// Posted notes the policy decision digest of a posted plan's receipt.
+func (d DemoDecisions) Posted(st evidence.Statement, policyDecisionSHA256 string) {
+	if p := st.Predicate.Plan; p != nil && st.Predicate.Kind == evidence.KindPlanCreated && policyDecisionSHA256 != "" {
+		d[p.PlanSHA256] = policyDecisionSHA256
 	}
 }
 

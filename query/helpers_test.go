@@ -57,6 +57,13 @@ func pubPEM(t testing.TB, k crypto.Signer) string {
 
 func newHarness(t testing.TB, access query.AccessConfig) *harness {
 	t.Helper()
+	return newHarnessPolicies(t, access, true)
+}
+
+// newHarnessPolicies is newHarness with the bundled policies on or off (a
+// server's policies: {enabled: false}).
+func newHarnessPolicies(t testing.TB, access query.AccessConfig, withPolicies bool) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	logPriv := seededKey("log")
 	signer, err := ledger.NewNoteSigner(testOrigin, logPriv)
@@ -114,8 +121,23 @@ func newHarness(t testing.TB, access query.AccessConfig) *harness {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
+	// The bundled policies judge every record, as on a server with its
+	// default configuration.
+	judges := []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}
+	if withPolicies {
+		set, err := policies.Load(context.Background(), policies.Source{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		judge, err := policies.NewJudge(policies.JudgeConfig{Set: set, Log: lg, Exceptions: tracker, Approvals: approvals,
+			MaxBackfill: demoBackfill, Clock: func() time.Time { return query.DemoClock }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		judges = append(judges, policyJudge{judge})
+	}
 	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: func() time.Time { return query.DemoClock },
-		MaxBackfill: demoBackfill, Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}}).Register(mux)
+		MaxBackfill: demoBackfill, Judges: judges}).Register(mux)
 	h.gql.Register(mux)
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -132,6 +154,12 @@ func newHarness(t testing.TB, access query.AccessConfig) *harness {
 
 // post signs a statement with the runner key and posts it.
 func (h *harness) post(st evidence.Statement) uint64 {
+	h.t.Helper()
+	return h.postReceipt(st).Index
+}
+
+// postReceipt is post, returning the receipt.
+func (h *harness) postReceipt(st evidence.Statement) ingest.Receipt {
 	h.t.Helper()
 	payload, err := json.Marshal(st)
 	if err != nil {
@@ -150,13 +178,11 @@ func (h *harness) post(st evidence.Statement) uint64 {
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
 		h.t.Fatalf("post %s of %s: %s %s", st.Predicate.Kind, st.Predicate.ChangeID, resp.Status, body)
 	}
-	var rc struct {
-		Index uint64 `json:"index"`
-	}
+	var rc ingest.Receipt
 	if err := json.Unmarshal(body, &rc); err != nil {
 		h.t.Fatal(err)
 	}
-	return rc.Index
+	return rc
 }
 
 // postQuietly posts from a goroutine that is not the test's: it reports
@@ -175,8 +201,11 @@ func (h *harness) postQuietly(st evidence.Statement) {
 
 func (h *harness) loadDemo() {
 	h.t.Helper()
+	decisions := query.DemoDecisions{}
 	for _, st := range query.DemoStatements() {
-		h.post(st)
+		decisions.Bind(&st)
+		rc := h.postReceipt(st)
+		decisions.Posted(st, rc.PolicyDecisionSHA256)
 	}
 	h.waitCheckpoint()
 }

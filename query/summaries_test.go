@@ -14,7 +14,9 @@ import (
 // With Summaries, an environment's completeness is computed once and shared
 // for MaxAge, then recomputed from what the tracker has folded in since.
 func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
-	h := newHarness(t, tenancyConfig())
+	// The policies are off: the staging change lacks its policy evidence
+	// until a policy.evaluated record arrives.
+	h := newHarnessPolicies(t, tenancyConfig(), false)
 	h.loadDemo()
 	tracker := policies.NewTracker(h.log, nil, nil)
 	ctx, cancel := context.WithCancel(context.Background())

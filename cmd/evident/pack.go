@@ -141,7 +141,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	c := client.New(*server)
+	decisions := query.DemoDecisions{}
 	for _, st := range query.DemoStatementsAt(time.Now()) {
+		decisions.Bind(&st)
 		payload, err := json.Marshal(st)
 		if err != nil {
 			return err
@@ -154,6 +156,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return fmt.Errorf("%s of %s: %w", st.Predicate.Kind, st.Predicate.ChangeID, err)
 		}
+		decisions.Posted(st, rc.PolicyDecisionSHA256)
 		fmt.Fprintf(stdout, "%6d %-24s %s\n", rc.Index, st.Predicate.Kind, st.Predicate.ChangeID)
 	}
 	return nil

@@ -49,6 +49,8 @@ trust:
     prod-approvers: [bob@example.com]
     web-leads: [frank@example.com]
     network: [grace@example.com]
+    platform-infra: [bob@example.com, dave@example.com, frank@example.com, grace@example.com]
+    security: [bob@example.com, dave@example.com, grace@example.com]
 `)
 	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--listen", "127.0.0.1:0")
 	evident(t, work, "demo", "--server", srv.URL, "--key", "demo.key")
