@@ -34,7 +34,7 @@ func TestGraphiQLInChromium(t *testing.T) {
 		chromedp.NoSandbox, // CI containers run as root
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"), // no CDN could be reached
-		chromedp.WindowSize(1280, 2400), // the result pane renders only the lines in view
+		chromedp.WindowSize(1280, 2400),                                            // the result pane renders only the lines in view
 	)
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
 	defer cancel()
