@@ -287,11 +287,12 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		rep, err = verifyData(ctx, *data, *logKey, !*fast, *workers, rekorKeys, stderr)
 	}
-	if err != nil {
-		var bad *verifier.BadEntryError
-		if errors.As(err, &bad) {
-			return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
-		}
+	switch {
+	case errors.Is(err, ledger.ErrInUse):
+		// Not a verdict on the log: it could not be read. Exit 2, as for a
+		// usage error, so a script does not take it for tampering (1).
+		return &exitError{2, fmt.Errorf("verify: the data directory %s is in use by a running server; stop the server first, or verify an export of it (evident export --server URL --out FILE, then evident verify --export FILE): %w", *data, err)}
+	case err != nil:
 		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
 	}
 	what := "chain, tree, checkpoints"

@@ -481,3 +481,19 @@ func TestExportServerIncomplete(t *testing.T) {
 	}
 	srv.stop()
 }
+
+// TestVerifyRunningServerIsNotTampering: verify --data on the directory of
+// a running server cannot read it; it says so and exits 2, not the 1 and
+// "verify FAILED" that mean a damaged or tampered log.
+func TestVerifyRunningServerIsNotTampering(t *testing.T) {
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	srv := startServe(t, work, "--data", data, "--listen", "127.0.0.1:0")
+	r := evidentFails(t, work, 2, "verify", "--data", data, "--log-key", srv.LogKey)
+	mustContain(t, "verify of a running server's data", r.stderr, "in use by a running server", "evident verify --export")
+	if strings.Contains(r.stderr, "FAILED") {
+		t.Errorf("verify of a locked directory reads as a failed verification:\n%s", r.stderr)
+	}
+	srv.stop()
+	evident(t, work, "verify", "--data", data, "--log-key", srv.LogKey)
+}
