@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -105,10 +104,10 @@ func OpenExport(r io.Reader) (*ExportFile, error) {
 	if f.Header.Format != ExportFormat {
 		return nil, fmt.Errorf("export header: format %q, want %q", f.Header.Format, ExportFormat)
 	}
-	for range f.Header.Checkpoints {
+	for i := range f.Header.Checkpoints {
 		var cp exportCheckpoint
 		if err := f.next(&cp); err != nil {
-			return nil, fmt.Errorf("export checkpoint: %w", err)
+			return nil, fmt.Errorf("export checkpoint %d of the %d the header field checkpoints announces: %w", i+1, f.Header.Checkpoints, err)
 		}
 		f.checkpoints = append(f.checkpoints, []byte(cp.Checkpoint))
 	}
@@ -145,6 +144,10 @@ func (f *ExportFile) Leaves(ctx context.Context, fn func(uint64, []byte) error) 
 		}
 		var l exportLeaf
 		if err := f.next(&l); err != nil {
+			var cp exportCheckpoint
+			if i == 0 && json.Unmarshal(f.sc.Bytes(), &cp) == nil && cp.Checkpoint != "" {
+				return fmt.Errorf("export header field checkpoints announces %d checkpoints, but line %d holds another", f.Header.Checkpoints, f.line)
+			}
 			return &BadEntryError{Index: i, Err: fmt.Errorf("export: %w", err)}
 		}
 		if l.Index != i {
@@ -155,7 +158,21 @@ func (f *ExportFile) Leaves(ctx context.Context, fn func(uint64, []byte) error) 
 		}
 	}
 	if f.sc.Scan() {
-		return errors.New("export: data after the last entry the header announces")
+		return fmt.Errorf("export header field size: it announces %d entries, but the file holds more", f.Header.Size)
 	}
 	return f.sc.Err()
+}
+
+// CheckHeader checks the header's fields that the checkpoints and leaves do
+// not already bind: the origin must be the log key's (a C2SP note's key
+// name is its log's origin, and every leaf names it too), and the log key
+// the one pinned. A field that disagrees is named.
+func (f *ExportFile) CheckHeader(origin, logKey string) error {
+	if f.Header.Origin != origin {
+		return fmt.Errorf("export header field origin is %q, but the log key and the checkpoints are of %q", f.Header.Origin, origin)
+	}
+	if f.Header.LogKey != logKey {
+		return fmt.Errorf("export header field logKey is %q, not the pinned log key %q", f.Header.LogKey, logKey)
+	}
+	return nil
 }

@@ -367,6 +367,9 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 	if err != nil {
 		return nil, err
 	}
+	if err := ex.CheckHeader(nv.Name(), key); err != nil {
+		return nil, err
+	}
 	return verifier.CheckLog(ctx, ex, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
 }
 

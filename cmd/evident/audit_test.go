@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"hash/crc32"
 	"io/fs"
 	"os"
@@ -218,6 +219,22 @@ func TestExportVerifyTamper(t *testing.T) {
 			want := fmt.Sprintf("verify FAILED: entry %d: ", c.index)
 			mustContain(t, "verify of a tampered export", r.stderr, want)
 			t.Log(strings.TrimSpace(r.stderr))
+		})
+	}
+
+	// A header field that disagrees with the checkpoints and leaves is
+	// named, even when every checkpoint and leaf is intact.
+	for field, value := range map[string]any{
+		"origin": "evil.example/log", "logKey": "evil.example/log+00000000+AAAA", "size": 150.0, "checkpoints": 1.0,
+	} {
+		t.Run("header "+field, func(t *testing.T) {
+			tampered := ex
+			tampered.header = maps.Clone(ex.header)
+			tampered.header[field] = value
+			path := filepath.Join(t.TempDir(), "tampered.jsonl")
+			tampered.write(t, path, ex.leafLines)
+			r := evidentFails(t, work, 1, "verify", "--export", path, "--log-key", srv.LogKey)
+			mustContain(t, "verify of an export with a tampered header", r.stderr, "verify FAILED", "header field "+field)
 		})
 	}
 
