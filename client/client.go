@@ -86,6 +86,15 @@ func (s *Signer) Sign(t evidence.Transition, subjects ...evidence.Subject) ([]by
 	return verifier.SignEnvelope(s.key, payload)
 }
 
+// Check reports whether t would be a valid record about its default
+// subjects: what Sign checks before it signs. A receiver that acknowledges
+// an event for later delivery asks this first, so that it never
+// acknowledges what it could not send.
+func Check(t evidence.Transition) error {
+	_, err := encodeStatement(t, "", nil)
+	return err
+}
+
 // SignRecord signs t about its default subjects, as the runners post it.
 func (s *Signer) SignRecord(_ context.Context, t evidence.Transition) (Signed, error) {
 	env, err := s.Sign(t)

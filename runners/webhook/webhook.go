@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"evident.dev/evident/client"
 	"evident.dev/evident/runners/gitops"
 )
 
@@ -172,6 +173,13 @@ func (r *Receiver) flux(ev *gitops.FluxEvent) (string, error) {
 	em, ok := r.cfg.Flux.FromEvent(ev)
 	if !ok {
 		return "ignored", nil
+	}
+	// Refused now, with the reason, rather than acknowledged and then
+	// dropped when the record fails to sign: the sender would never retry.
+	for _, t := range em.Records {
+		if err := client.Check(t); err != nil {
+			return "", fmt.Errorf("the event cannot become a valid %s record: %w", t.Kind, err)
+		}
 	}
 	r.cfg.Sink.Emit(ev.InvolvedObject.UID, em)
 	return "queued", nil

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,6 +216,18 @@ func TestFluxEvent(t *testing.T) {
 	if h := e.want(t, evidence.KindHealthDegraded)[0].Predicate.Health; h.Status != "Degraded" {
 		t.Errorf("health: %+v", h)
 	}
+
+	// An event that cannot become a valid record (no involvedObject
+	// apiVersion) is refused with the reason before it is acknowledged,
+	// so the sender keeps it; nothing is queued.
+	json.Unmarshal(body, &ev)
+	delete(ev["involvedObject"].(map[string]any), "apiVersion")
+	ev["timestamp"] = "2026-07-03T09:48:00Z"
+	b, _ = json.Marshal(ev)
+	if code, msg := post(t, e.url+"/webhooks/flux", b, sign(secret, b)); code != http.StatusBadRequest || !strings.Contains(msg, "cannot become a valid") {
+		t.Fatalf("an event without apiVersion: %d %s, want 400 with the reason", code, msg)
+	}
+	e.want(t)
 }
 
 func TestArgoCDNotification(t *testing.T) {
