@@ -331,8 +331,12 @@ func TestDuplicatesInOneBatch(t *testing.T) {
 func TestFailedPrepareKeepsTheLogGoing(t *testing.T) {
 	dir := t.TempDir()
 	l := internalLog(t, dir, nil)
-	if _, err := l.Append(t.Context(), rawRecord(0)); err != nil {
-		t.Fatal(err)
+	// Two records: the first is damaged below; a damaged last entry would
+	// stop the log from opening at all.
+	for _, r := range []Record{rawRecord(0), rawRecord(1)} {
+		if _, err := l.Append(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

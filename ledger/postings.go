@@ -534,13 +534,30 @@ func (l *Log) loadPostings() error {
 		}
 		l.tags = append(l.tags, tag)
 	}
+	if size > 0 {
+		// What the head says was acknowledged must be in the segments: a
+		// log whose last acknowledged entry is gone or altered would sign
+		// checkpoints over a leaf nobody can read.
+		leaf, err := readLeaf(txn, l.segs, size-1)
+		if err == nil && evidence.EntryHash(leaf) != l.published.lastHash {
+			err = errors.New("its hash is not the one acknowledged")
+		}
+		if err != nil {
+			return fmt.Errorf("%w: the last acknowledged entry, %d, cannot be read intact from %s: %v; the segments are shorter than, "+
+				"or disagree with, the %d entries this log acknowledged. Nothing was changed. Recover the data directory from a backup "+
+				"or from object storage (evident restore); evident verify --data names every damaged entry",
+				ErrDamaged, size-1, l.segs.path(segmentOf(size-1)), err, size)
+		}
+	}
 	l.filling = &filling{c: newChunk(open)}
-	if open < size {
-		loc, err := locate(txn, open)
+	// A damaged frame in the open chunk hides only its own entry: the scan
+	// resumes at the next entry's stored location.
+	for next := open; next < size; {
+		loc, err := locate(txn, next)
 		if err != nil {
 			return fmt.Errorf("load index postings: %w", err)
 		}
-		next, _, err := l.segs.scan(open, loc.offset, size-open, func(index, _ uint64, leaf []byte) error {
+		stopped, _, err := l.segs.scan(next, loc.offset, size-next, func(index, _ uint64, leaf []byte) error {
 			e, err := evidence.ParseLeaf(leaf)
 			var st *evidence.Statement
 			if err == nil {
@@ -556,10 +573,15 @@ func (l *Log) loadPostings() error {
 		if err != nil {
 			return fmt.Errorf("load index postings: %w", err)
 		}
-		unreadable += int(size - next)
+		if stopped < size {
+			unreadable++
+			l.cfg.Logger.Warn("entry cannot be read from its segment: its index postings are missing (run evident verify)",
+				"entry", stopped, "segment", l.segs.path(segmentOf(stopped)))
+		}
+		next = stopped + 1
 	}
 	if unreadable > 0 {
-		l.cfg.Logger.Warn("entries cannot be read: their index postings are missing (run evident verify)", "entries", unreadable)
+		l.cfg.Logger.Warn("entries cannot be read from the segments: their index postings are missing (run evident verify)", "entries", unreadable)
 	}
 	return nil
 }
