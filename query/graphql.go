@@ -784,6 +784,11 @@ func withoutFreshApproval(f evidence.Finding) bool {
 // change's latest apply of the approved plan, at the time that apply was
 // judged; for a plan not applied yet, as the gate would judge it now.
 func (g *GraphQL) approvalVerdict(ctx context.Context, a approvalView) (*verifier.ApprovalVerdict, error) {
+	a.verdict.once.Do(func() { a.verdict.v, a.verdict.err = g.judgeApproval(ctx, a) })
+	return a.verdict.v, a.verdict.err
+}
+
+func (g *GraphQL) judgeApproval(ctx context.Context, a approvalView) (*verifier.ApprovalVerdict, error) {
 	c := a.change
 	if g.cfg.Approvals == nil || a.Kind != evidence.KindApprovalGranted || c == nil || len(c.Timeline) == 0 {
 		return nil, nil

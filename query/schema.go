@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/graphql-go/graphql"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier"
 )
 
 // The schema is written for the domain (changes, approvals, decisions), not
@@ -48,7 +50,14 @@ type approvalView struct {
 	Kind    evidence.Kind
 	Index   uint64
 	ChangeR *record
-	change  *changeView // the change it was listed under; nil under a transition
+	change  *changeView  // the change it was listed under; nil under a transition
+	verdict *verdictOnce // the approval judge's verdict, asked once for all its fields
+}
+
+type verdictOnce struct {
+	once sync.Once
+	v    *verifier.ApprovalVerdict
+	err  error
 }
 
 type exceptionView struct {
@@ -588,7 +597,7 @@ func approvalOf(r *record, c *changeView) any {
 	if a == nil {
 		return nil
 	}
-	v := approvalView{Approval: *a, Kind: r.P().Kind, Index: r.Index, change: c}
+	v := approvalView{Approval: *a, Kind: r.P().Kind, Index: r.Index, change: c, verdict: &verdictOnce{}}
 	if c != nil {
 		v.ChangeR = c.opened()
 	}
