@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -310,7 +311,11 @@ func TestServeRefusesAnotherIdentity(t *testing.T) {
 	if r.code == 0 || strings.Contains(r.stdout, "evident serving on") {
 		t.Fatalf("serve accepted another log key for an existing log: %s", r)
 	}
-	mustContain(t, "serve with another log key", r.stderr, srv.LogKey)
+	// Without its key, the log is refused before a new key is made.
+	mustContain(t, "serve without the log key", r.stderr, "log key "+logKey+" is missing")
+	if _, err := os.Stat(logKey); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("serve without the log key left a new one behind: %v", err)
+	}
 	if err := os.Rename(saved, logKey); err != nil {
 		t.Fatal(err)
 	}
