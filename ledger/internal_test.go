@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -510,5 +511,56 @@ func TestDiscard(t *testing.T) {
 	}
 	if st, _ := os.Stat(s.path(0)); st.Size() != int64(len(durable)+len(frames(10, 1))) {
 		t.Fatalf("segment 0 holds %d bytes: stale frames after the retry", st.Size())
+	}
+}
+
+// TestDamagedLastEntryOfSealedChunk: the index postings of a sealed chunk
+// are checked against its last entry's hash. When that entry is damaged,
+// the next entry still names the hash, so only the damaged entry is lost to
+// the index: the chunk's other entries are still found by their terms.
+func TestDamagedLastEntryOfSealedChunk(t *testing.T) {
+	dir := t.TempDir()
+	l := internalLog(t, dir, nil)
+	n := chunkSize + 10
+	pending := make([]<-chan outcome, n)
+	for i := range n {
+		pending[i] = appendAsync(l, rawRecord(i))
+	}
+	change := map[uint64]string{} // entry index -> its change term
+	for i, c := range pending {
+		o := await(t, c)
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		change[o.r.Index] = rawRecord(i).Terms[0].Value
+	}
+	last := uint64(chunkSize - 1)
+	txn := l.db.NewTransaction(false)
+	loc, err := locate(txn, last)
+	txn.Discard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, "entries", "000000000000.seg")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[loc.offset+20] ^= 1
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l = internalLog(t, dir, nil)
+	for _, i := range []uint64{0, 100, last - 1} {
+		got, err := l.Lookup(t.Context(), Query{Name: TermChange, Value: change[i]})
+		if err != nil || !slices.Contains(got, i) {
+			t.Errorf("entry %d of the chunk whose last entry is damaged: lookup of %s gives %v, %v", i, change[i], got, err)
+		}
+	}
+	if _, err := l.Entry(t.Context(), last); err == nil {
+		t.Errorf("the damaged entry %d reads without error", last)
 	}
 }

@@ -513,6 +513,23 @@ func (v *view) walkKeys(ctx context.Context, tp []byte, seek [posLen]byte, rever
 	return nil
 }
 
+// namedHash is the hash of entry i as the log names it elsewhere: the
+// next entry's previous-entry hash, or the head's for the last entry.
+func (l *Log) namedHash(txn *badger.Txn, i uint64) ([32]byte, bool) {
+	if i+1 == l.published.size {
+		return l.published.lastHash, true
+	}
+	leaf, err := readLeaf(txn, l.segs, i+1)
+	if err != nil {
+		return [32]byte{}, false
+	}
+	e, err := evidence.ParseLeaf(leaf)
+	if err != nil {
+		return [32]byte{}, false
+	}
+	return e.PrevHash, true
+}
+
 // loadPostings rebuilds what of the postings is kept in memory, for the
 // published head: the tag of every chunk Badger holds, and the chunk being
 // filled, from the segments. An entry that cannot be read is left out, with
@@ -529,6 +546,11 @@ func (l *Log) loadPostings() error {
 		var tag uint64 // matches no chunk: its postings read as absent
 		if leaf, err := readLeaf(txn, l.segs, end-1); err == nil {
 			tag = chunkTag(evidence.EntryHash(leaf))
+		} else if h, ok := l.namedHash(txn, end-1); ok {
+			// The chunk's last entry is damaged, but the log still says
+			// what its hash was: only that entry is lost to the index.
+			tag = chunkTag(h)
+			unreadable++
 		} else {
 			unreadable++
 		}
