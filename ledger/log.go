@@ -249,6 +249,8 @@ type Log struct {
 	// before it, by start/chunkSize.
 	open *chunk
 	tags []uint64
+	// damaged are the entries found unreadable at open (loadPostings).
+	damaged []uint64
 
 	// seqKeys is the chain of log keys as far as the sequencer has
 	// prepared; only the sequencer goroutine uses it.

@@ -513,6 +513,10 @@ func (v *view) walkKeys(ctx context.Context, tp []byte, seek [posLen]byte, rever
 	return nil
 }
 
+// Damaged lists the entries found unreadable in the segments when the log
+// was opened: answers drawn from the index leave them out, and say so.
+func (l *Log) Damaged() []uint64 { return slices.Clone(l.damaged) }
+
 // namedHash is the hash of entry i as the log names it elsewhere: the
 // next entry's previous-entry hash, or the head's for the last entry.
 func (l *Log) namedHash(txn *badger.Txn, i uint64) ([32]byte, bool) {
@@ -551,8 +555,10 @@ func (l *Log) loadPostings() error {
 			// what its hash was: only that entry is lost to the index.
 			tag = chunkTag(h)
 			unreadable++
+			l.damaged = append(l.damaged, end-1)
 		} else {
 			unreadable++
+			l.damaged = append(l.damaged, end-1)
 		}
 		l.tags = append(l.tags, tag)
 	}
@@ -587,6 +593,7 @@ func (l *Log) loadPostings() error {
 			}
 			if err != nil {
 				unreadable++
+				l.damaged = append(l.damaged, index)
 				return nil
 			}
 			l.filling.add(index, untimedPrefixes(TermsFor(st, e.Meta)), [32]byte{})
@@ -597,6 +604,7 @@ func (l *Log) loadPostings() error {
 		}
 		if stopped < size {
 			unreadable++
+			l.damaged = append(l.damaged, stopped)
 			l.cfg.Logger.Warn("entry cannot be read from its segment: its index postings are missing (run evident verify)",
 				"entry", stopped, "segment", l.segs.path(segmentOf(stopped)))
 		}

@@ -177,6 +177,9 @@ type Request struct {
 type Result struct {
 	Data   any              `json:"data,omitempty"`
 	Errors []map[string]any `json:"errors,omitempty"`
+	// Extensions say what an answer may leave out: entries the log found
+	// damaged.
+	Extensions map[string]any `json:"extensions,omitempty"`
 }
 
 func (g *GraphQL) serveQuery(w http.ResponseWriter, r *http.Request) {
@@ -281,6 +284,9 @@ func (g *GraphQL) Execute(ctx context.Context, id *Identity, req Request) Result
 		Schema: g.schema, AST: pr.doc, Args: req.Variables, OperationName: req.OperationName, Context: ctx,
 	})
 	out := Result{Data: res.Data}
+	if d := damagedEntries(g.store); len(d) > 0 {
+		out.Extensions = map[string]any{"damagedEntries": d, "warning": damageWarning(d)}
+	}
 	for _, e := range res.Errors {
 		out.Errors = append(out.Errors, g.publicError(ctx, e))
 	}

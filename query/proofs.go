@@ -228,7 +228,12 @@ func (h *ProofHandler) lookup(w http.ResponseWriter, r *http.Request) {
 	if idx == nil {
 		idx = []uint64{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"indexes": idx})
+	out := map[string]any{"indexes": idx}
+	if d := damagedEntries(h.log); len(d) > 0 {
+		out["damagedEntries"] = d
+		out["warning"] = damageWarning(d)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // Proof is the JSON of both proof endpoints: base64 SHA-256 hashes, in RFC
@@ -316,4 +321,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the status is sent; a failed write means the client left
+}
+
+// damageReporter is a log that knows which of its entries it found
+// unreadable (*ledger.Log).
+type damageReporter interface {
+	Damaged() []uint64
+}
+
+// damagedEntries lists the entries the log could not read when it opened:
+// an answer drawn from the index leaves them out, and must say so.
+func damagedEntries(log any) []uint64 {
+	if d, ok := log.(damageReporter); ok {
+		return d.Damaged()
+	}
+	return nil
+}
+
+func damageWarning(d []uint64) string {
+	return fmt.Sprintf("%d entries of this log cannot be read from its segment files (%v): answers from the index leave them out; the operator should run evident verify and restore them (docs/faults.md)", len(d), d)
 }

@@ -69,6 +69,14 @@ func TestSegmentDamage(t *testing.T) {
 		if !strings.Contains(string(body), fmt.Sprint(size-5)) {
 			t.Errorf("the intact entry %d of %s is not found by its change after entry %d was damaged: %s", size-5, change, mid, body)
 		}
+		// Answers drawn from the index say what they may leave out.
+		if !strings.Contains(string(body), fmt.Sprintf(`"damagedEntries":[%d]`, mid)) {
+			t.Errorf("a lookup does not name the damaged entry %d: %s", mid, body)
+		}
+		_, answer := graphqlPost(t, srv.URL, "", fmt.Sprintf(`{ change(id: %q) { id } }`, change))
+		if !strings.Contains(answer, fmt.Sprintf(`"damagedEntries":[%d]`, mid)) || !strings.Contains(answer, change) {
+			t.Errorf("a GraphQL answer does not name the damaged entry %d: %s", mid, answer)
+		}
 		srv.get(fmt.Sprintf("/v1/entries/%d", mid), http.StatusInternalServerError)
 		srv.stop()
 	})
