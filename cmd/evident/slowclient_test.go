@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -125,6 +126,17 @@ func TestOverloadLimitsConfig(t *testing.T) {
 	// (one more token may have refilled meanwhile).
 	if statuses[http.StatusCreated] < 5 || statuses[http.StatusCreated] > 6 || statuses[http.StatusTooManyRequests] < 2 {
 		t.Fatalf("statuses %v, want 5 (or 6) accepted and the rest 429", statuses)
+	}
+	// The body says the wait the Retry-After header says.
+	resp, err := httpClient.Post(srv.URL+"/v1/records", "application/json", bytes.NewReader(sign(t, signer, planRecord("CHG-RATE-X", "prod", 99))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusal, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(string(refusal), "retry after "+resp.Header.Get("Retry-After")+" s") {
+		t.Errorf("429 with Retry-After %q and body %s: the two must say the same wait", resp.Header.Get("Retry-After"), refusal)
 	}
 
 	u, _ := url.Parse(srv.URL)

@@ -187,6 +187,16 @@ trust:
 		t.Fatalf("notify: %d", code)
 	}
 	waitFor(t, "the next record", func() bool { return srv.size() == 8 })
+	// An event that cannot become a valid record (no involvedObject
+	// apiVersion) is refused before it is acknowledged, and nothing is sent.
+	bad := bytes.Replace(fluxEvent("payments", base.Add(12*time.Second), 12), []byte(`,"apiVersion":"kustomize.toolkit.fluxcd.io/v1"`), nil, 1)
+	if code := w.notify(secret, bad); code != http.StatusBadRequest {
+		t.Fatalf("notify of an event without apiVersion: %d, want 400", code)
+	}
+	if code := w.notify(secret, fluxEvent("payments", base.Add(13*time.Second), 13)); code != http.StatusAccepted {
+		t.Fatalf("notify: %d", code)
+	}
+	waitFor(t, "the record after the refused event", func() bool { return srv.size() == 9 })
 
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
