@@ -27,7 +27,7 @@ import (
 
 func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("proof", stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	index := fs.Uint64("index", 0, "entry index")
 	logKey := fs.String("log-key", "", "pinned log verifier key (name+hash+key); default: ask the server (trust on first use)")
 	old := fs.String("consistent-with", "", "instead of an inclusion proof, prove the latest checkpoint extends this saved checkpoint file")

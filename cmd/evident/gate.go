@@ -117,7 +117,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errors.New("usage: evident gate check --change ID --commit SHA (--plan FILE | --plan-sha256 HEX) --env ENV --actor ID [--stack S] [--server URL] [--json]")
 	}
 	fs := newFlags("gate check", stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	tlsFlags := addClientTLSFlags(fs)
 	tokenEnv := fs.String("token-env", "", "environment variable holding a runner's bearer token (needed once the server's access is configured)")
 	changeID := fs.String("change", "", "change id")

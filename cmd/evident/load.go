@@ -29,7 +29,7 @@ import (
 // acknowledgment latency; with --proofs it then times inclusion proofs.
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("load", stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	keyFile := fs.String("key", "", "runner private key trusted by the server for --env (a file only its owner may read, or env:VAR)")
 	records := fs.Int("records", 20000, "records to post")
 	concurrency := fs.Int("concurrency", 64, "concurrent clients")

@@ -31,11 +31,58 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=…"; left
+// empty, buildVersion derives it from what the Go toolchain recorded.
+var version = ""
+
+// buildVersion is the version this binary reports and records in a new
+// log's genesis: the -X value, else the module version `go install`
+// stamped, else the VCS revision `go build` in a checkout stamped (with
+// "+dirty" for uncommitted changes), else "devel".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return "devel"
+	}
+	return "devel-" + rev + dirty
+}
+
+// defaultServer is the server commands talk to unless --server says
+// otherwise: $EVIDENT_SERVER, else the local default.
+func defaultServer() string {
+	if s := os.Getenv("EVIDENT_SERVER"); s != "" {
+		return s
+	}
+	return "http://127.0.0.1:8080"
+}
 
 type command struct {
 	name, summary string
@@ -59,10 +106,7 @@ func commands() []command {
 		{"demo", "post the audit-queries demo data set", runDemo},
 		{"query-load", "run the audit queries concurrently (optionally while ingesting) and report latency", runQueryLoad},
 		{"watch", "record GitOps transitions (watch argocd|flux|webhook)", runWatch},
-		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
-			_, err := fmt.Fprintln(out, "evident", version)
-			return err
-		}},
+		{"version", "print the version", printVersion},
 	}
 }
 
@@ -108,12 +152,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return printVersion(ctx, nil, stdout, stderr)
+	}
 	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		return nil
 	}
 	usage(stderr)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func printVersion(_ context.Context, _ []string, out, _ io.Writer) error {
+	_, err := fmt.Fprintln(out, "evident", buildVersion(), runtime.Version())
+	return err
 }
 
 func usage(w io.Writer) {

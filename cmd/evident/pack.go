@@ -22,7 +22,7 @@ import (
 // log key before writing it, and writes it.
 func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("pack", stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	change := fs.String("change", "", "change id")
 	out := fs.String("out", "", "file to write (- for standard output)")
 	token := fs.String("token", "", "bearer token (default: $EVIDENT_TOKEN)")
@@ -124,7 +124,7 @@ func verifyPack(file, logKey string, stdout, stderr io.Writer) error {
 // runDemo signs and posts the demo data set of docs/audit-queries.md.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	keyFile := fs.String("key", "", "runner private key trusted for prod and staging (the dev server's dev-runner.key) (a file only its owner may read, or env:VAR)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -27,7 +27,7 @@ import (
 // measured at scale.
 func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("query-load", stderr)
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	token := fs.String("token", "", "bearer token of an auditor (default: $EVIDENT_TOKEN)")
 	clients := fs.Int("clients", 100, "concurrent query clients")
 	duration := fs.Duration("duration", 20*time.Second, "how long to query")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -147,6 +148,10 @@ func TestQuickStart(t *testing.T) {
 	// string and as a file): the bundle verifies with standard tooling.
 	keyFile := filepath.Join(work, "log.pub")
 	writeFile(t, keyFile, srv.LogKey+"\n")
+	// EVIDENT_SERVER names the server when --server does not.
+	t.Setenv("EVIDENT_SERVER", srv.URL)
+	viaEnv := evident(t, work, "proof", "--index", "1", "--log-key", srv.LogKey)
+	mustContain(t, "proof with EVIDENT_SERVER", viaEnv.stderr, "entry 1 is included in the signed tree of size")
 	for _, pin := range [][]string{nil, {"--log-key", srv.LogKey}, {"--log-key", keyFile}} {
 		r := evident(t, work, append([]string{"proof", "--index", "1", "--server", srv.URL}, pin...)...)
 		mustContain(t, "proof's stderr", r.stderr, "entry 1 is included in the signed tree of size")
@@ -346,8 +351,11 @@ func TestCommandLine(t *testing.T) {
 		mustContain(t, "help", r.stdout, "\n  "+c+" ")
 	}
 	r = evident(t, dir, "version")
-	if !strings.HasPrefix(r.stdout, "evident ") {
+	if !regexp.MustCompile(`^evident \S+ go1\.\d+`).MatchString(r.stdout) {
 		t.Errorf("version: %s", r)
+	}
+	if v := evident(t, dir, "--version"); v.stdout != r.stdout {
+		t.Errorf("--version says %q, version %q", v.stdout, r.stdout)
 	}
 	// -h prints the flags and is not an error.
 	for cmd, flags := range map[string][]string{

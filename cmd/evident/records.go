@@ -81,7 +81,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("record "+verb, stderr)
 	keyFile := fs.String("key", "", "PKCS#8 PEM private key (a file only its owner may read, or env:VAR)")
 	file := fs.String("file", "", "transition predicate JSON, or a whole in-toto statement (- for standard input)")
-	server := fs.String("server", "http://127.0.0.1:8080", "server URL")
+	server := fs.String("server", defaultServer(), "server URL")
 	tlsFlags := addClientTLSFlags(fs)
 	origin := fs.String("log-origin", "", "bind the record to this log origin (predicate.logOrigin): another log refuses it")
 	if err := fs.Parse(args[1:]); err != nil {

@@ -55,7 +55,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := newFlags("runner "+verb, stderr)
 	stack := fs.String("stack", "", "stack directory (…/stacks/<env>/<cloud>/<account>/<region>/<stack>)")
-	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
+	server := fs.String("server", defaultServer(), "Evident server URL")
 	tlsFlags := addClientTLSFlags(fs)
 	tokenEnv := fs.String("token-env", "", "environment variable holding the runner's bearer token for the apply gate (needed once the server's access is configured)")
 	signing := addSigningFlags(fs)

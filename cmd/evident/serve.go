@@ -368,7 +368,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		Operator: cfg.Operator,
 		Origin:   cfg.Log.Origin,
 		LogKey:   signer.VerifierKey(),
-		Versions: map[string]string{"evident": version, "go": runtime.Version()},
+		Versions: map[string]string{"evident": buildVersion(), "go": runtime.Version()},
 		Now:      time.Now(),
 		Policies: pol.info(),
 	})

@@ -46,7 +46,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("watch "+mode, stderr)
 	keyFile := fs.String("key", "", "the watcher's PKCS#8 private key (PEM); its public key is a runner in the server's trust configuration (a file only its owner may read, or env:VAR)")
 	tlsFlags := addClientTLSFlags(fs)
-	server := fs.String("server", "http://127.0.0.1:8080", "Evident server URL")
+	server := fs.String("server", defaultServer(), "Evident server URL")
 	spoolDir := fs.String("spool", "evident-watch", "directory of the durable spool and the watcher's state")
 	env := fs.String("environment", "", "target environment of the records (an object's evident.dev/environment label wins)")
 	cluster := fs.String("cluster", "", "this cluster's name, as the trust configuration scopes the watcher")
