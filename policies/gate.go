@@ -33,7 +33,8 @@ func (g Gate) Decide(ctx context.Context, req verifier.GateRequest, now time.Tim
 	}
 	var reasons []string
 	for _, x := range pol.Decisions {
-		if x.Result != "deny" {
+		// A deny that approvals lift is the approval judge's to report.
+		if x.Result != "deny" || len(x.RequiredApprovers) > 0 {
 			continue
 		}
 		code := "policy.deny"
