@@ -342,15 +342,7 @@ func TestFailedPrepareKeepsTheLogGoing(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	seg := filepath.Join(dir, "entries", "000000000000.seg")
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[20] ^= 1
-	if err := os.WriteFile(seg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipSegmentBit(t, dir, 20)
 
 	for round := range 5 {
 		var g gate
@@ -544,15 +536,7 @@ func TestDamagedLastEntryOfSealedChunk(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	seg := filepath.Join(dir, "entries", "000000000000.seg")
-	b, err := os.ReadFile(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[loc.offset+20] ^= 1
-	if err := os.WriteFile(seg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	flipSegmentBit(t, dir, int64(loc.offset)+20)
 	l = internalLog(t, dir, nil)
 	for _, i := range []uint64{0, 100, last - 1} {
 		got, err := l.Lookup(t.Context(), Query{Name: TermChange, Value: change[i]})
@@ -562,5 +546,20 @@ func TestDamagedLastEntryOfSealedChunk(t *testing.T) {
 	}
 	if _, err := l.Entry(t.Context(), last); err == nil {
 		t.Errorf("the damaged entry %d reads without error", last)
+	}
+}
+
+// flipSegmentBit damages the first entry segment of the log in dir at
+// offset: a frame whose checksum then fails.
+func flipSegmentBit(t *testing.T, dir string, offset int64) {
+	t.Helper()
+	seg := filepath.Join(dir, "entries", "000000000000.seg")
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[offset] ^= 1
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
