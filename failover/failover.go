@@ -4,10 +4,14 @@
 // standby that takes over continues the same log; with durability
 // object-store, nothing the previous leader acknowledged is lost.
 //
-// A lease is not a fence: a leader that stalls past its lease may still write
-// for a moment while another takes over. The bucket stays consistent because
-// a writer exports only a log that extends what the bucket holds
-// (tiles.ErrBucketAhead, tiles.ErrFork stop it).
+// A lease is not a fence: a leader that stalls past its lease (a paused
+// process, a partitioned node) still believes it leads when it resumes. The
+// bucket is fenced instead: a new leader claims it (tiles.ClaimBucket)
+// before it restores from it, and the old leader's exporter checks its
+// claim before it releases an acknowledgement or replaces an object, and
+// replaces the checkpoint only if it is still the one it stored. A stalled
+// leader therefore stops with tiles.ErrFenced at its next write, having
+// acknowledged nothing its successor lacks.
 package failover
 
 import (

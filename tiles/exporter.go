@@ -39,16 +39,29 @@ type ExporterConfig struct {
 	Poll time.Duration
 	// Parallel bounds concurrent PUTs. Default 8.
 	Parallel int
+	// Writer names this writer in the bucket's writer claim (WriterPath).
+	Writer string
+	// Claim, if set, is this writer's claim on the bucket, taken before it
+	// restored from it; otherwise Start claims the bucket itself.
+	Claim *Claim
 }
 
 // Exporter keeps a bucket up to date with a log: entry bundles as soon as
-// entries are durable, then the hash tiles and the checkpoint once a
-// checkpoint covers them. A reader of the bucket therefore never sees a
-// checkpoint whose tiles or bundles are missing.
+// entries are durable, then the hash tiles, the entry bundle at the
+// checkpoint's width and the checkpoint once a checkpoint covers them. A
+// reader of the bucket therefore never sees a checkpoint whose tiles or
+// bundles are missing.
+//
+// Only one writer exports to a bucket: Start claims it (ClaimBucket), every
+// acknowledgement and every overwrite is preceded by a check of that claim,
+// and the checkpoint is replaced only if it is still the one this writer
+// last stored. A writer that finds its claim taken stops with ErrFenced.
 type Exporter struct {
 	cfg       ExporterConfig
 	verifiers []note.Verifier // of the log's own chain of keys, newest first
 	rotations int             // rotations stored in the bucket (LogKeysPath)
+	claim     *Claim          // set by Start
+	cpETag    string          // of the checkpoint in the bucket; "" for none
 
 	// mu guards uploaded, exported and changed, written by Run.
 	mu       sync.Mutex
@@ -128,9 +141,39 @@ func (e *Exporter) WaitUploaded(ctx context.Context, size uint64) error {
 	}
 }
 
-// Run exports until ctx ends. Storage errors are logged and retried with
-// backoff; it returns early only when the bucket holds a log it must not
-// overwrite (ErrBucketAhead, ErrFork) or a leaf cannot be bundled.
+// Start checks that the bucket holds nothing of the log this writer lacks,
+// claims it, and checks again now that no other writer can acknowledge
+// records: a server calls it before it listens, so that it refuses a bucket
+// before accepting any record. It returns ErrBucketAhead or ErrFork for a
+// bucket this writer must not write, ErrFenced when another writer claimed
+// it at the same moment, or the object store's error.
+func (e *Exporter) Start(ctx context.Context) error {
+	if e.claim != nil {
+		return nil
+	}
+	if e.cfg.Claim == nil {
+		if err := e.resume(ctx); err != nil {
+			return err
+		}
+		claim, err := ClaimBucket(ctx, e.cfg.Store, e.cfg.Writer)
+		if err != nil {
+			return err
+		}
+		e.cfg.Claim = claim
+	}
+	if err := e.resume(ctx); err != nil {
+		return err
+	}
+	e.claim = e.cfg.Claim
+	e.cfg.Logger.Info("object storage export resumes", "size", e.Exported(), "writer", e.claim.Writer)
+	return nil
+}
+
+// Run exports until ctx ends, calling Start first if the caller has not.
+// Storage errors are logged and retried with backoff; it returns early only
+// when the bucket holds a log it must not overwrite (ErrBucketAhead,
+// ErrFork), another writer has claimed the bucket (ErrFenced), or a leaf
+// cannot be bundled.
 func (e *Exporter) Run(ctx context.Context) (err error) {
 	defer func() {
 		e.mu.Lock()
@@ -141,11 +184,11 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	}()
 	backoff := e.cfg.Poll
 	for {
-		err := e.resume(ctx)
+		err := e.Start(ctx)
 		if err == nil {
 			break
 		}
-		if errors.Is(err, ErrBucketAhead) || errors.Is(err, ErrFork) || ctx.Err() != nil {
+		if errors.Is(err, ErrBucketAhead) || errors.Is(err, ErrFork) || errors.Is(err, ErrFenced) || ctx.Err() != nil {
 			return err
 		}
 		e.cfg.Logger.Warn("object storage export: cannot read the bucket, retrying", "err", err, "in", backoff)
@@ -185,7 +228,7 @@ func (e *Exporter) loop(ctx context.Context, step func(context.Context) (bool, e
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, ErrLeafTooLarge):
+		case errors.Is(err, ErrLeafTooLarge), errors.Is(err, ErrFenced):
 			e.cfg.Logger.Error("object storage export stopped", "err", err)
 			return err
 		case err != nil:
@@ -224,12 +267,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // resume reads the bucket's checkpoint: the export continues from it, after
-// checking that it is a checkpoint of this log.
+// checking that it is a checkpoint of this log and that the bucket holds no
+// entries beyond this log's end.
 func (e *Exporter) resume(ctx context.Context) error {
-	raw, err := e.cfg.Store.Get(ctx, CheckpointPath)
+	etag, err := e.cfg.Store.Stat(ctx, CheckpointPath)
 	if errors.Is(err, ErrNotExist) {
-		return nil
+		e.cpETag = ""
+		return e.checkTail(ctx, 0)
 	}
+	if err != nil {
+		return err
+	}
+	raw, err := e.cfg.Store.Get(ctx, CheckpointPath)
 	if err != nil {
 		return err
 	}
@@ -247,10 +296,43 @@ func (e *Exporter) resume(ctx context.Context) error {
 	if tlog.Hash(cp.Hash) != root {
 		return fmt.Errorf("%w: its checkpoint of %d entries has root %x, this log %x", ErrFork, cp.Size, cp.Hash, root[:])
 	}
+	if err := e.checkTail(ctx, cp.Size); err != nil {
+		return err
+	}
+	// Read after the stat: if the checkpoint changed in between, the next
+	// conditional put fails and the writer stops rather than overwrite.
+	e.cpETag = etag
 	e.mu.Lock()
 	e.uploaded, e.exported = cp.Size, cp.Size
 	e.mu.Unlock()
-	e.cfg.Logger.Info("object storage export resumes", "size", cp.Size)
+	return nil
+}
+
+// checkTail refuses a bucket holding entries beyond this log's end that
+// extend this log: a writer in durability object-store mode acknowledged
+// them once their bundle was stored, and continuing without them would
+// lose them. Bundles that do not extend this log were left by a writer
+// fenced off before it acknowledged them; they are overwritten as the log
+// grows. from is the bucket's checkpoint size: nothing before it is read.
+func (e *Exporter) checkTail(ctx context.Context, from uint64) error {
+	size := e.cfg.Log.Size()
+	if size < from {
+		return nil // refused by the caller
+	}
+	var last []byte
+	if size > 0 {
+		var err error
+		if last, err = e.cfg.Log.Leaf(ctx, size-1); err != nil {
+			return err
+		}
+	}
+	key, _, err := extendingBundle(ctx, e.cfg.Store, size, last, e.cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if key != "" {
+		return fmt.Errorf("%w: %s holds entries after this writer's %d that extend its log: restore from the bucket first", ErrBucketAhead, key, size)
+	}
 	return nil
 }
 
@@ -262,6 +344,12 @@ func (e *Exporter) stepBundles(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	if err := e.uploadBundles(ctx, from, size); err != nil {
+		return false, err
+	}
+	// Acknowledgements wait for uploaded: release them only while this
+	// writer still holds the bucket. A writer that claims it later restores
+	// these bundles first; one that claimed it earlier fences this one off.
+	if err := e.claim.Check(ctx); err != nil {
 		return false, err
 	}
 	e.mu.Lock()
@@ -296,12 +384,29 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 	if err := e.uploadTiles(ctx, old, cp.Size); err != nil {
 		return false, err
 	}
+	// The bundle loop stores partial bundles at the widths the log had when
+	// it woke; a reader of this checkpoint needs the one at its width.
+	if err := e.uploadCheckpointBundle(ctx, cp.Size); err != nil {
+		return false, err
+	}
 	if err := e.uploadRotations(ctx); err != nil {
 		return false, err
 	}
-	if err := e.cfg.Store.Put(ctx, CheckpointPath, raw); err != nil {
+	if err := e.claim.Check(ctx); err != nil {
 		return false, err
 	}
+	cond := Cond{IfAbsent: true}
+	if e.cpETag != "" {
+		cond = Cond{IfMatch: e.cpETag}
+	}
+	etag, err := e.cfg.Store.Put(ctx, CheckpointPath, raw, cond)
+	if errors.Is(err, ErrPrecondition) {
+		return false, fmt.Errorf("%w: the bucket's checkpoint is no longer the one this writer stored", ErrFenced)
+	}
+	if err != nil {
+		return false, err
+	}
+	e.cpETag = etag
 	e.collect(ctx, old, cp.Size)
 	e.mu.Lock()
 	e.exported = cp.Size
@@ -360,7 +465,7 @@ func (e *Exporter) uploadBundles(ctx context.Context, from, to uint64) error {
 		if err != nil {
 			return fmt.Errorf("entry bundle %d: %w", n, err)
 		}
-		g.Go(func() error { return e.cfg.Store.Put(gctx, EntriesPath(n, len(leaves)), b) })
+		g.Go(func() error { return e.putOnce(gctx, EntriesPath(n, len(leaves)), b) })
 		return nil
 	}
 	for i := from; i < to; i++ {
@@ -400,9 +505,39 @@ func (e *Exporter) uploadTiles(ctx context.Context, old, size uint64) error {
 		if err != nil {
 			return errors.Join(fmt.Errorf("hash tile %s: %w", t.Path(), err), g.Wait())
 		}
-		g.Go(func() error { return e.cfg.Store.Put(gctx, TilePath(t.L, uint64(t.N), t.W), data) })
+		g.Go(func() error { return e.putOnce(gctx, TilePath(t.L, uint64(t.N), t.W), data) })
 	}
 	return g.Wait()
+}
+
+// uploadCheckpointBundle stores the entry bundle at the width of a
+// checkpoint of size entries, if that width is partial.
+func (e *Exporter) uploadCheckpointBundle(ctx context.Context, size uint64) error {
+	n, w := size/width, int(size%width)
+	if w == 0 {
+		return nil // the full bundle, stored by the bundle loop
+	}
+	leaves := make([][]byte, 0, w)
+	for i := n * width; i < size; i++ {
+		leaf, err := e.cfg.Log.Leaf(ctx, i)
+		if err != nil {
+			return err
+		}
+		leaves = append(leaves, leaf)
+	}
+	b, err := EncodeBundle(leaves)
+	if err != nil {
+		return fmt.Errorf("entry bundle %d: %w", n, err)
+	}
+	return e.putOnce(ctx, EntriesPath(n, w), b)
+}
+
+func (e *Exporter) putOnce(ctx context.Context, key string, data []byte) error {
+	replaced, err := putOnce(ctx, e.cfg.Store, e.claim, key, data)
+	if replaced {
+		e.cfg.Logger.Warn("replaced an object a fenced-off writer left in the bucket", "key", key)
+	}
+	return err
 }
 
 // uploadRotations stores the log's key rotations (LogKeysPath) when there
@@ -423,7 +558,12 @@ func (e *Exporter) uploadRotations(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := e.cfg.Store.Put(ctx, LogKeysPath, b); err != nil {
+	// The list only grows, and every writer of this log derives it from
+	// the same chain: overwrite it while this writer holds the bucket.
+	if err := e.claim.Check(ctx); err != nil {
+		return err
+	}
+	if _, err := e.cfg.Store.Put(ctx, LogKeysPath, b, Cond{}); err != nil {
 		return err
 	}
 	e.rotations = len(steps)

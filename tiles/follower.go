@@ -12,6 +12,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 )
 
@@ -21,6 +22,7 @@ type Mirror interface {
 	Size() uint64
 	CheckpointSize() uint64
 	RootHash(ctx context.Context, size uint64) ([32]byte, error)
+	Leaf(ctx context.Context, index uint64) ([]byte, error)
 	AppendLeaves(ctx context.Context, leaves [][]byte, checkpoint []byte) (ledger.Receipt, error)
 	Origin() string
 	VerifierKey() string
@@ -198,6 +200,10 @@ func (f *Follower) bundle(ctx context.Context, hr tlog.HashReader, n uint64, w i
 		// A checkpoint moved on and its partial bundle may be gone: the
 		// full bundle holds the same leaves first.
 		b, err = f.cfg.Store.Get(ctx, EntriesPath(n, width))
+		if errors.Is(err, ErrNotExist) {
+			return nil, fmt.Errorf("the checkpoint needs entry bundle %s (or the full %s), and the bucket holds neither: %w",
+				EntriesPath(n, w), EntriesPath(n, width), err)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -296,6 +302,9 @@ func (c *tileCache) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 // checks that they extend the chain, and the writer that continues the log
 // signs one at once. It returns the number of entries the follower holds.
 func Restore(ctx context.Context, log Mirror, store Store, logger *slog.Logger) (uint64, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	f, err := NewFollower(FollowerConfig{Log: log, Store: store, Logger: logger})
 	if err != nil {
 		return 0, err
@@ -305,50 +314,97 @@ func Restore(ctx context.Context, log Mirror, store Store, logger *slog.Logger) 
 	}
 	for {
 		size := log.Size()
-		n := size / width
-		leaves, err := tailBundle(ctx, store, n)
-		if err != nil {
+		var last []byte
+		if size > 0 {
+			if last, err = log.Leaf(ctx, size-1); err != nil {
+				return size, err
+			}
+		}
+		key, leaves, err := extendingBundle(ctx, store, size, last, logger)
+		if err != nil || key == "" {
 			return size, err
 		}
-		if uint64(len(leaves)) <= size-n*width {
-			return size, nil
-		}
-		if _, err := log.AppendLeaves(ctx, leaves[size-n*width:], nil); err != nil {
-			return size, fmt.Errorf("entries after the last checkpoint: %w", err)
+		if _, err := log.AppendLeaves(ctx, leaves, nil); err != nil {
+			return size, fmt.Errorf("entries after the last checkpoint, from %s: %w", key, err)
 		}
 	}
 }
 
-// tailBundle returns the widest bundle stored at n: the full one, or the
-// widest partial one, or none.
-func tailBundle(ctx context.Context, store Store, n uint64) ([][]byte, error) {
-	b, err := store.Get(ctx, EntriesPath(n, width))
-	if errors.Is(err, ErrNotExist) {
-		prefix := EntriesPath(n, 0) + ".p/"
-		keys, err := store.List(ctx, prefix)
+// extendingBundle finds a stored entry bundle holding entries after the
+// first size entries of a log whose last entry's leaf is last (nil when
+// size is 0): entries a writer in durability object-store mode stored, and
+// maybe acknowledged, beyond that log. It returns the bundle's key and its
+// entries from size on, or "" when there is none. A bundle whose entry at
+// size does not follow last was left by a writer fenced off before it could
+// acknowledge it; it is skipped, and its successor overwrites it.
+func extendingBundle(ctx context.Context, store Store, size uint64, last []byte, logger *slog.Logger) (string, [][]byte, error) {
+	n := size / width
+	keys, err := bundlesAt(ctx, store, n)
+	if err != nil {
+		return "", nil, err
+	}
+	off := size - n*width
+	for _, key := range keys {
+		b, err := store.Get(ctx, key)
+		if errors.Is(err, ErrNotExist) {
+			continue // a superseded partial bundle, deleted since listed
+		}
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
-		ws := []int{}
-		for _, k := range keys {
-			if w := parseBundlePartial(k, prefix); w > 0 {
-				ws = append(ws, w)
-			}
-		}
-		if len(ws) == 0 {
-			return nil, nil
-		}
-		sort.Ints(ws)
-		b, err = store.Get(ctx, EntriesPath(n, ws[len(ws)-1]))
+		leaves, err := DecodeBundle(b)
 		if err != nil {
-			return nil, err
+			logger.Warn("skipping an unreadable entry bundle", "key", key, "err", err)
+			continue
 		}
-	} else if err != nil {
+		if uint64(len(leaves)) <= off {
+			return "", nil, nil // keys are widest first: none holds more
+		}
+		if !follows(leaves[off], size, last) {
+			logger.Warn("skipping an entry bundle that does not extend the log (left by a fenced-off writer)", "key", key, "entry", size)
+			continue
+		}
+		return key, leaves[off:], nil
+	}
+	return "", nil, nil
+}
+
+// follows reports whether leaf is entry index of the log whose previous
+// entry's leaf is prev (nil for the first entry).
+func follows(leaf []byte, index uint64, prev []byte) bool {
+	e, err := evidence.ParseLeafPrefix(leaf)
+	if err != nil || e.Index != index {
+		return false
+	}
+	if prev == nil {
+		return index == 0
+	}
+	return e.PrevHash == evidence.EntryHash(prev)
+}
+
+// bundlesAt returns the keys of the entry bundles stored at n, widest
+// first: the full one, then the partial ones.
+func bundlesAt(ctx context.Context, store Store, n uint64) ([]string, error) {
+	var keys []string
+	if _, err := store.Stat(ctx, EntriesPath(n, width)); err == nil {
+		keys = append(keys, EntriesPath(n, width))
+	} else if !errors.Is(err, ErrNotExist) {
 		return nil, err
 	}
-	leaves, err := DecodeBundle(b)
+	prefix := EntriesPath(n, 0) + ".p/"
+	listed, err := store.List(ctx, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("entry bundle %d: %w", n, err)
+		return nil, err
 	}
-	return leaves, nil
+	var ws []int
+	for _, k := range listed {
+		if w := parseBundlePartial(k, prefix); w > 0 {
+			ws = append(ws, w)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(ws)))
+	for _, w := range ws {
+		keys = append(keys, EntriesPath(n, w))
+	}
+	return keys, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strings"
 
@@ -17,9 +18,15 @@ import (
 // for concurrent use. Put returns only once the object is durably stored (an
 // S3 PUT is acknowledged after the object is written).
 type Store interface {
-	Put(ctx context.Context, key string, data []byte) error
+	// Put stores data under key if cond holds, and returns the stored
+	// object's ETag. A condition that does not hold returns an error
+	// wrapping ErrPrecondition, and nothing is written.
+	Put(ctx context.Context, key string, data []byte, cond Cond) (etag string, err error)
 	// Get returns an error wrapping ErrNotExist when there is no such key.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// Stat returns the ETag of the object under key, or an error wrapping
+	// ErrNotExist.
+	Stat(ctx context.Context, key string) (etag string, err error)
 	// List returns the keys that start with prefix.
 	List(ctx context.Context, prefix string) ([]string, error)
 	// Delete removes an object; a missing one is not an error.
@@ -28,6 +35,20 @@ type Store interface {
 
 // ErrNotExist: no object under that key.
 var ErrNotExist = errors.New("no such object")
+
+// ErrPrecondition: a conditional Put found the object other than its
+// condition expected.
+var ErrPrecondition = errors.New("precondition failed")
+
+// Cond is the precondition of a Put, checked by the object store in the
+// same request (S3's If-None-Match and If-Match), so that two writers cannot
+// both succeed. The zero Cond writes unconditionally.
+type Cond struct {
+	// IfAbsent writes only if no object is under the key.
+	IfAbsent bool
+	// IfMatch writes only if the object under the key has this ETag.
+	IfMatch string
+}
 
 // S3Config locates a bucket. Credentials are passed in; the command reads
 // them from the environment, never from configuration files.
@@ -88,17 +109,40 @@ func OpenS3(ctx context.Context, cfg S3Config) (*S3, error) {
 }
 
 // Put implements Store.
-func (s *S3) Put(ctx context.Context, key string, data []byte) error {
+func (s *S3) Put(ctx context.Context, key string, data []byte, cond Cond) (string, error) {
 	ct := "application/octet-stream"
 	if key == CheckpointPath {
 		ct = "text/plain; charset=utf-8"
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, bytes.NewReader(data), int64(len(data)),
-		minio.PutObjectOptions{ContentType: ct, DisableMultipart: true})
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+	opts := minio.PutObjectOptions{ContentType: ct, DisableMultipart: true}
+	switch {
+	case cond.IfAbsent:
+		opts.SetMatchETagExcept("*")
+	case cond.IfMatch != "":
+		opts.SetMatchETag(cond.IfMatch)
 	}
-	return nil
+	info, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, bytes.NewReader(data), int64(len(data)), opts)
+	if err != nil {
+		r := minio.ToErrorResponse(err)
+		// If-Match on a missing object is answered 404, not 412.
+		if r.StatusCode == http.StatusPreconditionFailed || (cond.IfMatch != "" && r.Code == minio.NoSuchKey) {
+			return "", fmt.Errorf("put %s: %w", key, ErrPrecondition)
+		}
+		return "", fmt.Errorf("put %s: %w", key, err)
+	}
+	return info.ETag, nil
+}
+
+// Stat implements Store.
+func (s *S3) Stat(ctx context.Context, key string) (string, error) {
+	info, err := s.client.StatObject(ctx, s.bucket, s.prefix+key, minio.StatObjectOptions{})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return "", fmt.Errorf("stat %s: %w", key, ErrNotExist)
+		}
+		return "", fmt.Errorf("stat %s: %w", key, err)
+	}
+	return info.ETag, nil
 }
 
 // Get implements Store.

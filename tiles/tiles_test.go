@@ -489,11 +489,18 @@ type flaky struct {
 	down *atomic.Bool
 }
 
-func (f flaky) Put(ctx context.Context, key string, data []byte) error {
+func (f flaky) Put(ctx context.Context, key string, data []byte, cond tiles.Cond) (string, error) {
 	if f.down.Load() {
-		return errors.New("connection refused")
+		return "", errors.New("connection refused")
 	}
-	return f.Store.Put(ctx, key, data)
+	return f.Store.Put(ctx, key, data, cond)
+}
+
+func (f flaky) Stat(ctx context.Context, key string) (string, error) {
+	if f.down.Load() {
+		return "", errors.New("connection refused")
+	}
+	return f.Store.Stat(ctx, key)
 }
 
 // With durability object-store and the object store unreachable, a record is

@@ -33,7 +33,11 @@ type ObjectStoreConfig struct {
 	URL      string `yaml:"url"`      // s3://bucket/prefix; empty: no export
 	Endpoint string `yaml:"endpoint"` // host:port; default $EVIDENT_S3_ENDPOINT
 	Secure   bool   `yaml:"secure"`   // TLS to the endpoint
-	Region   string `yaml:"region"`
+	Region   string `yaml:"region"`   // default $EVIDENT_S3_REGION
+
+	// claim is the writer's claim on the bucket when it was taken before
+	// restoring from it (serve --lease); otherwise the exporter claims it.
+	claim *tiles.Claim
 }
 
 const (
@@ -50,15 +54,16 @@ func openObjectStore(ctx context.Context, c ObjectStoreConfig) (*tiles.S3, error
 	return tiles.OpenS3(ctx, tiles.S3Config{
 		URL:       c.URL,
 		Endpoint:  firstOf(c.Endpoint, os.Getenv("EVIDENT_S3_ENDPOINT")),
-		Secure:    c.Secure,
-		Region:    c.Region,
+		Secure:    c.Secure || os.Getenv("EVIDENT_S3_SECURE") == "true",
+		Region:    firstOf(c.Region, os.Getenv("EVIDENT_S3_REGION")),
 		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"),
 		SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
 	})
 }
 
 // startExport checks the durability settings and, with an object store
-// configured, returns the exporter the server runs.
+// configured, returns the exporter the server runs, started: the bucket is
+// claimed for this writer, or refused, before the server listens.
 func startExport(ctx context.Context, cfg *Config, lg *ledger.Log, logger *slog.Logger) (*tiles.Exporter, error) {
 	switch cfg.Durability {
 	case "", durabilityLocal:
@@ -84,7 +89,20 @@ func startExport(ctx context.Context, cfg *Config, lg *ledger.Log, logger *slog.
 		return nil, err
 	}
 	logger.Info("exporting the log as tlog-tiles", "to", cfg.ObjectStore.URL, "durability", firstOf(cfg.Durability, durabilityLocal))
-	return tiles.NewExporter(tiles.ExporterConfig{Log: lg, Store: store, Logger: logger.With("component", "export")})
+	exp, err := tiles.NewExporter(tiles.ExporterConfig{Log: lg, Store: store, Logger: logger.With("component", "export"),
+		Writer: writerIdentity(), Claim: cfg.ObjectStore.claim})
+	if err != nil {
+		return nil, err
+	}
+	if err := exp.Start(ctx); err != nil {
+		return nil, fmt.Errorf("object store %s: %w", cfg.ObjectStore.URL, err)
+	}
+	return exp, nil
+}
+
+// writerIdentity names this process in the bucket's writer claim.
+func writerIdentity() string {
+	return fmt.Sprintf("%s pid %d", firstOf(os.Getenv("POD_NAME"), hostname()), os.Getpid())
 }
 
 // startReplica serves the read endpoints from a follower of the log in
@@ -294,6 +312,16 @@ func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog
 			if cfg.Log.VerifierKey, err = restoreKey(cfg, ""); err != nil {
 				return err
 			}
+		}
+		// Claim the bucket before reading it: from then on the previous
+		// leader, if it still runs, cannot acknowledge a record this
+		// restore would miss.
+		store, err := openObjectStore(ctx, cfg.ObjectStore)
+		if err != nil {
+			return err
+		}
+		if cfg.ObjectStore.claim, err = tiles.ClaimBucket(ctx, store, writerIdentity()); err != nil {
+			return err
 		}
 		n, cpSize, err := restoreInto(ctx, cfg, logger)
 		if err != nil {
