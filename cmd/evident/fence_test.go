@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"evident.dev/evident/internal/miniotest"
+	"evident.dev/evident/tiles"
+)
+
+// Two writer processes, one bucket, durability object-store: writer A is
+// stopped (SIGSTOP) under load; B restores from the bucket and acknowledges
+// records; A resumes (SIGCONT) with requests still in flight. A must stop
+// with an error naming the other writer, without acknowledging anything
+// more or touching B's checkpoint, and a restore afterwards holds every
+// record either writer acknowledged, at its acknowledged index, byte for
+// byte.
+func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
+	url := miniotest.URL("evident", "prod")
+	work := t.TempDir()
+	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "durability: object-store\n")
+	a := startServe(t, work, "--config", "writer.yaml", "--data", "a")
+	signer := newSigner(t, filepath.Join(work, "a", "dev-runner.key"))
+
+	// Load on A; acknowledgements are collected until the posters end. An
+	// acknowledgement A gave after B took over would either reuse an index
+	// B acknowledged or be missing from the final restore.
+	var mu sync.Mutex
+	acked := map[uint64][]byte{}
+	ack := func(who string, rc receipt, body []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, dup := acked[rc.Index]; dup {
+			t.Errorf("%s acknowledged entry %d, which was acknowledged before", who, rc.Index)
+		}
+		acked[rc.Index] = body
+	}
+	var stopped atomic.Bool
+	c := &http.Client{Timeout: 2 * time.Minute}
+	var posters sync.WaitGroup
+	for g := range 8 {
+		posters.Go(func() {
+			for i := 0; ; i++ {
+				body := sign(t, signer, planRecord(fmt.Sprintf("CHG-A-%d-%d", g, i), "prod", i))
+				status, answer, err := post(c, a.URL, body)
+				if err != nil || status != http.StatusCreated {
+					if !stopped.Load() {
+						t.Errorf("POST to A before it was stopped: %d %v %s", status, err, answer)
+					}
+					return
+				}
+				var rc receipt
+				if err := json.Unmarshal(answer, &rc); err != nil {
+					t.Errorf("receipt: %v", err)
+					return
+				}
+				ack("A", rc, body)
+				if stopped.Load() {
+					return
+				}
+			}
+		})
+	}
+	waitUntil(t, "A acknowledges 300 records", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 300 })
+	stopped.Store(true)
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer a.cmd.Process.Signal(syscall.SIGCONT)
+	mu.Lock()
+	ackedBeforeStop := len(acked)
+	mu.Unlock()
+
+	// B takes over: the log key comes from the secret store, not A's disk.
+	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
+		b, err := os.ReadFile(filepath.Join(work, "a", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(work, "b", f), string(b))
+		os.Chmod(filepath.Join(work, "b", f), 0o600)
+	}
+	evident(t, work, "restore", "--from", url, "--data", "b", "--config", "writer.yaml")
+	b := startServe(t, work, "--config", "writer.yaml", "--data", "b")
+	for index, body := range postMany(t, b, signer, "CHG-B", "prod", 300, 8) {
+		ack("B", receipt{Index: index}, body)
+	}
+	cpB := b.waitCheckpoint(b.size())
+
+	// A resumes.
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("A still runs 60 s after it resumed\nstderr:\n%s", a.stderr.String())
+	}
+	mustContain(t, "A's error", a.stderr.String(), "another writer has claimed the bucket")
+	posters.Wait()
+	// B keeps writing, and the bucket's checkpoint is B's.
+	for index, body := range postMany(t, b, signer, "CHG-B2", "prod", 100, 8) {
+		ack("B", receipt{Index: index}, body)
+	}
+	size := b.size()
+	cpB = b.waitCheckpoint(size)
+	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the bucket's checkpoint to be B's latest", func() bool {
+		got, err := store.Get(context.Background(), tiles.CheckpointPath)
+		return err == nil && string(got) == string(cpB)
+	})
+
+	// Everything acknowledged by either writer survives B's loss too.
+	b.kill9()
+	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
+		body, _ := os.ReadFile(filepath.Join(work, "b", f))
+		writeFile(t, filepath.Join(work, "c", f), string(body))
+		os.Chmod(filepath.Join(work, "c", f), 0o600)
+	}
+	res := evident(t, work, "restore", "--from", url, "--data", "c", "--config", "writer.yaml")
+	mustContain(t, "restore", res.stdout, fmt.Sprintf("restored %d entries", size))
+	srv := startServe(t, work, "--config", "writer.yaml", "--data", "c")
+	checkAcked(t, srv, acked)
+	t.Logf("A acknowledged %d records before it was stopped; B %d; all %d in the restored log of %d entries",
+		ackedBeforeStop, len(acked)-ackedBeforeStop, len(acked), size)
+}
+
+// waitUntil polls cond for up to 60 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A writer refuses a bucket it must not write before it listens: it never
+// prints its address, and exits naming the reason.
+func TestWriterRefusesBucketBeforeListening(t *testing.T) {
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
+	url := miniotest.URL("evident", "prod")
+	work := t.TempDir()
+	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "")
+	w := startServe(t, work, "--config", "writer.yaml", "--data", "w")
+	signer := newSigner(t, filepath.Join(work, "w", "dev-runner.key"))
+	postMany(t, w, signer, "CHG-FIRST", "prod", 50, 4)
+	cp := w.waitCheckpoint(w.size())
+	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the export of the first writer's checkpoint", func() bool {
+		got, err := store.Get(context.Background(), tiles.CheckpointPath)
+		return err == nil && string(got) == string(cp)
+	})
+
+	// The same log, but an empty data directory: the bucket is ahead.
+	key, err := os.ReadFile(filepath.Join(work, "w", "log.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(work, "short", "log.key"), string(key))
+	os.Chmod(filepath.Join(work, "short", "log.key"), 0o600)
+	for _, c := range []struct{ data, want string }{
+		{"short", "restore from the bucket first"},
+		{"other", "the bucket holds a different log"}, // a new log key
+	} {
+		_, err := tryServe(t, work, "--config", "writer.yaml", "--data", c.data)
+		if !errors.Is(err, errExited) {
+			t.Fatalf("serve on %s: %v, want an exit before listening", c.data, err)
+		}
+		mustContain(t, "serve on "+c.data, err.Error(), c.want)
+		if strings.Contains(err.Error(), "evident serving on") {
+			t.Fatalf("serve on %s listened before it refused the bucket:\n%v", c.data, err)
+		}
+	}
+	// The first writer still holds the bucket.
+	postMany(t, w, signer, "CHG-SECOND", "prod", 10, 2)
+}
+
+// Disaster recovery in a loop: a writer in durability object-store mode is
+// killed (-9) at the moment an acknowledgement arrives, its disk is lost,
+// and a new writer restored from the bucket carries on, ten times. Every
+// record acknowledged in any cycle is in the final log at its acknowledged
+// index, byte for byte.
+func TestObjectStoreKill9Restore(t *testing.T) {
+	cycles := 10
+	if testing.Short() {
+		cycles = 4
+	}
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
+	url := miniotest.URL("evident", "prod")
+	work := t.TempDir()
+	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "durability: object-store\n")
+	srv := startServe(t, work, "--config", "writer.yaml", "--data", "d0")
+	secrets := map[string][]byte{}
+	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
+		b, err := os.ReadFile(filepath.Join(work, "d0", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets[f] = b
+	}
+	signer := newSigner(t, filepath.Join(work, "d0", "dev-runner.key"))
+	all := map[uint64][]byte{}
+	for cycle := range cycles {
+		acked, _ := hammer(t, srv, signer, fmt.Sprintf("CHG-DR-%d", cycle), 8, 150*time.Millisecond, 20, true, func() {
+			_ = srv.cmd.Process.Kill()
+		})
+		srv.kill9()
+		for i, env := range acked {
+			if _, dup := all[i]; dup {
+				t.Fatalf("cycle %d: index %d acknowledged twice", cycle, i)
+			}
+			all[i] = env
+		}
+		data := fmt.Sprintf("d%d", cycle+1) // the old disk is gone
+		for f, b := range secrets {
+			writeFile(t, filepath.Join(work, data, f), string(b))
+			os.Chmod(filepath.Join(work, data, f), 0o600)
+		}
+		evident(t, work, "restore", "--from", url, "--data", data, "--config", "writer.yaml")
+		srv = startServe(t, work, "--config", "writer.yaml", "--data", data)
+	}
+	checkAcked(t, srv, all)
+	t.Logf("%d kills and restores: %d records acknowledged, all in the log of %d entries", cycles, len(all), srv.size())
+}
