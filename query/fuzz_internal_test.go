@@ -8,7 +8,7 @@ import (
 // FuzzCursor: a cursor is outside input; anything but a cursor this server
 // sealed for this caller and query is refused, and nothing panics.
 func FuzzCursor(f *testing.F) {
-	k, err := newCursorKeeper()
+	k, err := newCursorKeeper(nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -60,6 +60,10 @@ type GraphQLConfig struct {
 	// verifier.JudgedAt of its occurredAt and receipt. Default
 	// verifier.MaxBackfill.
 	MaxBackfill time.Duration
+	// CursorKey, when set, is the secret cursors are sealed under, shared
+	// by every server of one log so that a page's cursor works on any of
+	// them. Nil: a random key per process.
+	CursorKey []byte
 }
 
 // ApprovalJudge judges the approvals of a subject (*verifier.Approvals):
@@ -119,7 +123,7 @@ func NewGraphQL(cfg GraphQLConfig) (*GraphQL, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	ck, err := newCursorKeeper()
+	ck, err := newCursorKeeper(cfg.CursorKey)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +349,7 @@ func (e *internalError) Error() string { return "internal error reading the log"
 func (e *internalError) Unwrap() error { return e.err }
 
 func internal(err error) error {
-	if err == nil || errors.Is(err, errBadCursor) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, errBadCursor) || errors.Is(err, errCursorAhead) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	return &internalError{err}
@@ -578,7 +582,7 @@ func (g *GraphQL) resolveExpiring(p graphql.ResolveParams) (any, error) {
 	asOf := g.store.Size()
 	var pos []byte
 	if after != "" {
-		c, err := g.cursors.open(after, id.Subject, queryKey(p))
+		c, err := g.openCursor(p.Context, after, id.Subject, queryKey(p))
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -187,17 +188,24 @@ func (f *Filter) residual(p *evidence.Transition, checkTime bool) bool {
 	return true
 }
 
-// cursorKeeper seals cursors with AES-GCM under a key made at start, bound to
-// the caller: a cursor is opaque, cannot be forged or altered, and is useless
-// to anyone else. It carries the position in the driving postings and the
-// log size the first page saw, so that later pages show the same snapshot
-// however many entries are appended meanwhile.
+// cursorKeeper seals cursors with AES-GCM, bound to the caller: a cursor is
+// opaque, cannot be forged or altered, and is useless to anyone else. It
+// carries the position in the driving postings and the log size the first
+// page saw, so that later pages show the same snapshot however many entries
+// are appended meanwhile. Servers given the same cursor key (the writer and
+// its read replicas behind one load balancer) accept each other's cursors;
+// without one, each server makes its own at start.
 type cursorKeeper struct{ aead cipher.AEAD }
 
-func newCursorKeeper() (*cursorKeeper, error) {
+func newCursorKeeper(secret []byte) (*cursorKeeper, error) {
 	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
+	if secret == nil {
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+	} else {
+		sum := sha256.Sum256(append([]byte("evident graphql cursor key\x00"), secret...))
+		key = sum[:]
 	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
@@ -216,7 +224,7 @@ type cursor struct {
 	AsOf uint64
 }
 
-var errBadCursor = errors.New("invalid cursor: cursors come from this server's pageInfo, for the same caller and query, and expire when the server restarts")
+var errBadCursor = errors.New("invalid cursor: cursors come from pageInfo, for the same caller and query, of this server or of one sharing its cursor key (without one, they expire when the server restarts)")
 
 func (k *cursorKeeper) seal(c cursor, caller, query string) string {
 	plain := binary.BigEndian.AppendUint64(append([]byte(nil), c.Pos...), c.AsOf)
@@ -237,6 +245,33 @@ func (k *cursorKeeper) open(s, caller, query string) (cursor, error) {
 	}
 	return cursor{Pos: plain[:16], AsOf: binary.BigEndian.Uint64(plain[16:])}, nil
 }
+
+// openCursor opens a cursor of this caller and query. A cursor from a
+// server further along the log (the writer, read on a replica that lags it
+// by a sync) reads a snapshot this server does not hold yet: it waits a
+// moment for it, then says so rather than answer a page with entries
+// missing.
+func (g *GraphQL) openCursor(ctx context.Context, s, caller, query string) (cursor, error) {
+	c, err := g.cursors.open(s, caller, query)
+	if err != nil {
+		return c, err
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for size := g.store.Size(); size < c.AsOf; size = g.store.Size() {
+		if time.Now().After(deadline) {
+			return c, fmt.Errorf("%w: the cursor reads the log at %d entries, this server holds %d; retry in a moment", errCursorAhead, c.AsOf, size)
+		}
+		select {
+		case <-ctx.Done():
+			return c, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return c, nil
+}
+
+// errCursorAhead: a cursor from a server that holds more of the log.
+var errCursorAhead = errors.New("this server has not caught up with the cursor's snapshot")
 
 // page is one page of a search as the connection resolvers return it.
 type page struct {
@@ -297,7 +332,7 @@ func (g *GraphQL) search(ctx context.Context, id *Identity, o searchOpts) (*page
 	asOf := g.store.Size()
 	var after []byte
 	if o.After != "" {
-		c, err := g.cursors.open(o.After, id.Subject, o.QueryKey)
+		c, err := g.openCursor(ctx, o.After, id.Subject, o.QueryKey)
 		if err != nil {
 			return nil, err
 		}

@@ -20,7 +20,11 @@ type docBlock struct {
 }
 
 // shBlocks returns the ```sh blocks of a Markdown file, in order.
-func shBlocks(t *testing.T, path string) []docBlock {
+func shBlocks(t *testing.T, path string) []docBlock { return fencedBlocks(t, path, "sh") }
+
+// fencedBlocks returns the fenced blocks of a Markdown file in language
+// lang, in order.
+func fencedBlocks(t *testing.T, path, lang string) []docBlock {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -34,7 +38,7 @@ func shBlocks(t *testing.T, path string) []docBlock {
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case cur == nil && strings.HasPrefix(line, "```sh"):
+		case cur == nil && (line == "```"+lang || strings.HasPrefix(line, "```"+lang+" ")):
 			cur = &docBlock{}
 			if m := title.FindStringSubmatch(line); m != nil {
 				cur.title = m[1]

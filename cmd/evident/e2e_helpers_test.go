@@ -163,9 +163,17 @@ var errExited = errors.New("evident serve exited before serving")
 // server exits before it serves.
 func tryServe(t *testing.T, dir string, args ...string) (*testServer, error) {
 	t.Helper()
-	s := &testServer{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(evidentBin, append([]string{"serve"}, args...)...)
-	s.cmd.Dir = dir
+	cmd := exec.Command(evidentBin, append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	return tryServeCmd(t, cmd)
+}
+
+// tryServeCmd starts cmd, which runs evident serve (directly, or through
+// a shell that execs it), as tryServe does.
+func tryServeCmd(t *testing.T, cmd *exec.Cmd) (*testServer, error) {
+	t.Helper()
+	args := cmd.Args[1:]
+	s := &testServer{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{}), cmd: cmd}
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start evident serve: %w", err)

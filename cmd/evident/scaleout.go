@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +22,6 @@ import (
 	"evident.dev/evident/query"
 	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/tiles"
-	"evident.dev/evident/verifier"
 )
 
 // ObjectStoreConfig locates the bucket the log is exported to as tlog-tiles.
@@ -257,20 +255,12 @@ func restoreKey(cfg *Config, flagKey string) (string, error) {
 		return k, nil
 	}
 	keyFile := firstOf(cfg.path(cfg.Log.KeyFile), filepath.Join(cfg.Data, "log.key"))
-	b, err := os.ReadFile(keyFile)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(keyFile, envKeyPrefix) {
 		return "", fmt.Errorf("restore: give --log-key, or the log key file (%s) the log is signed with", keyFile)
 	}
+	ed, err := readLogKey(keyFile)
 	if err != nil {
 		return "", err
-	}
-	key, err := verifier.ParsePrivateKey(b)
-	if err != nil {
-		return "", fmt.Errorf("log key %s: %w", keyFile, err)
-	}
-	ed, ok := key.(ed25519.PrivateKey)
-	if !ok {
-		return "", fmt.Errorf("log key %s: must be ed25519", keyFile)
 	}
 	origin := firstOf(cfg.Log.Origin, "evident.local/log")
 	s, err := ledger.NewNoteSigner(origin, ed)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,6 +36,8 @@ func TestReplicasAndRestore(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
 	url := miniotest.URL("evident", "prod")
+	// The servers of one log share a cursor key (from a secret store).
+	t.Setenv("EVIDENT_CURSOR_KEY", "a secret the writer and its replicas share")
 	work := t.TempDir()
 	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "")
 	w := startServe(t, work, "--config", "writer.yaml", "--data", "w")
@@ -58,6 +61,32 @@ func TestReplicasAndRestore(t *testing.T) {
 		if err != nil || status != http.StatusForbidden || !strings.Contains(string(answer), "read_replica") {
 			t.Fatalf("POST to a replica: %d %v %s", status, err, answer)
 		}
+	}
+
+	// Behind a load balancer, the next page is asked of another server:
+	// a cursor from the writer pages on a replica as on the writer.
+	page := func(s *testServer, after string) (string, string) {
+		q := `{ changes(filter: {environment: "prod"}, first: 7` + after + `) { nodes { id } pageInfo { endCursor } } }`
+		status, body := graphqlPost(t, s.URL, "", q)
+		var out struct {
+			Data struct {
+				Changes struct {
+					Nodes    []struct{ ID string }
+					PageInfo struct{ EndCursor string }
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(body), &out); status != http.StatusOK || err != nil || len(out.Data.Changes.Nodes) == 0 {
+			t.Fatalf("GraphQL page on %s: %d %v %s", s.URL, status, err, body)
+		}
+		ids, _ := json.Marshal(out.Data.Changes.Nodes)
+		return string(ids), out.Data.Changes.PageInfo.EndCursor
+	}
+	_, cursor := page(w, "")
+	onWriter, _ := page(w, fmt.Sprintf(", after: %q", cursor))
+	onReplica, _ := page(r1, fmt.Sprintf(", after: %q", cursor))
+	if onWriter != onReplica {
+		t.Fatalf("the second page differs on the replica:\n%s\n%s", onReplica, onWriter)
 	}
 
 	// The writer's disk is lost.

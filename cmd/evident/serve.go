@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -90,6 +91,11 @@ type Config struct {
 	Access struct {
 		query.AccessConfig `yaml:",inline"`
 		AccessLog          string `yaml:"accessLog"` // default <data>/access.jsonl
+		// CursorKey is a secret ("env:NAME" or a file only its owner
+		// reads) shared by the writer and its read replicas, so that
+		// GraphQL cursors work on every server of the log. Default
+		// $EVIDENT_CURSOR_KEY.
+		CursorKey string `yaml:"cursorKey"`
 	} `yaml:"access"`
 	Trust struct {
 		Runners []struct {
@@ -147,7 +153,7 @@ func loadConfig(path string) (*Config, error) {
 }
 
 func (c *Config) path(p string) string {
-	if p == "" || filepath.IsAbs(p) {
+	if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, envKeyPrefix) {
 		return p
 	}
 	return filepath.Join(c.dir, p)
@@ -283,7 +289,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	keyFile := firstOf(cfg.path(cfg.Log.KeyFile), filepath.Join(cfg.Data, "log.key"))
-	if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(keyFile, envKeyPrefix) {
 		// Refuse before creating anything: a new key cannot sign a log
 		// that another key has signed, and would be left behind.
 		has, err := ledger.HasEntries(filepath.Join(cfg.Data, "ledger"))
@@ -672,6 +678,9 @@ func readLogKey(path string) (ed25519.PrivateKey, error) {
 // loadOrCreateKey reads a PKCS#8 key, or creates an ed25519 one (mode 0600)
 // if the file does not exist. A key readable by others is refused.
 func loadOrCreateKey(path string, logger *slog.Logger) (any, error) {
+	if strings.HasPrefix(path, envKeyPrefix) { // held by a secret store: never generated
+		return readLogKey(path)
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		priv, _, err := verifier.GenerateKey("ed25519")
@@ -734,6 +743,14 @@ func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness,
 		return nil, nil, err
 	}
 	gc := query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger, Approvals: approvals, MaxBackfill: cfg.Limits.MaxBackfill}
+	if cfg.Access.CursorKey == "" && os.Getenv("EVIDENT_CURSOR_KEY") != "" {
+		cfg.Access.CursorKey = envKeyPrefix + "EVIDENT_CURSOR_KEY"
+	}
+	if ref := cfg.Access.CursorKey; ref != "" {
+		if gc.CursorKey, err = readSecret("access.cursorKey", cfg.path(ref)); err != nil {
+			return nil, nil, errors.Join(err, access.Close())
+		}
+	}
 	if projection != nil {
 		// Completeness and exceptions in force from the policies' tracker;
 		// with the policies off, completeness is null and expiring
