@@ -13,11 +13,11 @@ import (
 const (
 	// FactPublicExposure: the change opens something to the internet: an
 	// ingress rule from 0.0.0.0/0 or ::/0, a load balancer that is not
-	// internal, a bucket made public by ACL, policy or a lifted public
-	// access block.
+	// internal (in a plan, or a synced Service of type LoadBalancer), a
+	// bucket made public by ACL, policy or a lifted public access block.
 	FactPublicExposure = "public-exposure"
 	// FactIngress: the change touches Kubernetes ingress (Ingress, Gateway
-	// API routes and gateways).
+	// API routes and gateways, Services of type LoadBalancer or NodePort).
 	FactIngress = "ingress"
 	// FactDatabase: the change touches a database or its configuration.
 	FactDatabase = "database"
@@ -46,6 +46,14 @@ func Facts(p *Transition) []string {
 			switch o.Kind {
 			case "Ingress", "Gateway", "HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute":
 				add(FactIngress)
+			case "Service":
+				switch o.ServiceType {
+				case "LoadBalancer":
+					add(FactIngress)
+					add(FactPublicExposure)
+				case "NodePort":
+					add(FactIngress)
+				}
 			}
 		}
 	}

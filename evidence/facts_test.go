@@ -45,4 +45,15 @@ func TestFacts(t *testing.T) {
 	if got := evidence.Facts(sync); !slices.Equal(got, []string{evidence.FactIngress}) {
 		t.Errorf("a sync of an Ingress and a route: facts %v", got)
 	}
+	for typ, want := range map[string][]string{
+		"LoadBalancer": {evidence.FactIngress, evidence.FactPublicExposure},
+		"NodePort":     {evidence.FactIngress},
+		"ClusterIP":    nil,
+		"":             nil, // a watcher that could not read the Service claims nothing
+	} {
+		svc := &evidence.Transition{Sync: &evidence.Sync{Resources: []evidence.SyncedObject{{Kind: "Service", Name: "web", ServiceType: typ}}}}
+		if got := evidence.Facts(svc); !slices.Equal(got, want) {
+			t.Errorf("a synced Service of type %q: facts %v, want %v", typ, got, want)
+		}
+	}
 }

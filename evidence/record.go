@@ -272,6 +272,11 @@ type SyncedObject struct {
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
 	Status    string `json:"status,omitempty"`
+	// ServiceType is a core Service's spec.type (ClusterIP, NodePort,
+	// LoadBalancer, ExternalName), read from the cluster by the watcher:
+	// a LoadBalancer Service exposes the workload, a ClusterIP one does
+	// not, and the sync result alone cannot tell them apart.
+	ServiceType string `json:"serviceType,omitempty"`
 }
 
 // IgnoredChange is a difference the GitOps controller is told to ignore.

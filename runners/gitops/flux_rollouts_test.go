@@ -1,11 +1,13 @@
 package gitops_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/runners/gitops"
@@ -14,7 +16,11 @@ import (
 func TestFluxTransitions(t *testing.T) {
 	ks := load(t, "kustomization.yaml")
 	hr := load(t, "helmrelease.yaml")
-	cluster := newCluster(ks, hr)
+	// The Service the Kustomization applied: its type is read from the
+	// cluster, since the inventory names it only.
+	svc := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Service",
+		"metadata": map[string]any{"namespace": "orders", "name": "orders"}, "spec": map[string]any{"type": "LoadBalancer"}}}
+	cluster := newCluster(ks, hr, svc)
 	h := start(t, cluster, newSigner(t), t.TempDir())
 
 	got := h.next(evidence.KindSyncSucceeded, evidence.KindSyncSucceeded)
@@ -36,6 +42,12 @@ func TestFluxTransitions(t *testing.T) {
 	}
 	if len(k.Sync.Resources) != 3 || k.Sync.Resources[1] != (evidence.SyncedObject{Group: "apps", Kind: "Deployment", Namespace: "orders", Name: "orders", Status: "Applied"}) {
 		t.Errorf("Kustomization inventory: %+v", k.Sync.Resources)
+	}
+	if got := k.Sync.Resources[2]; got != (evidence.SyncedObject{Kind: "Service", Namespace: "orders", Name: "orders", Status: "Applied", ServiceType: "LoadBalancer"}) {
+		t.Errorf("the synced Service: %+v, want its type read from the cluster", got)
+	}
+	if facts := evidence.Facts(&k); !slices.Contains(facts, evidence.FactPublicExposure) {
+		t.Errorf("a sync applying a LoadBalancer Service: facts %v, want public-exposure", facts)
 	}
 	if r.Sync.Revision != "redis@19.6.4" || r.Source.Repository != "HelmRepository/flux-system/bitnami" || r.Target.Environment != "staging" ||
 		r.Sync.Controller != "flux/helm-controller" || !r.Sync.Policy.SelfHeal || r.OccurredAt.Format(time.TimeOnly) != "11:20:05" {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -279,14 +280,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if !ok {
 			return ctx.Err()
 		}
-		w.handle(it)
+		w.handle(ctx, it)
 		// Take what else is queued into the same spool write.
 		for len(w.pending) < w.cfg.MaxBatch {
 			it, ok := w.queue.tryGet()
 			if !ok {
 				break
 			}
-			w.handle(it)
+			w.handle(ctx, it)
 		}
 		if err := w.flush(ctx); err != nil {
 			return err
@@ -295,7 +296,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // handle derives one queued object's records into w.pending.
-func (w *Watcher) handle(it item) {
+func (w *Watcher) handle(ctx context.Context, it item) {
 	if it.forget != "" {
 		w.mem.forget(it.forget)
 		if it.deleted {
@@ -326,6 +327,7 @@ func (w *Watcher) handle(it item) {
 			continue
 		}
 		for _, t := range em.Records {
+			w.describeServices(ctx, &t)
 			env, err := w.cfg.Signer.Sign(t)
 			if err != nil {
 				w.invalid.Inc()
@@ -497,5 +499,39 @@ func (q *queue) close() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
+	}
+}
+
+// serviceResource is the core Service, whose type a sync result omits.
+var serviceResource = schema.GroupVersionResource{Version: "v1", Resource: "services"}
+
+// describeServices reads the type of each synced core Service from the
+// cluster: a LoadBalancer Service exposes a workload where a ClusterIP one
+// does not, and the sync result cannot tell them apart. A Service it cannot
+// read (deleted since, or not readable by the watcher) keeps no type, and
+// is then not claimed to expose anything.
+func (w *Watcher) describeServices(ctx context.Context, t *evidence.Transition) {
+	if w.cfg.Client == nil || t.Sync == nil {
+		return
+	}
+	for i := range t.Sync.Resources {
+		o := &t.Sync.Resources[i]
+		if o.Kind != "Service" || o.Group != "" || o.ServiceType != "" {
+			continue
+		}
+		getCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		svc, err := w.cfg.Client.Resource(serviceResource).Namespace(o.Namespace).Get(getCtx, o.Name, metav1.GetOptions{})
+		cancel()
+		if err != nil {
+			w.log.Warn("cannot read a synced Service's type", "namespace", o.Namespace, "name", o.Name, "err", err)
+			continue
+		}
+		typ, _, _ := unstructured.NestedString(svc.Object, "spec", "type")
+		switch typ {
+		case "":
+			o.ServiceType = "ClusterIP" // the API server's default
+		case "ClusterIP", "NodePort", "LoadBalancer", "ExternalName":
+			o.ServiceType = typ
+		}
 	}
 }
