@@ -326,6 +326,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	}})
 	syncedObject := newObject(graphql.ObjectConfig{Name: "SyncedObject", Fields: graphql.Fields{
 		"group": {Type: str}, "kind": {Type: nonNull(str)}, "namespace": {Type: str}, "name": {Type: nonNull(str)}, "status": {Type: str},
+		"serviceType": {Type: str, Description: "a core Service's spec.type, read from the cluster by the watcher"},
 	}})
 	syncT := newObject(graphql.ObjectConfig{Name: "Sync", Fields: graphql.Fields{
 		"application": {Type: str}, "revision": {Type: nonNull(str)}, "sourceRepo": {Type: str}, "sourcePath": {Type: str},
