@@ -92,11 +92,11 @@ func AuditQueries() []ExampleQuery {
     changes closed complete rate missing
     classes { class changes closed complete rate }
   }
-  change(id: "CHG-2026-06-11-0202") { completeness { class closed present missing } }
+  change(id: "CHG-2026-06-25-0202") { completeness { class closed present missing } }
 }`},
 		{"Take one answer away with proof", `query EvidenceWithProof {
-  change(id: "CHG-2026-06-03-0101") { evidencePack }
-  transitions(filter: {changeId: "CHG-2026-06-03-0101", kind: "approval.granted"}) {
+  change(id: "CHG-2026-06-24-0101") { evidencePack }
+  transitions(filter: {changeId: "CHG-2026-06-24-0101", kind: "approval.granted"}) {
     nodes { index kind inclusionProof { treeSize leafHash hashes checkpoint { size rootHash note } } }
   }
 }`},

@@ -54,7 +54,7 @@ func TestCompletenessFromTheTracker(t *testing.T) {
 
 	// The missing policy evaluation arrives: the staging change is
 	// complete, at once for the next query.
-	pe := demoStatement(t, "CHG-2026-06-03-0101", evidence.KindPolicyEvaluated)
+	pe := demoStatement(t, "CHG-2026-06-24-0101", evidence.KindPolicyEvaluated)
 	pe.Predicate.ChangeID = "CHG-2026-06-30-0909"
 	pe.Predicate.Target = demoStatement(t, "CHG-2026-06-30-0909", evidence.KindPlanCreated).Predicate.Target
 	pe.Predicate.RiskClass = "medium"

@@ -24,7 +24,7 @@ func TestFilterOneOfAndFacts(t *testing.T) {
 	db := ids(`{ changes(filter: {resourceType: "aws_db_instance"}) { nodes { id } } }`)
 	lb := ids(`{ changes(filter: {resourceType: ["aws_lb_listener"]}) { nodes { id } } }`)
 	both := ids(`{ changes(filter: {resourceType: ["aws_db_instance", "aws_lb_listener"]}) { nodes { id } } }`)
-	for _, id := range []string{"CHG-2026-06-03-0101", "CHG-2026-06-16-0313"} {
+	for _, id := range []string{"CHG-2026-06-24-0101", "CHG-2026-06-27-0313"} {
 		if !strings.Contains(both, id) {
 			t.Errorf("one of two resource types misses %s: %s", id, both)
 		}
@@ -34,10 +34,10 @@ func TestFilterOneOfAndFacts(t *testing.T) {
 	}
 	// The edge change opens 443 to the internet; its 10.40.0.0/16 rule
 	// alone would not be public. Databases are one fact, whatever the type.
-	if got := ids(`{ changes(filter: {fact: "public-exposure"}) { nodes { id } } }`); got != `{"changes":{"nodes":[{"id":"CHG-2026-06-16-0313"}]}}` {
+	if got := ids(`{ changes(filter: {fact: "public-exposure"}) { nodes { id } } }`); got != `{"changes":{"nodes":[{"id":"CHG-2026-06-27-0313"}]}}` {
 		t.Errorf("public exposure: %s", got)
 	}
-	if got := ids(`{ changes(filter: {environment: "prod", fact: "database", kind: "plan.created"}) { nodes { id } } }`); !strings.Contains(got, "CHG-2026-06-03-0101") || strings.Contains(got, "0313") {
+	if got := ids(`{ changes(filter: {environment: "prod", fact: "database", kind: "plan.created"}) { nodes { id } } }`); !strings.Contains(got, "CHG-2026-06-24-0101") || strings.Contains(got, "0313") {
 		t.Errorf("production database changes: %s", got)
 	}
 	r := h.query("", `{ changes(filter: {fact: "public"}) { nodes { id } } }`, nil)

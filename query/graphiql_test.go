@@ -90,7 +90,7 @@ func TestGraphiQLInChromium(t *testing.T) {
 	if !strings.Contains(docs, "Query") {
 		t.Errorf("the documentation explorer does not show the query type:\n%s", docs)
 	}
-	for _, want := range []string{"CHG-2026-06-03-0101", "dba", "approvedAt"} {
+	for _, want := range []string{"CHG-2026-06-24-0101", "dba", "approvedAt"} {
 		if !strings.Contains(answer, want) {
 			t.Errorf("the answer in GraphiQL lacks %q:\n%s", want, answer)
 		}

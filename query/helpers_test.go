@@ -76,8 +76,8 @@ func newHarnessPolicies(t testing.TB, access query.AccessConfig, withPolicies bo
 		t.Fatal(err)
 	}
 	h := &harness{t: t, log: lg, runner: seededKey("runner"), logKey: signer.VerifierKey()}
-	// The demo's runner relays approvals (a review webhook relay), and the
-	// directory says who is in which approver group.
+	// As on a server with no configuration: the development key (here the
+	// harness's runner) relays approvals, and the directory is the demo's.
 	trust := verifier.TrustConfig{
 		Runners: []verifier.Runner{{Name: "ci", PublicKey: pubPEM(t, h.runner), Scope: verifier.Scope{Environments: []string{"*"}, RelayApprovals: true}}},
 		Groups:  query.DemoGroups(),
@@ -116,7 +116,7 @@ func newHarnessPolicies(t testing.TB, access query.AccessConfig, withPolicies bo
 		t.Fatal(err)
 	}
 	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock },
-		Completeness: projection, Exceptions: projection, Approvals: approvals, MaxBackfill: demoBackfill})
+		Completeness: projection, Exceptions: projection, Approvals: approvals})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,14 +130,14 @@ func newHarnessPolicies(t testing.TB, access query.AccessConfig, withPolicies bo
 			t.Fatal(err)
 		}
 		judge, err := policies.NewJudge(policies.JudgeConfig{Set: set, Log: lg, Exceptions: tracker, Approvals: approvals,
-			MaxBackfill: demoBackfill, Clock: func() time.Time { return query.DemoClock }})
+			Clock: func() time.Time { return query.DemoClock }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		judges = append(judges, policyJudge{judge})
 	}
 	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: func() time.Time { return query.DemoClock },
-		MaxBackfill: demoBackfill, Judges: judges}).Register(mux)
+		Judges: judges}).Register(mux)
 	h.gql.Register(mux)
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -274,7 +274,3 @@ func (h *harness) get(token, path string) ([]byte, int) {
 
 func openFile(path string) (*os.File, error) { return os.Open(path) }
 
-// demoBackfill is the judging window of the harness: the demo data set is
-// a month of history imported at once, a backfill judged at the times it
-// happened, by ingest and GraphQL alike.
-const demoBackfill = 60 * 24 * time.Hour

@@ -13,7 +13,7 @@ import (
 func TestEvidencePackVerifiesOffline(t *testing.T) {
 	h := newHarness(t, tenancyConfig())
 	h.loadDemo()
-	const change = "CHG-2026-06-03-0101"
+	const change = "CHG-2026-06-24-0101"
 	body, status := h.get(auditorToken, "/v1/packs/"+change)
 	if status != 200 {
 		t.Fatalf("pack: %d %s", status, body)
@@ -52,7 +52,7 @@ func TestEvidencePackVerifiesOffline(t *testing.T) {
 		"proof hash":     func(p *verifier.Pack) { p.Entries[0].Proof[0][0] ^= 1 },
 		"dropped proof":  func(p *verifier.Pack) { p.Entries[0].Proof = p.Entries[0].Proof[1:] },
 		"checkpoint":     func(p *verifier.Pack) { p.Checkpoint = strings.Replace(p.Checkpoint, "\n", "\n1", 1) },
-		"other change":   func(p *verifier.Pack) { p.Change = "CHG-2026-06-11-0202" },
+		"other change":   func(p *verifier.Pack) { p.Change = "CHG-2026-06-25-0202" },
 		"index":          func(p *verifier.Pack) { p.Entries[2].Index++ },
 		"order":          func(p *verifier.Pack) { p.Entries[0], p.Entries[1] = p.Entries[1], p.Entries[0] },
 		"no trust start": func(p *verifier.Pack) { p.Trust = p.Trust[1:]; p.Trust = append(p.Trust, p.Entries[0]) },

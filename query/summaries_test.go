@@ -33,7 +33,7 @@ func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
 		t.Fatalf("staging before: %+v", first)
 	}
 	// The staging change's missing policy evaluation arrives.
-	pe := demoStatement(t, "CHG-2026-06-03-0101", evidence.KindPolicyEvaluated)
+	pe := demoStatement(t, "CHG-2026-06-24-0101", evidence.KindPolicyEvaluated)
 	pe.Predicate.ChangeID = "CHG-2026-06-30-0909"
 	pe.Predicate.Target = demoStatement(t, "CHG-2026-06-30-0909", evidence.KindPlanCreated).Predicate.Target
 	pe.Predicate.RiskClass = "medium"

@@ -37,25 +37,11 @@ func graphqlPost(t *testing.T, url, token, q string) (int, string) {
 // answer's evidence pack, verify it offline, and see a tampered pack fail.
 func TestAuditorWalkthrough(t *testing.T) {
 	work := t.TempDir()
-	evident(t, work, "keys", "generate", "--name", "demo", "--dir", ".")
-	writeFile(t, filepath.Join(work, "evident.yaml"), `data: data
-limits:
-  maxBackfill: 1080h
-trust:
-  runners:
-    - {name: demo, publicKey: demo.pub, scope: {environments: ["*"], relayApprovals: true}}
-  groups:
-    dba: [bob@example.com, carol@example.com, dave@example.com]
-    prod-approvers: [bob@example.com]
-    web-leads: [frank@example.com]
-    network: [grace@example.com]
-    platform-infra: [bob@example.com, dave@example.com, frank@example.com, grace@example.com]
-    security: [bob@example.com, dave@example.com, grace@example.com]
-`)
-	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--listen", "127.0.0.1:0")
-	evident(t, work, "demo", "--server", srv.URL, "--key", "demo.key")
+	// A server with its default configuration, as the page starts it.
+	srv := startServe(t, work, "--listen", "127.0.0.1:0")
+	evident(t, work, "demo", "--server", srv.URL, "--key", filepath.Join("evident-data", "dev-runner.key"))
 	status, body := graphqlPost(t, srv.URL, "", `{ changes(filter: {emergency: true}, appliedWithoutFreshApproval: true) { nodes { id } } }`)
-	if status != 200 || !strings.Contains(body, "CHG-2026-06-20-0404") || strings.Contains(body, "CHG-2026-06-03-0101") {
+	if status != 200 || !strings.Contains(body, "CHG-2026-06-28-0404") || strings.Contains(body, "CHG-2026-06-24-0101") {
 		t.Fatalf("emergency changes without review: %d %s", status, body)
 	}
 	// The server's approval judge flagged what the document shows, and only that.
@@ -63,10 +49,17 @@ trust:
 	if body != `{"data":{"transitions":{"nodes":[{"changeId":"CHG-2026-06-30-0909"}]}}}`+"\n" {
 		t.Errorf("flagged on the real server: %s", body)
 	}
+	// The first change is approved, and says so the same way everywhere:
+	// its approval counts, and no entry of it carries an approval finding
+	// or a denial.
+	_, body = graphqlPost(t, srv.URL, "", `{ change(id: "CHG-2026-06-24-0101") { approvals { counts notCountedBecause } timeline { kind findings { code } } } }`)
+	if !strings.Contains(body, `"approvals":[{"counts":true,"notCountedBecause":null}]`) || strings.Contains(body, `"code":"approval.`) || strings.Contains(body, `"code":"policy.deny"`) {
+		t.Errorf("the demo's first change on a default server: %s", body)
+	}
 	srv.waitCheckpoint(srv.size())
-	evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-2026-06-03-0101", "--out", "pack.json", "--log-key", srv.LogKey)
+	evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-2026-06-24-0101", "--out", "pack.json", "--log-key", srv.LogKey)
 	r := evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey)
-	mustContain(t, "verify --pack", r.stdout, "OK: evidence pack of CHG-2026-06-03-0101: 6 records", "6 signatures re-verified")
+	mustContain(t, "verify --pack", r.stdout, "OK: evidence pack of CHG-2026-06-24-0101: 6 records", "6 signatures re-verified")
 	srv.stop()
 	// Offline: the server is gone.
 	evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey)
@@ -74,7 +67,7 @@ trust:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tampered := strings.Replace(string(b), `"change":"CHG-2026-06-03-0101"`, `"change":"CHG-2026-06-11-0202"`, 1)
+	tampered := strings.Replace(string(b), `"change":"CHG-2026-06-24-0101"`, `"change":"CHG-2026-06-25-0202"`, 1)
 	writeFile(t, filepath.Join(work, "tampered.json"), tampered)
 	r = evidentFails(t, work, 1, "verify", "--pack", "tampered.json", "--log-key", srv.LogKey)
 	mustContain(t, "tampered pack", r.stderr+r.stdout, "verify FAILED")

@@ -34,7 +34,7 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	seed := fs.Int("seed", 0, "first post this many records (needs --key)")
 	keyFile := fs.String("key", "", "runner key trusted for prod and staging, for --seed and --ingest-rate (a file only its owner may read, or env:VAR)")
 	ingestRate := fs.Int("ingest-rate", 0, "records per second to post while querying (needs --key)")
-	timeline := fs.String("timeline-change", "CHG-2026-06-03-0101", "change whose timeline is timed")
+	timeline := fs.String("timeline-change", "CHG-2026-06-24-0101", "change whose timeline is timed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -318,6 +318,13 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 			return nil, err
 		}
 		trust.Groups = groups
+		if len(groups) == 0 {
+			// A development server judges approvals as a configured one
+			// does, against a directory: the demo data set's, whose
+			// approvers are example.com addresses.
+			trust.Groups = query.DemoGroups()
+			logger.Warn("no approver directory configured: using the demo's (example.com approvers only)")
+		}
 	}
 	signer, err := ledger.NewNoteSigner(cfg.Log.Origin, edKey)
 	if err != nil {
@@ -703,6 +710,8 @@ func loadOrCreateKey(path string, logger *slog.Logger) (any, error) {
 
 // devTrust trusts one generated key for every environment, so that a server
 // started with no configuration accepts records at once. It says so loudly.
+// The key also relays approvals: on a development machine it stands in for
+// the code host's review webhook as well as for the runners.
 func devTrust(dataDir string, logger *slog.Logger) (verifier.TrustConfig, error) {
 	keyPath := filepath.Join(dataDir, "dev-runner.key")
 	pubPath := filepath.Join(dataDir, "dev-runner.pub")
@@ -722,9 +731,9 @@ func devTrust(dataDir string, logger *slog.Logger) (verifier.TrustConfig, error)
 	if err != nil {
 		return verifier.TrustConfig{}, err
 	}
-	logger.Warn("no trusted runners configured: trusting the development key for every environment", "key", keyPath)
+	logger.Warn("no trusted runners configured: trusting the development key for every environment, and to relay approvals", "key", keyPath)
 	return verifier.TrustConfig{Runners: []verifier.Runner{{
-		Name: "dev-runner", PublicKey: string(pub), Scope: verifier.Scope{Environments: []string{"*"}},
+		Name: "dev-runner", PublicKey: string(pub), Scope: verifier.Scope{Environments: []string{"*"}, RelayApprovals: true},
 	}}}, nil
 }
 
