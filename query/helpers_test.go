@@ -273,4 +273,3 @@ func (h *harness) get(token, path string) ([]byte, int) {
 }
 
 func openFile(path string) (*os.File, error) { return os.Open(path) }
-

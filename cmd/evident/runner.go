@@ -20,7 +20,8 @@ const runnerUsage = `usage: evident runner plan|apply|drift|force-unlock --stack
                 post change.opened and plan.created; write the plan reference
   apply         fetch the plan, check its hash, ask the gate; on allow apply it,
                 post apply.* and verification.completed
-  drift         plan -detailed-exitcode; post drift.detected / drift.reconciled
+  drift         plan -detailed-exitcode; post drift.detected / drift.reconciled;
+                exit 0 no drift, 2 drift, 1 error (as the engines' -detailed-exitcode)
                 (--every DURATION repeats it until interrupted)
   force-unlock  remove a stuck state lock: needs --lock-id and --incident;
                 posts lock.forced
@@ -161,7 +162,11 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				fmt.Fprintln(stderr, "evident runner drift:", err)
 			})
 		}
-		_, err := r.Drift(ctx, *stack, change, *method)
+		res, err := r.Drift(ctx, *stack, change, *method)
+		if err == nil && len(res.Drifted) > 0 {
+			// As the engines' -detailed-exitcode: 0 clean, 1 error, 2 drift.
+			return &exitError{code: 2, err: fmt.Errorf("drift detected: %s", strings.Join(res.Drifted, ", "))}
+		}
 		return err
 	default: // force-unlock
 		return r.ForceUnlock(ctx, *stack, change, *lockID, *incident, *heldBy)

@@ -138,7 +138,13 @@ artifacts:
 		"GITHUB_REPOSITORY=example/infra-live", "GITHUB_REF=refs/pull/4812/merge", "GITHUB_SHA="+e2eCommit,
 		"GITHUB_ACTOR=alice@example.com", "GITHUB_BASE_REF=main",
 	)}
-	common := []string{"--stack", stack, "--server", srv.URL, "--key", "keys/ci.key", "--catalog", "catalog.yaml",
+	// The stack as docs/runner.md names it: relative to where the runner
+	// runs (the engine itself runs inside the stack).
+	relStack, err := filepath.Rel(dir, stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--stack", relStack, "--server", srv.URL, "--key", "keys/ci.key", "--catalog", "catalog.yaml",
 		"--s3-endpoint", m.Endpoint, "--s3-insecure", "--s3-bucket", "evidence", "--s3-prefix", "infra-live", "--s3-retention", "1h"}
 	changeID := "infra-live#4812/prod/aws/account-payments-prod/eu-west-1/orders"
 
@@ -201,7 +207,7 @@ artifacts:
 	if string(clean) == mustRead(t, statePath) {
 		t.Fatal("the state edit changed nothing")
 	}
-	out = r.run(0, append([]string{"drift"}, common...)...)
+	out = r.run(2, append([]string{"drift"}, common...)...) // 2: drift, as -detailed-exitcode
 	mustContain(t, "drift output", out.stdout, "drift detected: terraform_data.alarm")
 	writeFile(t, statePath, string(clean))
 	out = r.run(0, append([]string{"drift"}, common...)...)

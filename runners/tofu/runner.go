@@ -228,9 +228,15 @@ func hclString(s string) string {
 }
 
 // workDir is where the runner keeps its files in a stack: plan files and
-// the drift status. It is created on demand and should be git-ignored.
+// the drift status. It is created on demand and should be git-ignored. It
+// is absolute: the engine runs inside the stack, where a path relative to
+// the runner's own directory would point elsewhere.
 func workDir(stackDir string) (string, error) {
-	d := filepath.Join(stackDir, ".evident")
+	abs, err := filepath.Abs(stackDir)
+	if err != nil {
+		return "", fmt.Errorf("runner work directory: %w", err)
+	}
+	d := filepath.Join(abs, ".evident")
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return "", fmt.Errorf("runner work directory: %w", err)
 	}
