@@ -15,6 +15,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -466,4 +468,15 @@ func (p *Policy) Digest() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// EscapeChangeID writes a change id as a URL path: each '/'-separated part
+// path-escaped, so that ids the runner makes (infra-live#4812/prod/...)
+// keep their '#' and their parts in links and routes.
+func EscapeChangeID(id string) string {
+	parts := strings.Split(id, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return strings.Join(parts, "/")
 }

@@ -327,6 +327,18 @@ func (p *problems) text(f field, v string, required bool, max int) {
 	}
 }
 
+// maxChangeID is the longest change id, in bytes.
+const maxChangeID = 128
+
+// CheckChangeID says what is wrong with id as a change id, or nil: the
+// rule records are validated with, for routes and commands that take one.
+func CheckChangeID(id string) error {
+	if reason := textProblem(id, true, maxChangeID); reason != "" {
+		return fmt.Errorf("change id: %s", reason)
+	}
+	return nil
+}
+
 // textProblem returns what is wrong with a text value, or "".
 func textProblem(v string, required bool, max int) string {
 	if v == "" {
@@ -611,7 +623,7 @@ func (t *Transition) validate(p *problems) {
 			p.add(at(f+"kind"), "unknown kind %q", t.Kind)
 		}
 	}
-	p.text(at(f+"changeId"), t.ChangeID, true, 128)
+	p.text(at(f+"changeId"), t.ChangeID, true, maxChangeID)
 	p.time(at(f+"occurredAt"), t.OccurredAt, true)
 	p.text(at(f+"actor"), t.Actor, true, 256)
 

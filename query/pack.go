@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
@@ -93,8 +92,6 @@ func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*verif
 	return p, nil
 }
 
-var changeIDPattern = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,128}$`)
-
 // servePack serves GET /v1/packs/{change} with the caller's credentials.
 func (g *GraphQL) servePack(w http.ResponseWriter, r *http.Request) {
 	id, err := g.cfg.Auth.Authenticate(r)
@@ -107,8 +104,8 @@ func (g *GraphQL) servePack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	change := r.PathValue("change")
-	if !changeIDPattern.MatchString(change) {
-		badRequest(w, "change must be a change id")
+	if err := evidence.CheckChangeID(change); err != nil {
+		badRequest(w, err.Error())
 		return
 	}
 	if g.cfg.Access != nil {

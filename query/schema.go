@@ -477,7 +477,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return g.changeCompleteness(p.Context, identity(p.Context), cv(p))
 		}},
 		"evidencePack": {Type: nonNull(str), Description: "where to download this change's evidence pack (GET, same credentials)", Resolve: func(p graphql.ResolveParams) (any, error) {
-			return "/v1/packs/" + cv(p).ID, nil
+			return "/v1/packs/" + evidence.EscapeChangeID(cv(p).ID), nil
 		}},
 	}})
 	changeConn := connectionOf("Change", change)

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"evident.dev/evident/client"
+	"evident.dev/evident/evidence"
 	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
@@ -39,11 +39,7 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	segs := strings.Split(*change, "/")
-	for i := range segs {
-		segs[i] = url.PathEscape(segs[i])
-	}
-	body, err := getWithToken(ctx, strings.TrimRight(*server, "/")+"/v1/packs/"+strings.Join(segs, "/"), firstOf(*token, os.Getenv("EVIDENT_TOKEN")))
+	body, err := getWithToken(ctx, strings.TrimRight(*server, "/")+"/v1/packs/"+evidence.EscapeChangeID(*change), firstOf(*token, os.Getenv("EVIDENT_TOKEN")))
 	if err != nil {
 		return err
 	}

@@ -375,6 +375,13 @@ artifacts:
 	if got, err := show.Output(); err != nil || string(got) != e2eSecret {
 		t.Fatalf("tofu output db_password = %q, %v", got, err)
 	}
+
+	// The change id the runner made ('#' and slashes) works in the commands
+	// that take one: its evidence pack downloads and verifies.
+	srv.waitCheckpoint(srv.size())
+	evident(t, dir, "pack", "--server", srv.URL, "--change", changeID, "--out", "pack.json", "--log-key", srv.LogKey)
+	res := evident(t, dir, "verify", "--pack", "pack.json", "--log-key", srv.LogKey)
+	mustContain(t, "verify --pack", res.stdout, "OK: evidence pack of "+changeID)
 }
 
 // entryFindings returns the codes of an entry's findings.

@@ -80,6 +80,9 @@ func New(cfg Config) (*Handler, error) {
 		"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 		"day":     func(t time.Time) string { return t.UTC().Format("Jan 2") },
 		"join":    strings.Join,
+		// changePath is a change's page: ids hold '/' and '#'
+		// (infra-live#4812/prod/...), which a link must escape.
+		"changePath": func(id string) string { return "/changes/" + evidence.EscapeChangeID(id) },
 	}
 	h := &Handler{cfg: cfg, pages: map[string]*template.Template{}}
 	for _, name := range []string{"overview", "change", "error"} {
@@ -100,7 +103,7 @@ func New(cfg Config) (*Handler, error) {
 // Register adds the pages to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", secure(http.HandlerFunc(h.overview)))
-	mux.Handle("GET /changes/{id}", secure(http.HandlerFunc(h.change)))
+	mux.Handle("GET /changes/{id...}", secure(http.HandlerFunc(h.change))) // ids may hold '/'
 	mux.Handle("GET /assets/", secure(h.assets))
 }
 

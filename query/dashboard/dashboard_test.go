@@ -57,7 +57,7 @@ func start(t testing.TB) *servertest.Server {
 		{"policy.evaluated", "CHG-A", "prod", "2026-07-01T09:01:00Z"},
 		{"apply.completed", "CHG-A", "prod", "2026-07-01T10:00:00Z"},
 		{"apply.completed", "CHG-B", "prod", "2026-07-02T10:00:00Z"},
-		{"apply.completed", "CHG-C", "prod", "2026-07-03T10:00:00Z"},
+		{"apply.completed", runnerChangeID, "prod", "2026-07-03T10:00:00Z"},
 		{"apply.completed", "CHG-D", "dev", "2026-07-02T10:00:00Z"},
 		{"drift.detected", "CHG-E", "prod", "2026-07-03T11:00:00Z"},
 	}
@@ -112,6 +112,10 @@ func checkHeaders(t *testing.T, resp *http.Response) {
 	}
 }
 
+// runnerChangeID is a change id as the bundled runner makes it: a '#' and
+// slashes, which links must escape.
+const runnerChangeID = "infra-live#4812/prod/web"
+
 func TestPages(t *testing.T) {
 	f := start(t)
 	resp, body := get(t, f.URL+"/")
@@ -122,10 +126,16 @@ func TestPages(t *testing.T) {
 	mustContain(t, "the dashboard", body,
 		"Evidence completeness by environment", "prod: 0.0% on the latest day (3 days)", "dev: 100.0% on the latest day (1 days)",
 		"iac.prod.database.replacement.requires-db-owner", // the denial
-		`<a href="/changes/CHG-C">CHG-C</a>`, "approval.missing",
+		`<a href="/changes/infra-live%234812/prod/web">infra-live#4812/prod/web</a>`, "approval.missing",
 		`<link rel="stylesheet" href="/assets/style.css">`)
 	if strings.Contains(body, "<script") || strings.Contains(body, "style=") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
 		t.Error("the dashboard has a script, an inline style or a link to another origin")
+	}
+
+	// The link to a change id as the runner makes them leads to it.
+	resp, body = get(t, f.URL+"/changes/infra-live%234812/prod/web")
+	if resp.StatusCode != 200 || !strings.Contains(body, "apply.completed") {
+		t.Fatalf("GET the escaped link of %s: %d\n%s", runnerChangeID, resp.StatusCode, body)
 	}
 
 	resp, body = get(t, f.URL+"/changes/CHG-A")
