@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -110,6 +112,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if cfg.Client, err = dynamic.NewForConfig(rc); err != nil {
 			return fmt.Errorf("kubernetes client: %w", err)
 		}
+		if cfg.Discovery, err = discovery.NewDiscoveryClientForConfig(rc); err != nil {
+			return fmt.Errorf("kubernetes discovery: %w", err)
+		}
+		// client-go logs through klog: into this command's log instead.
+		klog.SetSlogLogger(log.With("component", "client-go"))
 	}
 	w, err := gitops.New(cfg)
 	if err != nil {

@@ -126,6 +126,12 @@ type harness struct {
 
 func start(t testing.TB, c *fake.FakeDynamicClient, signer gitops.Signer, dir string) *harness {
 	t.Helper()
+	return startWith(t, c, signer, dir, nil)
+}
+
+// startWith is start with a configuration change (e.g. a Discovery).
+func startWith(t testing.TB, c *fake.FakeDynamicClient, signer gitops.Signer, dir string, change func(*gitops.Config)) *harness {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Registerer: reg})
 	if err != nil {
@@ -134,6 +140,9 @@ func start(t testing.TB, c *fake.FakeDynamicClient, signer gitops.Signer, dir st
 	cfg := gitops.Config{Derivers: derivers(), Signer: signer, Spool: sp, StateDir: filepath.Join(dir, "state"), Registerer: reg}
 	if c != nil {
 		cfg.Client = c
+	}
+	if change != nil {
+		change(&cfg)
 	}
 	w, err := gitops.New(cfg)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -117,7 +118,12 @@ type Spool interface {
 type Config struct {
 	// Client is the Kubernetes API; nil runs no informers (webhook mode:
 	// objects arrive through Observe and Emit only).
-	Client    dynamic.Interface
+	Client dynamic.Interface
+	// Discovery, with Client, says which resources the API server serves:
+	// a deriver whose resource is not served (Argo Rollouts not installed,
+	// an older Flux) is skipped, with a warning, instead of waiting
+	// forever for a cache that cannot sync. Nil watches every deriver.
+	Discovery Discovery
 	Namespace string // "" follows all namespaces
 	Derivers  []Deriver
 	Signer    Signer
@@ -132,6 +138,12 @@ type Config struct {
 	FullRetry time.Duration
 }
 
+// Discovery is the part of the API server's discovery the watcher uses
+// (discovery.DiscoveryInterface).
+type Discovery interface {
+	ServerResourcesForGroupVersion(groupVersion string) (*metav1.APIResourceList, error)
+}
+
 // Watcher follows GitOps objects and records their transitions.
 type Watcher struct {
 	cfg     Config
@@ -140,6 +152,7 @@ type Watcher struct {
 	queue   *queue
 	factory dynamicinformer.DynamicSharedInformerFactory
 	byGVR   map[schema.GroupVersionResource]Deriver
+	missing []schema.GroupVersionResource // asked for, not served
 
 	records  *prometheus.CounterVec
 	invalid  prometheus.Counter
@@ -181,12 +194,50 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	if cfg.Client != nil {
 		w.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Client, cfg.Resync, cfg.Namespace, nil)
+		served := 0
 		for _, d := range cfg.Derivers {
+			ok, err := w.served(d.Resource())
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				w.missing = append(w.missing, d.Resource())
+				w.log.Warn("the API server does not serve this resource: not watched (is its controller installed?)", "resource", d.Resource().String())
+				continue
+			}
 			w.follow(d)
+			served++
+		}
+		if served == 0 {
+			return nil, fmt.Errorf("gitops: the API server serves none of the resources to watch (%v): is the GitOps controller installed?", w.missing)
 		}
 	}
 	return w, nil
 }
+
+// served asks discovery whether the API server serves gvr.
+func (w *Watcher) served(gvr schema.GroupVersionResource) (bool, error) {
+	if w.cfg.Discovery == nil {
+		return true, nil
+	}
+	list, err := w.cfg.Discovery.ServerResourcesForGroupVersion(gvr.GroupVersion().String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("gitops: discovering %s: %w", gvr.GroupVersion(), err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == gvr.Resource {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Missing lists the resources the watcher was asked to follow that the API
+// server does not serve.
+func (w *Watcher) Missing() []schema.GroupVersionResource { return w.missing }
 
 // follow registers the informers of a deriver's resource and relations.
 func (w *Watcher) follow(d Deriver) {
@@ -213,6 +264,12 @@ func (w *Watcher) follow(d Deriver) {
 		return
 	}
 	for _, r := range rel.Related() {
+		if ok, err := w.served(r.Resource); err != nil || !ok {
+			// Related objects only wake the owner sooner; without them the
+			// owner's own updates still arrive.
+			w.log.Warn("a related resource is not watched", "resource", r.Resource.String(), "err", err)
+			continue
+		}
 		inf := w.factory.ForResource(r.Resource).Informer()
 		if r.Owner == nil {
 			continue
