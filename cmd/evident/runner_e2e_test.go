@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -376,8 +377,15 @@ artifacts:
 		t.Fatalf("tofu output db_password = %q, %v", got, err)
 	}
 
-	// The change id the runner made ('#' and slashes) works in the commands
-	// that take one: its evidence pack downloads and verifies.
+	// The change id the runner made ('#' and slashes) works in the pages
+	// and in the commands that take one: its page opens at its escaped
+	// link, and its evidence pack downloads and verifies.
+	page := string(srv.get("/", http.StatusOK))
+	link := "/changes/" + evidence.EscapeChangeID(changeID)
+	if !strings.Contains(page, `href="`+link+`"`) {
+		t.Errorf("the home page does not link %s as %s", changeID, link)
+	}
+	mustContain(t, "the change's page", string(srv.get(link, http.StatusOK)), "apply.completed")
 	srv.waitCheckpoint(srv.size())
 	evident(t, dir, "pack", "--server", srv.URL, "--change", changeID, "--out", "pack.json", "--log-key", srv.LogKey)
 	res := evident(t, dir, "verify", "--pack", "pack.json", "--log-key", srv.LogKey)
