@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -47,8 +48,18 @@ type FollowerConfig struct {
 // hashes. The ledger then checks the chain and recomputes the root itself
 // before it stores the checkpoint.
 type Follower struct {
-	cfg   FollowerConfig
-	tiles *tileCache
+	cfg      FollowerConfig
+	tiles    *tileCache
+	lastSync atomic.Int64 // unix nanoseconds of the last round that succeeded
+}
+
+// LastSync is when the follower last read the bucket and stored everything
+// its checkpoint signs (zero before the first time): how current it is.
+func (f *Follower) LastSync() time.Time {
+	if n := f.lastSync.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // ErrBadCheckpoint: the bucket's checkpoint does not verify, or is
@@ -79,6 +90,9 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 func (f *Follower) Run(ctx context.Context) error {
 	for {
 		_, err := f.Sync(ctx)
+		if err == nil {
+			f.lastSync.Store(time.Now().UnixNano())
+		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -151,6 +151,10 @@ func startReplica(ctx context.Context, cfg *Config, logger *slog.Logger) (*serve
 		}
 		approvals = a
 	}
+	ready := &readiness{}
+	ready.add(synced(f.LastSync))
+	ready.add(metricsCaughtUp(lg, mets))
+	mux.Handle("GET /readyz", ready)
 	access, _, err := readRoutes(cfg, mux, lg, nil, approvals, mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())

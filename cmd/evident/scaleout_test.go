@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/internal/miniotest"
+	"evident.dev/evident/ledger"
 )
 
 // objectStoreConfig writes a serve configuration exporting to the bucket.
@@ -62,6 +64,29 @@ func TestReplicasAndRestore(t *testing.T) {
 			t.Fatalf("POST to a replica: %d %v %s", status, err, answer)
 		}
 	}
+
+	// Ready: the replicas have synced and their projections caught up.
+	for _, s := range []*testServer{w, r1, r2} {
+		if got := string(s.get("/readyz", http.StatusOK)); got != "ready\n" {
+			t.Errorf("%s/readyz: %q", s.URL, got)
+		}
+	}
+	// A replica pinned to another key refuses the bucket's checkpoints: it
+	// is alive, but not ready, and says why.
+	_, otherKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ledger.NewNoteSigner(w.Origin, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3 := startServe(t, work, "--follow", url, "--log-key", other.VerifierKey(), "--data", "r3", "--listen", "127.0.0.1:0")
+	r3.get("/healthz", http.StatusOK)
+	if got := string(r3.get("/readyz", http.StatusServiceUnavailable)); !strings.Contains(got, "not synced the bucket yet") {
+		t.Errorf("the refusing replica's /readyz: %q", got)
+	}
+	r3.stop()
 
 	// Behind a load balancer, the next page is asked of another server:
 	// a cursor from the writer pages on a replica as on the writer.

@@ -409,6 +409,11 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	if pol != nil {
 		mets.SetCompleteness(pol.tracker)
 	}
+	ready := &readiness{}
+	ready.add(metricsCaughtUp(lg, mets))
+	if pol != nil {
+		ready.add(projectionCaughtUp("policies' completeness tracker", lg, pol.tracker.Processed))
+	}
 	exp, err := startExport(ctx, cfg, lg, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
@@ -418,6 +423,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		appender = tiles.DurableAppender{Log: lg, Exporter: exp}
 	}
 	mux := http.NewServeMux()
+	mux.Handle("GET /readyz", ready)
 	ih := ingest.New(ingest.Config{
 		Log:           appender,
 		Verifier:      v,
