@@ -130,6 +130,11 @@ func TestHelmChart(t *testing.T) {
 			dig(o, "spec", "template", "spec", "containers", 0, "securityContext", "readOnlyRootFilesystem") != true {
 			t.Errorf("%s does not run as non-root with a read-only root filesystem", name)
 		}
+		c := dig(o, "spec", "template", "spec", "containers", 0)
+		if dig(c, "readinessProbe", "httpGet", "path") != "/readyz" || dig(c, "livenessProbe", "httpGet", "path") != "/healthz" ||
+			dig(c, "startupProbe", "httpGet", "path") != "/healthz" {
+			t.Errorf("%s probes: readiness must be /readyz, liveness and startup /healthz: %v", name, c)
+		}
 		env := fmt.Sprint(dig(o, "spec", "template", "spec", "containers", 0, "env"))
 		if !strings.Contains(env, "AWS_SECRET_ACCESS_KEY") || !strings.Contains(env, "evident-s3") {
 			t.Errorf("%s gets no object-store credentials from the Secret: %s", name, env)
