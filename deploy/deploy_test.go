@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/runners/spool"
 )
 
 // exposed is the set of metric names the server exposes, histograms with
@@ -37,7 +38,21 @@ func exposed(t *testing.T) map[string]bool {
 			names[m[1]+suffix] = true
 		}
 	}
-	if !names["evident_log_entries"] || !names["evident_changes_applied_total"] {
+	// The watchers' own metrics (their spool's), as a watcher registers them.
+	reg := prometheus.NewRegistry()
+	sp, err := spool.Open(t.TempDir(), spool.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		names[f.GetName()] = true
+	}
+	if !names["evident_log_entries"] || !names["evident_changes_applied_total"] || !names["evident_watch_spool_pending_records"] {
 		t.Fatalf("the server's metric names were not read: %v", names)
 	}
 	return names
@@ -110,7 +125,8 @@ func TestAlertRulesUseExposedMetrics(t *testing.T) {
 		}
 	}
 	for _, alert := range []string{"EvidentEvidenceCompletenessDrop", "EvidentProductionChangeWithoutApproval",
-		"EvidentExpiredExceptionInUse", "EvidentDriftUnreconciled", "EvidentCheckpointNotAdvancing"} {
+		"EvidentExpiredExceptionInUse", "EvidentDriftUnreconciled", "EvidentCheckpointNotAdvancing",
+		"EvidentDown", "EvidentIngestRefusing", "EvidentWatcherSpoolBackingUp"} {
 		if !strings.Contains(string(b), "alert: "+alert+"\n") {
 			t.Errorf("alerts.yml has no alert %s", alert)
 		}
@@ -144,7 +160,7 @@ func runTool(t *testing.T, dir, tool string, args ...string) string {
 func TestPromtoolRules(t *testing.T) {
 	tool := promtool(t)
 	out := runTool(t, "prometheus", tool, "check", "rules", "alerts.yml")
-	if !strings.Contains(out, "SUCCESS: 5 rules found") {
+	if !strings.Contains(out, "SUCCESS: 8 rules found") {
 		t.Errorf("promtool check rules:\n%s", out)
 	}
 	out = runTool(t, "prometheus", tool, "test", "rules", "alerts_test.yml")

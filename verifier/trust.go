@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"evident.dev/evident/evidence"
@@ -165,4 +166,26 @@ func (s Scope) allows(t evidence.Target) (bool, string) {
 
 func matches(allowed []string, v string) bool {
 	return slices.Contains(allowed, "*") || (v != "" && slices.Contains(allowed, v))
+}
+
+// Environments lists the environments the trusted runners and identities
+// are scoped to by name (not "*" or patterns), each once, in order.
+func (c TrustConfig) Environments() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(envs []string) {
+		for _, e := range envs {
+			if e != "" && !strings.ContainsAny(e, "*?[") && !seen[e] {
+				seen[e] = true
+				out = append(out, e)
+			}
+		}
+	}
+	for _, r := range c.Runners {
+		add(r.Scope.Environments)
+	}
+	for _, i := range c.Identities {
+		add(i.Scope.Environments)
+	}
+	return out
 }

@@ -134,7 +134,7 @@ func startReplica(ctx context.Context, cfg *Config, logger *slog.Logger) (*serve
 	})
 	// Metrics are computed from the ledger, so a replica shows the writer's
 	// (but for ingest figures and completeness, which only the writer has).
-	mets := metrics.New(metrics.Config{Logger: logger})
+	mets := metrics.New(metrics.Config{Logger: logger, Version: buildVersion()})
 	mets.SetLog(lg)
 	// The approval judge needs the directory: with trust configured here
 	// as on the writer, GraphQL says of each approval whether it counts;

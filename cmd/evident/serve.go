@@ -352,7 +352,8 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 		return nil, err
 	}
 	// The metrics exist before the log so its commit hook can feed them.
-	mets := metrics.New(metrics.Config{Logger: logger})
+	mets := metrics.New(metrics.Config{Logger: logger, Version: buildVersion()})
+	mets.Projection().Known(trust.Environments()...)
 	lg, err := ledger.Open(ledger.Config{
 		Dir:                filepath.Join(cfg.Data, "ledger"),
 		Origin:             cfg.Log.Origin,

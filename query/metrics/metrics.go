@@ -1,11 +1,13 @@
 package metrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -44,6 +46,8 @@ type Config struct {
 	// Clock is the time checkpoint and exception ages are measured at; nil
 	// means time.Now.
 	Clock func() time.Time
+	// Version is the server's version, exported as evident_build_info.
+	Version string
 }
 
 // Metrics is Evident's Prometheus registry: the ledger projection, the
@@ -105,7 +109,15 @@ func New(cfg Config) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 7),
 		}),
 	}
-	m.collectors = append(m.proj.collectors(), m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m, newStateDescs()},
+	// Refusals are counted by error code as they happen; the outcomes a
+	// dashboard shows from the start are created at zero.
+	for _, r := range []string{"accepted", "duplicate"} {
+		m.ingestTotal.WithLabelValues(r)
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "evident", Name: "build_info",
+		Help: "Always 1: the server's version and the Go release that built it."}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(cmp.Or(cfg.Version, "unknown"), runtime.Version()).Set(1)
+	m.collectors = append(m.proj.collectors(), buildInfo, m.ingestDuration, m.ingestTotal, m.commitDuration, m.commitRecords, stateCollector{m, newStateDescs()},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(m.collectors...)
 	return m

@@ -46,8 +46,9 @@ const (
 
 // labelSet hands out at most max distinct values; later ones become "other".
 type labelSet struct {
-	max  int
-	seen map[string]struct{}
+	max   int
+	seen  map[string]struct{}
+	onNew func(string) // called once per value handed out
 }
 
 func newLabelSet(max int) *labelSet { return &labelSet{max: max, seen: map[string]struct{}{}} }
@@ -63,6 +64,9 @@ func (s *labelSet) get(v string) string {
 		return labelOther
 	}
 	s.seen[v] = struct{}{}
+	if s.onNew != nil {
+		s.onNew(v)
+	}
 	return v
 }
 
@@ -280,7 +284,7 @@ func NewProjection() *Projection {
 	hist := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "evident", Name: name, Help: help, Buckets: buckets}, labels)
 	}
-	return &Projection{
+	p := &Projection{
 		envs: newLabelSet(maxEnvironments), rules: newLabelSet(maxRules), codes: newLabelSet(maxCodes), classes: newLabelSet(maxClasses),
 		apps:        map[string]*appState{},
 		days:        map[dayKey]*dayCount{},
@@ -319,6 +323,50 @@ func NewProjection() *Projection {
 		recovery:       hist("recovery_seconds", "Time to recovery: first failure to the next success of the same change or application.", humanBuckets, env...),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "evident", Name: "projection_unreadable_entries_total",
 			Help: "Entries the metrics projection could not decode (counted, skipped)."}),
+	}
+	p.envs.onNew = p.initEnvironment
+	return p
+}
+
+// Known adds environments the configuration names, before any of their
+// records arrive: their series read 0 from the start.
+func (p *Projection) Known(envs ...string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range envs {
+		p.envs.get(e)
+	}
+}
+
+// initEnvironment creates an environment's series at zero, with the label
+// values the record format allows, when the environment is first seen: a
+// dashboard panel then reads 0, not "No data", until a matching record
+// arrives, and rate() over a counter's first increment is not lost.
+func (p *Projection) initEnvironment(env string) {
+	each := func(v *prometheus.CounterVec, values ...string) {
+		for _, x := range values {
+			v.WithLabelValues(env, x)
+		}
+	}
+	each(p.applies, "succeeded", "failed")
+	each(p.gates, "allow", "deny")
+	each(p.verifications, "pass", "fail", "drift")
+	each(p.syncs, "started", "succeeded", "failed")
+	each(p.policyResults, "allow", "deny", "warn")
+	each(p.breakglass, "opened", "closed")
+	each(p.changeFailures, string(evidence.KindApplyFailed), string(evidence.KindVerificationCompleted),
+		string(evidence.KindRolloutAborted), string(evidence.KindSyncFailed))
+	for _, r := range []string{"admitted", "denied"} {
+		for _, signed := range []string{"true", "false"} {
+			p.admissions.WithLabelValues(env, r, signed)
+		}
+	}
+	for _, v := range []*prometheus.CounterVec{p.locksForced, p.driftDetected, p.driftResolved, p.emergency, p.pruned,
+		p.expiredUse, p.rollbacks, p.rollforwards} {
+		v.WithLabelValues(env)
+	}
+	for _, h := range []*prometheus.HistogramVec{p.applyDuration, p.syncLatency, p.approvalWait, p.recovery} {
+		h.WithLabelValues(env)
 	}
 }
 
