@@ -36,12 +36,12 @@ func (c *Config) anchorer(lg *ledger.Log, logKey ed25519.PrivateKey, rec *ingest
 	a := c.Anchor
 	if a.Rekor == "" {
 		if a.RekorKey != "" || a.Interval != 0 {
-			return nil, 0, errors.New("anchor: rekor (the Rekor URL) is required to anchor")
+			return nil, 0, usageErrorf("anchor: rekor (the Rekor URL) is required to anchor")
 		}
 		return nil, 0, nil
 	}
 	if a.RekorKey == "" {
-		return nil, 0, errors.New("anchor: rekorKey (a file with Rekor's public key) is required")
+		return nil, 0, usageErrorf("anchor: rekorKey (a file with Rekor's public key) is required")
 	}
 	keys, err := readRekorKeys(c.path(a.RekorKey))
 	if err != nil {
@@ -104,7 +104,7 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rekor := fs.String("rekor", "", "Rekor's base URL (default: anchor.rekor of the configuration)")
 	rekorKey := fs.String("rekor-key", "", "file with Rekor's pinned public key, PEM (default: anchor.rekorKey)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*configPath)

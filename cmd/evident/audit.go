@@ -32,7 +32,7 @@ func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logKey := fs.String("log-key", "", "pinned log verifier key (name+hash+key); default: ask the server (trust on first use)")
 	old := fs.String("consistent-with", "", "instead of an inclusion proof, prove the latest checkpoint extends this saved checkpoint file")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for a checkpoint covering the entry")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -125,11 +125,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", "", "data directory of a stopped server")
 	server := fs.String("server", "", "or: URL of a running server")
 	out := fs.String("out", "", "output file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *out == "" || (*data == "") == (*server == "") {
-		return errors.New("export: --out and exactly one of --data or --server are required")
+		return usageErrorf("export: --out and exactly one of --data or --server are required")
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(*out), ".export-*")
 	if err != nil {
@@ -249,17 +249,17 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the check to this file")
 	rekorKey := fs.String("rekor-key", "", "file(s, comma-separated) with the pinned public key of the Rekor the log is anchored in; without it anchors' Rekor proofs are not checked")
 	pack := fs.String("pack", "", "or: an evidence pack (evident pack)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *pack != "" {
 		if *data != "" || *export != "" {
-			return errors.New("verify: give exactly one of --data, --export or --pack")
+			return usageErrorf("verify: give exactly one of --data, --export or --pack")
 		}
 		return verifyPack(*pack, *logKey, stdout, stderr)
 	}
 	if (*data == "") == (*export == "") {
-		return errors.New("verify: give exactly one of --data, --export or --pack")
+		return usageErrorf("verify: give exactly one of --data, --export or --pack")
 	}
 	var rekorKeys []crypto.PublicKey
 	if *rekorKey != "" {

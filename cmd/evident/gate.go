@@ -132,7 +132,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&tg.Namespace, "namespace", "", "target namespace")
 	fs.StringVar(&tg.Application, "application", "", "target application")
 	asJSON := fs.Bool("json", false, "print the whole answer as JSON")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if (*planFile == "") == (*planSHA == "") {

@@ -42,14 +42,14 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	applyEvery := fs.Int("apply-every", 0, "make every Nth record an apply.completed of the plans before it (one change per N records), so the approval judge works as in production; 0: plans only")
 	rate := fs.Int("rate", 0, "post at most this many records per second (0: as fast as the server takes them)")
 	replicas := fs.String("replicas", "", "comma-separated read replica URLs: report how far they trail the writer")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *keyFile == "" {
-		return errors.New("load: --key is required")
+		return usageErrorf("load: --key is required")
 	}
 	if *records < 1 || *concurrency < 1 || *proofs < 0 || *proofClients < 1 {
-		return errors.New("load: --records, --concurrency and --proof-concurrency must be at least 1, --proofs not negative")
+		return usageErrorf("load: --records, --concurrency and --proof-concurrency must be at least 1, --proofs not negative")
 	}
 	keyPEM, err := readPrivateKey(*keyFile)
 	if err != nil {
@@ -72,7 +72,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	base := strings.TrimRight(*server, "/")
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "http" {
-		return fmt.Errorf("load: --server must be an http:// URL")
+		return usageErrorf("load: --server must be an http:// URL")
 	}
 	lat := make([]time.Duration, *records)
 	var next, failed, retried atomic.Int64

@@ -96,12 +96,12 @@ func commands() []command {
 		{"record", "sign and post a transition record (record post|sign)", runRecord},
 		{"proof", "fetch and verify an entry's inclusion proof", runProof},
 		{"export", "write the whole log to one file", runExport},
-		{"verify", "check a data directory or an export offline", runVerify},
+		{"verify", "check a data directory or an export offline", troubleIs2(runVerify)},
 		{"anchor", "anchor the latest checkpoint in Rekor (a stopped server's log)", runAnchor},
 		{"runner", "OpenTofu/Terraform runner (runner plan|apply|drift|force-unlock)", runRunner},
 		{"restore", "rebuild a data directory from the log's tiles in object storage", runRestore},
 		{"load", "post signed records concurrently and report throughput and latency", runLoad},
-		{"gate", "ask the apply gate whether a plan may be applied (gate check)", runGate},
+		{"gate", "ask the apply gate whether a plan may be applied (gate check)", troubleIs2(runGate)},
 		{"pack", "download a change's evidence pack and check it", runPack},
 		{"demo", "post the audit-queries demo data set", runDemo},
 		{"query-load", "run the audit queries concurrently (optionally while ingesting) and report latency", runQueryLoad},
@@ -122,6 +122,12 @@ func main() {
 	}
 }
 
+// Exit codes: 0 success, 1 a failure at run time, 2 a usage error (a bad
+// flag, a missing argument). Commands whose 1 answers a question keep 2 for
+// any trouble instead, as grep and diff do: verify (1: the log or pack does
+// not verify) and gate check (1: denied). The runner's apply and drift add
+// their own (docs/runner.md).
+
 // exitError carries a specific exit status (verify uses 1 for a bad log).
 type exitError struct {
 	code int
@@ -131,6 +137,41 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// usageError is a command line that cannot run: exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usageErrorf is a usage error with a message.
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// parseFlags parses args into fs; a bad flag is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+// troubleIs2 gives a command whose exit code 1 is an answer (not verified,
+// denied) the code 2 for every other failure.
+func troubleIs2(run func(context.Context, []string, io.Writer, io.Writer) error) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		err := run(ctx, args, stdout, stderr)
+		var ee *exitError
+		if err != nil && !errors.As(err, &ee) && !errors.Is(err, flag.ErrHelp) {
+			return &exitError{2, err}
+		}
+		return err
+	}
+}
+
 func exitCode(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0 // -h asked for the usage, as with flag.ExitOnError
@@ -139,13 +180,16 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	return 2
+	if errors.As(err, new(usageError)) {
+		return 2
+	}
+	return 1
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		usage(stderr)
-		return errors.New("no command given")
+		return usageErrorf("no command given")
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -160,7 +204,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	usage(stderr)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageErrorf("unknown command %q", args[0])
 }
 
 func printVersion(_ context.Context, _ []string, out, _ io.Writer) error {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,11 +26,11 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := fs.String("out", "", "file to write (- for standard output)")
 	token := fs.String("token", "", "bearer token (default: $EVIDENT_TOKEN)")
 	logKey := fs.String("log-key", "", "pinned log verifier key, or a file holding it; default: ask the server (trust on first use)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *change == "" || *out == "" {
-		return errors.New("pack: --change and --out are required")
+		return usageErrorf("pack: --change and --out are required")
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -122,11 +121,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlags("demo", stderr)
 	server := fs.String("server", defaultServer(), "server URL")
 	keyFile := fs.String("key", "", "runner private key trusted for prod and staging (the dev server's dev-runner.key) (a file only its owner may read, or env:VAR)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *keyFile == "" {
-		return errors.New("demo: --key is required")
+		return usageErrorf("demo: --key is required")
 	}
 	keyPEM, err := readPrivateKey(*keyFile)
 	if err != nil {

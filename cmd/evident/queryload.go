@@ -35,11 +35,11 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	keyFile := fs.String("key", "", "runner key trusted for prod and staging, for --seed and --ingest-rate (a file only its owner may read, or env:VAR)")
 	ingestRate := fs.Int("ingest-rate", 0, "records per second to post while querying (needs --key)")
 	timeline := fs.String("timeline-change", "CHG-2026-06-24-0101", "change whose timeline is timed")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *clients < 1 || *duration <= 0 || *seed < 0 || *ingestRate < 0 {
-		return errors.New("query-load: --clients and --duration must be positive, --seed and --ingest-rate not negative")
+		return usageErrorf("query-load: --clients and --duration must be positive, --seed and --ingest-rate not negative")
 	}
 	var sign func(i int) ([]byte, error)
 	if *seed > 0 || *ingestRate > 0 {

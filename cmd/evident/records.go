@@ -26,11 +26,11 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	name := fs.String("name", "", "key name: writes DIR/NAME.key and DIR/NAME.pub")
 	dir := fs.String("dir", ".", "directory")
 	alg := fs.String("alg", "ed25519", "ed25519 or ecdsa-p256")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *name == "" || strings.ContainsAny(*name, `/\`) {
-		return errors.New("keys generate: --name is required and must be a plain file name")
+		return usageErrorf("keys generate: --name is required and must be a plain file name")
 	}
 	priv, pub, err := verifier.GenerateKey(*alg)
 	if err != nil {
@@ -84,11 +84,11 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	server := fs.String("server", defaultServer(), "server URL")
 	tlsFlags := addClientTLSFlags(fs)
 	origin := fs.String("log-origin", "", "bind the record to this log origin (predicate.logOrigin): another log refuses it")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *keyFile == "" || *file == "" {
-		return errors.New("record " + verb + ": --key and --file are required")
+		return usageErrorf("record %s: --key and --file are required", verb)
 	}
 	envelope, err := signPredicateFile(*keyFile, *file, *origin)
 	if err != nil {

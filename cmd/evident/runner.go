@@ -78,14 +78,14 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	lockID := fs.String("lock-id", "", "force-unlock: the lock ID the engine reported")
 	incident := fs.String("incident", "", "force-unlock: the incident reference (required)")
 	heldBy := fs.String("held-by", "", "force-unlock: who held the lock, as the engine reported")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *stack == "" {
-		return errors.New("runner " + verb + ": --stack is required")
+		return usageErrorf("runner %s: --stack is required", verb)
 	}
 	if ac.Dir == "" && ac.S3.Bucket == "" {
-		return errors.New("runner " + verb + ": set --artifacts DIR or --s3-bucket (and --s3-endpoint)")
+		return usageErrorf("runner %s: set --artifacts DIR or --s3-bucket (and --s3-endpoint)", verb)
 	}
 	signer, how, err := signing.signer(os.Getenv)
 	if err != nil {

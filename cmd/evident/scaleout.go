@@ -203,7 +203,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	configPath := fs.String("config", "", "YAML configuration file (objectStore endpoint, log key)")
 	data := fs.String("data", "", "data directory to restore into (default ./evident-data)")
 	logKey := fs.String("log-key", "", "note verifier key of the log (default: log.verifierKey, or derived from the log key file)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*configPath)
@@ -213,7 +213,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cfg.Data = firstOf(*data, cfg.path(cfg.Data), "evident-data")
 	cfg.ObjectStore.URL = firstOf(*from, cfg.ObjectStore.URL)
 	if cfg.ObjectStore.URL == "" {
-		return errors.New("restore: --from s3://bucket/prefix is required")
+		return usageErrorf("restore: --from s3://bucket/prefix is required")
 	}
 	logger := newLogger(stderr, slog.LevelInfo)
 	if cfg.Log.VerifierKey, err = restoreKey(cfg, *logKey); err != nil {
@@ -281,7 +281,7 @@ func restoreKey(cfg *Config, flagKey string) (string, error) {
 func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog.Logger, stdout io.Writer) error {
 	ns, name, ok := strings.Cut(lease, "/")
 	if !ok || ns == "" || name == "" {
-		return fmt.Errorf("--lease %q: want NAMESPACE/NAME", lease)
+		return usageErrorf("--lease %q: want NAMESPACE/NAME", lease)
 	}
 	if cfg.ObjectStore.URL == "" {
 		return errors.New("--lease needs objectStore.url: a new leader resumes the log from it")

@@ -187,7 +187,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	follow := fs.String("follow", "", "serve as a read replica of the log exported to this s3://bucket/prefix")
 	logKey := fs.String("log-key", "", "with --follow: note verifier key of the followed log (default log.verifierKey)")
 	lease := fs.String("lease", "", "writer high availability: lead through this Kubernetes Lease (NAMESPACE/NAME), resuming from the object store")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*configPath)

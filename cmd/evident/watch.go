@@ -60,11 +60,11 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	secretFile := fs.String("secret-file", "", "webhook: file holding the shared HMAC secret")
 	maxSpoolMB := fs.Int64("max-spool-mb", 256, "spool budget; beyond it new records wait (logged and counted)")
 	verbose := fs.Bool("v", false, "debug logging")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *keyFile == "" || *env == "" || *cluster == "" {
-		return errors.New("--key, --environment and --cluster are required")
+		return usageErrorf("--key, --environment and --cluster are required")
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -127,7 +127,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if mode == "webhook" {
 		if *secretFile == "" {
-			return errors.New("webhook: --secret-file is required")
+			return usageErrorf("webhook: --secret-file is required")
 		}
 		secret, err := os.ReadFile(*secretFile)
 		if err != nil {
