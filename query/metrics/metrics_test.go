@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
-	"net/http/httptest"
 	"testing"
 	"time"
 
