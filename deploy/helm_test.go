@@ -178,3 +178,93 @@ func keys(m map[string]map[string]any) []string {
 	}
 	return out
 }
+
+// renderFails renders the chart with set and returns helm's error output.
+func renderFails(t *testing.T, tool string, set ...string) string {
+	t.Helper()
+	args := []string{"template", "evident", filepath.Join("helm", "evident"), "--namespace", "evident"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	cmd := exec.Command(tool, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("helm %s rendered, want a refusal", strings.Join(args, " "))
+	}
+	return string(out)
+}
+
+// The chart's operational objects: pods without a service-account token, a
+// disruption budget for the replicas, a network policy, the alerts and the
+// dashboard (copies of deploy/prometheus and deploy/grafana, kept equal),
+// the watcher with its read-only RBAC, and lease failover.
+func TestHelmChartOperations(t *testing.T) {
+	tool := helm(t)
+	for copy, original := range map[string]string{
+		"helm/evident/files/alerts.yml":             "prometheus/alerts.yml",
+		"helm/evident/files/evident-dashboard.json": "grafana/evident-dashboard.json",
+	} {
+		a, errA := os.ReadFile(copy)
+		b, errB := os.ReadFile(original)
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s: copy it again (%v %v)", copy, original, errA, errB)
+		}
+	}
+	key := "log.verifierKey=" + exampleVerifierKey
+	objs := objects(t, render(t, tool, key))
+	if sa := objs["ServiceAccount/evident"]; sa == nil || sa["automountServiceAccountToken"] != false {
+		t.Errorf("no ServiceAccount without a token: %v", sa)
+	}
+	for _, name := range []string{"StatefulSet/evident-writer", "Deployment/evident-replica"} {
+		spec := dig(objs[name], "spec", "template", "spec")
+		if dig(spec, "serviceAccountName") != "evident" || dig(spec, "automountServiceAccountToken") != false {
+			t.Errorf("%s mounts a service-account token: %v", name, spec)
+		}
+	}
+	if dig(objs["PodDisruptionBudget/evident-replica"], "spec", "minAvailable") != 1 {
+		t.Error("no PodDisruptionBudget keeping a replica up")
+	}
+	if ports := fmt.Sprint(dig(objs["NetworkPolicy/evident"], "spec", "ingress", 0, "ports")); !strings.Contains(ports, "http") {
+		t.Errorf("the NetworkPolicy does not admit the HTTP port: %s", ports)
+	}
+
+	objs = objects(t, render(t, tool, key, "prometheusRule.enabled=true", "grafanaDashboard.enabled=true"))
+	rules := fmt.Sprint(dig(objs["PrometheusRule/evident"], "spec", "groups"))
+	for _, alert := range []string{"EvidentDown", "EvidentIngestRefusing", "EvidentCheckpointNotAdvancing"} {
+		if !strings.Contains(rules, alert) {
+			t.Errorf("the PrometheusRule lacks %s", alert)
+		}
+	}
+	if d := dig(objs["ConfigMap/evident-dashboard"], "data", "evident-dashboard.json"); d == nil || !strings.Contains(fmt.Sprint(d), `"panels"`) {
+		t.Error("no dashboard ConfigMap")
+	}
+
+	objs = objects(t, render(t, tool, key, "watcher.enabled=true", "watcher.environment=prod", "watcher.cluster=prod-eu-1", "watcher.keySecret=evident-watcher"))
+	w := objs["StatefulSet/evident-watcher"]
+	args := fmt.Sprint(dig(w, "spec", "template", "spec", "containers", 0, "args"))
+	for _, want := range []string{"watch argocd", "--environment=prod", "--cluster=prod-eu-1", "--server=http://evident-writer:8080"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("watcher args %s lack %s", args, want)
+		}
+	}
+	role := fmt.Sprint(dig(objs["ClusterRole/evident-watcher"], "rules"))
+	if !strings.Contains(role, "applications") || !strings.Contains(role, "services") || strings.Contains(role, "create") {
+		t.Errorf("the watcher's ClusterRole is not read-only on its resources and services: %s", role)
+	}
+	if out := renderFails(t, tool, key, "watcher.enabled=true", "watcher.environment=prod", "watcher.cluster=c"); !strings.Contains(out, "watcher.keySecret is required") {
+		t.Errorf("a watcher without a key: %s", out)
+	}
+
+	objs = objects(t, render(t, tool, key, "writer.lease.enabled=true", "objectStore.durability=object-store"))
+	writer := objs["StatefulSet/evident-writer"]
+	if dig(writer, "spec", "replicas") != 2 || !strings.Contains(fmt.Sprint(dig(writer, "spec", "template", "spec", "containers", 0, "args")), "--lease=evident/evident-writer") {
+		t.Errorf("lease candidates: %v", dig(writer, "spec"))
+	}
+	if dig(writer, "spec", "volumeClaimTemplates") != nil || !strings.Contains(fmt.Sprint(objs["Role/evident-writer-lease"]), "leases") {
+		t.Errorf("lease candidates keep a volume or have no Lease role: %v", writer)
+	}
+	if out := renderFails(t, tool, key, "writer.lease.enabled=true"); !strings.Contains(out, "durability: object-store") {
+		t.Errorf("lease without object-store durability: %s", out)
+	}
+}
