@@ -249,7 +249,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the check to this file")
 	rekorKey := fs.String("rekor-key", "", "file(s, comma-separated) with the pinned public key of the Rekor the log is anchored in; without it anchors' Rekor proofs are not checked")
 	pack := fs.String("pack", "", "or: an evidence pack (evident pack)")
+	out := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
 		return err
 	}
 	if *pack != "" {
@@ -287,6 +291,15 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		rep, err = verifyData(ctx, *data, *logKey, !*fast, *workers, rekorKeys, stderr)
 	}
+	what := "chain, tree, checkpoints"
+	if !*fast {
+		what += ", signatures, indexes"
+	}
+	if out.json() && !errors.Is(err, ledger.ErrInUse) {
+		if werr := writeVerifyJSON(stdout, rep, err, what, time.Since(start)); werr != nil {
+			return werr
+		}
+	}
 	switch {
 	case errors.Is(err, ledger.ErrInUse):
 		// Not a verdict on the log: it could not be read. Exit 2, as for a
@@ -294,10 +307,8 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return &exitError{2, fmt.Errorf("verify: the data directory %s is in use by a running server; stop the server first, or verify an export of it (evident export --server URL --out FILE, then evident verify --export FILE): %w", *data, err)}
 	case err != nil:
 		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
-	}
-	what := "chain, tree, checkpoints"
-	if !*fast {
-		what += ", signatures, indexes"
+	case out.json():
+		return nil
 	}
 	_, err = fmt.Fprintf(stdout, "OK: %d entries, %d checkpoints (latest at size %d, root %x), %d signatures re-verified; checked %s in %s\n",
 		rep.Size, rep.Checkpoints, rep.CheckpointSize, rep.Root, rep.Signatures, what, time.Since(start).Round(time.Millisecond))
@@ -370,7 +381,11 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 	if err := ex.CheckHeader(nv.Name(), key); err != nil {
 		return nil, err
 	}
-	return verifier.CheckLog(ctx, ex, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
+	p := newProgress(stderr, "verify", 0)
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go p.run(pctx)
+	return verifier.CheckLog(ctx, countingSource{ex, p}, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
 }
 
 func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*verifier.CheckReport, error) {
@@ -397,7 +412,10 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	}
 	var mu sync.Mutex
 	var want ledger.IndexDigest
-	rep, err := verifier.CheckLog(ctx, snap, verifier.CheckOptions{
+	p := newProgress(stderr, "verify", snap.Size())
+	pctx, stop := context.WithCancel(ctx)
+	go p.run(pctx)
+	rep, err := verifier.CheckLog(ctx, countingSource{snap, p}, verifier.CheckOptions{
 		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true, RekorKeys: rekorKeys,
 		OnEntry: func(index uint64, e *evidence.Entry, v *verifier.Verified) {
 			// Hashed by the calling worker; only the sums are serialized.
@@ -408,6 +426,7 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 			mu.Unlock()
 		},
 	})
+	stop()
 	if err != nil {
 		return nil, err
 	}

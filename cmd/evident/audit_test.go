@@ -513,4 +513,28 @@ func TestVerifyRunningServerIsNotTampering(t *testing.T) {
 	}
 	srv.stop()
 	evident(t, work, "verify", "--data", data, "--log-key", srv.LogKey)
+
+	// -o json: one object a script reads, for a log that verifies and for
+	// one that does not (exit 1 all the same).
+	var res struct {
+		OK      bool   `json:"ok"`
+		Error   string `json:"error"`
+		Entries uint64 `json:"entries"`
+		Root    string `json:"root"`
+	}
+	r = evident(t, work, "verify", "--data", data, "--log-key", srv.LogKey, "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || !res.OK || res.Entries == 0 || len(res.Root) != 64 {
+		t.Fatalf("verify -o json: %+v %v\n%s", res, err, r.stdout)
+	}
+	r = evidentFails(t, work, 1, "verify", "--data", work, "-o", "json")
+	res = struct {
+		OK      bool   `json:"ok"`
+		Error   string `json:"error"`
+		Entries uint64 `json:"entries"`
+		Root    string `json:"root"`
+	}{}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.OK || !strings.Contains(res.Error, "not an Evident ledger directory") {
+		t.Fatalf("verify -o json of a directory that is not a log: %+v %v\n%s", res, err, r.stdout)
+	}
+	evidentFails(t, work, 2, "verify", "--data", data, "-o", "yaml")
 }

@@ -246,7 +246,16 @@ func TestObjectStoreKill9Restore(t *testing.T) {
 			writeFile(t, filepath.Join(work, data, f), string(b))
 			os.Chmod(filepath.Join(work, data, f), 0o600)
 		}
-		evident(t, work, "restore", "--from", url, "--data", data, "--config", "writer.yaml")
+		res := evident(t, work, "restore", "--from", url, "--data", data, "--config", "writer.yaml", "-o", "json")
+		var restored struct{ Entries uint64 }
+		if err := json.Unmarshal([]byte(res.stdout), &restored); err != nil {
+			t.Fatalf("restore -o json: %v\n%s", err, res.stdout)
+		}
+		for i := range all {
+			if i >= restored.Entries {
+				t.Fatalf("cycle %d: restored %d entries, but entry %d was acknowledged", cycle, restored.Entries, i)
+			}
+		}
 		srv = startServe(t, work, "--config", "writer.yaml", "--data", data)
 	}
 	checkAcked(t, srv, all)

@@ -114,7 +114,7 @@ func (a approvalsConfig) build(lg *ledger.Log, trust verifier.TrustConfig) (*ver
 // (do not apply).
 func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {
-		return errors.New("usage: evident gate check --change ID --commit SHA (--plan FILE | --plan-sha256 HEX) --env ENV --actor ID [--stack S] [--server URL] [--json]")
+		return usageErrorf("usage: evident gate check --change ID --commit SHA (--plan FILE | --plan-sha256 HEX) --env ENV --actor ID [--stack S] [--server URL] [-o json]")
 	}
 	fs := newFlags("gate check", stderr)
 	server := fs.String("server", defaultServer(), "server URL")
@@ -131,12 +131,17 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&tg.Cluster, "cluster", "", "target cluster")
 	fs.StringVar(&tg.Namespace, "namespace", "", "target namespace")
 	fs.StringVar(&tg.Application, "application", "", "target application")
-	asJSON := fs.Bool("json", false, "print the whole answer as JSON")
+	asJSON := fs.Bool("json", false, "print the whole answer as JSON (as -o json)")
+	out := addOutputFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
+	if err := out.check(); err != nil {
+		return err
+	}
+	*asJSON = *asJSON || out.json()
 	if (*planFile == "") == (*planSHA == "") {
-		return errors.New("gate check: give exactly one of --plan and --plan-sha256")
+		return usageErrorf("gate check: give exactly one of --plan and --plan-sha256")
 	}
 	if *planFile != "" {
 		b, err := os.ReadFile(*planFile)
@@ -148,7 +153,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	req := client.GateRequest{ChangeID: *changeID, CommitSHA: *commit, PlanSHA256: strings.ToLower(*planSHA), Target: tg, Actor: *actor}
 	if err := req.Check(); err != nil {
-		return fmt.Errorf("gate check: %w", err)
+		return usageErrorf("gate check: %w", err)
 	}
 	c := client.New(*server)
 	token, err := tokenFromEnv(*tokenEnv)

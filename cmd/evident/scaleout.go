@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
@@ -203,7 +204,11 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	configPath := fs.String("config", "", "YAML configuration file (objectStore endpoint, log key)")
 	data := fs.String("data", "", "data directory to restore into (default ./evident-data)")
 	logKey := fs.String("log-key", "", "note verifier key of the log (default: log.verifierKey, or derived from the log key file)")
+	out := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := out.check(); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*configPath)
@@ -222,9 +227,13 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if cfg.Log.Origin, err = keyOrigin(cfg.Log.VerifierKey); err != nil {
 		return err
 	}
-	n, cpSize, err := restoreInto(ctx, cfg, logger)
+	p := newProgress(stderr, "restore", 0)
+	n, cpSize, err := restoreInto(ctx, cfg, logger, p)
 	if err != nil {
 		return err
+	}
+	if out.json() {
+		return writeIndented(stdout, map[string]any{"entries": n, "checkpointSize": cpSize, "origin": cfg.Log.Origin, "data": cfg.Data})
 	}
 	fmt.Fprintf(stdout, "restored %d entries (signed checkpoint of %d) of %s into %s\n", n, cpSize, cfg.Log.Origin, cfg.Data)
 	return nil
@@ -232,7 +241,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // restoreInto copies the bucket's log into the data directory: all of it
 // into an empty one, what is missing into one holding a prefix of it.
-func restoreInto(ctx context.Context, cfg *Config, logger *slog.Logger) (size, checkpoint uint64, err error) {
+func restoreInto(ctx context.Context, cfg *Config, logger *slog.Logger, p *progress) (size, checkpoint uint64, err error) {
 	store, err := openObjectStore(ctx, cfg.ObjectStore)
 	if err != nil {
 		return 0, 0, err
@@ -241,7 +250,26 @@ func restoreInto(ctx context.Context, cfg *Config, logger *slog.Logger) (size, c
 	if err != nil {
 		return 0, 0, err
 	}
+	stopProgress := func() {}
+	if p != nil {
+		pctx, stop := context.WithCancel(ctx)
+		stopProgress = stop
+		go p.run(pctx)
+		go func() { // the follower ledger's size is the count
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-pctx.Done():
+					return
+				case <-t.C:
+					p.done.Store(lg.Size())
+				}
+			}
+		}()
+	}
 	size, err = tiles.Restore(ctx, lg, store, logger)
+	stopProgress()
 	checkpoint = lg.CheckpointSize()
 	if cerr := lg.Close(); err == nil {
 		err = cerr
@@ -317,7 +345,7 @@ func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog
 		if cfg.ObjectStore.claim, err = tiles.ClaimBucket(ctx, store, writerIdentity()); err != nil {
 			return err
 		}
-		n, cpSize, err := restoreInto(ctx, cfg, logger)
+		n, cpSize, err := restoreInto(ctx, cfg, logger, nil)
 		if err != nil {
 			return err
 		}

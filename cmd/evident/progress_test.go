@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the progress goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// On a terminal the count, share and rate are rewritten in place; off one
+// (a pipe, a file, a CI log) nothing is printed.
+func TestProgress(t *testing.T) {
+	var out lockedBuffer
+	p := &progress{w: &out, what: "verify", total: 10, interval: 10 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.run(ctx); close(done) }()
+	p.add(5)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "verify: 5 of 10 entries (50%)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress line: %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !strings.HasSuffix(out.String(), "\r\033[K") {
+		t.Errorf("the progress line is not cleared at the end: %q", out.String())
+	}
+
+	var quiet bytes.Buffer
+	if q := newProgress(&quiet, "verify", 10); q.w != nil {
+		t.Error("progress would print to a buffer, which is no terminal")
+	}
+}
