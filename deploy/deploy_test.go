@@ -107,9 +107,9 @@ func TestDashboardQueriesUseExposedMetrics(t *testing.T) {
 			}
 		}
 	}
-	// Section 20's four groups plus the service's own health.
+	// The dashboard's four groups plus the service's own health.
 	if rows != 5 || queries < 30 {
-		t.Errorf("dashboard has %d rows and %d queries, want 5 rows and the section 20 panels", rows, queries)
+		t.Errorf("dashboard has %d rows and %d queries, want 5 rows and at least 30 queries", rows, queries)
 	}
 }
 

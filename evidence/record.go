@@ -2,7 +2,7 @@
 // (https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md) whose
 // predicate, of type https://evident.dev/transition/v1, carries one state
 // transition of an infrastructure or deployment change, with the change contract
-// fields of the case study (section 7) and one kind-specific block.
+// fields and one kind-specific block.
 //
 // The JSON Schema of the statement is schema/transition.v1.schema.json; every
 // kind is documented with an example in docs/kinds.md.
@@ -110,7 +110,7 @@ type Artifact struct {
 	MediaType string `json:"mediaType,omitempty"`
 }
 
-// Change is the machine-readable change contract (case study section 7).
+// Change is the machine-readable change contract.
 type Change struct {
 	Title                string   `json:"title,omitempty"`
 	Author               string   `json:"author"`
@@ -120,7 +120,7 @@ type Change struct {
 	EvidenceRequired     []string `json:"evidenceRequired,omitempty"`
 }
 
-// Plan is the plan stage's risk summary (section 9).
+// Plan is the plan stage's risk summary.
 type Plan struct {
 	PlanSHA256             string           `json:"planSha256"`
 	Engine                 string           `json:"engine,omitempty"`
@@ -154,7 +154,7 @@ type ResourceChange struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
-// Policy is a structured policy evaluation (section 10).
+// Policy is a structured policy evaluation (docs/policies.md).
 type Policy struct {
 	Result       string     `json:"result"`
 	BundleSHA256 string     `json:"bundleSha256,omitempty"`
@@ -172,7 +172,7 @@ type Decision struct {
 	ExceptionID       string   `json:"exceptionId,omitempty"`
 }
 
-// Approval binds an approver to one exact change (section 11).
+// Approval binds an approver to one exact change (docs/approvals.md).
 type Approval struct {
 	PullRequest          int       `json:"pullRequest,omitempty"`
 	CommitSHA            string    `json:"commitSha"`
@@ -192,7 +192,7 @@ type Gate struct {
 	Reasons    []string `json:"reasons,omitempty"`
 }
 
-// Apply reports an apply of one exact plan file (section 12).
+// Apply reports an apply of one exact plan file.
 type Apply struct {
 	PlanSHA256       string    `json:"planSha256"`
 	Engine           string    `json:"engine,omitempty"`
@@ -200,7 +200,7 @@ type Apply struct {
 	CompletedAt      time.Time `json:"completedAt,omitzero"`
 	ResourcesChanged []string  `json:"resourcesChanged,omitempty"`
 	// ResourcesFailed are the resources whose change failed: with
-	// ResourcesChanged, what a partial apply left behind (section 21).
+	// ResourcesChanged, what a partial apply left behind.
 	ResourcesFailed []string `json:"resourcesFailed,omitempty"`
 	Error           string   `json:"error,omitempty"`
 	LogSHA256       string   `json:"logSha256,omitempty"`
@@ -214,7 +214,7 @@ type Verification struct {
 	Checks   []string `json:"checks,omitempty"`
 }
 
-// Sync is a GitOps reconciliation (section 13).
+// Sync is a GitOps reconciliation (docs/gitops.md).
 type Sync struct {
 	Application string          `json:"application,omitempty"`
 	Revision    string          `json:"revision"`
@@ -234,9 +234,8 @@ type Sync struct {
 	Object     *ObjectRef `json:"object,omitempty"`
 }
 
-// Boundary is the tenant boundary a GitOps-managed object is confined to
-// (case study section 17): its Argo CD AppProject, or a Flux object's
-// namespace and service account.
+// Boundary is the tenant boundary a GitOps-managed object is confined to:
+// its Argo CD AppProject, or a Flux object's namespace and service account.
 type Boundary struct {
 	Project        string   `json:"project,omitempty"`
 	ServiceAccount string   `json:"serviceAccount,omitempty"`
@@ -248,8 +247,8 @@ type Boundary struct {
 }
 
 // ObjectRef names the Kubernetes object a GitOps record was derived from and
-// the spec generation observed (case study section 22: evidence captures the
-// object revision). The resourceVersion is left out on purpose: it changes on
+// the spec generation observed, so the evidence captures the object's
+// revision. The resourceVersion is left out on purpose: it changes on
 // every status write, and records must be re-derived byte for byte.
 type ObjectRef struct {
 	APIVersion string `json:"apiVersion"`
@@ -305,7 +304,7 @@ type Drift struct {
 	Object     *ObjectRef `json:"object,omitempty"`
 }
 
-// Rollout is a progressive-delivery step (section 14).
+// Rollout is a progressive-delivery step.
 type Rollout struct {
 	Revision    string           `json:"revision"`
 	Strategy    string           `json:"strategy,omitempty"`
@@ -329,7 +328,8 @@ type AnalysisResult struct {
 	Value    string `json:"value,omitempty"` // the measured value, as the provider returned it
 }
 
-// ArtifactAdmission is a supply-chain gate's verdict on an artifact (section 16).
+// ArtifactAdmission is a supply-chain gate's verdict on an artifact
+// (docs/approvals.md).
 type ArtifactAdmission struct {
 	Image           string `json:"image"`
 	Digest          string `json:"digest"`
@@ -349,7 +349,7 @@ type ArtifactAdmission struct {
 	ProvenanceBundle json.RawMessage `json:"provenanceBundle,omitempty"`
 }
 
-// Exception is a time-bound waiver of one rule (section 23).
+// Exception is a time-bound waiver of one rule (docs/policies.md).
 type Exception struct {
 	ID                   string    `json:"id"`
 	RuleID               string    `json:"ruleId,omitempty"`
@@ -407,7 +407,7 @@ type PolicyModule struct {
 	SHA256 string `json:"sha256"`
 }
 
-// Bootstrap is the genesis entry (case study section 18).
+// Bootstrap is the genesis entry: the log's first record.
 type Bootstrap struct {
 	Operator    string            `json:"operator"`
 	LogOrigin   string            `json:"logOrigin"`

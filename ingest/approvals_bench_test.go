@@ -21,7 +21,7 @@ import (
 
 // benchChanges is how many changes of seven records the benchmarks' log
 // holds: EVIDENT_BENCH_CHANGES, default 2,000 (14,000 entries).
-// EVIDENT_BENCH_CHANGES=143000 gives the 1,000,000-entry log of the issue.
+// EVIDENT_BENCH_CHANGES=143000 gives a 1,000,000-entry log.
 func benchChanges(b *testing.B) int {
 	if v := os.Getenv("EVIDENT_BENCH_CHANGES"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -33,8 +33,8 @@ func benchChanges(b *testing.B) int {
 	return 2000
 }
 
-// mix is the seven records of one change, the realistic mix of the issue:
-// one apply per seven records.
+// mix is the seven records of one change, a realistic mix: one apply per
+// seven records.
 func (s *approvalServer) mix(id string) []evidence.Transition {
 	c := &change{s: s, id: id, risk: "high", target: evidence.Target{Environment: "prod", Stack: "prod/rds-orders"}}
 	at := s.at(0)

@@ -24,7 +24,7 @@ type LogState interface {
 	Leaf(ctx context.Context, index uint64) ([]byte, error)
 }
 
-// Genesis describes the log's first start (case study section 18).
+// Genesis describes the log's first start.
 type Genesis struct {
 	Operator string // who bootstrapped: from the command line or config
 	Origin   string

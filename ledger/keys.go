@@ -36,7 +36,7 @@ type Term struct {
 	At    time.Time
 }
 
-// The secondary indexes (issues 1 and 5): what the audit queries filter on.
+// The secondary indexes: what the audit queries filter on.
 // Every term but TermEnvironment, TermTime and TermExceptionExpiry has no
 // time, so its postings are in log order and a query can check "does entry i
 // have term t" with one point read.

@@ -1,10 +1,9 @@
 // Package policies judges records with policy as code: bundled Rego rules
 // (embedded from rego/) and the operators' own, evaluated with OPA's rego
-// package over an enriched input (case study section 10), producing the
-// structured decision an entry carries and approvals bind to
-// (evidence.Policy, whose Digest is the policyDecisionSha256). It also
-// enforces the exception invariants (section 23) and tracks evidence
-// completeness against the change classes' contracts (section 29, step 4).
+// package over an enriched input, producing the structured decision an
+// entry carries and approvals bind to (evidence.Policy, whose Digest is the
+// policyDecisionSha256). It also enforces the exception invariants and
+// tracks evidence completeness against the change classes' contracts.
 //
 // The walk-through is docs/policies.md. The pieces:
 //

@@ -146,11 +146,10 @@ func (b *objectBuilder) boolean(k string, v bool) {
 
 func (b *objectBuilder) member() [2]*ast.Term { return kv(b.top, ast.ObjectTerm(b.members...)) }
 
-// input builds the enriched policy input (case study section 10) for a
-// record from the change's earlier entries. docs/policies.md lists its
-// fields. Members no rule of the set reads are left out (Set.reads): the
-// rules cannot tell, and building them would cost more than evaluating a
-// remembered decision.
+// input builds the enriched policy input for a record from the change's
+// earlier entries. docs/policies.md lists its fields. Members no rule of the
+// set reads are left out (Set.reads): the rules cannot tell, and building
+// them would cost more than evaluating a remembered decision.
 func (j *Judge) input(ctx context.Context, st *evidence.Statement, ph string, hist []past, at time.Time) (ast.Value, error) {
 	p := &st.Predicate
 	// The change as its records tell it: the record's own fields win over
@@ -367,8 +366,9 @@ func planInput(pl *evidence.Plan, b *objectBuilder) [2]*ast.Term {
 	return b.member()
 }
 
-// planActions groups the plan's resources by action, as section 10's
-// input shows: {create, update, delete, replace: [{type, name, address}]}.
+// planActions groups the plan's resources by action, as the input in
+// docs/policies.md shows: {create, update, delete, replace: [{type, name,
+// address}]}.
 func planActions(pl *evidence.Plan) *ast.Term {
 	var creates, updates, deletes, replaces []*ast.Term
 	replaced := map[string]bool{}

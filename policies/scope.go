@@ -10,8 +10,8 @@ import (
 // scope is where an exception applies: every selector must match the change.
 //
 // An exception's scope is written either as selectors, "key=glob" joined by
-// commas ("repository=infra-live,stack=prod/aws/*"), or as the case study's
-// shorthand "<repository>:<stack glob>". Keys are repository, environment,
+// commas ("repository=infra-live,stack=prod/aws/*"), or as the shorthand
+// "<repository>:<stack glob>". Keys are repository, environment,
 // account, region, stack, cluster, namespace, application, service and
 // change; in a glob, * matches any run of characters, "/" included.
 type scope []selector

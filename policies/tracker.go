@@ -282,8 +282,8 @@ func (t *Tracker) AllExceptions() []*Exception {
 }
 
 // Expiring returns the exceptions active at now that expire within the
-// window, soonest first: the ones to renew or let lapse (section 23: every
-// exception is visible).
+// window, soonest first: the ones to renew or let lapse, so that every
+// exception is visible.
 func (t *Tracker) Expiring(now time.Time, within time.Duration) []*Exception {
 	var out []*Exception
 	for _, e := range t.AllExceptions() {

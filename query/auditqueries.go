@@ -1,11 +1,10 @@
 package query
 
-// AuditQueries are the audit questions of the case study (section 19) and
-// the ones an auditor asks next, each answered by one GraphQL query. They
-// are GraphiQL's saved tabs, what docs/audit-queries.md shows (a test runs
-// them against the demo data set and compares the document) and what
-// `evident query-load` measures. Each operation has a name: GraphiQL titles
-// its tabs with it.
+// AuditQueries are the questions an auditor asks of the log, each answered
+// by one GraphQL query. They are GraphiQL's saved tabs, what
+// docs/audit-queries.md shows (a test runs them against the demo data set
+// and compares the document) and what `evident query-load` measures. Each
+// operation has a name: GraphiQL titles its tabs with it.
 func AuditQueries() []ExampleQuery {
 	return []ExampleQuery{
 		{"Who approved production database changes last month?", `query ProductionDatabaseApprovals {

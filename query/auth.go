@@ -24,8 +24,7 @@ import (
 // Role is what a caller may do on the read side.
 type Role string
 
-// Roles (case study section 17: an immutable central store with
-// tenant-specific views).
+// Roles: one immutable central store, with tenant-specific views.
 const (
 	RoleAuditor Role = "auditor" // reads everything
 	RoleTenant  Role = "tenant"  // reads only entries inside its Scope

@@ -85,7 +85,7 @@ type edge struct {
 }
 
 // Completeness is one environment's evidence completeness as the policies
-// projection (issue 4) computes it.
+// projection computes it.
 type Completeness struct {
 	Environment string
 	Changes     int      // changes a contract class applies to
@@ -184,7 +184,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"ruleId": {Type: nonNull(str)}, "result": {Type: nonNull(str)}, "severity": {Type: str}, "message": {Type: str},
 		"requiredApprovers": {Type: graphql.NewList(str)}, "evidence": {Type: graphql.NewList(str)}, "exceptionId": {Type: str},
 	}})
-	policy := newObject(graphql.ObjectConfig{Name: "PolicyDecision", Description: "A structured policy decision (case study section 10).", Fields: graphql.Fields{
+	policy := newObject(graphql.ObjectConfig{Name: "PolicyDecision", Description: "A structured policy decision.", Fields: graphql.Fields{
 		"result":       {Type: nonNull(str)},
 		"bundleSha256": {Type: str},
 		"origin":       {Type: nonNull(str), Description: "log: the log's policies judged the record at append; record: a policy.evaluated record reports it", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(policyView).Origin, nil }},
@@ -192,7 +192,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"rules":        {Type: listOf(rule), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(policyView).Decisions, nil }},
 		"denied":       {Type: listOf(rule), Description: "the rules that denied", Resolve: func(p graphql.ResolveParams) (any, error) { return denied(p.Source.(policyView).Decisions), nil }},
 	}})
-	approval := newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change (case study section 11).", Fields: graphql.Fields{
+	approval := newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change.", Fields: graphql.Fields{
 		"approver": {Type: nonNull(str)},
 		"groups":   {Type: graphql.NewList(str), Description: "the groups the approval claims; they decide nothing: see directoryGroups"},
 		"counts": {Type: b, Description: "the approval judge counts it: for the change's latest apply of this plan, at the time that apply was judged; for a plan not applied yet, as the apply gate would now. Null for a revocation", Resolve: func(p graphql.ResolveParams) (any, error) {
@@ -229,7 +229,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return a.ChangeR != nil && a.ChangeR.P().Change != nil && strings.EqualFold(a.ChangeR.P().Change.Author, a.Approver), nil
 		}},
 	}})
-	exception := newObject(graphql.ObjectConfig{Name: "Exception", Description: "A time-bound waiver of one rule (case study section 23).", Fields: graphql.Fields{
+	exception := newObject(graphql.ObjectConfig{Name: "Exception", Description: "A time-bound waiver of one rule.", Fields: graphql.Fields{
 		"id": {Type: nonNull(str)}, "ruleId": {Type: str}, "scope": {Type: str}, "justification": {Type: str},
 		"compensatingControls": {Type: graphql.NewList(str)}, "owner": {Type: str}, "approvedBy": {Type: graphql.NewList(str)},
 		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*exceptionView).ExpiresAt })},
@@ -305,7 +305,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return nil, nil
 		}},
 	}})
-	plan := newObject(graphql.ObjectConfig{Name: "Plan", Description: "The plan stage's risk summary (case study section 9).", Fields: graphql.Fields{
+	plan := newObject(graphql.ObjectConfig{Name: "Plan", Description: "The plan stage's risk summary.", Fields: graphql.Fields{
 		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "engineVersion": {Type: str}, "stack": {Type: str},
 		"destructive": {Type: nonNull(b)}, "requiresManualApproval": {Type: nonNull(b)},
 		"highRiskResources": {Type: graphql.NewList(str)}, "replacement": {Type: graphql.NewList(str)}, "sensitiveChanges": {Type: graphql.NewList(str)},
@@ -344,7 +344,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"incident": {Type: nonNull(str)}, "reason": {Type: str}, "approvedBy": {Type: graphql.NewList(str)}, "reviewedBy": {Type: str},
 		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Breakglass).ExpiresAt })},
 	}})
-	changeContract := newObject(graphql.ObjectConfig{Name: "ChangeContract", Description: "The pull request contract (case study section 7).", Fields: graphql.Fields{
+	changeContract := newObject(graphql.ObjectConfig{Name: "ChangeContract", Description: "The pull request contract.", Fields: graphql.Fields{
 		"title": {Type: str}, "author": {Type: nonNull(str)}, "targetBranch": {Type: str}, "mutationType": {Type: str},
 		"requiresApprovalFrom": {Type: graphql.NewList(str)}, "evidenceRequired": {Type: graphql.NewList(str)},
 	}})

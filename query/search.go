@@ -158,7 +158,7 @@ func (f *Filter) plan() (driver ledger.Query, must []ledger.Term, checkTime bool
 	case len(terms) > 0 && (!timed || !weak[terms[0].Name]):
 		return ledger.Query{Name: terms[0].Name, Value: terms[0].Value}, terms[1:], timed
 	case f.Environment != "":
-		// The environment's own postings are time-ordered (issue 1).
+		// The environment's own postings are time-ordered.
 		rest := make([]ledger.Term, 0, len(terms))
 		for _, t := range terms {
 			if t.Name != ledger.TermEnv {

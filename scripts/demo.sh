@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # A walk through Evident on embedded defaults: starts `evident serve` in a
-# scratch directory, posts the signed records of one production change (the
-# case study's CHG-2026-07-03-1421: change opened, plan, policy decision,
-# approval, apply, verification), shows a refusal, proves one entry's
-# inclusion against the pinned log key, stops the server, and verifies the
-# whole log offline.
+# scratch directory, posts the signed records of one production change
+# (CHG-2026-07-03-1421: change opened, plan, policy decision, approval, apply,
+# verification), shows a refusal, proves one entry's inclusion against the
+# pinned log key, stops the server, and verifies the whole log offline.
 set -euo pipefail
 source "$(dirname "$0")/toolchain.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)

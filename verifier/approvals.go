@@ -15,7 +15,7 @@ import (
 	"evident.dev/evident/evidence"
 )
 
-// Finding codes of the approval binding (case study section 11) and of
+// Finding codes of the approval binding (docs/approvals.md) and of
 // break-glass. Every finding is stored with the entry it was computed for.
 const (
 	FindingApprovalMissing        = "approval.missing"

@@ -16,7 +16,7 @@ import (
 	"evident.dev/evident/evidence"
 )
 
-// Finding codes of artifact admission (case study section 16).
+// Finding codes of artifact admission.
 const (
 	FindingArtifactMutableTag         = "artifact.mutable-tag"
 	FindingArtifactUnsigned           = "artifact.unsigned"

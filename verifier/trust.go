@@ -88,11 +88,10 @@ type Scope struct {
 	// review webhook relay).
 	RelayApprovals bool `json:"relayApprovals,omitempty" yaml:"relayApprovals"`
 	// Namespaces limits a GitOps watcher to the Kubernetes namespaces of its
-	// tenants (case study section 17). Unlike stacks and clusters it is
-	// checked on its own: a namespace-limited signer's records must name a
-	// namespace in scope. Empty (the default, and every configuration written
-	// before the field existed) encodes to nothing, so older trust digests
-	// are unchanged.
+	// tenants. Unlike stacks and clusters it is checked on its own: a
+	// namespace-limited signer's records must name a namespace in scope.
+	// Empty (the default, and every configuration written before the field
+	// existed) encodes to nothing, so older trust digests are unchanged.
 	Namespaces []string `json:"namespaces,omitempty"`
 }
 

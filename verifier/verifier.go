@@ -4,8 +4,8 @@
 // (https://github.com/sigstore/protobuf-specs) whose certificate identity it
 // lists, carrying a valid transition statement about a target inside the
 // signer's scope. It also judges compliance from the log's state: approval
-// binding and break-glass (approvals.go, case study section 11), the apply
-// gate (gate.go), and artifact admission (artifacts.go, section 16).
+// binding and break-glass (approvals.go), the apply gate (gate.go), and
+// artifact admission (artifacts.go).
 //
 // It is pure code with no I/O, so an auditor's tool can import it to re-check
 // a log offline with the trust configuration recorded in the log.

@@ -1,9 +1,9 @@
-// Package metrics derives Evident's Prometheus metrics (the dashboard panels
-// of the case study, section 20) from the ledger itself: a projection tails
-// the log from its first entry, so a restarted server or a read replica
-// exposes the same values as the writer that has served all along. Only the
-// service-health metrics (ingest latency, refusals, commit latency) are the
-// process's own.
+// Package metrics derives Evident's Prometheus metrics (the Grafana
+// dashboard's panels, docs/operations.md) from the ledger itself: a
+// projection tails the log from its first entry, so a restarted server or a
+// read replica exposes the same values as the writer that has served all
+// along. Only the service-health metrics (ingest latency, refusals, commit
+// latency) are the process's own.
 //
 // Label cardinality is bounded: environment, risk class, policy rule and
 // finding code, each capped (values past the cap are reported as "other").

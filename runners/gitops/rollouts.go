@@ -19,10 +19,10 @@ var (
 )
 
 // Rollouts derives rollout.promoted and rollout.aborted from Argo Rollouts
-// with the evidence of case study section 14: the artifact digest, the
-// rollout revision and object generation, the analysis templates, metric
-// queries and measured results of the revision's AnalysisRuns, the promotion
-// time, the abort reason, and the version serving at the end.
+// with this evidence: the artifact digest, the rollout revision and object
+// generation, the analysis templates, metric queries and measured results of
+// the revision's AnalysisRuns, the promotion time, the abort reason, and the
+// version serving at the end.
 type Rollouts struct {
 	Site Site
 }

@@ -140,8 +140,8 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 	tf.SetStderr(nil)
 	applyErr := tf.ApplyJSON(ctx, &applyLog, tfexec.DirOrPlan(planPath), tfexec.LockTimeout(r.cfg.LockTimeout.String()))
 	// Once the engine has run, what it did is reported even if ctx ended
-	// (a cancelled CI job): an apply.started without its outcome is the
-	// incomplete evidence section 21 warns about.
+	// (a cancelled CI job): an apply.started without its outcome would be
+	// incomplete evidence.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	ev := parseApplyLog(applyLog.Bytes())

@@ -19,8 +19,7 @@ import (
 )
 
 // Catalog is the platform's metadata about environments, stacks and risky
-// resource types (case study sections 4, 7 and 9), read from a YAML file in
-// the infra-live repository:
+// resource types, read from a YAML file in the infra-live repository:
 //
 //	riskyResourceTypes: [aws_db_instance, "aws_iam_*"]
 //	environments:
@@ -109,8 +108,8 @@ func maxRisk(a, b string) string {
 	return a
 }
 
-// Change is the change contract of section 7 as far as the runner knows it:
-// what every record of one run carries.
+// Change is the change contract as far as the runner knows it: what every
+// record of one run carries.
 type Change struct {
 	ID                   string
 	Actor                string // who runs the change (the CI actor)
@@ -128,7 +127,7 @@ type Change struct {
 // maxChangeID is the longest changeId a record may carry.
 const maxChangeID = 128
 
-// DefaultEvidenceRequired is the evidence an IaC change must leave (section 7).
+// DefaultEvidenceRequired is the evidence an IaC change must leave.
 var DefaultEvidenceRequired = []string{"plan", "policyDecision", "approvalSnapshot", "applyLog", "postApplyVerification"}
 
 // DeriveChange builds the change contract from the stack directory's path

@@ -152,8 +152,8 @@ func ReadPlanRef(file string) (PlanRef, error) {
 	return ref, nil
 }
 
-// printPlan writes the clean summary of section 9: counts and addresses,
-// never values.
+// printPlan writes the clean plan summary: counts and addresses, never
+// values.
 func (r *Runner) printPlan(res *PlanResult, ch Change, redactedURI string) {
 	s := res.Summary
 	w := r.cfg.Out

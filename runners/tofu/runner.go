@@ -1,10 +1,10 @@
 // Package tofu is Evident's bundled OpenTofu/Terraform runner, built on
-// hashicorp/terraform-exec: plan (with the risk summary of case study
-// section 9 and the change contract of section 7), gated apply of exactly
-// the planned file (section 12), post-apply verification, drift detection,
-// and a force-unlock that exists only with an incident reference. Every step
-// posts a signed transition record through the client package; plan files,
-// redacted plans and apply logs go to a content-addressed artifact store.
+// hashicorp/terraform-exec: plan (with its risk summary and the change
+// contract), gated apply of exactly the planned file, post-apply
+// verification, drift detection, and a force-unlock that exists only with an
+// incident reference. Every step posts a signed transition record through
+// the client package; plan files, redacted plans and apply logs go to a
+// content-addressed artifact store.
 //
 // The runner never prints or uploads a secret value: it prints counts and
 // addresses, the plan JSON it uploads is redacted (see Redact), the engine's

@@ -12,7 +12,7 @@ import (
 	"evident.dev/evident/evidence"
 )
 
-// Summarize computes the risk summary of section 9 from a plan's JSON form:
+// Summarize computes the plan's risk summary from its JSON form:
 // action counts, replaced resources, whether anything is destroyed,
 // resources of risky types, and the names (never the values) of sensitive
 // attributes and outputs the plan touches.

@@ -11,8 +11,7 @@ import (
 )
 
 // ForceUnlock removes a state lock held elsewhere. It exists only for
-// recovery (case study sections 21 and 24: force unlock requires an
-// incident record): it refuses without an incident reference, and records
+// recovery: it refuses without an incident reference, and records
 // lock.forced once the engine has removed the lock.
 func (r *Runner) ForceUnlock(ctx context.Context, stackDir string, ch Change, lockID, incident, heldBy string) error {
 	if strings.TrimSpace(incident) == "" {

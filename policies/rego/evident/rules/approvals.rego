@@ -1,6 +1,6 @@
 # Production plans and applies need approvals from the groups the change's
-# risk class names, and from those its change contract requires (sections 7
-# and 11). A change without a risk class is treated as high risk.
+# risk class names, and from those its change contract requires. A change
+# without a risk class is treated as high risk.
 package evident.rules.approvals
 
 import data.evident.lib

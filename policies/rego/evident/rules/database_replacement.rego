@@ -1,5 +1,4 @@
-# Production database-affecting replacement requires database owners
-# (case study section 10).
+# Production database-affecting replacement requires database owners.
 package evident.rules.database_replacement
 
 import data.evident.lib

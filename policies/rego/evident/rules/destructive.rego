@@ -1,5 +1,4 @@
-# Destructive production changes need security's approval (section 24:
-# "destructive changes require special approval").
+# Destructive production changes need security's approval.
 package evident.rules.destructive
 
 import data.evident.lib

@@ -1,6 +1,6 @@
-# Emergency changes need a post-hoc review (sections 24 and 25): every
-# judged record of an emergency change is flagged, and closing the
-# break-glass session without a review is denied.
+# Emergency changes need a post-hoc review: every judged record of an
+# emergency change is flagged, and closing the break-glass session without a
+# review is denied.
 package evident.rules.emergency
 
 import data.evident.lib

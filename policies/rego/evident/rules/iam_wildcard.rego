@@ -1,5 +1,4 @@
-# Wildcard IAM actions need an exception (section 8: "no wildcard IAM action
-# without exception metadata"), in every environment.
+# Wildcard IAM actions need an exception, in every environment.
 package evident.rules.iam_wildcard
 
 import data.evident.lib

@@ -1,5 +1,4 @@
-# Public storage buckets need an exception (section 23's example), in every
-# environment.
+# Public storage buckets need an exception, in every environment.
 package evident.rules.public_bucket
 
 import data.evident.lib
