@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"evident.dev/evident/evidence"
 )
 
@@ -46,18 +48,14 @@ func (e *errRateLimited) retryAfterSeconds() string {
 	return fmt.Sprint(max(1, int(math.Ceil(e.retryAfter.Seconds()))))
 }
 
-// limiter holds one token bucket per signer. Safe for concurrent use.
+// limiter holds one token bucket (golang.org/x/time/rate) per signer. Safe
+// for concurrent use.
 type limiter struct {
 	cfg   RateLimit
 	clock func() time.Time
 
 	mu      sync.Mutex // guards buckets
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time // when tokens was last brought up to date
+	buckets map[string]*rate.Limiter
 }
 
 func newLimiter(cfg RateLimit, clock func() time.Time) *limiter {
@@ -70,7 +68,7 @@ func newLimiter(cfg RateLimit, clock func() time.Time) *limiter {
 	if cfg.MaxSigners <= 0 {
 		cfg.MaxSigners = 10000
 	}
-	return &limiter{cfg: cfg, clock: clock, buckets: map[string]*bucket{}}
+	return &limiter{cfg: cfg, clock: clock, buckets: map[string]*rate.Limiter{}}
 }
 
 // admit takes a token from the signer's bucket, or says how long until one
@@ -88,23 +86,15 @@ func (l *limiter) admit(s evidence.Signer) error {
 		if len(l.buckets) >= l.cfg.MaxSigners && !l.sweep(now) {
 			return &errRateLimited{signer: s.Name, retryAfter: time.Second}
 		}
-		b = &bucket{tokens: float64(l.cfg.Burst), at: now}
+		b = rate.NewLimiter(rate.Limit(l.cfg.PerSecond), l.cfg.Burst)
 		l.buckets[key] = b
 	}
-	l.refill(b, now)
-	if b.tokens < 1 {
-		wait := time.Duration((1 - b.tokens) / l.cfg.PerSecond * float64(time.Second))
+	r := b.ReserveN(now, 1)
+	if wait := r.DelayFrom(now); wait > 0 {
+		r.CancelAt(now) // refused: the token is not spent
 		return &errRateLimited{signer: s.Name, retryAfter: wait}
 	}
-	b.tokens--
 	return nil
-}
-
-func (l *limiter) refill(b *bucket, now time.Time) {
-	if elapsed := now.Sub(b.at); elapsed > 0 {
-		b.tokens = min(float64(l.cfg.Burst), b.tokens+elapsed.Seconds()*l.cfg.PerSecond)
-		b.at = now
-	}
 }
 
 // sweep drops the buckets that have refilled: forgetting them changes
@@ -113,8 +103,7 @@ func (l *limiter) refill(b *bucket, now time.Time) {
 func (l *limiter) sweep(now time.Time) bool {
 	dropped := false
 	for k, b := range l.buckets {
-		l.refill(b, now)
-		if b.tokens >= float64(l.cfg.Burst) {
+		if b.TokensAt(now) >= float64(l.cfg.Burst) {
 			delete(l.buckets, k)
 			dropped = true
 		}
