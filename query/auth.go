@@ -5,14 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -82,9 +79,11 @@ type TokenGrant struct {
 // for the audience, unexpired. Grants map claims to roles; the first grant
 // whose claim holds the value wins, and a token no grant matches is refused.
 type OIDCProvider struct {
-	Issuer   string      `yaml:"issuer"`
-	Audience string      `yaml:"audience"`
-	JWKSURL  string      `yaml:"jwksURL"`
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// JWKSURL is the issuer's key set; empty, it is discovered from
+	// <issuer>/.well-known/openid-configuration at the first token.
+	JWKSURL string      `yaml:"jwksURL"`
 	Grants   []OIDCGrant `yaml:"grants"`
 	// MinRefresh is the least time between two JWKS fetches caused by a
 	// token naming an unknown key (rotation). Default 30s.
@@ -121,7 +120,7 @@ var (
 type Authenticator struct {
 	open      bool
 	tokens    map[[sha256.Size]byte]TokenGrant
-	providers []*jwksProvider
+	providers []*oidcIssuer
 	clock     func() time.Time
 }
 
@@ -149,8 +148,8 @@ func NewAuthenticator(cfg AccessConfig) (*Authenticator, error) {
 		a.tokens[h] = t
 	}
 	for i, p := range cfg.OIDC {
-		if p.Issuer == "" || p.Audience == "" || p.JWKSURL == "" {
-			return nil, fmt.Errorf("access.oidc[%d]: issuer, audience and jwksURL are required", i)
+		if p.Issuer == "" || p.Audience == "" {
+			return nil, fmt.Errorf("access.oidc[%d]: issuer and audience are required", i)
 		}
 		if len(p.Grants) == 0 {
 			return nil, fmt.Errorf("access.oidc[%d] (%s): at least one grant is required", i, p.Issuer)
@@ -166,7 +165,7 @@ func NewAuthenticator(cfg AccessConfig) (*Authenticator, error) {
 		if p.MinRefresh <= 0 {
 			p.MinRefresh = 30 * time.Second
 		}
-		a.providers = append(a.providers, &jwksProvider{cfg: p, client: client})
+		a.providers = append(a.providers, &oidcIssuer{cfg: p, client: client, clock: a.clock})
 	}
 	a.open = len(a.tokens) == 0 && len(a.providers) == 0
 	return a, nil
@@ -210,9 +209,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Identity, error) {
 	return nil, ErrUnauthenticated
 }
 
-var jwtAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256, jose.ES384, jose.RS384}
-
 func (a *Authenticator) jwt(ctx context.Context, raw string) (*Identity, error) {
+	// The issuer claim picks the provider; its verifier then checks it.
 	tok, err := jwt.ParseSigned(raw, jwtAlgorithms)
 	if err != nil {
 		return nil, ErrUnauthenticated
@@ -225,26 +223,21 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (*Identity, error) 
 		if p.cfg.Issuer != unverified.Issuer {
 			continue
 		}
-		var std jwt.Claims
-		var all map[string]any
-		if err := p.verify(ctx, tok, &std, &all); err != nil {
+		subject, claims, err := p.verify(ctx, raw)
+		if err != nil {
 			return nil, ErrUnauthenticated
-		}
-		if err := std.ValidateWithLeeway(jwt.Expected{Issuer: p.cfg.Issuer, AnyAudience: jwt.Audience{p.cfg.Audience}, Time: a.clock()}, time.Minute); err != nil {
-			return nil, ErrUnauthenticated
-		}
-		if std.Expiry == nil {
-			return nil, ErrUnauthenticated // a token that never expires is refused
 		}
 		for _, g := range p.cfg.Grants {
-			if claimHas(all[g.Claim], g.Value) {
-				return &Identity{Subject: "oidc:" + p.cfg.Issuer + "#" + std.Subject, Role: g.Role, Scope: g.Scope}, nil
+			if claimHas(claims[g.Claim], g.Value) {
+				return &Identity{Subject: "oidc:" + p.cfg.Issuer + "#" + subject, Role: g.Role, Scope: g.Scope}, nil
 			}
 		}
 		return nil, ErrForbidden
 	}
 	return nil, ErrUnauthenticated
 }
+
+var jwtAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256, jose.ES384, jose.RS384}
 
 func claimHas(v any, want string) bool {
 	switch c := v.(type) {
@@ -258,65 +251,6 @@ func claimHas(v any, want string) bool {
 		}
 	}
 	return false
-}
-
-// jwksProvider caches an issuer's JWKS, fetching it again (at most every
-// MinRefresh) when a token names a key it does not hold: issuers rotate keys.
-type jwksProvider struct {
-	cfg    OIDCProvider
-	client *http.Client
-
-	mu      sync.Mutex // guards keys and fetched
-	keys    *jose.JSONWebKeySet
-	fetched time.Time
-}
-
-func (p *jwksProvider) verify(ctx context.Context, tok *jwt.JSONWebToken, out ...any) error {
-	if len(tok.Headers) != 1 {
-		return errors.New("want one signature")
-	}
-	kid := tok.Headers[0].KeyID
-	for attempt := 0; attempt < 2; attempt++ {
-		keys, err := p.keySet(ctx, attempt > 0)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys.Keys {
-			if kid != "" && k.KeyID != kid {
-				continue
-			}
-			if err := tok.Claims(k.Key, out...); err == nil {
-				return nil
-			}
-		}
-	}
-	return errors.New("no key of the issuer verifies the token")
-}
-
-func (p *jwksProvider) keySet(ctx context.Context, refresh bool) (*jose.JSONWebKeySet, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.keys != nil && (!refresh || time.Since(p.fetched) < p.cfg.MinRefresh) {
-		return p.keys, nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.JWKSURL, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch JWKS of %s: %w", p.cfg.Issuer, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch JWKS of %s: %s", p.cfg.Issuer, resp.Status)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return nil, fmt.Errorf("decode JWKS of %s: %w", p.cfg.Issuer, err)
-	}
-	p.keys, p.fetched = &set, time.Now()
-	return p.keys, nil
 }
 
 // RequireAuditor wraps a handler that serves the whole log (entries by

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,6 +26,8 @@ type issuer struct {
 	key     *ecdsa.PrivateKey
 	kid     string
 	fetches atomic.Int32
+	// discoveries counts reads of the discovery document.
+	discoveries atomic.Int32
 	served  atomic.Pointer[jose.JSONWebKeySet] // what the JWKS endpoint serves
 }
 
@@ -36,6 +39,12 @@ func newIssuer(t *testing.T) *issuer {
 	is := &issuer{key: key, kid: "k1"}
 	is.publish()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.well-known/openid-configuration" { // OIDC discovery
+			is.discoveries.Add(1)
+			_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "/jwks",
+				"id_token_signing_alg_values_supported": []string{"ES256"}})
+			return
+		}
 		is.fetches.Add(1)
 		_ = json.NewEncoder(w).Encode(is.served.Load())
 	}))
@@ -116,5 +125,37 @@ func TestOIDCTokens(t *testing.T) {
 	tok := is.token(t, rotated, "k3", good, map[string]any{"groups": []string{"auditors"}})
 	if r := h.query(tok, `{ whoami { role } }`, nil); r.Status != 200 || is.fetches.Load() == before {
 		t.Errorf("rotated key: %d %v (fetches %d)", r.Status, r.Errors, is.fetches.Load())
+	}
+}
+
+// An issuer configured without jwksURL is found by OIDC discovery (once),
+// and a flood of tokens naming unknown keys costs at most one JWKS fetch
+// per minRefresh.
+func TestOIDCDiscovery(t *testing.T) {
+	is := newIssuer(t)
+	h := newHarness(t, query.AccessConfig{OIDC: []query.OIDCProvider{{
+		Issuer: is.url, Audience: "evident", MinRefresh: time.Hour,
+		Grants: []query.OIDCGrant{{Claim: "groups", Value: "auditors", Role: query.RoleAuditor}},
+	}}})
+	now := time.Now()
+	good := jwt.Claims{Issuer: is.url, Subject: "alice", Audience: jwt.Audience{"evident"}, Expiry: jwt.NewNumericDate(now.Add(time.Hour))}
+	for range 3 {
+		if r := h.query(is.token(t, is.key, is.kid, good, map[string]any{"groups": []string{"auditors"}}), `{ whoami { role } }`, nil); r.Status != 200 {
+			t.Fatalf("a token of the discovered issuer: %d %v", r.Status, r.Errors)
+		}
+	}
+	if n := is.discoveries.Load(); n != 1 {
+		t.Errorf("%d discovery requests, want 1", n)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	before := is.fetches.Load()
+	for i := range 20 {
+		tok := is.token(t, other, fmt.Sprintf("made-up-%d", i), good, map[string]any{"groups": []string{"auditors"}})
+		if r := h.query(tok, `{ whoami { role } }`, nil); r.Status != 401 {
+			t.Fatalf("a token under an unknown key: %d", r.Status)
+		}
+	}
+	if n := is.fetches.Load() - before; n > 1 {
+		t.Errorf("20 tokens naming unknown keys caused %d JWKS fetches, want at most 1", n)
 	}
 }
