@@ -84,7 +84,7 @@ type OIDCProvider struct {
 	// JWKSURL is the issuer's key set; empty, it is discovered from
 	// <issuer>/.well-known/openid-configuration at the first token.
 	JWKSURL string      `yaml:"jwksURL"`
-	Grants   []OIDCGrant `yaml:"grants"`
+	Grants  []OIDCGrant `yaml:"grants"`
 	// MinRefresh is the least time between two JWKS fetches caused by a
 	// token naming an unknown key (rotation). Default 30s.
 	MinRefresh time.Duration `yaml:"minRefresh"`

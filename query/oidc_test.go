@@ -28,7 +28,7 @@ type issuer struct {
 	fetches atomic.Int32
 	// discoveries counts reads of the discovery document.
 	discoveries atomic.Int32
-	served  atomic.Pointer[jose.JSONWebKeySet] // what the JWKS endpoint serves
+	served      atomic.Pointer[jose.JSONWebKeySet] // what the JWKS endpoint serves
 }
 
 func newIssuer(t *testing.T) *issuer {
