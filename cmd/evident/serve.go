@@ -498,7 +498,7 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	// endpoints, only auditors reach them once access is configured.
 	pagesMux := http.NewServeMux()
 	pages.Register(pagesMux)
-	for _, route := range []string{"GET /{$}", "GET /changes/{id...}", "GET /assets/"} {
+	for _, route := range []string{"GET /{$}", "GET /changes", "GET /changes/{id...}", "GET /assets/"} {
 		mux.Handle(route, gql.Auth().RequireAuditor(pagesMux))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

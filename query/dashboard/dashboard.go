@@ -103,6 +103,7 @@ func New(cfg Config) (*Handler, error) {
 // Register adds the pages to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET /{$}", secure(http.HandlerFunc(h.overview)))
+	mux.Handle("GET /changes", secure(http.HandlerFunc(h.findChange)))
 	mux.Handle("GET /changes/{id...}", secure(http.HandlerFunc(h.change))) // ids may hold '/'
 	mux.Handle("GET /assets/", secure(h.assets))
 }
@@ -165,10 +166,18 @@ type overviewPage struct {
 	ChartW  int
 	ChartH  int
 	Grid    []gridLine
+	Ticks   []tick
+	AxisY   int // baseline of the date labels
 }
 
 type gridLine struct {
 	Y     int
+	Label string
+}
+
+// tick is a date on the chart's time axis.
+type tick struct {
+	X     float64
 	Label string
 }
 
@@ -216,6 +225,22 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Series = append(p.Series, series{Env: env, Color: palette[i%len(palette)], Points: strings.Join(pts, " "), Last: days[len(days)-1].Rate(), Days: len(days)})
 	}
+	// The time axis: the first and last days, and up to three between.
+	if !first.IsZero() {
+		p.AxisY = chartH - 4
+		steps := min(4, int(span))
+		for i := 0; i <= steps; i++ {
+			d := first
+			if steps > 0 {
+				d = first.Add(time.Duration(float64(i) / float64(steps) * float64(last.Sub(first))))
+			}
+			x := float64(chartPad)
+			if span > 0 {
+				x += d.Sub(first).Hours() / 24 / span * float64(chartW-2*chartPad)
+			}
+			p.Ticks = append(p.Ticks, tick{X: x, Label: d.UTC().Format("Jan 2")})
+		}
+	}
 	for _, v := range []float64{1, .75, .5, .25, 0} {
 		p.Grid = append(p.Grid, gridLine{Y: chartPad + int((1-v)*float64(chartH-2*chartPad)), Label: fmt.Sprintf("%.0f%%", 100*v)})
 	}
@@ -258,6 +283,21 @@ type changePage struct {
 	Records    []record
 	Checkpoint uint64
 	Truncated  bool
+}
+
+// findChange answers the header's search form (GET /changes?id=...): it
+// sends the browser to the change's page.
+func (h *Handler) findChange(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimSpace(r.URL.Query().Get("id"))
+	if id == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	if err := evidence.CheckChangeID(id); err != nil {
+		h.render(w, http.StatusBadRequest, "error", map[string]string{"Title": "Bad request", "Message": err.Error()})
+		return
+	}
+	http.Redirect(w, r, "/changes/"+evidence.EscapeChangeID(id), http.StatusSeeOther)
 }
 
 func (h *Handler) change(w http.ResponseWriter, r *http.Request) {
