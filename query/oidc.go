@@ -99,7 +99,7 @@ func (c *jwksCache) VerifySignature(ctx context.Context, raw string) ([]byte, er
 	for i, a := range signingAlgorithms {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	sig, err := jose.ParseSigned(raw, algs)
+	sig, err := jose.ParseSignedCompact(raw, algs)
 	if err != nil {
 		return nil, err
 	}
