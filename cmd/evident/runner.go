@@ -126,7 +126,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Recorder: tofu.ClientRecorder{Client: c, Signer: signer},
 		Gate:     clientGate{c: c}, Catalog: cat,
 		PlanPassphrase: os.Getenv("EVIDENT_PLAN_PASSPHRASE"),
-		LockTimeout:    *lockTimeout, Out: stdout, Logger: newLogger(stderr, 0),
+		LockTimeout:    *lockTimeout, Out: stdout, EngineOutput: stderr, Logger: newLogger(stderr, 0),
 	})
 	if err != nil {
 		return err

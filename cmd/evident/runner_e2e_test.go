@@ -153,6 +153,11 @@ artifacts:
 	out := r.run(0, append([]string{"plan"}, common...)...)
 	mustContain(t, "plan output", out.stdout, "actions: create 2, update 0, delete 0, replace 0",
 		"sensitive changes (values withheld): terraform_data.db.input.password, output.db_password")
+	// The engine's own output streams to stderr as it runs, apart from the
+	// summary on stdout; neither holds the secret.
+	mustContain(t, "the engine's plan output", out.stderr, "will perform the following actions")
+	var printed []string
+	printed = append(printed, out.stdout, out.stderr)
 	var ref struct {
 		PlanSHA256           string `json:"planSha256"`
 		PlanArtifact         string `json:"planArtifact"`
@@ -197,6 +202,11 @@ artifacts:
 	// The gate allows: apply, verification.
 	out = r.run(0, append([]string{"apply"}, common...)...)
 	mustContain(t, "apply output", out.stdout, "the gate allowed", "applied, 2 resources changed", "verification pass")
+	mustContain(t, "the engine's apply output", out.stderr, "Apply complete!")
+	if strings.Contains(out.stdout, "Apply complete!") {
+		t.Error("the engine's output is mixed into the summary on stdout")
+	}
+	printed = append(printed, out.stdout, out.stderr)
 
 	// Drift made out of band, then reverted.
 	statePath := filepath.Join(stack, "terraform.tfstate")
@@ -367,7 +377,7 @@ artifacts:
 			t.Errorf("entry %d holds the secret", i)
 		}
 	}
-	if strings.Contains(out.stdout+out.stderr+srv.stdout.String()+srv.stderr.String(), e2eSecret) {
+	if strings.Contains(strings.Join(printed, "")+out.stdout+out.stderr+srv.stdout.String()+srv.stderr.String(), e2eSecret) {
 		t.Error("a process printed the secret")
 	}
 	// The engine does hold it, so the searches above could have found it.

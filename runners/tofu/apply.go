@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,7 +139,11 @@ func (r *Runner) Apply(ctx context.Context, stackDir string, ch Change, ref Plan
 	var applyLog bytes.Buffer
 	tf.SetStdout(nil)
 	tf.SetStderr(nil)
-	applyErr := tf.ApplyJSON(ctx, &applyLog, tfexec.DirOrPlan(planPath), tfexec.LockTimeout(r.cfg.LockTimeout.String()))
+	var applyOut io.Writer = &applyLog
+	if r.cfg.EngineOutput != nil {
+		applyOut = io.MultiWriter(&applyLog, &messageWriter{w: r.cfg.EngineOutput})
+	}
+	applyErr := tf.ApplyJSON(ctx, applyOut, tfexec.DirOrPlan(planPath), tfexec.LockTimeout(r.cfg.LockTimeout.String()))
 	// Once the engine has run, what it did is reported even if ctx ended
 	// (a cancelled CI job): an apply.started without its outcome would be
 	// incomplete evidence.
@@ -248,6 +253,9 @@ func (r *Runner) verify(ctx context.Context, stackDir string, ch Change) (eviden
 // changedAddresses lists the resources a saved plan changes or found
 // drifted, sorted.
 func changedAddresses(ctx context.Context, tf *tfexec.Terraform, planPath string) ([]string, error) {
+	// show -json holds every variable's value, sensitive ones included:
+	// it is parsed, never echoed or kept with the engine's output.
+	tf.SetStdout(nil)
 	p, err := tf.ShowPlanFile(ctx, planPath)
 	if err != nil {
 		return nil, fmt.Errorf("show plan: %w", err)

@@ -66,6 +66,9 @@ func (r *Runner) Plan(ctx context.Context, stackDir string, ch Change, refFile s
 	if err != nil {
 		return nil, engineError(fmt.Errorf("plan: %w", err), &engineLog)
 	}
+	// show -json holds every variable's value, sensitive ones included:
+	// it is parsed, never echoed or kept with the engine's output.
+	tf.SetStdout(nil)
 	plan, err := tf.ShowPlanFile(ctx, planPath)
 	if err != nil {
 		return nil, engineError(fmt.Errorf("show plan: %w", err), &engineLog)

@@ -15,7 +15,9 @@
 package tofu
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -93,7 +95,11 @@ type Config struct {
 	// MaxPlanBytes bounds a plan file fetched for apply. Default 256 MiB.
 	MaxPlanBytes int64
 	// Out receives the human-readable summaries (no values, ever).
-	Out    io.Writer
+	Out io.Writer
+	// EngineOutput, if set, receives the engine's own output as it runs
+	// (the engine masks sensitive values), apart from the summaries: a
+	// long plan or apply shows progress instead of silence.
+	EngineOutput io.Writer
 	Logger *slog.Logger
 	// Clock is the time records carry; nil means time.Now.
 	Clock func() time.Time
@@ -182,10 +188,37 @@ func (r *Runner) engine(dir string, logw io.Writer) (*tfexec.Terraform, error) {
 		env[k] = v
 	}
 	if logw != nil {
+		if r.cfg.EngineOutput != nil {
+			logw = io.MultiWriter(logw, r.cfg.EngineOutput)
+		}
 		tf.SetStdout(logw)
 		tf.SetStderr(logw)
 	}
 	return tf, nil
+}
+
+// messageWriter streams the human-readable "@message" of each line of the
+// engine's machine-readable (-json) output to w.
+type messageWriter struct {
+	w       io.Writer
+	partial []byte
+}
+
+func (m *messageWriter) Write(p []byte) (int, error) {
+	m.partial = append(m.partial, p...)
+	for {
+		i := bytes.IndexByte(m.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		var line struct {
+			Message string `json:"@message"`
+		}
+		if json.Unmarshal(m.partial[:i], &line) == nil && line.Message != "" {
+			fmt.Fprintln(m.w, line.Message)
+		}
+		m.partial = m.partial[i+1:]
+	}
 }
 
 // encryptionConfig is OpenTofu's TF_ENCRYPTION for plan files only: state
