@@ -100,7 +100,7 @@ type Config struct {
 	// (the engine masks sensitive values), apart from the summaries: a
 	// long plan or apply shows progress instead of silence.
 	EngineOutput io.Writer
-	Logger *slog.Logger
+	Logger       *slog.Logger
 	// Clock is the time records carry; nil means time.Now.
 	Clock func() time.Time
 }
