@@ -39,7 +39,7 @@ func (c artifactsConfig) open(ctx context.Context) (artifacts.Store, error) {
 		return artifacts.NewLocal(c.Dir)
 	}
 	if c.Dir != "" {
-		return nil, errors.New("artifact store: set a directory or an S3 bucket, not both")
+		return nil, usageErrorf("artifact store: set a directory or an S3 bucket, not both")
 	}
 	access := firstOf(os.Getenv("EVIDENT_S3_ACCESS_KEY"), os.Getenv("AWS_ACCESS_KEY_ID"))
 	secret := firstOf(os.Getenv("EVIDENT_S3_SECRET_KEY"), os.Getenv("AWS_SECRET_ACCESS_KEY"))

@@ -39,7 +39,7 @@ func addSigningFlags(fs *flag.FlagSet) *signingFlags {
 // wins; with neither, a token the CI environment offers means keyless.
 func (s *signingFlags) signer(getenv func(string) string) (tofu.Signer, string, error) {
 	if s.key != "" && s.tokenEnv != "" {
-		return nil, "", errors.New("give --key or --oidc-token-env, not both")
+		return nil, "", usageErrorf("give --key or --oidc-token-env, not both")
 	}
 	if s.key != "" {
 		keyPEM, err := readPrivateKey(s.key)
