@@ -125,6 +125,18 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Ready once the caches have synced; it names the resources the
+	// cluster does not serve, which are not followed.
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if why := w.Ready(); why != "" {
+			http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+		for _, m := range w.Missing() {
+			fmt.Fprintf(rw, "not served by the API server, not followed: %s\n", m)
+		}
+	})
 	if mode == "webhook" {
 		if *secretFile == "" {
 			return usageErrorf("webhook: --secret-file is required")

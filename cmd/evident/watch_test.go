@@ -146,6 +146,15 @@ trust:
 		t.Fatalf("notify: %d\n%s", code, w.stderr.String())
 	}
 	waitFor(t, "the first record in the ledger", func() bool { return srv.size() == 2 })
+	// The watcher reports readiness beside its metrics.
+	waitFor(t, "the watcher to be ready", func() bool {
+		resp, err := httpClient.Get(w.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 
 	// The ledger goes away; notifications keep coming and are spooled.
 	srv.stop()

@@ -42,6 +42,9 @@ func TestWatchesOnlyServedResources(t *testing.T) {
 	if got := h.next(evidence.KindSyncStarted)[0].p(); got.Target.Application != "orders-prod-eu-1" {
 		t.Fatalf("sync.started of %+v", got.Target)
 	}
+	if why := h.w.Ready(); why != "" {
+		t.Errorf("the watcher records, yet says it is not ready: %s", why)
+	}
 	missing := h.w.Missing()
 	if len(missing) != 3 {
 		t.Fatalf("missing resources %v, want Kustomizations, HelmReleases and Rollouts", missing)

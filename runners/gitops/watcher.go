@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,6 +154,7 @@ type Watcher struct {
 	factory dynamicinformer.DynamicSharedInformerFactory
 	byGVR   map[schema.GroupVersionResource]Deriver
 	missing []schema.GroupVersionResource // asked for, not served
+	synced  atomic.Bool                   // the informers' caches have synced
 
 	records  *prometheus.CounterVec
 	invalid  prometheus.Counter
@@ -238,6 +240,15 @@ func (w *Watcher) served(gvr schema.GroupVersionResource) (bool, error) {
 // Missing lists the resources the watcher was asked to follow that the API
 // server does not serve.
 func (w *Watcher) Missing() []schema.GroupVersionResource { return w.missing }
+
+// Ready says why the watcher is not yet following its resources (their
+// caches have not synced), or "" once it is.
+func (w *Watcher) Ready() string {
+	if !w.synced.Load() {
+		return "the watcher's caches of the API server's objects have not synced yet"
+	}
+	return ""
+}
 
 // follow registers the informers of a deriver's resource and relations.
 func (w *Watcher) follow(d Deriver) {
@@ -328,8 +339,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return fmt.Errorf("gitops: the cache of %s did not sync", gvr)
 			}
 		}
-		w.log.Info("watching", "resources", len(w.byGVR), "namespace", w.cfg.Namespace)
+		w.log.Info("watching", "resources", len(w.byGVR)-len(w.missing), "namespace", w.cfg.Namespace)
 	}
+	w.synced.Store(true)
 	stop := context.AfterFunc(ctx, w.queue.close)
 	defer stop()
 	for {
