@@ -248,6 +248,9 @@ func TestHelmChartOperations(t *testing.T) {
 			t.Errorf("watcher args %s lack %s", args, want)
 		}
 	}
+	if dig(w, "spec", "template", "spec", "containers", 0, "readinessProbe", "httpGet", "path") != "/readyz" {
+		t.Error("the watcher has no readiness probe on /readyz")
+	}
 	role := fmt.Sprint(dig(objs["ClusterRole/evident-watcher"], "rules"))
 	if !strings.Contains(role, "applications") || !strings.Contains(role, "services") || strings.Contains(role, "create") {
 		t.Errorf("the watcher's ClusterRole is not read-only on its resources and services: %s", role)
