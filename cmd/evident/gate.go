@@ -119,7 +119,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlags("gate check", stderr)
 	server := fs.String("server", defaultServer(), "server URL")
 	tlsFlags := addClientTLSFlags(fs)
-	tokenEnv := fs.String("token-env", "", "environment variable holding a runner's bearer token (needed once the server's access is configured)")
+	tokenEnv := fs.String("token-env", "", "environment variable holding a runner's bearer token (needed once the server's access is configured; default $EVIDENT_TOKEN)")
 	changeID := fs.String("change", "", "change id")
 	commit := fs.String("commit", "", "Git commit SHA the plan was made from")
 	planFile := fs.String("plan", "", "the plan file to apply (its SHA-256 is sent)")

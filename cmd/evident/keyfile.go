@@ -12,12 +12,13 @@ import (
 // way (a Kubernetes secretKeyRef, a CI secret variable).
 const envKeyPrefix = "env:"
 
-// tokenFromEnv reads a bearer token from the environment variable name
-// ("" when name is ""). Tokens are not taken as flags: a command line is
-// visible to every user of the machine.
+// tokenFromEnv reads a bearer token from the environment variable name, or
+// from $EVIDENT_TOKEN when name is "" ("" when that is unset too). Tokens
+// are not taken as flags: a command line is visible to every user of the
+// machine.
 func tokenFromEnv(name string) (string, error) {
 	if name == "" {
-		return "", nil
+		return strings.TrimSpace(os.Getenv("EVIDENT_TOKEN")), nil
 	}
 	v := strings.TrimSpace(os.Getenv(name))
 	if v == "" {

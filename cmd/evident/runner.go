@@ -58,7 +58,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stack := fs.String("stack", "", "stack directory (…/stacks/<env>/<cloud>/<account>/<region>/<stack>)")
 	server := fs.String("server", defaultServer(), "Evident server URL")
 	tlsFlags := addClientTLSFlags(fs)
-	tokenEnv := fs.String("token-env", "", "environment variable holding the runner's bearer token for the apply gate (needed once the server's access is configured)")
+	tokenEnv := fs.String("token-env", "", "environment variable holding the runner's bearer token for the apply gate (needed once the server's access is configured; default $EVIDENT_TOKEN)")
 	signing := addSigningFlags(fs)
 	catalog := fs.String("catalog", "", "catalog YAML: environments, stacks, risky resource types")
 	engine := fs.String("tofu", "", "engine binary (default: tofu, else terraform, on PATH)")
