@@ -32,6 +32,16 @@ func helm(t *testing.T) string {
 
 func render(t *testing.T, tool string, set ...string) []byte {
 	t.Helper()
+	out, err := helmTemplate(t, tool, set...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// helmTemplate renders the chart with set; its error holds helm's message.
+func helmTemplate(t *testing.T, tool string, set ...string) ([]byte, error) {
+	t.Helper()
 	args := []string{"template", "evident", filepath.Join("helm", "evident"), "--namespace", "evident"}
 	for _, s := range set {
 		args = append(args, "--set", s)
@@ -42,9 +52,9 @@ func render(t *testing.T, tool string, set ...string) []byte {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return nil, fmt.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return out
+	return out, nil
 }
 
 // objects decodes a multi-document manifest, keyed by "Kind/name".
@@ -179,20 +189,14 @@ func keys(m map[string]map[string]any) []string {
 	return out
 }
 
-// renderFails renders the chart with set and returns helm's error output.
+// renderFails renders the chart with set and returns helm's refusal.
 func renderFails(t *testing.T, tool string, set ...string) string {
 	t.Helper()
-	args := []string{"template", "evident", filepath.Join("helm", "evident"), "--namespace", "evident"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	cmd := exec.Command(tool, args...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	out, err := cmd.CombinedOutput()
+	_, err := helmTemplate(t, tool, set...)
 	if err == nil {
-		t.Fatalf("helm %s rendered, want a refusal", strings.Join(args, " "))
+		t.Fatalf("helm template with %v rendered, want a refusal", set)
 	}
-	return string(out)
+	return err.Error()
 }
 
 // The chart's operational objects: pods without a service-account token, a

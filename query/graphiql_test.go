@@ -2,13 +2,13 @@ package query_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"evident.dev/evident/internal/testenv"
 
 	"evident.dev/evident/query"
 )
@@ -19,33 +19,13 @@ import (
 // checks the tabs' titles and opens the Docs panel, which loads the schema.
 // Every asset comes from the server: the page works with no network.
 func TestGraphiQLInChromium(t *testing.T) {
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("EVIDENT_REQUIRE_TOOLS") == "1" {
-			t.Fatal("chromium is not installed; run scripts/setup.sh")
-		}
-		t.Skip("chromium is not installed; run scripts/setup.sh")
-	}
+	ctx := testenv.Browser(t, chromedp.WindowSize(1280, 2400)) // the result pane renders only the lines in view
 	h := newHarness(t, query.AccessConfig{})
 	h.loadDemo()
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.NoSandbox, // CI containers run as root
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"), // no CDN could be reached
-		chromedp.WindowSize(1280, 2400),                                            // the result pane renders only the lines in view
-	)
-	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-
-	// The first Run starts the browser; its context must carry no timeout.
 	if err := chromedp.Do(ctx, chromedp.Navigate(h.srv.URL+"/graphql")); err != nil {
 		t.Fatalf("load GraphiQL in Chromium: %v", err)
 	}
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx,
 		chromedp.WaitVisible(chromedp.CSS(`.graphiql-execute-button`)),

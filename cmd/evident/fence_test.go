@@ -27,12 +27,7 @@ import (
 // record either writer acknowledged, at its acknowledged index, byte for
 // byte.
 func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
-	m := miniotest.Start(t)
-	m.Bucket(t, "evident")
-	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
-	url := miniotest.URL("evident", "prod")
-	work := t.TempDir()
+	m, url, work := bucketForWriters(t)
 	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "durability: object-store\n")
 	a := startServe(t, work, "--config", "writer.yaml", "--data", "a")
 	signer := newSigner(t, filepath.Join(work, "a", "dev-runner.key"))
@@ -87,14 +82,7 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 	mu.Unlock()
 
 	// B takes over: the log key comes from the secret store, not A's disk.
-	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
-		b, err := os.ReadFile(filepath.Join(work, "a", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(work, "b", f), string(b))
-		os.Chmod(filepath.Join(work, "b", f), 0o600)
-	}
+	copyKeys(t, filepath.Join(work, "a"), filepath.Join(work, "b"))
 	evident(t, work, "restore", "--from", url, "--data", "b", "--config", "writer.yaml")
 	b := startServe(t, work, "--config", "writer.yaml", "--data", "b")
 	for index, body := range postMany(t, b, signer, "CHG-B", "prod", 300, 8) {
@@ -130,11 +118,7 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 
 	// Everything acknowledged by either writer survives B's loss too.
 	b.kill9()
-	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
-		body, _ := os.ReadFile(filepath.Join(work, "b", f))
-		writeFile(t, filepath.Join(work, "c", f), string(body))
-		os.Chmod(filepath.Join(work, "c", f), 0o600)
-	}
+	copyKeys(t, filepath.Join(work, "b"), filepath.Join(work, "c"))
 	res := evident(t, work, "restore", "--from", url, "--data", "c", "--config", "writer.yaml")
 	mustContain(t, "restore", res.stdout, fmt.Sprintf("restored %d entries", size))
 	srv := startServe(t, work, "--config", "writer.yaml", "--data", "c")
@@ -158,12 +142,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // A writer refuses a bucket it must not write before it listens: it never
 // prints its address, and exits naming the reason.
 func TestWriterRefusesBucketBeforeListening(t *testing.T) {
-	m := miniotest.Start(t)
-	m.Bucket(t, "evident")
-	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
-	url := miniotest.URL("evident", "prod")
-	work := t.TempDir()
+	m, url, work := bucketForWriters(t)
 	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "")
 	w := startServe(t, work, "--config", "writer.yaml", "--data", "w")
 	signer := newSigner(t, filepath.Join(work, "w", "dev-runner.key"))
@@ -212,22 +191,9 @@ func TestObjectStoreKill9Restore(t *testing.T) {
 	if testing.Short() {
 		cycles = 4
 	}
-	m := miniotest.Start(t)
-	m.Bucket(t, "evident")
-	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
-	url := miniotest.URL("evident", "prod")
-	work := t.TempDir()
+	m, url, work := bucketForWriters(t)
 	objectStoreConfig(t, filepath.Join(work, "writer.yaml"), url, m.Endpoint, "durability: object-store\n")
 	srv := startServe(t, work, "--config", "writer.yaml", "--data", "d0")
-	secrets := map[string][]byte{}
-	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
-		b, err := os.ReadFile(filepath.Join(work, "d0", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		secrets[f] = b
-	}
 	signer := newSigner(t, filepath.Join(work, "d0", "dev-runner.key"))
 	all := map[uint64][]byte{}
 	for cycle := range cycles {
@@ -242,10 +208,7 @@ func TestObjectStoreKill9Restore(t *testing.T) {
 			all[i] = env
 		}
 		data := fmt.Sprintf("d%d", cycle+1) // the old disk is gone
-		for f, b := range secrets {
-			writeFile(t, filepath.Join(work, data, f), string(b))
-			os.Chmod(filepath.Join(work, data, f), 0o600)
-		}
+		copyKeys(t, filepath.Join(work, "d0"), filepath.Join(work, data))
 		res := evident(t, work, "restore", "--from", url, "--data", data, "--config", "writer.yaml", "-o", "json")
 		var restored struct{ Entries uint64 }
 		if err := json.Unmarshal([]byte(res.stdout), &restored); err != nil {
@@ -260,4 +223,32 @@ func TestObjectStoreKill9Restore(t *testing.T) {
 	}
 	checkAcked(t, srv, all)
 	t.Logf("%d kills and restores: %d records acknowledged, all in the log of %d entries", cycles, len(all), srv.size())
+}
+
+// bucketForWriters starts MinIO with a bucket for the writers of one log,
+// puts its credentials in the environment the servers inherit, and returns
+// the log's object-store URL and a working directory.
+func bucketForWriters(t *testing.T) (*miniotest.Server, string, string) {
+	t.Helper()
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
+	return m, miniotest.URL("evident", "prod"), t.TempDir()
+}
+
+// copyKeys copies a writer's keys (the log key and the development runner
+// key) to another data directory, as a secret store would provide them.
+func copyKeys(t *testing.T, from, to string) {
+	t.Helper()
+	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} {
+		b, err := os.ReadFile(filepath.Join(from, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(to, f), string(b))
+		if err := os.Chmod(filepath.Join(to, f), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -121,14 +121,7 @@ func TestReplicasAndRestore(t *testing.T) {
 	if err := os.MkdirAll(newData, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"log.key", "dev-runner.key", "dev-runner.pub"} { // from the secret store
-		b, err := os.ReadFile(filepath.Join(writerData, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(newData, f), string(b))
-		os.Chmod(filepath.Join(newData, f), 0o600)
-	}
+	copyKeys(t, writerData, newData) // from the secret store
 	if err := os.RemoveAll(writerData); err != nil {
 		t.Fatal(err)
 	}

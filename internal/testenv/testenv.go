@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // Tool returns the path of an installed tool: on PATH, or in the setup
@@ -131,4 +133,34 @@ func randomHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// Browser starts headless Chromium (the Debian package setup installs) for
+// one test, with name resolution limited to 127.0.0.1 so a page that reached
+// for another origin would fail, and returns a chromedp context of it. The
+// browser is running when it returns: actions on the context may carry
+// timeouts.
+func Browser(t testing.TB, opts ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("EVIDENT_REQUIRE_TOOLS") != "" {
+			t.Fatal("chromium is not installed; run scripts/setup.sh")
+		}
+		t.Skip("chromium is not installed; run scripts/setup.sh")
+	}
+	all := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox, // CI containers run as root
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"), // no CDN could be reached
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(all, opts...)...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first action starts the browser; its context must carry no timeout.
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return ctx
 }

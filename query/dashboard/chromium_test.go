@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"evident.dev/evident/internal/testenv"
 )
 
 // The pages in headless Chromium (scripts/setup.d/50-chromium.sh installs
@@ -22,28 +23,8 @@ import (
 // '#' and '/'. The screenshots are kept as test artifacts (go test
 // -artifacts) for a person to look at.
 func TestPagesInChromium(t *testing.T) {
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("EVIDENT_REQUIRE_TOOLS") == "1" {
-			t.Fatal("chromium is not installed; run scripts/setup.sh")
-		}
-		t.Skip("chromium is not installed; run scripts/setup.sh")
-	}
 	f := start(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.NoSandbox, // CI containers run as root
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-	)
-	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(f.URL+"/")); err != nil { // starts the browser: no timeout
-		t.Fatalf("load the pages in Chromium: %v", err)
-	}
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(testenv.Browser(t), 60*time.Second)
 	defer cancel()
 
 	for _, width := range []int64{1280, 375} {
