@@ -136,11 +136,17 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after the rename
+	p := newProgress(stderr, "export", 0)
+	p.unit = "lines"
+	pctx, stop := context.WithCancel(ctx)
+	go p.run(pctx)
+	w := progressWriter{tmp, p}
 	if *server != "" {
-		err = downloadExport(ctx, *server, tmp)
+		err = downloadExport(ctx, *server, w)
 	} else {
-		err = exportData(ctx, *data, tmp)
+		err = exportData(ctx, *data, w)
 	}
+	stop()
 	if err != nil {
 		return errors.Join(err, tmp.Close())
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 type progress struct {
 	w        io.Writer
 	what     string
+	unit     string // what is counted; default "entries"
 	total    uint64 // 0: unknown
 	done     atomic.Uint64
 	interval time.Duration
@@ -61,13 +64,27 @@ func (p *progress) run(ctx context.Context) {
 			done := p.done.Load()
 			rate := float64(done-last) / now.Sub(lastAt).Seconds()
 			last, lastAt = done, now
-			line := fmt.Sprintf("%s: %d entries", p.what, done)
+			unit := cmp.Or(p.unit, "entries")
+			line := fmt.Sprintf("%s: %d %s", p.what, done, unit)
 			if p.total > 0 {
-				line = fmt.Sprintf("%s: %d of %d entries (%d%%)", p.what, done, p.total, done*100/p.total)
+				line = fmt.Sprintf("%s: %d of %d %s (%d%%)", p.what, done, p.total, unit, done*100/p.total)
 			}
 			fmt.Fprintf(p.w, "\r\033[K%s, %.0f/s, %s", line, rate, now.Sub(start).Round(time.Second))
 		}
 	}
+}
+
+// progressWriter counts toward p the lines written through it (an
+// export's entries and checkpoints).
+type progressWriter struct {
+	w io.Writer
+	p *progress
+}
+
+func (c progressWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.p.add(uint64(bytes.Count(b[:n], []byte{'\n'})))
+	return n, err
 }
 
 // countingSource counts the leaves a log check reads.

@@ -30,6 +30,16 @@ func TestProgress(t *testing.T) {
 		t.Errorf("the progress line is not cleared at the end: %q", out.String())
 	}
 
+	// An export counts its lines as they are written.
+	var file bytes.Buffer
+	lines := &progress{what: "export", unit: "lines"}
+	w := progressWriter{&file, lines}
+	w.Write([]byte("header\nentry 1\nentr"))
+	w.Write([]byte("y 2\n"))
+	if n := lines.done.Load(); n != 3 || file.Len() != 26 {
+		t.Errorf("%d lines counted (%d bytes written), want 3", n, file.Len())
+	}
+
 	var quiet bytes.Buffer
 	if q := newProgress(&quiet, "verify", 10); q.w != nil {
 		t.Error("progress would print to a buffer, which is no terminal")
