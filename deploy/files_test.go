@@ -165,3 +165,38 @@ func TestImageBuild(t *testing.T) {
 		t.Error("the build is stamped with the checkout's state: two checkouts would differ")
 	}
 }
+
+// docs/design.md's package table names every package of the module, and
+// only those ("internal/..." stands for the packages below internal/).
+func TestDesignListsEveryPackage(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "design.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9/.]+)` \\|").FindAllSubmatch(b, -1) {
+		listed[string(m[1])] = true
+	}
+	list := exec.Command("go", "list", "./...")
+	list.Dir = ".." // the module's root
+	out, err := list.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, pkg := range strings.Fields(string(out)) {
+		name := strings.TrimPrefix(strings.TrimPrefix(pkg, "evident.dev/evident"), "/")
+		if strings.HasPrefix(name, "internal/") {
+			name = "internal/..."
+		}
+		seen[name] = true
+		if !listed[name] {
+			t.Errorf("docs/design.md does not list the package %s", name)
+		}
+	}
+	for name := range listed {
+		if !seen[name] {
+			t.Errorf("docs/design.md lists %s, which is not a package", name)
+		}
+	}
+}
