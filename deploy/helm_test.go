@@ -174,10 +174,8 @@ func TestHelmChart(t *testing.T) {
 		t.Errorf("replicas.count=3 gives %v", n)
 	}
 	// Replicas cannot start without the key they pin: rendering says so.
-	cmd := exec.Command(tool, "template", "evident", filepath.Join("helm", "evident"))
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "log.verifierKey is required") {
-		t.Errorf("rendering replicas without log.verifierKey: %v\n%s", err, out)
+	if out := renderFails(t, tool); !strings.Contains(out, "set log.verifierKey, or log.existingSecret holding log.vkey") {
+		t.Errorf("rendering replicas without a verifier key: %s", out)
 	}
 }
 
@@ -263,6 +261,15 @@ func TestHelmChartOperations(t *testing.T) {
 		t.Errorf("a watcher without a key: %s", out)
 	}
 
+	// One step: the replicas take the verifier key from the log key's
+	// Secret (its log.vkey only), so nothing has to be read back from
+	// the writer first.
+	objs = objects(t, render(t, tool, "log.existingSecret=evident-log-key"))
+	replica := dig(objs["Deployment/evident-replica"], "spec", "template", "spec", "containers", 0)
+	if args, env := fmt.Sprint(dig(replica, "args")), fmt.Sprint(dig(replica, "env")); !strings.Contains(args, "--log-key=$(EVIDENT_LOG_VERIFIER_KEY)") ||
+		!strings.Contains(env, "key:log.vkey") || strings.Contains(env, "log.key") {
+		t.Errorf("replicas do not take the verifier key, and only it, from the Secret: %s %s", args, env)
+	}
 	objs = objects(t, render(t, tool, key, "writer.lease.enabled=true", "objectStore.durability=object-store"))
 	writer := objs["StatefulSet/evident-writer"]
 	if dig(writer, "spec", "replicas") != 2 || !strings.Contains(fmt.Sprint(dig(writer, "spec", "template", "spec", "containers", 0, "args")), "--lease=evident/evident-writer") {

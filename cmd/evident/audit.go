@@ -362,7 +362,7 @@ func keyOrFile(k string) string {
 	if b, err := os.ReadFile(k); err == nil {
 		return strings.TrimSpace(string(b))
 	}
-	return k
+	return strings.TrimSpace(k) // from a Secret's file or variable, with its newline
 }
 
 func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*verifier.CheckReport, error) {

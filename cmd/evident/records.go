@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,19 +16,24 @@ import (
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
 )
 
 func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "generate" {
-		return errors.New("usage: evident keys generate --name NAME --dir DIR [--alg ed25519|ecdsa-p256]")
+		return usageErrorf("usage: evident keys generate --name NAME --dir DIR [--alg ed25519|ecdsa-p256] [--origin ORIGIN]")
 	}
 	fs := newFlags("keys generate", stderr)
 	name := fs.String("name", "", "key name: writes DIR/NAME.key and DIR/NAME.pub")
 	dir := fs.String("dir", ".", "directory")
 	alg := fs.String("alg", "ed25519", "ed25519 or ecdsa-p256")
+	origin := fs.String("origin", "", "a log key: the log's origin; also writes DIR/NAME.vkey, the note verifier key replicas and auditors pin")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
+	}
+	if *origin != "" && *alg != "ed25519" {
+		return usageErrorf("keys generate: a log key (--origin) is ed25519")
 	}
 	if *name == "" || strings.ContainsAny(*name, `/\`) {
 		return usageErrorf("keys generate: --name is required and must be a plain file name")
@@ -52,6 +58,26 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	id, err := verifier.KeyID(pk)
 	if err != nil {
+		return err
+	}
+	if *origin != "" {
+		key, err := verifier.ParsePrivateKey(priv)
+		if err != nil {
+			return err
+		}
+		edKey, ok := key.(ed25519.PrivateKey)
+		if !ok {
+			return errors.New("keys generate: a log key must be ed25519")
+		}
+		signer, err := ledger.NewNoteSigner(*origin, edKey)
+		if err != nil {
+			return err
+		}
+		vkeyPath := filepath.Join(*dir, *name+".vkey")
+		if err := writeNew(vkeyPath, []byte(signer.VerifierKey()+"\n"), 0o644); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "wrote %s, %s and %s (log key of %s: %s)\n", keyPath, pubPath, vkeyPath, *origin, signer.VerifierKey())
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "wrote %s and %s (keyid %s)\n", keyPath, pubPath, id)

@@ -221,7 +221,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageErrorf("restore: --from s3://bucket/prefix is required")
 	}
 	logger := newLogger(stderr, slog.LevelInfo)
-	if cfg.Log.VerifierKey, err = restoreKey(cfg, *logKey); err != nil {
+	if cfg.Log.VerifierKey, err = restoreKey(cfg, keyOrFile(*logKey)); err != nil {
 		return err
 	}
 	if cfg.Log.Origin, err = keyOrigin(cfg.Log.VerifierKey); err != nil {

@@ -22,9 +22,6 @@ func TestScaleOutWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash to run the walk-through with")
 	}
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("no curl, which the walk-through uses")
-	}
 	m := miniotest.Start(t)
 	m.Bucket(t, "evident-log")
 	page := filepath.Join("..", "..", "docs", "scale-out.md")
@@ -74,6 +71,10 @@ func TestScaleOutWalkthrough(t *testing.T) {
 
 	run("secrets")
 	w := serve("serve writer")
+	// The verifier key keys generate wrote is the one the writer signs with.
+	if vkey, err := os.ReadFile(filepath.Join(work, "secrets", "log.vkey")); err != nil || strings.TrimSpace(string(vkey)) != w.LogKey {
+		t.Fatalf("secrets/log.vkey holds %q (%v), the writer prints %q", vkey, err, w.LogKey)
+	}
 	mustContain(t, "load", run("load"), "2000")
 	r := serve("serve replica")
 	size := w.size()

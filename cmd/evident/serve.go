@@ -185,7 +185,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	verbose := fs.Bool("v", false, "debug logging")
 	pprofAddr := fs.String("pprof", "", "serve Go profiling endpoints on this address (e.g. 127.0.0.1:6060)")
 	follow := fs.String("follow", "", "serve as a read replica of the log exported to this s3://bucket/prefix")
-	logKey := fs.String("log-key", "", "with --follow: note verifier key of the followed log (default log.verifierKey)")
+	logKey := fs.String("log-key", "", "with --follow: note verifier key of the followed log, or a file holding it (default log.verifierKey)")
 	lease := fs.String("lease", "", "writer high availability: lead through this Kubernetes Lease (NAMESPACE/NAME), resuming from the object store")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -214,7 +214,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var srv *server
 	if *follow != "" {
 		cfg.ObjectStore.URL = *follow
-		cfg.Log.VerifierKey = firstOf(*logKey, cfg.Log.VerifierKey)
+		cfg.Log.VerifierKey = keyOrFile(firstOf(*logKey, cfg.Log.VerifierKey))
 		srv, err = startReplica(ctx, cfg, logger)
 	} else {
 		srv, err = startServer(ctx, cfg, logger)
