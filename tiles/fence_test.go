@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -283,5 +284,58 @@ func TestStalledWriterIsFenced(t *testing.T) {
 		if err != nil || !bytes.Equal(lb, lc) {
 			t.Fatalf("entry %d restored differs from B's (%v)", i, err)
 		}
+	}
+}
+
+// The object store decides between writers: a conditional put succeeds
+// once for one ETag (so of two writers claiming at once, one fails), and a
+// writer whose claim was replaced learns it, with the new writer's name.
+func TestClaimIsDecidedByTheObjectStore(t *testing.T) {
+	ctx := context.Background()
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	store := openStore(t, m, "evident")
+
+	if _, err := store.Put(ctx, "k", []byte("one"), tiles.Cond{IfAbsent: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Put(ctx, "k", []byte("two"), tiles.Cond{IfAbsent: true}); !errors.Is(err, tiles.ErrPrecondition) {
+		t.Fatalf("a second If-None-Match put: %v, want ErrPrecondition", err)
+	}
+	etag, err := store.Stat(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 8 { // eight writers replacing the same version at once
+		wg.Go(func() {
+			if _, err := store.Put(ctx, "k", fmt.Appendf(nil, "writer %d", i), tiles.Cond{IfMatch: etag}); err == nil {
+				won.Add(1)
+			} else if !errors.Is(err, tiles.ErrPrecondition) {
+				t.Errorf("writer %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := won.Load(); n != 1 {
+		t.Fatalf("%d of 8 conditional puts on one ETag succeeded, want exactly 1", n)
+	}
+	if _, err := store.Put(ctx, "missing", []byte("x"), tiles.Cond{IfMatch: etag}); !errors.Is(err, tiles.ErrPrecondition) {
+		t.Fatalf("If-Match on a missing object: %v, want ErrPrecondition", err)
+	}
+
+	a, err := tiles.ClaimBucket(ctx, store, "writer A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(ctx); err != nil {
+		t.Fatalf("A's own claim: %v", err)
+	}
+	if _, err := tiles.ClaimBucket(ctx, store, "writer B"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(ctx); !errors.Is(err, tiles.ErrFenced) || !strings.Contains(err.Error(), `"writer B"`) {
+		t.Fatalf("A after B claimed: %v, want ErrFenced naming writer B", err)
 	}
 }
