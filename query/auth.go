@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"evident.dev/evident/evidence"
@@ -236,8 +235,6 @@ func (a *Authenticator) jwt(ctx context.Context, raw string) (*Identity, error) 
 	}
 	return nil, ErrUnauthenticated
 }
-
-var jwtAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256, jose.ES384, jose.RS384}
 
 func claimHas(v any, want string) bool {
 	switch c := v.(type) {

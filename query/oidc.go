@@ -14,8 +14,17 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// signingAlgorithms are the JWT algorithms an issuer's tokens may use.
-var signingAlgorithms = []string{oidc.RS256, oidc.ES256, oidc.EdDSA, oidc.PS256, oidc.ES384, oidc.RS384}
+// jwtAlgorithms are the JWT algorithms an issuer's tokens may use.
+var jwtAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA, jose.PS256, jose.ES384, jose.RS384}
+
+// signingAlgorithms is jwtAlgorithms as go-oidc names them.
+func signingAlgorithms() []string {
+	out := make([]string, len(jwtAlgorithms))
+	for i, a := range jwtAlgorithms {
+		out[i] = string(a)
+	}
+	return out
+}
 
 // oidcIssuer verifies one issuer's tokens with coreos/go-oidc: signature,
 // issuer, audience, expiry and algorithm. Its keys come from the issuer's
@@ -74,7 +83,7 @@ func (p *oidcIssuer) idVerifier(ctx context.Context) (*oidc.IDTokenVerifier, err
 	}
 	keys := &jwksCache{url: jwksURL, client: p.client, minRefresh: p.cfg.MinRefresh}
 	p.verifier = oidc.NewVerifier(p.cfg.Issuer, keys, &oidc.Config{
-		ClientID: p.cfg.Audience, SupportedSigningAlgs: signingAlgorithms, Now: p.clock,
+		ClientID: p.cfg.Audience, SupportedSigningAlgs: signingAlgorithms(), Now: p.clock,
 	})
 	return p.verifier, nil
 }
@@ -95,11 +104,7 @@ type jwksCache struct {
 
 // VerifySignature implements oidc.KeySet.
 func (c *jwksCache) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	algs := make([]jose.SignatureAlgorithm, len(signingAlgorithms))
-	for i, a := range signingAlgorithms {
-		algs[i] = jose.SignatureAlgorithm(a)
-	}
-	sig, err := jose.ParseSignedCompact(raw, algs)
+	sig, err := jose.ParseSignedCompact(raw, jwtAlgorithms)
 	if err != nil {
 		return nil, err
 	}
