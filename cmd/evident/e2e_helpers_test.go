@@ -172,7 +172,21 @@ func tryServe(t *testing.T, dir string, args ...string) (*testServer, error) {
 // a shell that execs it), as tryServe does.
 func tryServeCmd(t *testing.T, cmd *exec.Cmd) (*testServer, error) {
 	t.Helper()
-	args := cmd.Args[1:]
+	s, err := startServeCmd(t, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.awaitServing(60 * time.Second); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// startServeCmd starts cmd, which runs evident serve, and returns at once:
+// awaitServing waits until it serves. The process is killed when the test
+// ends.
+func startServeCmd(t *testing.T, cmd *exec.Cmd) (*testServer, error) {
+	t.Helper()
 	s := &testServer{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{}), cmd: cmd}
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
 	if err := s.cmd.Start(); err != nil {
@@ -190,31 +204,38 @@ func tryServeCmd(t *testing.T, cmd *exec.Cmd) (*testServer, error) {
 			<-s.exited
 		}
 	})
+	return s, nil
+}
+
+// awaitServing waits up to d until the server prints where it serves, and
+// returns an error wrapping errExited if it exits first.
+func (s *testServer) awaitServing(d time.Duration) error {
+	args := s.cmd.Args[1:]
 	// serve prints three lines once it listens: the address first.
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(d)
 	for {
 		out := s.stdout.String()
 		if lines := strings.Split(out, "\n"); len(lines) >= 4 {
 			url, ok := strings.CutPrefix(lines[0], "evident serving on ")
 			if !ok || !(strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://")) {
-				return nil, fmt.Errorf("serve's first line is %q, want \"evident serving on http://ADDR\" (or https)", lines[0])
+				return fmt.Errorf("serve's first line is %q, want \"evident serving on http://ADDR\" (or https)", lines[0])
 			}
 			s.URL = url
 			s.Origin, _ = strings.CutPrefix(lines[1], "log origin: ")
 			s.LogKey, _ = strings.CutPrefix(lines[2], "log key: ")
 			if s.Origin == "" || s.LogKey == "" {
-				return nil, fmt.Errorf("serve printed %q, want the origin and the log key on lines 2 and 3", out)
+				return fmt.Errorf("serve printed %q, want the origin and the log key on lines 2 and 3", out)
 			}
-			return s, nil
+			return nil
 		}
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("%w: evident serve %s: %v\nstdout:\n%s\nstderr:\n%s",
+			return fmt.Errorf("%w: evident serve %s: %v\nstdout:\n%s\nstderr:\n%s",
 				errExited, strings.Join(args, " "), s.waitErr, out, s.stderr.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("evident serve did not print its address within 60s\nstdout:\n%s\nstderr:\n%s", out, s.stderr.String())
+			return fmt.Errorf("evident serve did not print its address within %s\nstdout:\n%s\nstderr:\n%s", d, out, s.stderr.String())
 		}
 	}
 }

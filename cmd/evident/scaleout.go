@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"evident.dev/evident/failover"
@@ -306,7 +305,7 @@ func restoreKey(cfg *Config, flagKey string) (string, error) {
 // waits for the Kubernetes Lease, restores what the bucket holds beyond its
 // data directory, and serves as the writer until it loses the lease, then
 // exits (the orchestrator restarts it as a standby).
-func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog.Logger, stdout io.Writer) error {
+func serveWithLease(ctx context.Context, cfg *Config, lease, kubeconfig string, logger *slog.Logger, stdout io.Writer) error {
 	ns, name, ok := strings.Cut(lease, "/")
 	if !ok || ns == "" || name == "" {
 		return usageErrorf("--lease %q: want NAMESPACE/NAME", lease)
@@ -317,7 +316,7 @@ func serveWithLease(ctx context.Context, cfg *Config, lease string, logger *slog
 	if cfg.Durability != durabilityObjectStore {
 		logger.Warn("--lease without durability object-store: records acknowledged but not yet exported are lost when the writer's disk is")
 	}
-	restCfg, err := rest.InClusterConfig()
+	restCfg, err := kubeConfig(kubeconfig)
 	if err != nil {
 		return fmt.Errorf("--lease: Kubernetes API: %w", err)
 	}

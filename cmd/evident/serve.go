@@ -187,6 +187,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	follow := fs.String("follow", "", "serve as a read replica of the log exported to this s3://bucket/prefix")
 	logKey := fs.String("log-key", "", "with --follow: note verifier key of the followed log, or a file holding it (default log.verifierKey)")
 	lease := fs.String("lease", "", "writer high availability: lead through this Kubernetes Lease (NAMESPACE/NAME), resuming from the object store")
+	kubeconfig := fs.String("kubeconfig", "", "with --lease: kubeconfig file (default in-cluster configuration, or $KUBECONFIG)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -209,7 +210,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		debug.SetMemoryLimit(int64(cmp.Or(cfg.MemoryLimitMB, 256)) << 20)
 	}
 	if *lease != "" {
-		return serveWithLease(ctx, cfg, *lease, logger, stdout)
+		return serveWithLease(ctx, cfg, *lease, *kubeconfig, logger, stdout)
 	}
 	var srv *server
 	if *follow != "" {

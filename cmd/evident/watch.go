@@ -118,7 +118,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// client-go logs through klog: into this command's log instead.
 		klog.SetSlogLogger(log.With("component", "client-go"))
 	}
-	w, err := gitops.New(cfg)
+	w, err := gitops.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// Ready once the caches have synced; it names the resources the
-	// cluster does not serve, which are not followed.
+	// cluster does not serve or does not let the watcher read, which are
+	// not followed.
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
 		if why := w.Ready(); why != "" {
 			http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
@@ -135,6 +136,9 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(rw, "ready")
 		for _, m := range w.Missing() {
 			fmt.Fprintf(rw, "not served by the API server, not followed: %s\n", m)
+		}
+		for _, f := range w.Forbidden() {
+			fmt.Fprintf(rw, "forbidden to this watcher (RBAC), not followed: %s\n", f)
 		}
 	})
 	if mode == "webhook" {

@@ -28,13 +28,7 @@ func Tool(t testing.TB, name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	cache := os.Getenv("EVIDENT_TOOLS")
-	if cache == "" {
-		if dir, err := os.UserCacheDir(); err == nil {
-			cache = filepath.Join(dir, "evident-tools")
-		}
-	}
-	if cache != "" {
+	if cache := toolsCache(); cache != "" {
 		p := filepath.Join(cache, "bin", name)
 		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
 			return p
@@ -45,6 +39,17 @@ func Tool(t testing.TB, name string) string {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
+	return ""
+}
+
+// toolsCache is the directory scripts/setup.sh installs tools into.
+func toolsCache() string {
+	if cache := os.Getenv("EVIDENT_TOOLS"); cache != "" {
+		return cache
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "evident-tools")
+	}
 	return ""
 }
 

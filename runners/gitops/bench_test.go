@@ -70,7 +70,7 @@ func benchUpdates(b *testing.B, informer bool) {
 		b.Fatal(err)
 	}
 	defer sp.Close()
-	w, err := gitops.New(gitops.Config{Client: cluster, Derivers: []gitops.Deriver{&gitops.ArgoCD{Site: site}},
+	w, err := gitops.New(b.Context(), gitops.Config{Client: cluster, Derivers: []gitops.Deriver{&gitops.ArgoCD{Site: site}},
 		Signer: newSigner(b), Spool: sp, StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		b.Fatal(err)

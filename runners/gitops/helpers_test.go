@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/fake"
 	"sigs.k8s.io/yaml"
 
@@ -126,11 +128,15 @@ type harness struct {
 
 func start(t testing.TB, c *fake.FakeDynamicClient, signer gitops.Signer, dir string) *harness {
 	t.Helper()
+	if c == nil {
+		return startWith(t, nil, signer, dir, nil)
+	}
 	return startWith(t, c, signer, dir, nil)
 }
 
-// startWith is start with a configuration change (e.g. a Discovery).
-func startWith(t testing.TB, c *fake.FakeDynamicClient, signer gitops.Signer, dir string, change func(*gitops.Config)) *harness {
+// startWith is start with a configuration change (e.g. a Discovery), on
+// any Kubernetes API: client-go's fake, or a real API server.
+func startWith(t testing.TB, c dynamic.Interface, signer gitops.Signer, dir string, change func(*gitops.Config)) *harness {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Registerer: reg})
@@ -144,7 +150,7 @@ func startWith(t testing.TB, c *fake.FakeDynamicClient, signer gitops.Signer, di
 	if change != nil {
 		change(&cfg)
 	}
-	w, err := gitops.New(cfg)
+	w, err := gitops.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +221,29 @@ func (h *harness) next(kinds ...evidence.Kind) []record {
 		if r.p().Kind != kinds[i] {
 			h.t.Fatalf("records are %v, want %v", kindsOf(out), kinds)
 		}
+	}
+	return out
+}
+
+// nextInAnyOrder waits for records of exactly the given kinds, in any
+// order (informers of different resources race), and then for quiet.
+func (h *harness) nextInAnyOrder(kinds ...evidence.Kind) []record {
+	h.t.Helper()
+	var out []record
+	for len(out) < len(kinds) {
+		select {
+		case r := <-h.got:
+			out = append(out, r)
+		case <-time.After(10 * time.Second):
+			h.t.Fatalf("got %d records (%v), want %v", len(out), kindsOf(out), kinds)
+		}
+	}
+	h.quiet()
+	got, want := kindsOf(out), slices.Clone(kinds)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		h.t.Fatalf("records are %v, want %v in any order", kindsOf(out), kinds)
 	}
 	return out
 }

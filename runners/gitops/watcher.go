@@ -153,7 +153,8 @@ type Watcher struct {
 	queue   *queue
 	factory dynamicinformer.DynamicSharedInformerFactory
 	byGVR   map[schema.GroupVersionResource]Deriver
-	missing []schema.GroupVersionResource // asked for, not served
+	missing   []schema.GroupVersionResource // asked for, not served
+	forbidden []schema.GroupVersionResource // served, but RBAC refuses list or watch
 	synced  atomic.Bool                   // the informers' caches have synced
 
 	records  *prometheus.CounterVec
@@ -163,8 +164,10 @@ type Watcher struct {
 	pending [][]byte // signed, not yet spooled; owned by the event loop
 }
 
-// New prepares a watcher; Run starts it.
-func New(cfg Config) (*Watcher, error) {
+// New prepares a watcher; Run starts it. With a Client, New asks the API
+// server which of the resources to follow it serves and lets this watcher
+// list and watch, and fails when that leaves none.
+func New(ctx context.Context, cfg Config) (*Watcher, error) {
 	if cfg.Signer == nil || cfg.Spool == nil || cfg.StateDir == "" {
 		return nil, errors.New("gitops: Signer, Spool and StateDir are required")
 	}
@@ -196,25 +199,64 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	if cfg.Client != nil {
 		w.factory = dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Client, cfg.Resync, cfg.Namespace, nil)
-		served := 0
+		watched := 0
 		for _, d := range cfg.Derivers {
-			ok, err := w.served(d.Resource())
+			ok, err := w.watchable(ctx, d.Resource())
 			if err != nil {
 				return nil, err
 			}
 			if !ok {
-				w.missing = append(w.missing, d.Resource())
-				w.log.Warn("the API server does not serve this resource: not watched (is its controller installed?)", "resource", d.Resource().String())
 				continue
 			}
-			w.follow(d)
-			served++
+			w.follow(ctx, d)
+			watched++
 		}
-		if served == 0 {
-			return nil, fmt.Errorf("gitops: the API server serves none of the resources to watch (%v): is the GitOps controller installed?", w.missing)
+		if watched == 0 {
+			return nil, fmt.Errorf("gitops: none of the resources to watch can be watched (not served: %v; forbidden: %v): is the GitOps controller installed, and may this watcher list and watch its resources?", w.missing, w.forbidden)
 		}
 	}
 	return w, nil
+}
+
+// watchable says whether the API server serves gvr and lets this watcher
+// list and watch it, noting and logging why not. Without the check, an
+// informer of such a resource retries for ever and its cache never syncs.
+func (w *Watcher) watchable(ctx context.Context, gvr schema.GroupVersionResource) (bool, error) {
+	ok, err := w.served(gvr)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		w.missing = append(w.missing, gvr)
+		w.log.Warn("the API server does not serve this resource: not watched (is its controller installed?)", "resource", gvr.String())
+		return false, nil
+	}
+	verb, err := w.permitted(ctx, gvr)
+	if apierrors.IsForbidden(err) {
+		w.forbidden = append(w.forbidden, gvr)
+		w.log.Error("forbidden to "+verb+" this resource: not watched (grant the watcher get, list and watch on it)", "resource", gvr.String(), "err", err)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("gitops: %s %s: %w", verb, gvr, err)
+	}
+	return true, nil
+}
+
+// permitted lists and opens a watch on gvr in the watched namespace, as the
+// informer will, and returns the first verb that failed.
+func (w *Watcher) permitted(ctx context.Context, gvr schema.GroupVersionResource) (string, error) {
+	rc := w.cfg.Client.Resource(gvr).Namespace(w.cfg.Namespace)
+	if _, err := rc.List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		return "list", err
+	}
+	timeout := int64(1)
+	wi, err := rc.Watch(ctx, metav1.ListOptions{TimeoutSeconds: &timeout})
+	if err != nil {
+		return "watch", err
+	}
+	wi.Stop()
+	return "", nil
 }
 
 // served asks discovery whether the API server serves gvr.
@@ -241,6 +283,10 @@ func (w *Watcher) served(gvr schema.GroupVersionResource) (bool, error) {
 // server does not serve.
 func (w *Watcher) Missing() []schema.GroupVersionResource { return w.missing }
 
+// Forbidden lists the resources the API server serves but does not let
+// this watcher list or watch: they are not followed.
+func (w *Watcher) Forbidden() []schema.GroupVersionResource { return w.forbidden }
+
 // Ready says why the watcher is not yet following its resources (their
 // caches have not synced), or "" once it is.
 func (w *Watcher) Ready() string {
@@ -251,7 +297,7 @@ func (w *Watcher) Ready() string {
 }
 
 // follow registers the informers of a deriver's resource and relations.
-func (w *Watcher) follow(d Deriver) {
+func (w *Watcher) follow(ctx context.Context, d Deriver) {
 	gvr := d.Resource()
 	enqueue := func(obj any) {
 		if u, ok := obj.(*unstructured.Unstructured); ok {
@@ -279,6 +325,10 @@ func (w *Watcher) follow(d Deriver) {
 			// Related objects only wake the owner sooner; without them the
 			// owner's own updates still arrive.
 			w.log.Warn("a related resource is not watched", "resource", r.Resource.String(), "err", err)
+			continue
+		}
+		if verb, err := w.permitted(ctx, r.Resource); err != nil {
+			w.log.Warn("a related resource is not watched: cannot "+verb+" it", "resource", r.Resource.String(), "err", err)
 			continue
 		}
 		inf := w.factory.ForResource(r.Resource).Informer()

@@ -89,7 +89,7 @@ func setup(t *testing.T) env {
 		t.Fatal(err)
 	}
 	flux := &gitops.Flux{Site: site, GVR: gitops.KustomizationResource}
-	w, err := gitops.New(gitops.Config{Derivers: []gitops.Deriver{&gitops.ArgoCD{Site: site}}, Signer: signer, Spool: sp, StateDir: filepath.Join(dir, "state")})
+	w, err := gitops.New(t.Context(), gitops.Config{Derivers: []gitops.Deriver{&gitops.ArgoCD{Site: site}}, Signer: signer, Spool: sp, StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		t.Fatal(err)
 	}
