@@ -147,15 +147,15 @@ type Discovery interface {
 
 // Watcher follows GitOps objects and records their transitions.
 type Watcher struct {
-	cfg     Config
-	log     *slog.Logger
-	mem     *memory
-	queue   *queue
-	factory dynamicinformer.DynamicSharedInformerFactory
-	byGVR   map[schema.GroupVersionResource]Deriver
+	cfg       Config
+	log       *slog.Logger
+	mem       *memory
+	queue     *queue
+	factory   dynamicinformer.DynamicSharedInformerFactory
+	byGVR     map[schema.GroupVersionResource]Deriver
 	missing   []schema.GroupVersionResource // asked for, not served
 	forbidden []schema.GroupVersionResource // served, but RBAC refuses list or watch
-	synced  atomic.Bool                   // the informers' caches have synced
+	synced    atomic.Bool                   // the informers' caches have synced
 
 	records  *prometheus.CounterVec
 	invalid  prometheus.Counter
