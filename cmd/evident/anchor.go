@@ -104,7 +104,11 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	rekor := fs.String("rekor", "", "Rekor's base URL (default: anchor.rekor of the configuration)")
 	rekorKey := fs.String("rekor-key", "", "file with Rekor's pinned public key, PEM (default: anchor.rekorKey)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	format := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := format.check(); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*configPath)
@@ -173,6 +177,15 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	res, err := anc.Anchor(ctx)
 	if err := errors.Join(err, lg.Close()); err != nil {
 		return err
+	}
+	if format.json() {
+		return writeIndented(stdout, struct {
+			CheckpointSize uint64    `json:"checkpointSize"`
+			Root           string    `json:"root"`
+			RekorLogIndex  int64     `json:"rekorLogIndex"`
+			IntegratedTime time.Time `json:"integratedTime"`
+			Entry          uint64    `json:"entry"` // the anchor record's index in this log
+		}{res.Anchor.CheckpointSize, res.Anchor.RootHash, res.Anchor.LogIndex, time.Unix(res.Anchor.IntegratedTime, 0).UTC(), res.Receipt.Index})
 	}
 	_, err = fmt.Fprintf(stdout, "anchored checkpoint %d (root %s) as Rekor entry %d (integrated %s); recorded as entry %d\n",
 		res.Anchor.CheckpointSize, res.Anchor.RootHash, res.Anchor.LogIndex,

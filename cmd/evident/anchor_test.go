@@ -41,6 +41,18 @@ func TestAnchorAgainstRealRekor(t *testing.T) {
 
 	r = evident(t, work, "anchor", "--config", "evident.yaml")
 	mustContain(t, "evident anchor", r.stdout, "anchored checkpoint", "as Rekor entry")
+	r = evident(t, work, "anchor", "--config", "evident.yaml", "-o", "json")
+	var anchored struct {
+		CheckpointSize uint64    `json:"checkpointSize"`
+		Root           string    `json:"root"`
+		RekorLogIndex  int64     `json:"rekorLogIndex"`
+		IntegratedTime time.Time `json:"integratedTime"`
+		Entry          uint64    `json:"entry"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &anchored); err != nil || anchored.CheckpointSize == 0 || anchored.Root == "" ||
+		anchored.IntegratedTime.IsZero() || anchored.Entry == 0 {
+		t.Fatalf("anchor -o json: %+v %v\n%s", anchored, err, r.stdout)
+	}
 
 	r = evident(t, work, "verify", "--data", "evident-data", "--log-key", srv.LogKey)
 	mustContain(t, "verify without --rekor-key", r.stdout, "OK:", "not checked against Rekor (give --rekor-key)")

@@ -125,7 +125,11 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", "", "data directory of a stopped server")
 	server := fs.String("server", "", "or: URL of a running server")
 	out := fs.String("out", "", "output file")
+	format := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := format.check(); err != nil {
 		return err
 	}
 	if *out == "" || (*data == "") == (*server == "") {
@@ -158,6 +162,12 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := os.Rename(tmp.Name(), *out); err != nil {
 		return err
+	}
+	if format.json() {
+		return writeIndented(stdout, struct {
+			Out   string `json:"out"`
+			Lines uint64 `json:"lines"`
+		}{*out, p.done.Load()})
 	}
 	_, err = fmt.Fprintf(stdout, "wrote %s\n", *out)
 	return err
@@ -266,7 +276,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *data != "" || *export != "" {
 			return usageErrorf("verify: give exactly one of --data, --export or --pack")
 		}
-		return verifyPack(*pack, *logKey, stdout, stderr)
+		return verifyPack(*pack, *logKey, out, stdout, stderr)
 	}
 	if (*data == "") == (*export == "") {
 		return usageErrorf("verify: give exactly one of --data, --export or --pack")

@@ -118,7 +118,14 @@ func TestExportVerifyTamper(t *testing.T) {
 	mustContain(t, "export --data of a running server", r.stderr, "is a server running on it?")
 	srv.stop()
 	offline := filepath.Join(work, "offline.jsonl")
-	evident(t, work, "export", "--data", data, "--out", offline)
+	r = evident(t, work, "export", "--data", data, "--out", offline, "-o", "json")
+	var exported struct {
+		Out   string `json:"out"`
+		Lines uint64 `json:"lines"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &exported); err != nil || exported.Out != offline || exported.Lines == 0 {
+		t.Fatalf("export -o json: %+v %v\n%s", exported, err, r.stdout)
+	}
 
 	liveEx, ex := readExport(t, live), readExport(t, offline)
 	if len(ex.leaves) != size || len(liveEx.leaves) != size {

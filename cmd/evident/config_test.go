@@ -83,6 +83,20 @@ func TestKeysGenerate(t *testing.T) {
 		t.Errorf("--alg ecdsa-p256 made a %T", priv)
 	}
 
+	// -o json: where the keys are, and a log key's verifier key; never a private key.
+	r = evident(t, dir, "keys", "generate", "--name", "log", "--dir", dir, "--origin", "evident.example/log", "-o", "json")
+	var keys struct{ Key, PublicKey, KeyID, VerifierKeyFile, VerifierKey string }
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || keys.Key != filepath.Join(dir, "log.key") ||
+		keys.VerifierKeyFile != filepath.Join(dir, "log.vkey") || !strings.HasPrefix(keys.VerifierKey, "evident.example/log+") || keys.KeyID == "" {
+		t.Fatalf("keys generate -o json: %+v %v\n%s", keys, err, r.stdout)
+	}
+	if vkey, err := os.ReadFile(keys.VerifierKeyFile); err != nil || strings.TrimSpace(string(vkey)) != keys.VerifierKey {
+		t.Errorf("log.vkey holds %q (%v), -o json says %q", vkey, err, keys.VerifierKey)
+	}
+	if strings.Contains(r.stdout, "PRIVATE") {
+		t.Errorf("keys generate -o json prints a private key:\n%s", r.stdout)
+	}
+
 	evidentFails(t, dir, -1, "keys", "generate", "--dir", dir)                                     // no name
 	evidentFails(t, dir, -1, "keys", "generate", "--name", "../escape", "--dir", dir)              // not a plain name
 	evidentFails(t, dir, -1, "keys", "generate", "--name", "x", "--dir", dir, "--alg", "rsa-2048") // unknown algorithm

@@ -79,3 +79,32 @@ func writeVerifyJSON(w io.Writer, rep *verifier.CheckReport, verr error, checked
 	}
 	return writeIndented(w, res)
 }
+
+// packResult is the answer of pack and verify --pack in -o json.
+type packResult struct {
+	OK         bool     `json:"ok"`
+	Error      string   `json:"error,omitempty"`
+	Change     string   `json:"change,omitempty"`
+	Records    int      `json:"records"`
+	TreeSize   uint64   `json:"treeSize"`
+	Root       string   `json:"root,omitempty"`
+	Signatures int      `json:"signaturesVerified"`
+	Trust      bool     `json:"carriesTrust"` // false: a tenant's pack, signatures not checked
+	Kinds      []string `json:"kinds,omitempty"`
+	Out        string   `json:"out,omitempty"`
+}
+
+func newPackResult(rep *verifier.PackReport, trust bool, err error) packResult {
+	res := packResult{OK: err == nil, Trust: trust}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	if rep != nil {
+		res.Change, res.Records, res.TreeSize, res.Signatures = rep.Change, rep.Records, rep.TreeSize, rep.Signatures
+		res.Root = hex.EncodeToString(rep.Root[:])
+		for _, k := range rep.Kinds {
+			res.Kinds = append(res.Kinds, string(k))
+		}
+	}
+	return res
+}

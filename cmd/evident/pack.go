@@ -26,11 +26,18 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := fs.String("out", "", "file to write (- for standard output)")
 	token := fs.String("token", "", "bearer token (default: $EVIDENT_TOKEN)")
 	logKey := fs.String("log-key", "", "pinned log verifier key, or a file holding it; default: ask the server (trust on first use)")
+	format := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := format.check(); err != nil {
 		return err
 	}
 	if *change == "" || *out == "" {
 		return usageErrorf("pack: --change and --out are required")
+	}
+	if *out == "-" && format.json() {
+		return usageErrorf("pack: -o json reports on stdout; write the pack to a file (--out FILE)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -57,6 +64,11 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if err != nil {
 		return err
+	}
+	if format.json() {
+		res := newPackResult(rep, len(p.Trust) > 0, nil)
+		res.Out = *out
+		return writeIndented(stdout, res)
 	}
 	fmt.Fprintf(stderr, "wrote the evidence pack of %s: %d records under the signed tree of size %d, verified\n", *change, rep.Records, rep.TreeSize)
 	return nil
@@ -88,15 +100,23 @@ func getWithToken(ctx context.Context, u, token string) ([]byte, error) {
 }
 
 // verifyPack checks a pack offline.
-func verifyPack(file, logKey string, stdout, stderr io.Writer) error {
+func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	failed := func(rep *verifier.PackReport, trust bool, err error) error {
+		if format.json() {
+			if werr := writeIndented(stdout, newPackResult(rep, trust, err)); werr != nil {
+				return werr
+			}
+		}
+		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+	}
 	p, err := verifier.ReadPack(f)
 	if err != nil {
-		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+		return failed(nil, false, err)
 	}
 	key := keyOrFile(logKey)
 	if key == "" {
@@ -105,7 +125,10 @@ func verifyPack(file, logKey string, stdout, stderr io.Writer) error {
 	}
 	rep, err := verifier.CheckPack(p, key)
 	if err != nil {
-		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
+		return failed(rep, len(p.Trust) > 0, err)
+	}
+	if format.json() {
+		return writeIndented(stdout, newPackResult(rep, len(p.Trust) > 0, nil))
 	}
 	sigs := fmt.Sprintf("%d signatures re-verified under the trust in force", rep.Signatures)
 	if len(p.Trust) == 0 {

@@ -57,8 +57,12 @@ func TestAuditorWalkthrough(t *testing.T) {
 		t.Errorf("the demo's first change on a default server: %s", body)
 	}
 	srv.waitCheckpoint(srv.size())
-	evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-2026-06-24-0101", "--out", "pack.json", "--log-key", srv.LogKey)
-	r := evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey)
+	r := evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-2026-06-24-0101", "--out", "pack.json", "--log-key", srv.LogKey, "-o", "json")
+	var packed packResult
+	if err := json.Unmarshal([]byte(r.stdout), &packed); err != nil || !packed.OK || packed.Out != "pack.json" || packed.Records != 6 {
+		t.Fatalf("pack -o json: %+v %v\n%s", packed, err, r.stdout)
+	}
+	r = evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey)
 	mustContain(t, "verify --pack", r.stdout, "OK: evidence pack of CHG-2026-06-24-0101: 6 records", "6 signatures re-verified")
 	srv.stop()
 	// Offline: the server is gone.
@@ -71,6 +75,20 @@ func TestAuditorWalkthrough(t *testing.T) {
 	writeFile(t, filepath.Join(work, "tampered.json"), tampered)
 	r = evidentFails(t, work, 1, "verify", "--pack", "tampered.json", "--log-key", srv.LogKey)
 	mustContain(t, "tampered pack", r.stderr+r.stdout, "verify FAILED")
+
+	// -o json: one object a script reads, for a pack that verifies and for
+	// one that does not (exit 1 all the same).
+	var res packResult
+	r = evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey, "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || !res.OK || res.Change != "CHG-2026-06-24-0101" ||
+		res.Records != 6 || res.Signatures != 6 || !res.Trust || len(res.Root) != 64 || len(res.Kinds) == 0 {
+		t.Fatalf("verify --pack -o json: %+v %v\n%s", res, err, r.stdout)
+	}
+	r = evidentFails(t, work, 1, "verify", "--pack", "tampered.json", "--log-key", srv.LogKey, "-o", "json")
+	res = packResult{}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.OK || res.Error == "" {
+		t.Fatalf("verify --pack -o json of a tampered pack: %+v %v\n%s", res, err, r.stdout)
+	}
 }
 
 // TestServeAccessConfig: with access configured, GraphQL needs a token, a

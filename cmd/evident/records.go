@@ -29,7 +29,11 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", ".", "directory")
 	alg := fs.String("alg", "ed25519", "ed25519 or ecdsa-p256")
 	origin := fs.String("origin", "", "a log key: the log's origin; also writes DIR/NAME.vkey, the note verifier key replicas and auditors pin")
+	format := addOutputFlag(fs)
 	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := format.check(); err != nil {
 		return err
 	}
 	if *origin != "" && *alg != "ed25519" {
@@ -77,11 +81,27 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := writeNew(vkeyPath, []byte(signer.VerifierKey()+"\n"), 0o644); err != nil {
 			return err
 		}
+		if format.json() {
+			return writeIndented(stdout, keysResult{Key: keyPath, PublicKey: pubPath, KeyID: id, VerifierKeyFile: vkeyPath, VerifierKey: signer.VerifierKey()})
+		}
 		_, err = fmt.Fprintf(stdout, "wrote %s, %s and %s (log key of %s: %s)\n", keyPath, pubPath, vkeyPath, *origin, signer.VerifierKey())
 		return err
 	}
+	if format.json() {
+		return writeIndented(stdout, keysResult{Key: keyPath, PublicKey: pubPath, KeyID: id})
+	}
 	_, err = fmt.Fprintf(stdout, "wrote %s and %s (keyid %s)\n", keyPath, pubPath, id)
 	return err
+}
+
+// keysResult is keys generate's answer in -o json: where the keys are (a
+// private key is never printed).
+type keysResult struct {
+	Key             string `json:"key"`
+	PublicKey       string `json:"publicKey"`
+	KeyID           string `json:"keyId"`
+	VerifierKeyFile string `json:"verifierKeyFile,omitempty"`
+	VerifierKey     string `json:"verifierKey,omitempty"` // the log's note verifier key, public
 }
 
 // writeNew writes a file that must not exist yet: keys are never overwritten.
