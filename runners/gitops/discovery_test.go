@@ -60,7 +60,7 @@ func TestRefusesAClusterWithoutTheController(t *testing.T) {
 	defer sp.Close()
 	_, err = gitops.New(t.Context(), gitops.Config{Client: newCluster(), Discovery: serving(), Derivers: derivers(), Signer: newSigner(t),
 		Spool: sp, StateDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "serves none of the resources") || !strings.Contains(err.Error(), "applications") {
+	if err == nil || !strings.Contains(err.Error(), "none of the resources to watch can be watched (not served:") || !strings.Contains(err.Error(), "applications") {
 		t.Fatalf("New on a cluster without the controllers: %v", err)
 	}
 }
