@@ -26,7 +26,6 @@ import (
 	"log/slog"
 	"path"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-openapi/strfmt"
@@ -37,8 +36,9 @@ import (
 	"github.com/sigstore/rekor/pkg/generated/models"
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
 	"evident.dev/evident/verifier"
 )
 
@@ -55,7 +55,7 @@ type Log interface {
 // Recorder appends a record signed with the log key and returns once it is
 // durable (ingest.Recorder).
 type Recorder interface {
-	Record(ctx context.Context, subjects []evidence.Subject, t evidence.Transition) (ingest.Receipt, error)
+	Record(ctx context.Context, subjects []evidence.Subject, t evidence.Transition) (api.Receipt, error)
 }
 
 // Config is what an Anchorer needs.
@@ -95,7 +95,7 @@ type Anchorer struct {
 // Result is one recorded anchor.
 type Result struct {
 	Anchor  evidence.Anchor
-	Receipt ingest.Receipt
+	Receipt api.Receipt
 }
 
 // New checks the configuration and builds a Rekor client.
@@ -234,32 +234,14 @@ func (a *Anchorer) Run(ctx context.Context, interval time.Duration) error {
 }
 
 // openCheckpoint verifies a signed checkpoint note and returns its size,
-// root and note text, which must be the text verifier.CheckpointText
-// rebuilds from them, so that an auditor can recompute what was signed.
+// root and note text (checkpoint.Text), the bytes an anchor commits to, so
+// that an auditor can recompute what was signed.
 func (a *Anchorer) openCheckpoint(signed []byte) (uint64, [32]byte, []byte, error) {
-	n, err := note.Open(signed, note.VerifierList(a.verifier))
+	cp, err := checkpoint.Open(signed, a.cfg.Log.Origin(), a.verifier)
 	if err != nil {
-		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint: %w", err)
+		return 0, [32]byte{}, nil, fmt.Errorf("anchor: %w", err)
 	}
-	lines := strings.SplitN(n.Text, "\n", 4)
-	if len(lines) < 4 {
-		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint text %q has fewer than 3 lines", n.Text)
-	}
-	sizeText, rootText := lines[1], lines[2]
-	size, err := strconv.ParseUint(sizeText, 10, 64)
-	if err != nil {
-		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint size: %w", err)
-	}
-	rb, err := base64.StdEncoding.DecodeString(rootText)
-	if err != nil || len(rb) != 32 {
-		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint root %q is not a base64 SHA-256", rootText)
-	}
-	root := [32]byte(rb)
-	text := verifier.CheckpointText(a.cfg.Log.Origin(), size, root)
-	if string(text) != n.Text {
-		return 0, [32]byte{}, nil, fmt.Errorf("anchor: checkpoint text %q is not origin, size and root alone", n.Text)
-	}
-	return size, root, text, nil
+	return cp.Size, cp.Root, checkpoint.Text(cp.Origin, cp.Size, cp.Root), nil
 }
 
 // submit enters a hashedrekord over text in Rekor and returns Rekor's entry.

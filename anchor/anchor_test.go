@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"evident.dev/evident/anchor"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/internal/rekortest"
@@ -34,7 +35,7 @@ const testOrigin = "evident.test/anchor"
 type testLog struct {
 	t      *testing.T
 	key    ed25519.PrivateKey
-	signer *ledger.NoteSigner
+	signer *checkpoint.Signer
 	log    *ledger.Log
 	rec    *ingest.Recorder
 	gate   evidence.Statement // a gate.decided record to append as filler
@@ -46,7 +47,7 @@ func newTestLog(t *testing.T) *testLog {
 	seed := sha256.Sum256([]byte("anchor test log key"))
 	l := &testLog{t: t, key: ed25519.NewKeyFromSeed(seed[:])}
 	var err error
-	if l.signer, err = ledger.NewNoteSigner(testOrigin, l.key); err != nil {
+	if l.signer, err = checkpoint.NewSigner(testOrigin, l.key); err != nil {
 		t.Fatal(err)
 	}
 	l.log, err = ledger.Open(ledger.Config{Dir: t.TempDir(), Origin: testOrigin, Signer: l.signer,
@@ -282,7 +283,7 @@ func testForgedRoot(t *testing.T, rekor *rekortest.Rekor) {
 	l.settle()
 	size := l.log.Size()
 	forged := sha256.Sum256([]byte("another history"))
-	signed, err := note.Sign(&note.Note{Text: string(verifier.CheckpointText(testOrigin, size, forged))}, l.signer)
+	signed, err := note.Sign(&note.Note{Text: string(checkpoint.Text(testOrigin, size, forged))}, l.signer)
 	if err != nil {
 		t.Fatal(err)
 	}

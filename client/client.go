@@ -17,14 +17,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
-	"evident.dev/evident/ledger"
-	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
 
@@ -46,7 +44,7 @@ func New(baseURL string) *Client {
 type APIError struct {
 	Status     int
 	RetryAfter time.Duration
-	Body       ingest.ErrorBody
+	Body       api.ErrorBody
 }
 
 func (e *APIError) Error() string {
@@ -162,14 +160,14 @@ func DefaultSubjects(t evidence.Transition) []evidence.Subject {
 
 // Post sends a signed envelope. It returns the receipt for a new entry or a
 // duplicate, and an *APIError for a refusal.
-func (c *Client) Post(ctx context.Context, envelope []byte) (*ingest.Receipt, error) {
+func (c *Client) Post(ctx context.Context, envelope []byte) (*api.Receipt, error) {
 	return c.PostSigned(ctx, Signed{Body: envelope, ContentType: "application/json"})
 }
 
 // PostSigned sends a signed record with its content type: a DSSE envelope,
 // or a Sigstore bundle from a KeylessSigner. Answers as Post.
-func (c *Client) PostSigned(ctx context.Context, s Signed) (*ingest.Receipt, error) {
-	var rec ingest.Receipt
+func (c *Client) PostSigned(ctx context.Context, s Signed) (*api.Receipt, error) {
+	var rec api.Receipt
 	if err := c.doAs(ctx, http.MethodPost, "/v1/records", s.ContentType, s.Body, &rec); err != nil {
 		return nil, err
 	}
@@ -190,8 +188,8 @@ func (c *Client) LogKey(ctx context.Context) (string, error) {
 
 // LogKeys fetches the log's chain of keys (GET /v1/log-keys), as the server
 // claims it: check it with FollowLogKeys.
-func (c *Client) LogKeys(ctx context.Context) (*query.LogKeys, error) {
-	var k query.LogKeys
+func (c *Client) LogKeys(ctx context.Context) (*api.LogKeys, error) {
+	var k api.LogKeys
 	if err := c.do(ctx, http.MethodGet, "/v1/log-keys", nil, &k); err != nil {
 		return nil, err
 	}
@@ -230,35 +228,26 @@ func (c *Client) FollowLogKeys(ctx context.Context, pinned string) (*KeyChain, e
 }
 
 // Open verifies a checkpoint note against the chain: signed by the key in
-// force for its size (the last key only for checkpoints covering the last
-// rotation entry; the pinned key for checkpoints before any rotation).
-func (ch *KeyChain) Open(signed []byte) (*log.Checkpoint, error) {
-	var errs []error
-	for i := len(ch.Keys) - 1; i >= 0; i-- {
-		_, nv, err := verifier.LogPublicKey(ch.Keys[i])
+// force for its size (checkpoint.Chain).
+func (ch *KeyChain) Open(signed []byte) (*checkpoint.Checkpoint, error) {
+	chain := checkpoint.Chain{}
+	var origin string
+	for i, k := range ch.Keys {
+		_, nv, err := verifier.LogPublicKey(k)
 		if err != nil {
 			return nil, err
 		}
-		cp, err := ledger.OpenCheckpoint(signed, nv.Name(), nv)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		origin = nv.Name()
+		chain.Keys = append(chain.Keys, nv)
+		if i < len(ch.Steps) {
+			chain.Rotations = append(chain.Rotations, ch.Steps[i].Index)
 		}
-		if i > 0 && cp.Size <= ch.Steps[i-1].Index {
-			return nil, fmt.Errorf("a checkpoint of %d entries signed by the log key %s, which entry %d only introduced", cp.Size, ch.Keys[i], ch.Steps[i-1].Index)
-		}
-		if i < len(ch.Steps) && cp.Size > ch.Steps[i].Index {
-			// Signed by a key a rotation this checkpoint covers retired
-			// (the cross-signed checkpoint verifies with the newer key,
-			// tried first).
-			return nil, fmt.Errorf("a checkpoint of %d entries signed by the log key %s, which entry %d retired", cp.Size, ch.Keys[i], ch.Steps[i].Index)
-		}
-		return cp, nil
 	}
-	return nil, fmt.Errorf("the checkpoint is signed by no key of the log's chain of keys: %w", errors.Join(errs...))
+	return chain.Open(signed, origin)
 }
-func (c *Client) Entry(ctx context.Context, index uint64) (*query.Entry, error) {
-	var e query.Entry
+
+func (c *Client) Entry(ctx context.Context, index uint64) (*api.Entry, error) {
+	var e api.Entry
 	if err := c.do(ctx, http.MethodGet, "/v1/entries/"+strconv.FormatUint(index, 10), nil, &e); err != nil {
 		return nil, err
 	}
@@ -267,7 +256,7 @@ func (c *Client) Entry(ctx context.Context, index uint64) (*query.Entry, error) 
 
 // InclusionProof fetches the audit path of index in the tree of size.
 func (c *Client) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
-	var p query.Proof
+	var p api.Proof
 	path := fmt.Sprintf("/v1/proofs/inclusion?index=%d&size=%d", index, size)
 	if err := c.do(ctx, http.MethodGet, path, nil, &p); err != nil {
 		return nil, err
@@ -277,7 +266,7 @@ func (c *Client) InclusionProof(ctx context.Context, index, size uint64) ([][]by
 
 // ConsistencyProof fetches the proof that tree to extends tree from.
 func (c *Client) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
-	var p query.Proof
+	var p api.Proof
 	path := fmt.Sprintf("/v1/proofs/consistency?from=%d&to=%d", from, to)
 	if err := c.do(ctx, http.MethodGet, path, nil, &p); err != nil {
 		return nil, err
@@ -317,7 +306,7 @@ func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*Inclu
 		if cpNote, err = c.Checkpoint(ctx); err != nil {
 			return nil, err
 		}
-		cp, err := ledger.OpenCheckpoint(cpNote, nv.Name(), nv)
+		cp, err := checkpoint.Open(cpNote, nv.Name(), nv)
 		if err != nil && chain == nil {
 			// Perhaps a rotated key: follow the chain from the pinned one.
 			if chain, err = c.FollowLogKeys(ctx, logKey); err != nil {
@@ -331,7 +320,7 @@ func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*Inclu
 			return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key: %w", err)
 		}
 		if cp.Size > index {
-			size, root = cp.Size, cp.Hash
+			size, root = cp.Size, cp.Root[:]
 			break
 		}
 		// Waiting helps only an entry the log has and the next checkpoint

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"evident.dev/evident/ingest"
+	"evident.dev/evident/api"
 	"evident.dev/evident/verifier"
 )
 
@@ -17,7 +17,7 @@ type GateRequest = verifier.GateRequest
 // GateDecision is the gate's answer: "allow" or "deny", the reasons, the
 // required approver groups, the approvals that count, and the receipt of the
 // gate.decided entry recording the decision.
-type GateDecision = ingest.GateAnswer
+type GateDecision = api.GateAnswer
 
 // Gate decisions.
 const (

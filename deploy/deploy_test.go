@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/metrics"
 	"evident.dev/evident/runners/spool"
 )
 

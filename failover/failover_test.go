@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/failover"
@@ -32,7 +33,7 @@ var logKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 // export it. It appends n records and stays leader until ctx ends.
 func writer(t *testing.T, store tiles.Store, dir string, first, n int, logs chan<- *ledger.Log) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		signer, err := ledger.NewNoteSigner(origin, logKey)
+		signer, err := checkpoint.NewSigner(origin, logKey)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -97,7 +99,7 @@ func newApprovalServer(t testing.TB, cfg verifier.ApprovalConfig) *approvalServe
 			"platform-infra":  {bob, alice},
 		},
 	}
-	signer, err := ledger.NewNoteSigner(testOrigin, logKey.priv.(ed25519.PrivateKey))
+	signer, err := checkpoint.NewSigner(testOrigin, logKey.priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func (s *approvalServer) statement(p evidence.Transition) []byte {
 
 // post signs p with the named key ("dave" signs keyless) and posts it,
 // expecting a new entry.
-func (s *approvalServer) post(signer string, p evidence.Transition) ingest.Receipt {
+func (s *approvalServer) post(signer string, p evidence.Transition) api.Receipt {
 	s.t.Helper()
 	payload := s.statement(p)
 	var body []byte
@@ -180,7 +182,7 @@ func (s *approvalServer) post(signer string, p evidence.Transition) ingest.Recei
 	if resp.StatusCode != http.StatusCreated {
 		s.t.Fatalf("post %s by %s: %d %s", p.Kind, signer, resp.StatusCode, b)
 	}
-	var rc ingest.Receipt
+	var rc api.Receipt
 	if err := json.Unmarshal(b, &rc); err != nil {
 		s.t.Fatal(err)
 	}
@@ -188,7 +190,7 @@ func (s *approvalServer) post(signer string, p evidence.Transition) ingest.Recei
 }
 
 // gate asks the apply gate.
-func (s *approvalServer) gate(req verifier.GateRequest) (int, ingest.GateAnswer, []byte) {
+func (s *approvalServer) gate(req verifier.GateRequest) (int, api.GateAnswer, []byte) {
 	s.t.Helper()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -200,7 +202,7 @@ func (s *approvalServer) gate(req verifier.GateRequest) (int, ingest.GateAnswer,
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var a ingest.GateAnswer
+	var a api.GateAnswer
 	if resp.StatusCode == http.StatusOK {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
@@ -237,7 +239,7 @@ func (c *change) base(kind evidence.Kind, at time.Time, actor string) evidence.T
 	}
 }
 
-func (c *change) plan(planSHA string, at time.Time) ingest.Receipt {
+func (c *change) plan(planSHA string, at time.Time) api.Receipt {
 	p := c.base(evidence.KindPlanCreated, at, "ci")
 	p.Plan = &evidence.Plan{PlanSHA256: planSHA, Engine: "opentofu"}
 	rc := c.s.post("ci", p)
@@ -247,7 +249,7 @@ func (c *change) plan(planSHA string, at time.Time) ingest.Receipt {
 
 type approvalEdit func(*evidence.Approval)
 
-func (c *change) approve(signer, approver string, at time.Time, edits ...approvalEdit) ingest.Receipt {
+func (c *change) approve(signer, approver string, at time.Time, edits ...approvalEdit) api.Receipt {
 	p := c.base(evidence.KindApprovalGranted, at, approver)
 	p.Approval = &evidence.Approval{
 		PullRequest: 4812, CommitSHA: commitA, PlanSHA256: planA, PolicyDecisionSHA256: c.policy,
@@ -259,20 +261,20 @@ func (c *change) approve(signer, approver string, at time.Time, edits ...approva
 	return c.s.post(signer, p)
 }
 
-func (c *change) revoke(signer, approver string, at time.Time) ingest.Receipt {
+func (c *change) revoke(signer, approver string, at time.Time) api.Receipt {
 	p := c.base(evidence.KindApprovalRevoked, at, approver)
 	p.Approval = &evidence.Approval{CommitSHA: commitA, PlanSHA256: planA, Approver: approver, ApprovedAt: at, Reason: "found a problem"}
 	return c.s.post(signer, p)
 }
 
-func (c *change) apply(planSHA, commit string, at time.Time) ingest.Receipt {
+func (c *change) apply(planSHA, commit string, at time.Time) api.Receipt {
 	p := c.base(evidence.KindApplyCompleted, at, "ci")
 	p.Source.CommitSHA = commit
 	p.Apply = &evidence.Apply{PlanSHA256: planSHA, Engine: "opentofu", StartedAt: at, CompletedAt: at}
 	return c.s.post("ci", p)
 }
 
-func (c *change) breakglass(kind evidence.Kind, at time.Time, expires time.Time) ingest.Receipt {
+func (c *change) breakglass(kind evidence.Kind, at time.Time, expires time.Time) api.Receipt {
 	p := c.base(kind, at, "oncall@example.com")
 	p.Breakglass = &evidence.Breakglass{Incident: "INC-7781", Reason: "orders database down", ExpiresAt: expires}
 	return c.s.post("ci", p)
@@ -286,7 +288,7 @@ func codes(fs []evidence.Finding) []string {
 	return out
 }
 
-func wantCodes(t *testing.T, rc ingest.Receipt, want ...string) {
+func wantCodes(t *testing.T, rc api.Receipt, want ...string) {
 	t.Helper()
 	got := codes(rc.Findings)
 	slices.Sort(got)
@@ -299,7 +301,7 @@ func wantCodes(t *testing.T, rc ingest.Receipt, want ...string) {
 	}
 }
 
-func findingOf(rc ingest.Receipt, code string) *evidence.Finding {
+func findingOf(rc api.Receipt, code string) *evidence.Finding {
 	for i := range rc.Findings {
 		if rc.Findings[i].Code == code {
 			return &rc.Findings[i]

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"evident.dev/evident/ingest"
+	"evident.dev/evident/api"
 )
 
 // FuzzPostRecord feeds arbitrary bodies and content types through the
@@ -44,7 +44,7 @@ func FuzzPostRecord(f *testing.F) {
 		case w.Code >= 500:
 			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
 		case w.Code == http.StatusCreated || w.Code == http.StatusOK:
-			var rc ingest.Receipt
+			var rc api.Receipt
 			if err := json.Unmarshal(w.Body.Bytes(), &rc); err != nil || len(rc.EntryHash) != 64 {
 				t.Fatalf("receipt %s: %v", w.Body, err)
 			}
@@ -52,7 +52,7 @@ func FuzzPostRecord(f *testing.F) {
 				t.Fatalf("status %d, receipt index %d, log %d -> %d", w.Code, rc.Index, before, after)
 			}
 		default:
-			var e ingest.ErrorBody
+			var e api.ErrorBody
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code == "" || e.Error == "" {
 				t.Fatalf("status %d with body %q: %v", w.Code, w.Body, err)
 			}
@@ -91,7 +91,7 @@ func FuzzGateApply(f *testing.F) {
 		after := s.log.Size()
 		switch w.Code {
 		case http.StatusOK:
-			var a ingest.GateAnswer
+			var a api.GateAnswer
 			if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil || (a.Decision != "allow" && a.Decision != "deny") {
 				t.Fatalf("answer %s: %v", w.Body, err)
 			}
@@ -99,7 +99,7 @@ func FuzzGateApply(f *testing.F) {
 				t.Fatalf("decision entry %d, log %d -> %d", a.Entry.Index, before, after)
 			}
 		case http.StatusBadRequest:
-			var e ingest.ErrorBody
+			var e api.ErrorBody
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code == "" {
 				t.Fatalf("refusal %s: %v", w.Body, err)
 			}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 )
@@ -53,13 +54,6 @@ func (g *Gate) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/gate/apply", g.apply)
 }
 
-// GateAnswer is the JSON answer of POST /v1/gate/apply.
-type GateAnswer struct {
-	verifier.GateDecision
-	// Entry is the receipt of the gate.decided entry recording the decision.
-	Entry Receipt `json:"entry"`
-}
-
 // maxGateRequest bounds a gate request body.
 const maxGateRequest = 64 << 10
 
@@ -93,7 +87,7 @@ func (g *Gate) apply(w http.ResponseWriter, r *http.Request) {
 
 // Decide decides a request and records the decision. It returns only once
 // the gate.decided entry is durable.
-func (g *Gate) Decide(ctx context.Context, req verifier.GateRequest) (*GateAnswer, error) {
+func (g *Gate) Decide(ctx context.Context, req verifier.GateRequest) (*api.GateAnswer, error) {
 	now := g.cfg.Clock().UTC()
 	d, err := g.cfg.Decider.Decide(ctx, req, now)
 	if err != nil {
@@ -123,5 +117,5 @@ func (g *Gate) Decide(ctx context.Context, req verifier.GateRequest) (*GateAnswe
 	if err != nil {
 		return nil, fmt.Errorf("record the gate decision: %w", err)
 	}
-	return &GateAnswer{GateDecision: *d, Entry: receipt}, nil
+	return &api.GateAnswer{GateDecision: *d, Entry: receipt}, nil
 }

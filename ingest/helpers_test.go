@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -75,7 +77,7 @@ type testServer struct {
 	t      testing.TB
 	dir    string
 	logKey testKey
-	signer *ledger.NoteSigner
+	signer *checkpoint.Signer
 	keys   map[string]testKey
 	trust  verifier.TrustConfig
 	log    *ledger.Log
@@ -95,7 +97,7 @@ func newTestServer(t testing.TB, opts ...serverOption) *testServer {
 	s := &testServer{t: t, dir: t.TempDir(), keys: map[string]testKey{}}
 	s.logKey = fixedKey(t, "ed25519", "log")
 	var err error
-	if s.signer, err = ledger.NewNoteSigner(testOrigin, s.logKey.priv.(ed25519.PrivateKey)); err != nil {
+	if s.signer, err = checkpoint.NewSigner(testOrigin, s.logKey.priv.(ed25519.PrivateKey)); err != nil {
 		t.Fatal(err)
 	}
 	s.keys["ci"] = fixedKey(t, "ed25519", "ci")
@@ -211,9 +213,9 @@ func (s *testServer) post(body []byte, contentType string) response {
 }
 
 // receipt decodes a success answer strictly.
-func receipt(t testing.TB, r response) ingest.Receipt {
+func receipt(t testing.TB, r response) api.Receipt {
 	t.Helper()
-	var rc ingest.Receipt
+	var rc api.Receipt
 	dec := json.NewDecoder(bytes.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rc); err != nil {
@@ -223,12 +225,12 @@ func receipt(t testing.TB, r response) ingest.Receipt {
 }
 
 // errorBody decodes a refusal strictly.
-func errorBody(t testing.TB, r response) ingest.ErrorBody {
+func errorBody(t testing.TB, r response) api.ErrorBody {
 	t.Helper()
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("refusal Content-Type %q", ct)
 	}
-	var e ingest.ErrorBody
+	var e api.ErrorBody
 	dec := json.NewDecoder(bytes.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -149,24 +150,6 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/records", h.postRecord)
 }
 
-// Receipt is the JSON answer to a posted record.
-type Receipt struct {
-	Index      uint64          `json:"index"`
-	EntryHash  string          `json:"entryHash"`
-	LeafHash   string          `json:"leafHash"`
-	ReceivedAt time.Time       `json:"receivedAt"`
-	Duplicate  bool            `json:"duplicate"`
-	Signer     evidence.Signer `json:"signer"`
-	Kind       evidence.Kind   `json:"kind"`
-	ChangeID   string          `json:"changeId"`
-	// Findings and Decision are the new entry's; a duplicate's receipt
-	// leaves them out (GET /v1/entries/{index} has the original's).
-	Findings []evidence.Finding `json:"findings,omitempty"`
-	Decision *evidence.Policy   `json:"decision,omitempty"`
-	// PolicyDecisionSHA256 is what an approval of this change binds to.
-	PolicyDecisionSHA256 string `json:"policyDecisionSha256,omitempty"`
-}
-
 func (h *Handler) postRecord(w http.ResponseWriter, r *http.Request) {
 	// http.MaxBytesReader closes the connection after an oversized body
 	// only when given the server's own writer, not a wrapper.
@@ -231,9 +214,9 @@ func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 	return buf, nil
 }
 
-func newReceipt(receipt ledger.Receipt, rec ledger.Record, verified *verifier.Verified) Receipt {
+func newReceipt(receipt ledger.Receipt, rec ledger.Record, verified *verifier.Verified) api.Receipt {
 	p := verified.Statement.Predicate
-	out := Receipt{
+	out := api.Receipt{
 		Index:      receipt.Index,
 		EntryHash:  hex.EncodeToString(receipt.EntryHash[:]),
 		LeafHash:   hex.EncodeToString(receipt.LeafHash[:]),
@@ -412,13 +395,6 @@ func (h *Handler) appendFailed(w http.ResponseWriter, r *http.Request, err error
 	}
 }
 
-// ErrorBody is the JSON of every refusal.
-type ErrorBody struct {
-	Error  string                `json:"error"`
-	Code   string                `json:"code"`
-	Fields []evidence.FieldError `json:"fields,omitempty"`
-}
-
 // Bounds of a refusal: messages quote the input, which may be as large as
 // the body limit, and must not echo it back whole.
 const (
@@ -438,7 +414,7 @@ func writeError(w http.ResponseWriter, status int, code, msg string, fields []ev
 	for i, f := range fields {
 		clipped[i] = evidence.FieldError{Field: clip(f.Field, maxFieldText), Reason: clip(f.Reason, maxFieldText)}
 	}
-	writeJSON(w, status, ErrorBody{Error: clip(msg, maxErrorMessage), Code: code, Fields: clipped})
+	writeJSON(w, status, api.ErrorBody{Error: clip(msg, maxErrorMessage), Code: code, Fields: clipped})
 }
 
 // clip shortens s to at most n bytes, on a UTF-8 boundary, marking the cut.

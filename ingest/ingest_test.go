@@ -19,6 +19,7 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -188,7 +189,7 @@ func TestPostRecordTruncatedBody(t *testing.T) {
 				t.Fatalf("no answer: %v", err)
 			}
 			defer resp.Body.Close()
-			var e ingest.ErrorBody
+			var e api.ErrorBody
 			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
 				t.Fatal(err)
 			}
@@ -321,7 +322,7 @@ func TestPostRecordOverload(t *testing.T) {
 	type result struct {
 		body   []byte
 		status int
-		rc     ingest.Receipt
+		rc     api.Receipt
 	}
 	var accepted, refused []result
 	n := 0
@@ -440,7 +441,7 @@ func TestPostRecordAppendFailures(t *testing.T) {
 				t.Fatal(perr)
 			}
 			defer resp.Body.Close()
-			var e ingest.ErrorBody
+			var e api.ErrorBody
 			json.NewDecoder(resp.Body).Decode(&e)
 			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || e.Code == "" {
 				t.Errorf("status %d, Retry-After %q, code %q", resp.StatusCode, resp.Header.Get("Retry-After"), e.Code)

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -25,7 +26,7 @@ const rotationOrigin = "evident.test/rotation"
 
 type rotationKeys struct {
 	old, next            ed25519.PrivateKey
-	oldSigner, newSigner *ledger.NoteSigner
+	oldSigner, newSigner *checkpoint.Signer
 }
 
 func newRotationKeys(t *testing.T) rotationKeys {
@@ -37,10 +38,10 @@ func newRotationKeys(t *testing.T) rotationKeys {
 			t.Fatal(err)
 		}
 	}
-	if k.oldSigner, err = ledger.NewNoteSigner(rotationOrigin, k.old); err != nil {
+	if k.oldSigner, err = checkpoint.NewSigner(rotationOrigin, k.old); err != nil {
 		t.Fatal(err)
 	}
-	if k.newSigner, err = ledger.NewNoteSigner(rotationOrigin, k.next); err != nil {
+	if k.newSigner, err = checkpoint.NewSigner(rotationOrigin, k.next); err != nil {
 		t.Fatal(err)
 	}
 	return k

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 )
@@ -26,7 +27,7 @@ func (h *Handler) Recorder(logKey crypto.Signer) *Recorder {
 
 // Record signs t as an in-toto statement about subjects and appends it,
 // returning once it is durable.
-func (r *Recorder) Record(ctx context.Context, subjects []evidence.Subject, t evidence.Transition) (Receipt, error) {
+func (r *Recorder) Record(ctx context.Context, subjects []evidence.Subject, t evidence.Transition) (api.Receipt, error) {
 	if t.LogOrigin == "" {
 		// The log's own records are bound to it, like any posted record.
 		t.LogOrigin = r.h.cfg.Origin
@@ -39,19 +40,19 @@ func (r *Recorder) Record(ctx context.Context, subjects []evidence.Subject, t ev
 	}
 	payload, err := json.Marshal(st)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("encode %s record: %w", t.Kind, err)
+		return api.Receipt{}, fmt.Errorf("encode %s record: %w", t.Kind, err)
 	}
 	env, err := verifier.SignEnvelope(r.key, payload)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("sign %s record: %w", t.Kind, err)
+		return api.Receipt{}, fmt.Errorf("sign %s record: %w", t.Kind, err)
 	}
 	rec, verified, err := r.h.prepare(ctx, env)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("the log's own %s record: %w", t.Kind, err)
+		return api.Receipt{}, fmt.Errorf("the log's own %s record: %w", t.Kind, err)
 	}
 	receipt, err := r.h.cfg.Log.Append(ctx, rec)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("append %s record: %w", t.Kind, err)
+		return api.Receipt{}, fmt.Errorf("append %s record: %w", t.Kind, err)
 	}
 	return newReceipt(receipt, rec, verified), nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -30,7 +31,7 @@ func Example() {
 	// The log and its checkpoint key.
 	const origin = "evident.example.com/prod"
 	_, logKey, _ := ed25519.GenerateKey(nil)
-	signer, err := ledger.NewNoteSigner(origin, logKey)
+	signer, err := checkpoint.NewSigner(origin, logKey)
 	if err != nil {
 		panic(err)
 	}
@@ -89,7 +90,7 @@ func Example() {
 	// entry's inclusion proof.
 	signed, _ := log.Checkpoint()
 	nv, _ := note.NewVerifier(log.VerifierKey())
-	cp, err := ledger.OpenCheckpoint(signed, origin, nv)
+	cp, err := checkpoint.Open(signed, origin, nv)
 	if err != nil {
 		panic(err)
 	}
@@ -98,7 +99,7 @@ func Example() {
 	for i := range path {
 		hashes[i] = path[i][:]
 	}
-	err = proof.VerifyInclusion(rfc6962.DefaultHasher, receipt.Index, cp.Size, receipt.LeafHash[:], hashes, cp.Hash)
+	err = proof.VerifyInclusion(rfc6962.DefaultHasher, receipt.Index, cp.Size, receipt.LeafHash[:], hashes, cp.Root[:])
 	fmt.Println("checkpoint size", cp.Size, "inclusion verified:", err == nil)
 
 	if err := log.Close(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -41,9 +42,9 @@ func seed(s string) []byte {
 	return h[:]
 }
 
-func testSigner(t testing.TB) *ledger.NoteSigner {
+func testSigner(t testing.TB) *checkpoint.Signer {
 	t.Helper()
-	s, err := ledger.NewNoteSigner(testOrigin, logKey)
+	s, err := checkpoint.NewSigner(testOrigin, logKey)
 	if err != nil {
 		t.Fatal(err)
 	}

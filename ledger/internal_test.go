@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"evident.dev/evident/checkpoint"
 	"fmt"
 	"log/slog"
 	"math/bits"
@@ -29,7 +30,7 @@ const internalOrigin = "evident.test/internal"
 func internalLog(t *testing.T, dir string, mod func(*Config)) *Log {
 	t.Helper()
 	seed := sha256.Sum256([]byte("internal log key"))
-	signer, err := NewNoteSigner(internalOrigin, ed25519.NewKeyFromSeed(seed[:]))
+	signer, err := checkpoint.NewSigner(internalOrigin, ed25519.NewKeyFromSeed(seed[:]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -556,7 +557,7 @@ func TestRecoverLostIndex(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	finalCP, err := ledger.OpenCheckpoint(mustCheckpoint(t, dir), testOrigin, noteVerifier(t))
+	finalCP, err := checkpoint.Open(mustCheckpoint(t, dir), testOrigin, noteVerifier(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,8 +573,8 @@ func TestRecoverLostIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := parseCheckpoint(t, cp); c.Size != finalCP.Size || !bytes.Equal(c.Hash, finalCP.Hash) {
-		t.Fatalf("checkpoint after recovery (%d, %x) differs from before (%d, %x)", c.Size, c.Hash, finalCP.Size, finalCP.Hash)
+	if c := parseCheckpoint(t, cp); c.Size != finalCP.Size || !bytes.Equal(c.Hash, finalCP.Root[:]) {
+		t.Fatalf("checkpoint after recovery (%d, %x) differs from before (%d, %x)", c.Size, c.Hash, finalCP.Size, finalCP.Root)
 	}
 	checkLog(t, l, before.leaves, byEntryHash(recs, rcs))
 }

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"evident.dev/evident/checkpoint"
 	"fmt"
 	"log/slog"
 	"math/bits"
@@ -56,14 +57,14 @@ var (
 // Config configures a log. Dir, Origin and either Signer or VerifierKey are
 // required.
 type Config struct {
-	Dir    string      // Badger directory
-	Origin string      // checkpoint origin line, e.g. "evident.example.com/prod"
-	Signer *NoteSigner // signs checkpoints
+	Dir    string             // Badger directory
+	Origin string             // checkpoint origin line, e.g. "evident.example.com/prod"
+	Signer *checkpoint.Signer // signs checkpoints
 	// PreviousSigner, with Signer, is the log key Signer replaces: it signs
 	// the checkpoints before the log records the rotation (the
 	// trust.updated entry naming Signer's key) and, with Signer, the first
 	// checkpoint after it. See LogKey for the rule.
-	PreviousSigner *NoteSigner
+	PreviousSigner *checkpoint.Signer
 	// VerifierKey, given instead of Signer, opens a follower: a copy of the
 	// log named by Origin (a read replica, or a restore in progress) that
 	// only grows by AppendLeaves, with the checkpoints the log's owner

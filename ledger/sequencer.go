@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 )
 
@@ -414,7 +415,7 @@ func (f *inflight) prune(durable uint64) {
 
 // prepare builds a batch's transaction on state. It returns a prepared batch
 // with a nil txn when there is nothing to write.
-func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending, checkpoint bool) (*prepared, error) {
+func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending, signCheckpoint bool) (*prepared, error) {
 	// Clipped: a batch that rotates the key appends to its own copy.
 	p := &prepared{batch: batch, receipts: make([]Receipt, len(batch)), base: state, keys: slices.Clip(l.seqKeys)}
 	txn := l.db.NewTransaction(true)
@@ -462,7 +463,7 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 		fl.receipts[pd.rec.Digest] = r
 		digests = append(digests, pd.rec.Digest)
 	}
-	if checkpoint && l.cfg.Signer != nil && state.size > state.checkpointSize {
+	if signCheckpoint && l.cfg.Signer != nil && state.size > state.checkpointSize {
 		root, err := tlog.TreeHash(int64(state.size), tree)
 		if err != nil {
 			return nil, fmt.Errorf("tree hash at %d: %w", state.size, err)
@@ -471,7 +472,7 @@ func (l *Log) prepare(state head, tree frontier, fl *inflight, batch []*pending,
 		if err != nil {
 			return nil, err
 		}
-		if p.checkpoint, err = signCheckpoint(signers, l.cfg.Origin, state.size, root); err != nil {
+		if p.checkpoint, err = checkpoint.Sign(signers, l.cfg.Origin, state.size, root); err != nil {
 			return nil, err
 		}
 		if err := txn.Set(u64Key(prefixCheckpoint, state.size), p.checkpoint); err != nil {
@@ -656,7 +657,7 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 			return r, fmt.Errorf("%w: %v", ErrMirror, err)
 		}
 	}
-	cp, err := openCheckpointBy(m.checkpoint, l.cfg.Origin, verifiers)
+	cp, err := checkpoint.Open(m.checkpoint, l.cfg.Origin, verifiers...)
 	if err != nil {
 		return r, fmt.Errorf("%w: %v", ErrMirror, err)
 	}
@@ -664,9 +665,9 @@ func (l *Log) appendMirror(txn *badger.Txn, p *prepared, state *head, tree front
 	if err != nil {
 		return r, fmt.Errorf("tree hash at %d: %w", state.size, err)
 	}
-	if cp.Size != state.size || tlog.Hash(cp.Hash) != root {
+	if cp.Size != state.size || tlog.Hash(cp.Root) != root {
 		return r, fmt.Errorf("%w: the checkpoint signs a tree of %d entries with root %x, but the follower's tree of %d entries has root %x",
-			ErrMirror, cp.Size, cp.Hash, state.size, root[:])
+			ErrMirror, cp.Size, cp.Root, state.size, root[:])
 	}
 	if cp.Size > state.checkpointSize {
 		if err := txn.Set(u64Key(prefixCheckpoint, state.size), m.checkpoint); err != nil {

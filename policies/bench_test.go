@@ -13,6 +13,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -79,7 +80,7 @@ func BenchmarkJudge(b *testing.B) {
 		b.Fatal(err)
 	}
 	seed := sha256.Sum256([]byte("bench"))
-	signer, err := ledger.NewNoteSigner("evident.bench/policies", ed25519.NewKeyFromSeed(seed[:]))
+	signer, err := checkpoint.NewSigner("evident.bench/policies", ed25519.NewKeyFromSeed(seed[:]))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/policies"
@@ -28,7 +29,7 @@ func ExampleTracker() {
 	defer os.RemoveAll(dir)
 	seed := sha256.Sum256([]byte("example"))
 	key := ed25519.NewKeyFromSeed(seed[:])
-	signer, err := ledger.NewNoteSigner("example/log", key)
+	signer, err := checkpoint.NewSigner("example/log", key)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -57,7 +59,7 @@ type server struct {
 	clock   atomic.Int64
 	logKey  ed25519.PrivateKey
 	keys    map[string]ed25519.PrivateKey // approvers' keys by e-mail
-	signer  *ledger.NoteSigner
+	signer  *checkpoint.Signer
 	trust   verifier.TrustConfig
 }
 
@@ -87,7 +89,7 @@ func newServer(t testing.TB, src policies.Source, approvers ...approver) *server
 	logKey := ed25519.NewKeyFromSeed(seed[:])
 	seed = sha256.Sum256([]byte("runner"))
 	s.key = ed25519.NewKeyFromSeed(seed[:])
-	signer, err := ledger.NewNoteSigner(origin, logKey)
+	signer, err := checkpoint.NewSigner(origin, logKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +175,8 @@ func (s *server) setNow(t time.Time) { s.clock.Store(t.UnixNano()) }
 // answer is the server's answer to a posted record.
 type answer struct {
 	status  int
-	receipt ingest.Receipt
-	refusal ingest.ErrorBody
+	receipt api.Receipt
+	refusal api.ErrorBody
 }
 
 // post signs the transition as the runner and posts it.
@@ -218,7 +220,7 @@ func (s *server) post(tr evidence.Transition) answer {
 }
 
 // mustPost posts and requires the record to be appended.
-func (s *server) mustPost(tr evidence.Transition) ingest.Receipt {
+func (s *server) mustPost(tr evidence.Transition) api.Receipt {
 	s.t.Helper()
 	a := s.post(tr)
 	if a.status != http.StatusCreated {
@@ -299,7 +301,7 @@ func exception(change, id, rule, scope string, expires time.Time) evidence.Trans
 }
 
 // decision returns the decision of a rule in a receipt, failing if absent.
-func decision(t testing.TB, rc ingest.Receipt, rule string) evidence.Decision {
+func decision(t testing.TB, rc api.Receipt, rule string) evidence.Decision {
 	t.Helper()
 	if rc.Decision == nil {
 		t.Fatalf("entry %d has no policy decision", rc.Index)
@@ -313,7 +315,7 @@ func decision(t testing.TB, rc ingest.Receipt, rule string) evidence.Decision {
 	return evidence.Decision{}
 }
 
-func hasRule(rc ingest.Receipt, rule string) bool {
+func hasRule(rc api.Receipt, rule string) bool {
 	if rc.Decision == nil {
 		return false
 	}
@@ -325,7 +327,7 @@ func hasRule(rc ingest.Receipt, rule string) bool {
 	return false
 }
 
-func finding(rc ingest.Receipt, code string) (evidence.Finding, bool) {
+func finding(rc api.Receipt, code string) (evidence.Finding, bool) {
 	for _, f := range rc.Findings {
 		if f.Code == code {
 			return f, true

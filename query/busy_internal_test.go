@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ledger"
 )
 
@@ -15,7 +16,7 @@ import (
 // retry once it has waited its whole timeout: a crowd of auditors never
 // takes more than those slots of the CPU from ingest.
 func TestQueriesWaitForARunningSlot(t *testing.T) {
-	signer, err := ledger.NewNoteSigner("evident.test/busy", ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	signer, err := checkpoint.NewSigner("evident.test/busy", ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
 	if err != nil {
 		t.Fatal(err)
 	}

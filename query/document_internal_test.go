@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ledger"
 )
 
@@ -15,7 +16,7 @@ import (
 // limits.
 func newTestGraphQL(tb testing.TB) *GraphQL {
 	tb.Helper()
-	signer, err := ledger.NewNoteSigner("evident.test/doc", ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	signer, err := checkpoint.NewSigner("evident.test/doc", ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package query
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"github.com/graphql-go/graphql/gqlerrors"
 	"github.com/graphql-go/graphql/language/ast"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -629,20 +629,11 @@ func (g *GraphQL) checkpoint() (*checkpointView, error) {
 		return nil, err
 	}
 	// The note is the log's own; its text is parsed, not verified, here.
-	lines := strings.SplitN(string(note), "\n", 4)
-	cv := &checkpointView{Origin: lines[0], Note: string(note)}
-	if len(lines) < 3 {
-		return nil, internal(errors.New("stored checkpoint is malformed"))
-	}
-	if _, err := fmt.Sscanf(lines[1], "%d", &cv.Size); err != nil {
-		return nil, internal(fmt.Errorf("stored checkpoint size: %w", err))
-	}
-	root, err := decodeB64Hash(lines[2])
+	cp, err := checkpoint.Parse(note, g.store.Origin())
 	if err != nil {
-		return nil, internal(err)
+		return nil, internal(fmt.Errorf("stored checkpoint: %w", err))
 	}
-	cv.Root = root
-	return cv, nil
+	return &checkpointView{Origin: cp.Origin, Note: string(note), Size: cp.Size, Root: cp.Root}, nil
 }
 
 func (g *GraphQL) completeness(ctx context.Context, env string) (any, error) {
@@ -839,14 +830,4 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
-}
-
-func decodeB64Hash(s string) ([32]byte, error) {
-	var h [32]byte
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(b) != 32 {
-		return h, errors.New("checkpoint root is not a base64 SHA-256")
-	}
-	copy(h[:], b)
-	return h, nil
 }

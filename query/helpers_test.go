@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -66,7 +68,7 @@ func newHarnessPolicies(t testing.TB, access query.AccessConfig, withPolicies bo
 	t.Helper()
 	dir := t.TempDir()
 	logPriv := seededKey("log")
-	signer, err := ledger.NewNoteSigner(testOrigin, logPriv)
+	signer, err := checkpoint.NewSigner(testOrigin, logPriv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +161,7 @@ func (h *harness) post(st evidence.Statement) uint64 {
 }
 
 // postReceipt is post, returning the receipt.
-func (h *harness) postReceipt(st evidence.Statement) ingest.Receipt {
+func (h *harness) postReceipt(st evidence.Statement) api.Receipt {
 	h.t.Helper()
 	payload, err := json.Marshal(st)
 	if err != nil {
@@ -178,7 +180,7 @@ func (h *harness) postReceipt(st evidence.Statement) ingest.Receipt {
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
 		h.t.Fatalf("post %s of %s: %s %s", st.Predicate.Kind, st.Predicate.ChangeID, resp.Status, body)
 	}
-	var rc ingest.Receipt
+	var rc api.Receipt
 	if err := json.Unmarshal(body, &rc); err != nil {
 		h.t.Fatal(err)
 	}

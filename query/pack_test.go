@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"evident.dev/evident/ledger"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/verifier"
 )
 
@@ -70,7 +70,7 @@ func TestEvidencePackVerifiesOffline(t *testing.T) {
 		}
 	}
 	// Another key of the same origin refuses the pack.
-	other, err := ledger.NewNoteSigner(testOrigin, seededKey("another log"))
+	other, err := checkpoint.NewSigner(testOrigin, seededKey("another log"))
 	if err != nil {
 		t.Fatal(err)
 	}

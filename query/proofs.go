@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -82,15 +83,6 @@ func (h *ProofHandler) logKey(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(key + "\n"))
 }
 
-// LogKeys is the JSON of GET /v1/log-keys: the log's chain of keys, so that
-// an auditor who pinned the genesis key can follow it to the key signing
-// checkpoints now (verifier.FollowLogKeys) without trusting the server.
-type LogKeys struct {
-	Genesis   string                `json:"genesis"`
-	Current   string                `json:"current"`
-	Rotations []verifier.LogKeyStep `json:"rotations"`
-}
-
 // rotatingLog is a log that knows its chain of keys (*ledger.Log).
 type rotatingLog interface {
 	LogKeys() []ledger.LogKey
@@ -119,7 +111,7 @@ func rotationSteps(ctx context.Context, rl rotatingLog, size uint64) ([]verifier
 }
 
 func (h *ProofHandler) logKeys(w http.ResponseWriter, r *http.Request) {
-	out := LogKeys{Genesis: h.log.VerifierKey(), Current: h.log.VerifierKey(), Rotations: []verifier.LogKeyStep{}}
+	out := api.LogKeys{Genesis: h.log.VerifierKey(), Current: h.log.VerifierKey(), Rotations: []verifier.LogKeyStep{}}
 	if rl, ok := h.log.(rotatingLog); ok {
 		if keys := rl.LogKeys(); len(keys) > 0 {
 			out.Genesis = keys[0].VerifierKey
@@ -133,20 +125,6 @@ func (h *ProofHandler) logKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
-}
-
-// Entry is the JSON of GET /v1/entries/{index}.
-type Entry struct {
-	Index        uint64             `json:"index"`
-	EntryHash    string             `json:"entryHash"`
-	LeafHash     string             `json:"leafHash"`
-	PrevHash     string             `json:"prevHash"`
-	Leaf         []byte             `json:"leaf"` // the exact bytes the tree commits to
-	Envelope     json.RawMessage    `json:"envelope"`
-	Signer       evidence.Signer    `json:"signer"`
-	RecordDigest string             `json:"recordDigest"`
-	Findings     []evidence.Finding `json:"findings"`
-	ReceivedAt   time.Time          `json:"receivedAt"`
 }
 
 func (h *ProofHandler) entry(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +145,7 @@ func (h *ProofHandler) entry(w http.ResponseWriter, r *http.Request) {
 	}
 	entryHash := evidence.EntryHash(leaf)
 	leafHash := tlog.RecordHash(leaf)
-	writeJSON(w, http.StatusOK, Entry{
+	writeJSON(w, http.StatusOK, api.Entry{
 		Index:        index,
 		EntryHash:    hex.EncodeToString(entryHash[:]),
 		LeafHash:     hex.EncodeToString(leafHash[:]),
@@ -236,12 +214,6 @@ func (h *ProofHandler) lookup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// Proof is the JSON of both proof endpoints: base64 SHA-256 hashes, in RFC
-// 6962 order.
-type Proof struct {
-	Hashes [][]byte `json:"hashes"`
-}
-
 func (h *ProofHandler) inclusion(w http.ResponseWriter, r *http.Request) {
 	index, err1 := uintParam(r, "index", 0, false)
 	size, err2 := uintParam(r, "size", 0, true)
@@ -277,8 +249,8 @@ func (h *ProofHandler) consistency(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toProof(proof))
 }
 
-func toProof(p [][32]byte) Proof {
-	out := Proof{Hashes: make([][]byte, len(p))}
+func toProof(p [][32]byte) api.Proof {
+	out := api.Proof{Hashes: make([][]byte, len(p))}
 	for i := range p {
 		out.Hashes[i] = p[i][:]
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -43,7 +45,7 @@ func newVerdictRig(t *testing.T, start time.Time) *verdictRig {
 	r := &verdictRig{t: t, keys: map[string]ed25519.PrivateKey{}}
 	r.setNow(start)
 	logPriv := seededKey("log")
-	signer, err := ledger.NewNoteSigner(testOrigin, logPriv)
+	signer, err := checkpoint.NewSigner(testOrigin, logPriv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func (p policyJudge) Judge(ctx context.Context, v *verifier.Verified) (ingest.Ju
 }
 
 // post signs tr as signer and posts it at the rig's time.
-func (r *verdictRig) post(signer string, tr evidence.Transition) ingest.Receipt {
+func (r *verdictRig) post(signer string, tr evidence.Transition) api.Receipt {
 	r.t.Helper()
 	payload, err := json.Marshal(evidence.Statement{Type: evidence.StatementType, PredicateType: evidence.PredicateType,
 		Subject: []evidence.Subject{{Name: "change:" + tr.ChangeID, Digest: map[string]string{"sha256": sha(tr.ChangeID)}}}, Predicate: tr})
@@ -149,7 +151,7 @@ func (r *verdictRig) post(signer string, tr evidence.Transition) ingest.Receipt 
 	if _, err := body.ReadFrom(resp.Body); err != nil {
 		r.t.Fatal(err)
 	}
-	var rc ingest.Receipt
+	var rc api.Receipt
 	if err := json.Unmarshal(body.Bytes(), &rc); err != nil || resp.StatusCode != http.StatusCreated {
 		r.t.Fatalf("post %s by %s: %d %v %s", tr.Kind, signer, resp.StatusCode, err, body.String())
 	}

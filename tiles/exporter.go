@@ -293,8 +293,8 @@ func (e *Exporter) resume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if tlog.Hash(cp.Hash) != root {
-		return fmt.Errorf("%w: its checkpoint of %d entries has root %x, this log %x", ErrFork, cp.Size, cp.Hash, root[:])
+	if tlog.Hash(cp.Root) != root {
+		return fmt.Errorf("%w: its checkpoint of %d entries has root %x, this log %x", ErrFork, cp.Size, cp.Root, root[:])
 	}
 	if err := e.checkTail(ctx, cp.Size); err != nil {
 		return err

@@ -142,7 +142,9 @@ func TestEveryPublishedCheckpointIsReadable(t *testing.T) {
 		want = 5
 	}
 	recs := newRecordMaker(t)
-	deadline := time.Now().Add(60 * time.Second)
+	// A machine busy with other builds reads fewer checkpoints a second:
+	// the bound is generous, the count is what is tested.
+	deadline := time.Now().Add(3 * time.Minute)
 	n := 0
 	for ; partial.Load() < want && time.Now().Before(deadline); n += 30 {
 		appendN(t, w, recs, n, 30)
@@ -155,7 +157,7 @@ func TestEveryPublishedCheckpointIsReadable(t *testing.T) {
 		t.Fatal(pollErr)
 	}
 	if partial.Load() < want {
-		t.Fatalf("only %d checkpoints at partial widths read in 60 s", partial.Load())
+		t.Fatalf("only %d checkpoints at partial widths read in 3 minutes", partial.Load())
 	}
 	t.Logf("%d checkpoints at partial widths read in full, %d entries", partial.Load(), n)
 }

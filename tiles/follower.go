@@ -142,7 +142,7 @@ func (f *Follower) Sync(ctx context.Context) (uint64, error) {
 	if cp.Size == haveCP {
 		return cp.Size, nil
 	}
-	tree := tlog.Tree{N: int64(cp.Size), Hash: tlog.Hash(cp.Hash)}
+	tree := tlog.Tree{N: int64(cp.Size), Hash: tlog.Hash(cp.Root)}
 	f.tiles.ctx = ctx // tlog's TileReader has no context of its own
 	hr := tlog.TileHashReader(tree, f.tiles)
 	if haveCP > 0 {

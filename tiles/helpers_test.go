@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/miniotest"
@@ -28,9 +29,9 @@ func seed(s string) []byte {
 	return h[:]
 }
 
-func noteSigner(t testing.TB) *ledger.NoteSigner {
+func noteSigner(t testing.TB) *checkpoint.Signer {
 	t.Helper()
-	s, err := ledger.NewNoteSigner(origin, logKey)
+	s, err := checkpoint.NewSigner(origin, logKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
-	"github.com/transparency-dev/formats/log"
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
 )
@@ -49,10 +47,10 @@ func ownVerifiers(l interface{ VerifierKey() string }) ([]note.Verifier, error) 
 }
 
 // openOwn opens a checkpoint signed by any key of the log's own chain.
-func openOwn(raw []byte, origin string, vs []note.Verifier) (*log.Checkpoint, error) {
+func openOwn(raw []byte, origin string, vs []note.Verifier) (*checkpoint.Checkpoint, error) {
 	var errs []error
 	for _, v := range vs {
-		cp, err := ledger.OpenCheckpoint(raw, origin, v)
+		cp, err := checkpoint.Open(raw, origin, v)
 		if err == nil {
 			return cp, nil
 		}
@@ -88,6 +86,11 @@ type keyChain struct {
 // followChain reads the bucket's rotations and verifies them from pinned.
 func followChain(ctx context.Context, store Store, pinned string) (*keyChain, error) {
 	ch := &keyChain{keys: []string{pinned}}
+	_, nv, err := verifier.LogPublicKey(pinned)
+	if err != nil {
+		return nil, err
+	}
+	origin := nv.Name()
 	b, err := store.Get(ctx, LogKeysPath)
 	if errors.Is(err, ErrNotExist) {
 		return ch, nil
@@ -105,44 +108,29 @@ func followChain(ctx context.Context, store Store, pinned string) (*keyChain, er
 		}
 		ch.keys = append(ch.keys, key)
 		// Its signatures were checked by FollowLogKeys: only its size is read.
-		_, err = note.Open([]byte(s.Checkpoint), note.VerifierList())
-		var unverified *note.UnverifiedNoteError
-		if !errors.As(err, &unverified) {
+		cp, err := checkpoint.Parse([]byte(s.Checkpoint), origin)
+		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
 		}
-		n := unverified.Note
-		lines := strings.SplitN(n.Text, "\n", 3)
-		if len(lines) < 3 {
-			return nil, fmt.Errorf("%w: %s: not a checkpoint", ErrBadCheckpoint, LogKeysPath)
-		}
-		size, err := strconv.ParseUint(lines[1], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: checkpoint size: %v", ErrBadCheckpoint, LogKeysPath, err)
-		}
+		size := cp.Size
 		ch.sizes = append(ch.sizes, size)
 	}
 	return ch, nil
 }
 
 // open verifies a checkpoint of the followed log: signed by the key in
-// force for its size.
-func (ch *keyChain) open(raw []byte, origin string) (*log.Checkpoint, error) {
-	for i := len(ch.keys) - 1; i >= 0; i-- {
-		v, err := note.NewVerifier(ch.keys[i])
+// force for its size (checkpoint.Chain).
+func (ch *keyChain) open(raw []byte, origin string) (*checkpoint.Checkpoint, error) {
+	chain := checkpoint.Chain{}
+	for i, k := range ch.keys {
+		v, err := note.NewVerifier(k)
 		if err != nil {
 			return nil, err
 		}
-		cp, err := ledger.OpenCheckpoint(raw, origin, v)
-		if err != nil {
-			continue
+		chain.Keys = append(chain.Keys, v)
+		if i < len(ch.steps) {
+			chain.Rotations = append(chain.Rotations, ch.steps[i].Index)
 		}
-		switch {
-		case i > 0 && cp.Size <= ch.steps[i-1].Index:
-			return nil, fmt.Errorf("checkpoint of %d entries signed by a log key that entry %d introduced later", cp.Size, ch.steps[i-1].Index)
-		case i < len(ch.steps) && cp.Size > ch.steps[i].Index:
-			return nil, fmt.Errorf("checkpoint of %d entries signed by a log key that entry %d retired", cp.Size, ch.steps[i].Index)
-		}
-		return cp, nil
 	}
-	return nil, errors.New("checkpoint: not signed by any key of the log's chain of keys")
+	return chain.Open(raw, origin)
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/tiles"
@@ -322,7 +323,7 @@ func TestFollowerRefusesTampering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := ledger.NewNoteSigner(origin, ed25519.NewKeyFromSeed(seed("another key")))
+	other, err := checkpoint.NewSigner(origin, ed25519.NewKeyFromSeed(seed("another key")))
 	if err != nil {
 		t.Fatal(err)
 	}

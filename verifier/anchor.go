@@ -13,26 +13,19 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/go-openapi/strfmt"
 	"github.com/sigstore/rekor/pkg/generated/models"
 	rekorverify "github.com/sigstore/rekor/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	ckpt "evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 )
 
 // ErrBadAnchor is wrapped by every error about a checkpoint.anchored record
 // whose Rekor entry, proof or signatures do not hold.
 var ErrBadAnchor = errors.New("bad anchor")
-
-// CheckpointText is the note text of a C2SP tlog-checkpoint without
-// extension lines, as the ledger signs it: origin, size and base64 root hash,
-// one a line. An anchor's Rekor entry is over its SHA-512.
-func CheckpointText(origin string, size uint64, root [32]byte) []byte {
-	return []byte(origin + "\n" + strconv.FormatUint(size, 10) + "\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n")
-}
 
 // RekorLogID is Rekor's log ID for its public key: hex SHA-256 of the PKIX DER.
 func RekorLogID(pub crypto.PublicKey) (string, error) {
@@ -95,7 +88,7 @@ func checkAnchorEntry(a *evidence.Anchor, origin string, logKey ed25519.PublicKe
 	if err != nil || len(root) != sha256.Size {
 		return errors.New("rootHash is not a hex SHA-256")
 	}
-	digest := sha512.Sum512(CheckpointText(origin, a.CheckpointSize, [32]byte(root)))
+	digest := sha512.Sum512(ckpt.Text(origin, a.CheckpointSize, [32]byte(root)))
 	h := body.Spec.Data.Hash
 	if h.Algorithm != "sha512" || h.Value != hex.EncodeToString(digest[:]) {
 		return fmt.Errorf("the Rekor entry is not over the checkpoint of %d entries with root %s of log %q", a.CheckpointSize, a.RootHash, origin)

@@ -19,8 +19,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
 )
 
@@ -218,7 +218,7 @@ func TestGoldenExport(t *testing.T) {
 func newLogFixtureKeyless(t testing.TB) string {
 	t.Helper()
 	k := fixedKey(t, "ed25519", "not the log")
-	s, err := ledger.NewNoteSigner(testOrigin, k.priv.(ed25519.PrivateKey))
+	s, err := checkpoint.NewSigner(testOrigin, k.priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/sync/errgroup"
 
+	ckpt "evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 )
 
@@ -201,22 +202,14 @@ func (k *keyChain) signer() ed25519.PublicKey {
 	return k.cur.pub
 }
 
-// signedBy reports whether a note carries a valid signature by v.
+// signedBy reports whether a checkpoint carries a valid signature by v.
 func signedBy(signed []byte, v note.Verifier) error {
-	n, err := note.Open(signed, note.VerifierList(v))
-	if err != nil {
-		var unverified *note.UnverifiedNoteError
-		if errors.As(err, &unverified) {
-			return fmt.Errorf("no signature by %s", v.Name())
-		}
-		return err
+	_, err := ckpt.Open(signed, v.Name(), v)
+	var unverified *note.UnverifiedNoteError
+	if errors.As(err, &unverified) {
+		return fmt.Errorf("no signature by %s", v.Name())
 	}
-	for _, sig := range n.Sigs {
-		if sig.Hash == v.KeyHash() && sig.Name == v.Name() {
-			return nil
-		}
-	}
-	return fmt.Errorf("no signature by %s", v.Name())
+	return err
 }
 
 // CheckLog verifies a whole log offline: every checkpoint's signature, the
@@ -304,29 +297,13 @@ func openCheckpoints(ctx context.Context, src LogSource, origin string) ([]check
 }
 
 func openNote(signed []byte, origin string) (checkpoint, error) {
-	// No verifiers: only the form is checked here; signatures depend on the
-	// entries the checkpoint covers and are checked during the walk.
-	_, err := note.Open(signed, note.VerifierList())
-	var unverified *note.UnverifiedNoteError
-	if !errors.As(err, &unverified) {
-		return checkpoint{}, fmt.Errorf("not a signed note: %v", err)
+	// Only the form is checked here; signatures depend on the entries the
+	// checkpoint covers and are checked during the walk.
+	cp, err := ckpt.Parse(signed, origin)
+	if err != nil {
+		return checkpoint{}, err
 	}
-	n := unverified.Note
-	lines := strings.SplitN(n.Text, "\n", 4)
-	if len(lines) < 4 || lines[0] != origin {
-		return checkpoint{}, fmt.Errorf("not a checkpoint of origin %q", origin)
-	}
-	var cp checkpoint
-	if _, err := fmt.Sscanf(lines[1], "%d", &cp.size); err != nil {
-		return checkpoint{}, fmt.Errorf("size %q: %w", lines[1], err)
-	}
-	root, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(root) != 32 {
-		return checkpoint{}, fmt.Errorf("root %q is not a base64 SHA-256", lines[2])
-	}
-	copy(cp.root[:], root)
-	cp.note = signed
-	return cp, nil
+	return checkpoint{size: cp.Size, root: cp.Root, note: signed}, nil
 }
 
 // checkChain reads the leaves in order: chain, tree and checkpoints, and hands

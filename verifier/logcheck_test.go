@@ -17,6 +17,7 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -416,7 +417,7 @@ func TestOpenExportRefuses(t *testing.T) {
 func TestCheckLogCheckpoints(t *testing.T) {
 	f := buildStandardLog(t)
 	clean := f.export()
-	stranger, err := ledger.NewNoteSigner(testOrigin, newKey(t, "ed25519").priv.(ed25519.PrivateKey))
+	stranger, err := checkpoint.NewSigner(testOrigin, newKey(t, "ed25519").priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,8 +523,8 @@ func TestCheckLogPinnedKey(t *testing.T) {
 	f := buildStandardLog(t)
 	clean := f.export()
 	otherKey := newKey(t, "ed25519").priv.(ed25519.PrivateKey)
-	sameOrigin, _ := ledger.NewNoteSigner(testOrigin, otherKey)
-	otherOrigin, _ := ledger.NewNoteSigner("evident.test/other", f.logKey.priv.(ed25519.PrivateKey))
+	sameOrigin, _ := checkpoint.NewSigner(testOrigin, otherKey)
+	otherOrigin, _ := checkpoint.NewSigner("evident.test/other", f.logKey.priv.(ed25519.PrivateKey))
 
 	for name, opts := range map[string]verifier.CheckOptions{
 		"another key under the same origin": {Origin: testOrigin, LogKey: sameOrigin.VerifierKey()},

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -37,7 +38,7 @@ type logFixture struct {
 	t      testing.TB
 	dir    string
 	logKey testKey
-	signer *ledger.NoteSigner
+	signer *checkpoint.Signer
 	vkey   string
 	keys   map[string]testKey // runner name -> key
 	trust  verifier.TrustConfig
@@ -54,7 +55,7 @@ func newLogFixture(t testing.TB) *logFixture {
 	f := &logFixture{t: t, dir: t.TempDir(), keys: map[string]testKey{}}
 	f.logKey = fixedKey(t, "ed25519", "log")
 	var err error
-	f.signer, err = ledger.NewNoteSigner(testOrigin, f.logKey.priv.(ed25519.PrivateKey))
+	f.signer, err = checkpoint.NewSigner(testOrigin, f.logKey.priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -19,14 +20,14 @@ import (
 // rotatedFixture is the fixture's log (genesis by the fixture's log key)
 // rotated to a second fixed key, and the proof of that rotation as the
 // server serves it.
-func rotatedFixture(t testing.TB) (old, next *ledger.NoteSigner, steps []verifier.LogKeyStep) {
+func rotatedFixture(t testing.TB) (old, next *checkpoint.Signer, steps []verifier.LogKeyStep) {
 	t.Helper()
 	fx := newLogFixture(t)
 	fx.open()
 	fx.ensureTrust(fx.trust)
 	fx.close()
 	nextKey := fixedKey(t, "ed25519", "log-2027")
-	next, err := ledger.NewNoteSigner(testOrigin, nextKey.priv.(ed25519.PrivateKey))
+	next, err := checkpoint.NewSigner(testOrigin, nextKey.priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}

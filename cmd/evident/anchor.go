@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"evident.dev/evident/anchor"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -146,7 +147,7 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !ok {
 		return fmt.Errorf("anchor: log key %s is not ed25519", keyFile)
 	}
-	signer, err := ledger.NewNoteSigner(cfg.Log.Origin, edKey)
+	signer, err := checkpoint.NewSigner(cfg.Log.Origin, edKey)
 	if err != nil {
 		return err
 	}

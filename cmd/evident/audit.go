@@ -15,10 +15,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
@@ -80,8 +80,8 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 	// A checkpoint signed by a later key is accepted through the log's
 	// chain of key rotations, verified from the pinned key.
 	var chain *client.KeyChain
-	open := func(n []byte) (*log.Checkpoint, error) {
-		cp, err := ledger.OpenCheckpoint(n, nv.Name(), nv)
+	open := func(n []byte) (*checkpoint.Checkpoint, error) {
+		cp, err := checkpoint.Open(n, nv.Name(), nv)
 		if err == nil {
 			return cp, nil
 		}
@@ -113,7 +113,7 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 			return err
 		}
 	}
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, oldCP.Size, newCP.Size, hashes, oldCP.Hash, newCP.Hash); err != nil {
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, oldCP.Size, newCP.Size, hashes, oldCP.Root[:], newCP.Root[:]); err != nil {
 		return &exitError{1, fmt.Errorf("the latest checkpoint is NOT consistent with %s: %w", oldFile, err)}
 	}
 	_, err = fmt.Fprintf(stdout, "consistent: the tree of %d entries extends the saved tree of %d entries\n", newCP.Size, oldCP.Size)

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
 	"evident.dev/evident/verifier"
 	"evident.dev/evident/verifier/keylesstest"
 )
@@ -92,7 +92,7 @@ approvals:
 	}
 	body := post(workflow, "https://token.actions.githubusercontent.com", plan, http.StatusCreated)
 	mustContain(t, "receipt", string(body), `"name":"`+workflow+`"`, `"issuer":"https://token.actions.githubusercontent.com"`)
-	var receipt ingest.Receipt
+	var receipt api.Receipt
 	if err := json.Unmarshal(body, &receipt); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/client"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/query"
@@ -107,7 +108,7 @@ func gateAuth(auth *query.Authenticator, certs ingest.TransportIdentity, h http.
 func writeGateRefusal(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	b, _ := json.Marshal(ingest.ErrorBody{Error: msg, Code: code})
+	b, _ := json.Marshal(api.ErrorBody{Error: msg, Code: code})
 	w.Write(append(b, '\n'))
 }
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
 )
 
 // TestPoliciesWalkthrough runs docs/policies.md with the real binary: a
@@ -27,11 +27,11 @@ func TestPoliciesWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	const rule = "iac.storage.public-bucket.requires-exception"
-	post := func(file string) ingest.Receipt {
+	post := func(file string) api.Receipt {
 		t.Helper()
 		return recordPost(t, work, srv, key, file)
 	}
-	verdict := func(rc ingest.Receipt) (result, exception string, evidence []string) {
+	verdict := func(rc api.Receipt) (result, exception string, evidence []string) {
 		t.Helper()
 		if rc.Decision == nil {
 			t.Fatalf("entry %d has no decision", rc.Index)
@@ -97,7 +97,7 @@ func TestServePoliciesOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := evident(t, work, "record", "post", "--key", filepath.Join(work, "evident-data", "dev-runner.key"), "--file", plan, "--server", srv.URL)
-	var rc ingest.Receipt
+	var rc api.Receipt
 	if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
 		t.Fatalf("receipt %s: %v", r.stdout, err)
 	}
@@ -132,7 +132,7 @@ approvals:
     - {environment: prod, groups: [platform-infra]}
 `)
 	srv := startServe(t, work, "--config", filepath.Join(work, "evident.yaml"), "--listen", "127.0.0.1:0")
-	post := func(key, file string) ingest.Receipt {
+	post := func(key, file string) api.Receipt {
 		t.Helper()
 		return recordPost(t, work, srv, key, file)
 	}
@@ -200,10 +200,10 @@ approvals:
 
 // recordPost is `evident record post` of a file signed with key, and its
 // receipt.
-func recordPost(t *testing.T, work string, srv *testServer, key, file string) ingest.Receipt {
+func recordPost(t *testing.T, work string, srv *testServer, key, file string) api.Receipt {
 	t.Helper()
 	r := evident(t, work, "record", "post", "--key", key, "--file", file, "--server", srv.URL)
-	var rc ingest.Receipt
+	var rc api.Receipt
 	if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
 		t.Fatalf("receipt %s: %v", r.stdout, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
@@ -301,9 +302,8 @@ func waitCovered(ctx context.Context, c *http.Client, base string) error {
 		if err != nil {
 			return err
 		}
-		var origin string
-		var cpSize uint64
-		if _, err := fmt.Sscanf(cp, "%s\n%d", &origin, &cpSize); err == nil && cpSize >= size {
+		origin, _, _ := strings.Cut(cp, "\n")
+		if c, err := checkpoint.Parse([]byte(cp), origin); err == nil && c.Size >= size {
 			return nil
 		}
 		if time.Now().After(deadline) {

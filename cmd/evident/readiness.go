@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/metrics"
 )
 
 // readiness answers GET /readyz: 200 once this server answers with the log

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
 )
 
@@ -73,7 +73,7 @@ func runKeys(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		if !ok {
 			return errors.New("keys generate: a log key must be ed25519")
 		}
-		signer, err := ledger.NewNoteSigner(*origin, edKey)
+		signer, err := checkpoint.NewSigner(*origin, edKey)
 		if err != nil {
 			return err
 		}

@@ -17,10 +17,11 @@ import (
 	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/klog/v2"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/failover"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/metrics"
 	"evident.dev/evident/query"
-	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/tiles"
 )
 
@@ -294,7 +295,7 @@ func restoreKey(cfg *Config, flagKey string) (string, error) {
 		return "", err
 	}
 	origin := firstOf(cfg.Log.Origin, "evident.local/log")
-	s, err := ledger.NewNoteSigner(origin, ed)
+	s, err := checkpoint.NewSigner(origin, ed)
 	if err != nil {
 		return "", err
 	}

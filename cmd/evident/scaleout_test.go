@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/internal/miniotest"
-	"evident.dev/evident/ledger"
 )
 
 // objectStoreConfig writes a serve configuration exporting to the bucket.
@@ -77,7 +77,7 @@ func TestReplicasAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := ledger.NewNoteSigner(w.Origin, otherKey)
+	other, err := checkpoint.NewSigner(w.Origin, otherKey)
 	if err != nil {
 		t.Fatal(err)
 	}

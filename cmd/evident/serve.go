@@ -26,12 +26,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"evident.dev/evident/anchor"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/metrics"
+	"evident.dev/evident/metrics/dashboard"
 	"evident.dev/evident/policies"
 	"evident.dev/evident/query"
-	"evident.dev/evident/query/dashboard"
-	"evident.dev/evident/query/metrics"
 	"evident.dev/evident/tiles"
 	"evident.dev/evident/verifier"
 )
@@ -327,17 +328,17 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 			logger.Warn("no approver directory configured: using the demo's (example.com approvers only)")
 		}
 	}
-	signer, err := ledger.NewNoteSigner(cfg.Log.Origin, edKey)
+	signer, err := checkpoint.NewSigner(cfg.Log.Origin, edKey)
 	if err != nil {
 		return nil, err
 	}
 	var prevKey ed25519.PrivateKey
-	var prevSigner *ledger.NoteSigner
+	var prevSigner *checkpoint.Signer
 	if cfg.Log.PreviousKeyFile != "" {
 		if prevKey, err = readLogKey(cfg.path(cfg.Log.PreviousKeyFile)); err != nil {
 			return nil, fmt.Errorf("previous log key: %w", err)
 		}
-		if prevSigner, err = ledger.NewNoteSigner(cfg.Log.Origin, prevKey); err != nil {
+		if prevSigner, err = checkpoint.NewSigner(cfg.Log.Origin, prevKey); err != nil {
 			return nil, err
 		}
 		if prevSigner.VerifierKey() == signer.VerifierKey() {
@@ -638,7 +639,7 @@ func checkIdentity(ledgerDir, origin, genesisKey string) error {
 //     trust.updated entry that names the new key, signed by the previous
 //     one; the ledger cross-signs the next checkpoint.
 //   - anything else is refused: a key the log never announced.
-func followKeyChain(ctx context.Context, lg *ledger.Log, signer, prev *ledger.NoteSigner, prevKey ed25519.PrivateKey, operator string, logger *slog.Logger) error {
+func followKeyChain(ctx context.Context, lg *ledger.Log, signer, prev *checkpoint.Signer, prevKey ed25519.PrivateKey, operator string, logger *slog.Logger) error {
 	keys := lg.LogKeys()
 	if len(keys) == 0 {
 		if prev != nil {

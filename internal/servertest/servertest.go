@@ -22,17 +22,16 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/metrics"
 	"evident.dev/evident/verifier"
 )
 
 const testOrigin = "evident.test/metrics"
 
-// fixture is a real log behind the real ingest handler, with the approval
-// judge, and the metrics over real HTTP on 127.0.0.1.
 // Server is the running fixture. Mux is where read handlers are added
 // (before the first request).
 type Server struct {
@@ -79,7 +78,7 @@ func Start(t testing.TB, dir string) *Server {
 
 func (f *Server) start() {
 	t := f.t
-	signer, err := ledger.NewNoteSigner(testOrigin, f.logKey)
+	signer, err := checkpoint.NewSigner(testOrigin, f.logKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +120,6 @@ func (f *Server) start() {
 	t.Cleanup(f.Stop)
 }
 
-// stop closes the server, the tail and the log; safe to call twice.
 // Stop closes the server, the tail and the log; safe to call twice.
 func (f *Server) Stop() {
 	if f.srv == nil {
@@ -138,7 +136,6 @@ func (f *Server) Stop() {
 	f.srv = nil
 }
 
-// example loads the committed example of kind and lets edit change it.
 // Example loads the committed example of kind and lets edit change it.
 func Example(t testing.TB, kind string, edit func(*evidence.Transition)) []byte {
 	t.Helper()
@@ -160,7 +157,6 @@ func Example(t testing.TB, kind string, edit func(*evidence.Transition)) []byte 
 	return out
 }
 
-// post signs payload with k and posts it; it returns the HTTP status.
 // Post signs payload with k and posts it; it returns the HTTP status.
 func (f *Server) Post(k ed25519.PrivateKey, payload []byte) int {
 	f.t.Helper()
@@ -180,7 +176,6 @@ func (f *Server) Post(k ed25519.PrivateKey, payload []byte) int {
 	return resp.StatusCode
 }
 
-// waitProjected waits until the projection has applied the whole log.
 // WaitProjected waits until the projection has applied the whole log.
 func (f *Server) WaitProjected() {
 	f.t.Helper()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -37,7 +38,7 @@ func newLedgerServer(t *testing.T) *ledgerServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := ledger.NewNoteSigner("evident.test/runner", logPriv)
+	ns, err := checkpoint.NewSigner("evident.test/runner", logPriv)
 	if err != nil {
 		t.Fatal(err)
 	}

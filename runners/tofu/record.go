@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
 )
 
 // Signer signs one transition into what POST /v1/records takes: a DSSE
@@ -28,7 +28,7 @@ type ClientRecorder struct {
 }
 
 // Record signs and posts t, returning the receipt once the entry is durable.
-func (c ClientRecorder) Record(ctx context.Context, t evidence.Transition) (*ingest.Receipt, error) {
+func (c ClientRecorder) Record(ctx context.Context, t evidence.Transition) (*api.Receipt, error) {
 	signed, err := c.Signer.SignRecord(ctx, t)
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)

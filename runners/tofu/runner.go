@@ -29,9 +29,9 @@ import (
 
 	"github.com/hashicorp/terraform-exec/tfexec"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/artifacts"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
 )
 
 // Store is the artifact store as the runner needs it.
@@ -44,7 +44,7 @@ type Store interface {
 // receipt. It must return only once the record is durable in the log (or
 // fail), so the runner never mutates anything the log has not heard of.
 type Recorder interface {
-	Record(ctx context.Context, t evidence.Transition) (*ingest.Receipt, error)
+	Record(ctx context.Context, t evidence.Transition) (*api.Receipt, error)
 }
 
 // GateRequest asks the apply gate whether one exact plan of one change may
@@ -292,7 +292,7 @@ func (r *Runner) put(ctx context.Context, name, mediaType string, b []byte) (evi
 	return evidence.Artifact{Name: name, Digest: ref.Digest, URI: ref.URI, MediaType: mediaType}, nil
 }
 
-func (r *Runner) record(ctx context.Context, t evidence.Transition) (*ingest.Receipt, error) {
+func (r *Runner) record(ctx context.Context, t evidence.Transition) (*api.Receipt, error) {
 	if t.OccurredAt.IsZero() {
 		t.OccurredAt = r.now()
 	}

@@ -11,7 +11,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/servertest"
-	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/metrics"
 	"evident.dev/evident/verifier"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/servertest"
-	"evident.dev/evident/query/dashboard"
+	"evident.dev/evident/metrics/dashboard"
 )
 
 func at(s string) time.Time {

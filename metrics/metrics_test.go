@@ -17,8 +17,8 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/servertest"
+	"evident.dev/evident/metrics"
 	"evident.dev/evident/policies"
-	"evident.dev/evident/query/metrics"
 )
 
 func at(s string) time.Time {

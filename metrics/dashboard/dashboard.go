@@ -24,9 +24,10 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/query/metrics"
+	"evident.dev/evident/metrics"
 )
 
 //go:embed templates/*.html assets/*
@@ -355,16 +356,11 @@ func (h *Handler) checkpoint() (tlog.Tree, error) {
 	if err != nil {
 		return tlog.Tree{}, fmt.Errorf("log key: %w", err)
 	}
-	cp, err := ledger.OpenCheckpoint(raw, h.cfg.Log.Origin(), v)
+	cp, err := checkpoint.Open(raw, h.cfg.Log.Origin(), v)
 	if err != nil {
 		return tlog.Tree{}, err
 	}
-	var root tlog.Hash
-	if len(cp.Hash) != len(root) {
-		return tlog.Tree{}, fmt.Errorf("checkpoint root hash has %d bytes", len(cp.Hash))
-	}
-	copy(root[:], cp.Hash)
-	return tlog.Tree{N: int64(cp.Size), Hash: root}, nil
+	return tlog.Tree{N: int64(cp.Size), Hash: tlog.Hash(cp.Root)}, nil
 }
 
 // prove checks the entry's inclusion proof against the signed checkpoint.
