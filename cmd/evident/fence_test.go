@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/client"
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/tiles"
 )
@@ -35,58 +37,15 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 	// Load on A; acknowledgements are collected until the posters end. An
 	// acknowledgement A gave after B took over would either reuse an index
 	// B acknowledged or be missing from the final restore.
-	var mu sync.Mutex
-	acked := map[uint64][]byte{}
-	ack := func(who string, rc receipt, body []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if _, dup := acked[rc.Index]; dup {
-			t.Errorf("%s acknowledged entry %d, which was acknowledged before", who, rc.Index)
-		}
-		acked[rc.Index] = body
-	}
-	var stopped atomic.Bool
-	c := &http.Client{Timeout: 2 * time.Minute}
-	var posters sync.WaitGroup
-	for g := range 8 {
-		posters.Go(func() {
-			for i := 0; ; i++ {
-				body := sign(t, signer, planRecord(fmt.Sprintf("CHG-A-%d-%d", g, i), "prod", i))
-				status, answer, err := post(c, a.URL, body)
-				if err != nil || status != http.StatusCreated {
-					if !stopped.Load() {
-						t.Errorf("POST to A before it was stopped: %d %v %s", status, err, answer)
-					}
-					return
-				}
-				var rc receipt
-				if err := json.Unmarshal(answer, &rc); err != nil {
-					t.Errorf("receipt: %v", err)
-					return
-				}
-				ack("A", rc, body)
-				if stopped.Load() {
-					return
-				}
-			}
-		})
-	}
-	waitUntil(t, "A acknowledges 300 records", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 300 })
-	stopped.Store(true)
-	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer a.cmd.Process.Signal(syscall.SIGCONT)
-	mu.Lock()
-	ackedBeforeStop := len(acked)
-	mu.Unlock()
+	acked, posters, _ := stallUnderLoad(t, a, signer, "CHG-A", 300)
+	ackedBeforeStop := acked.len()
 
 	// B takes over: the log key comes from the secret store, not A's disk.
 	copyKeys(t, filepath.Join(work, "a"), filepath.Join(work, "b"))
 	evident(t, work, "restore", "--from", url, "--data", "b", "--config", "writer.yaml")
 	b := startServe(t, work, "--config", "writer.yaml", "--data", "b")
 	for index, body := range postMany(t, b, signer, "CHG-B", "prod", 300, 8) {
-		ack("B", receipt{Index: index}, body)
+		acked.add("B", index, body)
 	}
 	cpB := b.waitCheckpoint(b.size())
 
@@ -100,10 +59,10 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 		t.Fatalf("A still runs 60 s after it resumed\nstderr:\n%s", a.stderr.String())
 	}
 	mustContain(t, "A's error", a.stderr.String(), "another writer has claimed the bucket")
-	posters.Wait()
+	posters()
 	// B keeps writing, and the bucket's checkpoint is B's.
 	for index, body := range postMany(t, b, signer, "CHG-B2", "prod", 100, 8) {
-		ack("B", receipt{Index: index}, body)
+		acked.add("B", index, body)
 	}
 	size := b.size()
 	cpB = b.waitCheckpoint(size)
@@ -122,9 +81,9 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 	res := evident(t, work, "restore", "--from", url, "--data", "c", "--config", "writer.yaml")
 	mustContain(t, "restore", res.stdout, fmt.Sprintf("restored %d entries", size))
 	srv := startServe(t, work, "--config", "writer.yaml", "--data", "c")
-	checkAcked(t, srv, acked)
+	checkAcked(t, srv, acked.all())
 	t.Logf("A acknowledged %d records before it was stopped; B %d; all %d in the restored log of %d entries",
-		ackedBeforeStop, len(acked)-ackedBeforeStop, len(acked), size)
+		ackedBeforeStop, acked.len()-ackedBeforeStop, acked.len(), size)
 }
 
 // waitUntil polls cond for up to 60 s.
@@ -251,4 +210,86 @@ func copyKeys(t *testing.T, from, to string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// ackLog collects acknowledged records by index, from any writer; an index
+// acknowledged twice fails the test.
+type ackLog struct {
+	t     *testing.T
+	mu    sync.Mutex
+	acked map[uint64][]byte
+}
+
+func newAckLog(t *testing.T) *ackLog { return &ackLog{t: t, acked: map[uint64][]byte{}} }
+
+func (a *ackLog) add(who string, index uint64, body []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, dup := a.acked[index]; dup {
+		a.t.Errorf("%s acknowledged entry %d, which was acknowledged before", who, index)
+	}
+	a.acked[index] = body
+}
+
+func (a *ackLog) len() int { a.mu.Lock(); defer a.mu.Unlock(); return len(a.acked) }
+
+func (a *ackLog) all() map[uint64][]byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.acked)
+}
+
+// stallUnderLoad posts to writer w until it has acknowledged n records,
+// then stops it (SIGSTOP, undone when the test ends) with requests in
+// flight, as a paused process or a partitioned node would be. posters
+// waits for the posters, which end once w answers again or their requests
+// fail; late counts what w acknowledged after it was stopped.
+func stallUnderLoad(t *testing.T, w *testServer, signer *client.Signer, prefix string, n int) (acks *ackLog, posters func(), late *atomic.Int64) {
+	t.Helper()
+	acks = newAckLog(t)
+	var stopped atomic.Bool
+	posters, late = postUntilStopped(t, w, signer, prefix, acks, &stopped)
+	waitUntil(t, fmt.Sprintf("%d acknowledged records", n), func() bool { return acks.len() >= n })
+	stopped.Store(true)
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.cmd.Process.Signal(syscall.SIGCONT) })
+	return acks, posters, late
+}
+
+// postUntilStopped runs eight posters of distinct signed records against
+// srv, collecting acknowledgements in acks. Once stopped is set, a failed
+// request ends a poster quietly (before it, it fails the test), and so
+// does its next acknowledgement, which is counted as late. wait waits for
+// the posters.
+func postUntilStopped(t *testing.T, srv *testServer, signer *client.Signer, prefix string, acks *ackLog, stopped *atomic.Bool) (wait func(), late *atomic.Int64) {
+	late = &atomic.Int64{}
+	c := &http.Client{Timeout: 3 * time.Minute}
+	var posters sync.WaitGroup
+	for g := range 8 {
+		posters.Go(func() {
+			for i := 0; ; i++ {
+				body := sign(t, signer, planRecord(fmt.Sprintf("%s-%d-%d", prefix, g, i), "prod", i))
+				status, answer, err := post(c, srv.URL, body)
+				if err != nil || status != http.StatusCreated {
+					if !stopped.Load() {
+						t.Errorf("POST before the writer was stopped: %d %v %s", status, err, answer)
+					}
+					return
+				}
+				var rc receipt
+				if err := json.Unmarshal(answer, &rc); err != nil {
+					t.Errorf("receipt: %v", err)
+					return
+				}
+				acks.add(prefix, rc.Index, body)
+				if stopped.Load() {
+					late.Add(1)
+					return
+				}
+			}
+		})
+	}
+	return posters.Wait, late
 }

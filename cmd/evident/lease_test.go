@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -74,53 +69,9 @@ func TestLeaseFailoverOnRealKubernetes(t *testing.T) {
 	}
 	signer := newSigner(t, filepath.Join(work, "secrets", "dev-runner.key"))
 
-	var mu sync.Mutex
-	acked := map[uint64][]byte{}
-	ack := func(who string, index uint64, body []byte) {
-		mu.Lock()
-		defer mu.Unlock()
-		if _, dup := acked[index]; dup {
-			t.Errorf("%s acknowledged entry %d, which was acknowledged before", who, index)
-		}
-		acked[index] = body
-	}
-	ackedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	var stopped atomic.Bool
-	var lateAcks atomic.Int64
-	c := &http.Client{Timeout: 3 * time.Minute}
-	var posters sync.WaitGroup
-	for g := range 8 {
-		posters.Go(func() {
-			for i := 0; ; i++ {
-				body := sign(t, signer, planRecord(fmt.Sprintf("CHG-LEASE-A-%d-%d", g, i), "prod", i))
-				status, answer, err := post(c, a.URL, body)
-				if err != nil || status != http.StatusCreated {
-					if !stopped.Load() {
-						t.Errorf("POST to A while it led: %d %v %s", status, err, answer)
-					}
-					return
-				}
-				var rc receipt
-				if err := json.Unmarshal(answer, &rc); err != nil {
-					t.Errorf("receipt: %v", err)
-					return
-				}
-				ack("A", rc.Index, body)
-				if stopped.Load() {
-					lateAcks.Add(1)
-					return
-				}
-			}
-		})
-	}
-	waitUntil(t, "A acknowledges 300 records", func() bool { return ackedCount() >= 300 })
-	stopped.Store(true)
-	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer a.cmd.Process.Signal(syscall.SIGCONT)
+	acked, posters, lateAcks := stallUnderLoad(t, a, signer, "CHG-LEASE-A", 300)
 	stalledAt := time.Now()
-	ackedByA := ackedCount()
+	ackedByA := acked.len()
 
 	// B leads once A's lease expires, and resumes A's log from the bucket.
 	if err := b.awaitServing(90 * time.Second); err != nil {
@@ -129,7 +80,7 @@ func TestLeaseFailoverOnRealKubernetes(t *testing.T) {
 	t.Logf("B serves %s after A stalled", time.Since(stalledAt).Round(100*time.Millisecond))
 	mustContain(t, "B's log", b.stderr.String(), "resumed from object storage")
 	for index, body := range postMany(t, b, signer, "CHG-LEASE-B", "prod", 300, 8) {
-		ack("B", index, body)
+		acked.add("B", index, body)
 	}
 
 	// A resumes, its lease long gone, with requests in flight.
@@ -151,9 +102,9 @@ func TestLeaseFailoverOnRealKubernetes(t *testing.T) {
 		t.Fatalf("A exited without naming the fence or the lost lease:\n%s", a.stderr.String())
 	}
 	t.Logf("A stopped: %s", why)
-	posters.Wait()
+	posters()
 	for index, body := range postMany(t, b, signer, "CHG-LEASE-B2", "prod", 100, 8) {
-		ack("B", index, body)
+		acked.add("B", index, body)
 	}
 	size := b.size()
 	cpB := b.waitCheckpoint(size)
@@ -176,9 +127,9 @@ func TestLeaseFailoverOnRealKubernetes(t *testing.T) {
 	if got := a2.size(); got != size {
 		t.Fatalf("the new leader resumed %d entries, want %d", got, size)
 	}
-	checkAcked(t, a2, acked)
+	checkAcked(t, a2, acked.all())
 	t.Logf("A acknowledged %d records before it stalled and %d after it resumed; B %d; all %d in the log of %d entries",
-		ackedByA, lateAcks.Load(), ackedCount()-ackedByA-int(lateAcks.Load()), ackedCount(), size)
+		ackedByA, lateAcks.Load(), acked.len()-ackedByA-int(lateAcks.Load()), acked.len(), size)
 }
 
 // grantLease creates namespace ns and lets users get, create and update

@@ -207,20 +207,9 @@ func decode(t testing.TB, env []byte) *evidence.Statement {
 // next waits for exactly the given kinds, in order, and then for quiet.
 func (h *harness) next(kinds ...evidence.Kind) []record {
 	h.t.Helper()
-	var out []record
-	for len(out) < len(kinds) {
-		select {
-		case r := <-h.got:
-			out = append(out, r)
-		case <-time.After(10 * time.Second):
-			h.t.Fatalf("got %d records (%v), want %v", len(out), kindsOf(out), kinds)
-		}
-	}
-	h.quiet()
-	for i, r := range out {
-		if r.p().Kind != kinds[i] {
-			h.t.Fatalf("records are %v, want %v", kindsOf(out), kinds)
-		}
+	out := h.collect(kinds)
+	if !slices.Equal(kindsOf(out), kinds) {
+		h.t.Fatalf("records are %v, want %v", kindsOf(out), kinds)
 	}
 	return out
 }
@@ -228,6 +217,19 @@ func (h *harness) next(kinds ...evidence.Kind) []record {
 // nextInAnyOrder waits for records of exactly the given kinds, in any
 // order (informers of different resources race), and then for quiet.
 func (h *harness) nextInAnyOrder(kinds ...evidence.Kind) []record {
+	h.t.Helper()
+	out := h.collect(kinds)
+	got, want := kindsOf(out), slices.Clone(kinds)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		h.t.Fatalf("records are %v, want %v in any order", kindsOf(out), kinds)
+	}
+	return out
+}
+
+// collect waits for as many records as kinds names, then for quiet.
+func (h *harness) collect(kinds []evidence.Kind) []record {
 	h.t.Helper()
 	var out []record
 	for len(out) < len(kinds) {
@@ -239,12 +241,6 @@ func (h *harness) nextInAnyOrder(kinds ...evidence.Kind) []record {
 		}
 	}
 	h.quiet()
-	got, want := kindsOf(out), slices.Clone(kinds)
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		h.t.Fatalf("records are %v, want %v in any order", kindsOf(out), kinds)
-	}
 	return out
 }
 
