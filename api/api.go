@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 )
@@ -40,7 +41,7 @@ type ErrorBody struct {
 
 // GateAnswer is the answer of POST /v1/gate/apply.
 type GateAnswer struct {
-	verifier.GateDecision
+	approvals.GateDecision
 	// Entry is the receipt of the gate.decided entry recording the decision.
 	Entry Receipt `json:"entry"`
 }

@@ -7,12 +7,12 @@ import (
 	"net/http"
 
 	"evident.dev/evident/api"
-	"evident.dev/evident/verifier"
+	"evident.dev/evident/approvals"
 )
 
 // GateRequest asks whether one plan of one commit may be applied to a
 // target now: {"changeId","commitSha","planSha256","target","actor"}.
-type GateRequest = verifier.GateRequest
+type GateRequest = approvals.GateRequest
 
 // GateDecision is the gate's answer: "allow" or "deny", the reasons, the
 // required approver groups, the approvals that count, and the receipt of the
@@ -21,8 +21,8 @@ type GateDecision = api.GateAnswer
 
 // Gate decisions.
 const (
-	Allow = verifier.Allow
-	Deny  = verifier.Deny
+	Allow = approvals.Allow
+	Deny  = approvals.Deny
 )
 
 // AskGate asks the apply gate. A runner applies only on an answer whose

@@ -13,9 +13,15 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/fake"
 
+	"evident.dev/evident/client"
 	"evident.dev/evident/metrics"
+	"evident.dev/evident/runners/gitops"
 	"evident.dev/evident/runners/spool"
+	"evident.dev/evident/verifier"
 )
 
 // exposed is the set of metric names the server exposes, histograms with
@@ -38,13 +44,29 @@ func exposed(t *testing.T) map[string]bool {
 			names[m[1]+suffix] = true
 		}
 	}
-	// The watchers' own metrics (their spool's), as a watcher registers them.
+	// The watchers' own metrics (theirs and their spool's), as a watcher
+	// registers them; client-go's fake dynamic client stands in for a
+	// cluster, whose resources the watcher then follows.
 	reg := prometheus.NewRegistry()
 	sp, err := spool.Open(t.TempDir(), spool.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sp.Close()
+	priv, _, err := verifier.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := client.NewSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{gitops.ApplicationResource: "ApplicationList"})
+	if _, err := gitops.New(t.Context(), gitops.Config{Client: cluster, Derivers: []gitops.Deriver{&gitops.ArgoCD{}},
+		Signer: signer, Spool: sp, StateDir: t.TempDir(), Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +74,7 @@ func exposed(t *testing.T) map[string]bool {
 	for _, f := range fams {
 		names[f.GetName()] = true
 	}
-	if !names["evident_log_entries"] || !names["evident_changes_applied_total"] || !names["evident_watch_spool_pending_records"] {
+	if !names["evident_log_entries"] || !names["evident_changes_applied_total"] || !names["evident_watch_spool_pending_records"] || !names["evident_watch_resources"] {
 		t.Fatalf("the server's metric names were not read: %v", names)
 	}
 	return names
@@ -126,7 +148,7 @@ func TestAlertRulesUseExposedMetrics(t *testing.T) {
 	}
 	for _, alert := range []string{"EvidentEvidenceCompletenessDrop", "EvidentProductionChangeWithoutApproval",
 		"EvidentExpiredExceptionInUse", "EvidentDriftUnreconciled", "EvidentCheckpointNotAdvancing",
-		"EvidentDown", "EvidentIngestRefusing", "EvidentWatcherSpoolBackingUp"} {
+		"EvidentDown", "EvidentIngestRefusing", "EvidentWatcherSpoolBackingUp", "EvidentWatcherResourceNotFollowed"} {
 		if !strings.Contains(string(b), "alert: "+alert+"\n") {
 			t.Errorf("alerts.yml has no alert %s", alert)
 		}

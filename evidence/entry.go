@@ -246,3 +246,9 @@ func (e *Entry) Statement() (*Statement, error) {
 	}
 	return Decode(payload)
 }
+
+// Severities of findings.
+const (
+	SeverityError   = "error"
+	SeverityWarning = "warning"
+)

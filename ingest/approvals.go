@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -13,8 +14,8 @@ const maxChangeEntries = 10000
 
 // ChangeLog reads a change's entries from the ledger, for the verifier's
 // approval binding and the apply gate.
-func ChangeLog(l *ledger.Log) verifier.ChangeLog {
-	return verifier.ChangeLogFunc(func(ctx context.Context, changeID string) ([]*evidence.Entry, error) {
+func ChangeLog(l *ledger.Log) approvals.ChangeLog {
+	return approvals.ChangeLogFunc(func(ctx context.Context, changeID string) ([]*evidence.Entry, error) {
 		return l.Entries(ctx, ledger.Query{Name: ledger.TermChange, Value: changeID, Limit: maxChangeEntries})
 	})
 }
@@ -22,7 +23,7 @@ func ChangeLog(l *ledger.Log) verifier.ChangeLog {
 // ApprovalJudge adds the verifier's approval-binding and break-glass findings
 // to approvals, applies and break-glass closures.
 type ApprovalJudge struct {
-	Approvals *verifier.Approvals
+	Approvals *approvals.Approvals
 }
 
 // Judge implements Judge.

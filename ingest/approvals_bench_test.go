@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -147,7 +148,7 @@ func BenchmarkGateDecide(b *testing.B) {
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		req := verifier.GateRequest{ChangeID: fmt.Sprintf("CHG-BENCH-%07d", (i*7919)%n), CommitSHA: commitA, PlanSHA256: planA,
+		req := approvals.GateRequest{ChangeID: fmt.Sprintf("CHG-BENCH-%07d", (i*7919)%n), CommitSHA: commitA, PlanSHA256: planA,
 			Target: evidence.Target{Environment: "prod", Stack: "prod/rds-orders"}, Actor: "ci"}
 		start := time.Now()
 		d, err := s.appr.Decide(ctx, req, now)
@@ -155,7 +156,7 @@ func BenchmarkGateDecide(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if d.Decision != verifier.Allow {
+		if d.Decision != approvals.Allow {
 			b.Fatalf("decision %+v", d)
 		}
 	}
@@ -174,7 +175,7 @@ func BenchmarkGateApply(b *testing.B) {
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		body, _ := json.Marshal(verifier.GateRequest{ChangeID: fmt.Sprintf("CHG-BENCH-%07d", (i*7919)%n), CommitSHA: commitA, PlanSHA256: planA,
+		body, _ := json.Marshal(approvals.GateRequest{ChangeID: fmt.Sprintf("CHG-BENCH-%07d", (i*7919)%n), CommitSHA: commitA, PlanSHA256: planA,
 			Target: evidence.Target{Environment: "prod", Stack: "prod/rds-orders"}, Actor: "ci"})
 		start := time.Now()
 		resp, err := http.Post(s.url+"/v1/gate/apply", "application/json", bytes.NewReader(body))
@@ -185,7 +186,7 @@ func BenchmarkGateApply(b *testing.B) {
 		err = json.NewDecoder(resp.Body).Decode(&a)
 		resp.Body.Close()
 		lat = append(lat, time.Since(start))
-		if err != nil || resp.StatusCode != http.StatusOK || a.Decision != verifier.Allow {
+		if err != nil || resp.StatusCode != http.StatusOK || a.Decision != approvals.Allow {
 			b.Fatalf("gate: %d %v %+v", resp.StatusCode, err, a)
 		}
 	}

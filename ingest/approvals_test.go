@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -48,7 +49,7 @@ type approvalServer struct {
 	url      string
 	base     time.Time    // records happen at base + offsets
 	clock    atomic.Int64 // the server's clock (unix ns)
-	appr     *verifier.Approvals
+	appr     *approvals.Approvals
 	mux      *http.ServeMux
 }
 
@@ -66,7 +67,7 @@ func policyStandIn(_ context.Context, v *verifier.Verified) (ingest.Judgement, e
 	}}}}, nil
 }
 
-func newApprovalServer(t testing.TB, cfg verifier.ApprovalConfig) *approvalServer {
+func newApprovalServer(t testing.TB, cfg approvals.Config) *approvalServer {
 	t.Helper()
 	s := &approvalServer{t: t, keys: map[string]testKey{}}
 	s.base = time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
@@ -123,7 +124,7 @@ func newApprovalServer(t testing.TB, cfg verifier.ApprovalConfig) *approvalServe
 		t.Fatal(err)
 	}
 	cfg.Groups = trust.Groups
-	if s.appr, err = verifier.NewApprovals(ingest.ChangeLog(s.log), cfg); err != nil {
+	if s.appr, err = approvals.New(ingest.ChangeLog(s.log), cfg); err != nil {
 		t.Fatal(err)
 	}
 	h := ingest.New(ingest.Config{
@@ -190,7 +191,7 @@ func (s *approvalServer) post(signer string, p evidence.Transition) api.Receipt 
 }
 
 // gate asks the apply gate.
-func (s *approvalServer) gate(req verifier.GateRequest) (int, api.GateAnswer, []byte) {
+func (s *approvalServer) gate(req approvals.GateRequest) (int, api.GateAnswer, []byte) {
 	s.t.Helper()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -310,9 +311,9 @@ func findingOf(rc api.Receipt, code string) *evidence.Finding {
 	return nil
 }
 
-func defaultApprovalConfig() verifier.ApprovalConfig {
-	return verifier.ApprovalConfig{
-		Rules: []verifier.ApprovalRule{{Environment: "prod", Groups: []string{"platform-infra"}}},
+func defaultApprovalConfig() approvals.Config {
+	return approvals.Config{
+		Rules: []approvals.Rule{{Environment: "prod", Groups: []string{"platform-infra"}}},
 	}
 }
 
@@ -362,7 +363,7 @@ func TestApprovalFindings(t *testing.T) {
 		c := s.newChange("CHG-MISSING", "high")
 		c.plan(planA, s.at(time.Minute))
 		rc := c.apply(planA, commitA, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalMissing, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalMissing, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("plan-mismatch", func(t *testing.T) {
 		c := s.newChange("CHG-PLAN", "high")
@@ -370,8 +371,8 @@ func TestApprovalFindings(t *testing.T) {
 		c.plan(planB, s.at(90*time.Second))
 		c.approve("carol", carol, s.at(2*time.Minute))
 		rc := c.apply(planB, commitA, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalPlanMismatch, verifier.FindingApprovalGroupMissing)
-		f := findingOf(rc, verifier.FindingApprovalPlanMismatch)
+		wantCodes(t, rc, approvals.FindingApprovalPlanMismatch, approvals.FindingApprovalGroupMissing)
+		f := findingOf(rc, approvals.FindingApprovalPlanMismatch)
 		if f == nil || f.Evidence["planSha256"] != planB || f.Evidence["approvalEntry"] == "" {
 			t.Errorf("plan-mismatch evidence: %+v", f)
 		}
@@ -381,21 +382,21 @@ func TestApprovalFindings(t *testing.T) {
 		c.plan(planA, s.at(time.Minute))
 		c.approve("carol", carol, s.at(2*time.Minute))
 		rc := c.apply(planA, commitB, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalCommitMismatch, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalCommitMismatch, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("policy-mismatch", func(t *testing.T) {
 		c := s.newChange("CHG-POLICY", "high")
 		c.plan(planA, s.at(time.Minute))
 		c.approve("carol", carol, s.at(2*time.Minute), func(a *evidence.Approval) { a.PolicyDecisionSHA256 = planB })
 		rc := c.apply(planA, commitA, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalPolicyMismatch, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalPolicyMismatch, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("expired", func(t *testing.T) {
 		c := s.newChange("CHG-EXPIRED", "high")
 		c.plan(planA, s.at(time.Minute))
 		c.approve("carol", carol, s.at(2*time.Minute), func(a *evidence.Approval) { a.ExpiresAt = s.at(10 * time.Minute) })
 		rc := c.apply(planA, commitA, s.at(20*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalExpired, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalExpired, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("revoked", func(t *testing.T) {
 		c := s.newChange("CHG-REVOKED", "high")
@@ -403,22 +404,22 @@ func TestApprovalFindings(t *testing.T) {
 		c.approve("carol", carol, s.at(2*time.Minute))
 		c.revoke("carol", carol, s.at(150*time.Second))
 		rc := c.apply(planA, commitA, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalRevoked, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalRevoked, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("self-approved", func(t *testing.T) {
 		c := s.newChange("CHG-SELF", "low")
 		c.plan(planA, s.at(time.Minute))
 		c.approve("alice", alice, s.at(2*time.Minute))
 		rc := c.apply(planA, commitA, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalSelfApproved, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalSelfApproved, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("group-missing", func(t *testing.T) {
 		c := s.newChange("CHG-GROUP", "high")
 		c.plan(planA, s.at(time.Minute))
 		c.approve("bob", bob, s.at(2*time.Minute))
 		rc := c.apply(planA, commitA, s.at(3*time.Minute))
-		wantCodes(t, rc, verifier.FindingApprovalGroupMissing)
-		f := findingOf(rc, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, rc, approvals.FindingApprovalGroupMissing)
+		f := findingOf(rc, approvals.FindingApprovalGroupMissing)
 		if f.Evidence["missingGroups"] != "database-owners" || f.Evidence["membershipSha256"] != s.appr.MembershipSHA256() ||
 			f.Evidence["requirementFrom"] != "policy:"+c.policy {
 			t.Errorf("group-missing evidence = %+v", f.Evidence)
@@ -429,8 +430,8 @@ func TestApprovalFindings(t *testing.T) {
 		c.plan(planA, s.at(time.Minute))
 		// bob's key signs an approval naming carol: recorded, flagged, and
 		// it does not count.
-		wantCodes(t, c.approve("bob", carol, s.at(2*time.Minute)), verifier.FindingApprovalUnauthorized)
-		wantCodes(t, c.apply(planA, commitA, s.at(3*time.Minute)), verifier.FindingApprovalMissing, verifier.FindingApprovalGroupMissing)
+		wantCodes(t, c.approve("bob", carol, s.at(2*time.Minute)), approvals.FindingApprovalUnauthorized)
+		wantCodes(t, c.apply(planA, commitA, s.at(3*time.Minute)), approvals.FindingApprovalMissing, approvals.FindingApprovalGroupMissing)
 	})
 	t.Run("findings are stored with the entry", func(t *testing.T) {
 		c := s.newChange("CHG-STORED", "high")
@@ -440,15 +441,15 @@ func TestApprovalFindings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := codes(e.Meta.Findings); !slices.Contains(got, verifier.FindingApprovalMissing) {
+		if got := codes(e.Meta.Findings); !slices.Contains(got, approvals.FindingApprovalMissing) {
 			t.Errorf("stored findings = %v", got)
 		}
 	})
 }
 
 func TestBreakglass(t *testing.T) {
-	s := newApprovalServer(t, verifier.ApprovalConfig{
-		Rules:            []verifier.ApprovalRule{{Environment: "prod", Groups: []string{"platform-infra"}}},
+	s := newApprovalServer(t, approvals.Config{
+		Rules:            []approvals.Rule{{Environment: "prod", Groups: []string{"platform-infra"}}},
 		BreakglassReview: time.Hour,
 	})
 	// Emergency apply, then the review arrives in time: flagged emergency,
@@ -457,8 +458,8 @@ func TestBreakglass(t *testing.T) {
 	c.plan(planA, s.at(time.Minute))
 	c.breakglass(evidence.KindBreakglassOpened, s.at(2*time.Minute), s.at(2*time.Hour))
 	rc := c.apply(planA, commitA, s.at(3*time.Minute))
-	wantCodes(t, rc, verifier.FindingEmergency)
-	if f := findingOf(rc, verifier.FindingEmergency); f.Evidence["incident"] != "INC-7781" {
+	wantCodes(t, rc, approvals.FindingEmergency)
+	if f := findingOf(rc, approvals.FindingEmergency); f.Evidence["incident"] != "INC-7781" {
 		t.Errorf("emergency evidence = %+v", f.Evidence)
 	}
 	c.approve("carol", carol, s.at(30*time.Minute))
@@ -471,11 +472,11 @@ func TestBreakglass(t *testing.T) {
 	m.plan(planA, s.at(time.Minute))
 	m.breakglass(evidence.KindBreakglassOpened, s.at(2*time.Minute), s.at(2*time.Hour))
 	applied := m.apply(planA, commitA, s.at(3*time.Minute))
-	wantCodes(t, applied, verifier.FindingEmergency)
+	wantCodes(t, applied, approvals.FindingEmergency)
 	m.approve("carol", carol, s.at(80*time.Minute)) // too late
 	closed := m.breakglass(evidence.KindBreakglassClosed, s.at(90*time.Minute), time.Time{})
-	wantCodes(t, closed, verifier.FindingBreakglassReviewMissing)
-	if f := findingOf(closed, verifier.FindingBreakglassReviewMissing); f.Evidence["applyEntry"] != itoa(applied.Index) {
+	wantCodes(t, closed, approvals.FindingBreakglassReviewMissing)
+	if f := findingOf(closed, approvals.FindingBreakglassReviewMissing); f.Evidence["applyEntry"] != itoa(applied.Index) {
 		t.Errorf("review-missing evidence = %+v", f.Evidence)
 	}
 	// After the break-glass closed, applies need approvals again; the
@@ -487,16 +488,16 @@ func TestBreakglass(t *testing.T) {
 	g := s.newChange("CHG-BG-GATE", "high")
 	g.plan(planA, s.at(time.Minute))
 	g.breakglass(evidence.KindBreakglassOpened, s.at(2*time.Minute), s.at(2*time.Hour))
-	wantCodes(t, g.apply(planA, commitA, s.at(3*time.Minute)), verifier.FindingEmergency)
-	wantCodes(t, g.breakglass(evidence.KindBreakglassClosed, s.at(70*time.Minute), time.Time{}), verifier.FindingBreakglassReviewMissing)
+	wantCodes(t, g.apply(planA, commitA, s.at(3*time.Minute)), approvals.FindingEmergency)
+	wantCodes(t, g.breakglass(evidence.KindBreakglassClosed, s.at(70*time.Minute), time.Time{}), approvals.FindingBreakglassReviewMissing)
 	s.setClock(s.at(75 * time.Minute))
-	req := verifier.GateRequest{ChangeID: g.id, CommitSHA: commitA, PlanSHA256: planA, Target: g.target, Actor: "ci"}
-	if _, a, _ := s.gate(req); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, verifier.FindingBreakglassReviewMissing) {
+	req := approvals.GateRequest{ChangeID: g.id, CommitSHA: commitA, PlanSHA256: planA, Target: g.target, Actor: "ci"}
+	if _, a, _ := s.gate(req); a.Decision != approvals.Deny || !hasPrefix(a.Reasons, approvals.FindingBreakglassReviewMissing) {
 		t.Errorf("gate with an overdue review: %+v", a)
 	}
 	g.approve("carol", carol, s.at(76*time.Minute))
 	s.setClock(s.at(77 * time.Minute))
-	if _, a, _ := s.gate(req); a.Decision != verifier.Allow {
+	if _, a, _ := s.gate(req); a.Decision != approvals.Allow {
 		t.Errorf("gate after the late review: %+v", a)
 	}
 
@@ -504,7 +505,7 @@ func TestBreakglass(t *testing.T) {
 	x := s.newChange("CHG-BG-EXPIRED", "high")
 	x.plan(planA, s.at(time.Minute))
 	x.breakglass(evidence.KindBreakglassOpened, s.at(2*time.Minute), s.at(4*time.Minute))
-	wantCodes(t, x.apply(planA, commitA, s.at(5*time.Minute)), verifier.FindingApprovalMissing, verifier.FindingApprovalGroupMissing)
+	wantCodes(t, x.apply(planA, commitA, s.at(5*time.Minute)), approvals.FindingApprovalMissing, approvals.FindingApprovalGroupMissing)
 }
 
 func itoa(i uint64) string {
@@ -513,8 +514,8 @@ func itoa(i uint64) string {
 }
 
 func TestGate(t *testing.T) {
-	s := newApprovalServer(t, verifier.ApprovalConfig{
-		Rules:          []verifier.ApprovalRule{{Environment: "prod", Groups: []string{"platform-infra"}}},
+	s := newApprovalServer(t, approvals.Config{
+		Rules:          []approvals.Rule{{Environment: "prod", Groups: []string{"platform-infra"}}},
 		MaxPlanAge:     time.Hour,
 		MaxApprovalAge: 2 * time.Hour,
 	})
@@ -523,16 +524,16 @@ func TestGate(t *testing.T) {
 	// The request names only the environment and stack, as `evident gate
 	// check` without further flags does: the decision is recorded with the
 	// plan's whole target.
-	req := verifier.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA,
+	req := approvals.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA,
 		Target: evidence.Target{Environment: c.target.Environment, Stack: c.target.Stack}, Actor: "ci"}
 	s.setClock(s.at(5 * time.Minute))
 
 	// Refused: the policy requires database owners and nobody approved.
 	status, a, body := s.gate(req)
-	if status != http.StatusOK || a.Decision != verifier.Deny {
+	if status != http.StatusOK || a.Decision != approvals.Deny {
 		t.Fatalf("gate = %d %s", status, body)
 	}
-	if !slices.Equal(a.RequiredApprovers, []string{"database-owners"}) || len(a.Approvals) != 0 || !hasPrefix(a.Reasons, verifier.FindingApprovalMissing) {
+	if !slices.Equal(a.RequiredApprovers, []string{"database-owners"}) || len(a.Approvals) != 0 || !hasPrefix(a.Reasons, approvals.FindingApprovalMissing) {
 		t.Errorf("deny answer = %+v", a)
 	}
 	// The decision itself is an entry, signed by the log.
@@ -544,7 +545,7 @@ func TestGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Predicate.Kind != evidence.KindGateDecided || st.Predicate.Gate.Decision != verifier.Deny ||
+	if st.Predicate.Kind != evidence.KindGateDecided || st.Predicate.Gate.Decision != approvals.Deny ||
 		st.Predicate.Gate.PlanSHA256 != planA || e.Meta.Signer.Name != verifier.LogSigner || a.Entry.Kind != evidence.KindGateDecided {
 		t.Errorf("gate.decided entry = %+v by %+v", st.Predicate, e.Meta.Signer)
 	}
@@ -556,43 +557,43 @@ func TestGate(t *testing.T) {
 	ap := c.approve("carol", carol, s.at(6*time.Minute))
 	s.setClock(s.at(7 * time.Minute))
 	_, a, _ = s.gate(req)
-	if a.Decision != verifier.Allow || len(a.Approvals) != 1 || a.Approvals[0].Entry != ap.Index || a.Approvals[0].Approver != carol ||
+	if a.Decision != approvals.Allow || len(a.Approvals) != 1 || a.Approvals[0].Entry != ap.Index || a.Approvals[0].Approver != carol ||
 		!slices.Equal(a.Approvals[0].Groups, []string{"database-owners"}) {
 		t.Errorf("allow answer = %+v", a)
 	}
 
 	// Another plan, another commit, another target: denied.
 	for name, tc := range map[string]struct {
-		edit func(*verifier.GateRequest)
+		edit func(*approvals.GateRequest)
 		want string
 	}{
-		"other plan":   {func(r *verifier.GateRequest) { r.PlanSHA256 = planB }, "plan.missing"},
-		"other commit": {func(r *verifier.GateRequest) { r.CommitSHA = commitB }, "plan.commit-mismatch"},
-		"other env":    {func(r *verifier.GateRequest) { r.Target.Environment = "staging" }, "plan.target-mismatch"},
+		"other plan":   {func(r *approvals.GateRequest) { r.PlanSHA256 = planB }, "plan.missing"},
+		"other commit": {func(r *approvals.GateRequest) { r.CommitSHA = commitB }, "plan.commit-mismatch"},
+		"other env":    {func(r *approvals.GateRequest) { r.Target.Environment = "staging" }, "plan.target-mismatch"},
 	} {
 		r := req
 		tc.edit(&r)
-		if _, a, _ := s.gate(r); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, tc.want) {
+		if _, a, _ := s.gate(r); a.Decision != approvals.Deny || !hasPrefix(a.Reasons, tc.want) {
 			t.Errorf("%s: %+v, want a %s denial", name, a, tc.want)
 		}
 	}
 
 	// Freshness: the plan is older than an hour at decision time.
 	s.setClock(s.at(70 * time.Minute))
-	if _, a, _ := s.gate(req); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, "plan.stale") {
+	if _, a, _ := s.gate(req); a.Decision != approvals.Deny || !hasPrefix(a.Reasons, "plan.stale") {
 		t.Errorf("stale plan: %+v", a)
 	}
 	// A fresh plan of the same hash, then the approval grows too old.
 	c.plan(planA, s.at(69*time.Minute))
 	s.setClock(s.at(130 * time.Minute))
-	if _, a, _ := s.gate(req); a.Decision != verifier.Deny || !hasPrefix(a.Reasons, verifier.FindingApprovalExpired) {
+	if _, a, _ := s.gate(req); a.Decision != approvals.Deny || !hasPrefix(a.Reasons, approvals.FindingApprovalExpired) {
 		t.Errorf("stale approval: %+v", a)
 	}
 
 	// Under break-glass the gate allows, flagged as an emergency.
 	c.breakglass(evidence.KindBreakglassOpened, s.at(131*time.Minute), s.at(4*time.Hour))
 	s.setClock(s.at(132 * time.Minute))
-	if _, a, _ := s.gate(req); a.Decision != verifier.Allow || !a.Emergency || !hasPrefix(a.Reasons, "emergency") {
+	if _, a, _ := s.gate(req); a.Decision != approvals.Allow || !a.Emergency || !hasPrefix(a.Reasons, "emergency") {
 		t.Errorf("break-glass: %+v", a)
 	}
 
@@ -622,7 +623,7 @@ func TestKeylessEntriesVerifyOffline(t *testing.T) {
 	c.plan(planA, s.at(time.Minute))
 	ap := c.approve("dave", dave, s.at(2*time.Minute))
 	s.setClock(s.at(3 * time.Minute))
-	if _, a, _ := s.gate(verifier.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA, Target: c.target, Actor: "ci"}); a.Decision != verifier.Allow {
+	if _, a, _ := s.gate(approvals.GateRequest{ChangeID: c.id, CommitSHA: commitA, PlanSHA256: planA, Target: c.target, Actor: "ci"}); a.Decision != approvals.Allow {
 		t.Fatalf("gate: %+v", a)
 	}
 	snap, err := s.log.Snapshot()

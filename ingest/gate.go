@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 )
@@ -18,7 +19,7 @@ import (
 // Decider decides gate requests from the ledger's state. Safe for concurrent
 // use; an error wrapping verifier.ErrMalformed means a bad request.
 type Decider interface {
-	Decide(ctx context.Context, req verifier.GateRequest, now time.Time) (*verifier.GateDecision, error)
+	Decide(ctx context.Context, req approvals.GateRequest, now time.Time) (*approvals.GateDecision, error)
 }
 
 // GateConfig wires the apply gate.
@@ -58,7 +59,7 @@ func (g *Gate) Register(mux *http.ServeMux) {
 const maxGateRequest = 64 << 10
 
 func (g *Gate) apply(w http.ResponseWriter, r *http.Request) {
-	var req verifier.GateRequest
+	var req approvals.GateRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxGateRequest))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -87,7 +88,7 @@ func (g *Gate) apply(w http.ResponseWriter, r *http.Request) {
 
 // Decide decides a request and records the decision. It returns only once
 // the gate.decided entry is durable.
-func (g *Gate) Decide(ctx context.Context, req verifier.GateRequest) (*api.GateAnswer, error) {
+func (g *Gate) Decide(ctx context.Context, req approvals.GateRequest) (*api.GateAnswer, error) {
 	now := g.cfg.Clock().UTC()
 	d, err := g.cfg.Decider.Decide(ctx, req, now)
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"evident.dev/evident/verifier"
+	"evident.dev/evident/approvals"
 )
 
 // Gate is the apply gate: the approval judge's decision at the time of
@@ -14,12 +14,12 @@ import (
 // the policies would deny now is allowed (an exception that has expired
 // since the plan was judged waives nothing). An ingest.Decider.
 type Gate struct {
-	Approvals *verifier.Approvals
+	Approvals *approvals.Approvals
 	Policies  *Judge // nil: policies off, the approval judge decides alone
 }
 
 // Decide decides a gate request at now.
-func (g Gate) Decide(ctx context.Context, req verifier.GateRequest, now time.Time) (*verifier.GateDecision, error) {
+func (g Gate) Decide(ctx context.Context, req approvals.GateRequest, now time.Time) (*approvals.GateDecision, error) {
 	d, err := g.Approvals.Decide(ctx, req, now)
 	if err != nil || g.Policies == nil {
 		return d, err
@@ -51,8 +51,8 @@ func (g Gate) Decide(ctx context.Context, req verifier.GateRequest, now time.Tim
 		}
 		return d, nil
 	}
-	if d.Decision == verifier.Allow {
-		d.Decision, d.Reasons = verifier.Deny, nil
+	if d.Decision == approvals.Allow {
+		d.Decision, d.Reasons = approvals.Deny, nil
 	}
 	d.Reasons = append(d.Reasons, reasons...)
 	return d, nil

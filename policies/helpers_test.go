@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -142,17 +143,17 @@ func newServer(t testing.TB, src policies.Source, approvers ...approver) *server
 	tctx, cancel := context.WithCancel(ctx)
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.tracker.Run(tctx) }()
-	approvals, err := verifier.NewApprovals(ingest.ChangeLog(s.log), verifier.ApprovalConfig{Groups: trust.Groups})
+	approvalJudge, err := approvals.New(ingest.ChangeLog(s.log), approvals.Config{Groups: trust.Groups})
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := policies.NewJudge(policies.JudgeConfig{Set: s.set, Log: s.log, Exceptions: s.tracker, Approvals: approvals, Clock: s.now})
+	j, err := policies.NewJudge(policies.JudgeConfig{Set: s.set, Log: s.log, Exceptions: s.tracker, Approvals: approvalJudge, Clock: s.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	ingest.New(ingest.Config{Log: s.log, Verifier: v, Clock: s.now,
-		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, judgeAdapter{j}}}).Register(mux)
+		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvalJudge}, judgeAdapter{j}}}).Register(mux)
 	srv := httptest.NewServer(mux)
 	s.url = srv.URL
 	t.Cleanup(func() {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/verifier"
 )
 
 // The input is built as OPA values directly: converting Go maps costs
@@ -221,7 +221,7 @@ func (j *Judge) input(ctx context.Context, st *evidence.Statement, ph string, hi
 		members = append(members, b.member())
 	}
 	if r.top("approvals") {
-		a, err := j.approvalsInput(ctx, verifier.Subject{
+		a, err := j.approvalsInput(ctx, approvals.Subject{
 			ChangeID: p.ChangeID, CommitSHA: src.CommitSHA, PlanSHA256: planSHA, Target: tg, RiskClass: risk, At: at,
 		})
 		if err != nil {
@@ -421,7 +421,7 @@ func resourceRef(typ, addr string) *ast.Term {
 // approval judge decided (bound to the commit, plan and policy decision,
 // signed by the approver or a relay, not revoked, fresh at the judged time,
 // not by the author), with the groups the directory gives their approvers.
-func (j *Judge) approvalsInput(ctx context.Context, s verifier.Subject) (*ast.Term, error) {
+func (j *Judge) approvalsInput(ctx context.Context, s approvals.Subject) (*ast.Term, error) {
 	var current []*ast.Term
 	var groups []string
 	if j.cfg.Approvals != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
@@ -60,9 +61,9 @@ type JudgeConfig struct {
 }
 
 // ApprovalAssessor judges the approvals of a subject once, for every
-// consumer (*verifier.Approvals).
+// consumer (*approvals.Approvals).
 type ApprovalAssessor interface {
-	Assess(ctx context.Context, s verifier.Subject) (verifier.Assessment, error)
+	Assess(ctx context.Context, s approvals.Subject) (approvals.Assessment, error)
 }
 
 // Judge judges records with a policy set (it is an ingest.Judge through

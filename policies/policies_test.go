@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/policies"
-	"evident.dev/evident/verifier"
 )
 
 const (
@@ -536,9 +536,9 @@ func TestGateUsesThePlanDecision(t *testing.T) {
 		approver{"dana", "dana@example.com", []string{"database-owners"}},
 		approver{"sam", "sam@example.com", []string{"platform-infra"}},
 		approver{"sue", "sue@example.com", []string{"security"}})
-	gate, err := verifier.NewApprovals(verifier.ChangeLogFunc(func(ctx context.Context, id string) ([]*evidence.Entry, error) {
+	gate, err := approvals.New(approvals.ChangeLogFunc(func(ctx context.Context, id string) ([]*evidence.Entry, error) {
 		return s.log.Entries(ctx, ledger.Query{Name: ledger.TermChange, Value: id, Limit: 10000})
-	}), verifier.ApprovalConfig{Groups: s.trust.Groups})
+	}), approvals.Config{Groups: s.trust.Groups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,8 +551,8 @@ func TestGateUsesThePlanDecision(t *testing.T) {
 		a.Approval.PolicyDecisionSHA256 = plan.PolicyDecisionSHA256
 		s.mustPost(a)
 	}
-	ask := func() *verifier.GateDecision {
-		d, err := gate.Decide(context.Background(), verifier.GateRequest{ChangeID: "CHG-G-1", CommitSHA: commit, PlanSHA256: planSHA,
+	ask := func() *approvals.GateDecision {
+		d, err := gate.Decide(context.Background(), approvals.GateRequest{ChangeID: "CHG-G-1", CommitSHA: commit, PlanSHA256: planSHA,
 			Target: evidence.Target{Environment: "prod", Stack: stack}, Actor: "ci"}, s.now())
 		if err != nil {
 			t.Fatal(err)
@@ -561,11 +561,11 @@ func TestGateUsesThePlanDecision(t *testing.T) {
 	}
 	approve("dana@example.com", "database-owners")
 	approve("sam@example.com", "platform-infra")
-	if d := ask(); d.Decision != verifier.Deny || !slices.Contains(d.RequiredApprovers, "security") {
+	if d := ask(); d.Decision != approvals.Deny || !slices.Contains(d.RequiredApprovers, "security") {
 		t.Fatalf("gate without security: %+v", d)
 	}
 	approve("sue@example.com", "security")
-	if d := ask(); d.Decision != verifier.Allow {
+	if d := ask(); d.Decision != approvals.Allow {
 		t.Fatalf("gate with every required group: %+v", d)
 	}
 }

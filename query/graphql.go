@@ -19,6 +19,7 @@ import (
 	"github.com/graphql-go/graphql/gqlerrors"
 	"github.com/graphql-go/graphql/language/ast"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
@@ -66,10 +67,10 @@ type GraphQLConfig struct {
 	CursorKey []byte
 }
 
-// ApprovalJudge judges the approvals of a subject (*verifier.Approvals):
+// ApprovalJudge judges the approvals of a subject (*approvals.Approvals):
 // the one judgement the policies, the gate and these answers share.
 type ApprovalJudge interface {
-	Assess(ctx context.Context, s verifier.Subject) (verifier.Assessment, error)
+	Assess(ctx context.Context, s approvals.Subject) (approvals.Assessment, error)
 }
 
 // GraphQL serves audit queries.
@@ -773,29 +774,29 @@ func (c *changeView) unapprovedApplies() []*record {
 
 func withoutFreshApproval(f evidence.Finding) bool {
 	switch f.Code {
-	case verifier.FindingEmergency:
+	case approvals.FindingEmergency:
 		return true
-	case verifier.FindingApprovalUnauthorized:
+	case approvals.FindingApprovalUnauthorized:
 		return false // on approvals, not applies
 	}
-	return strings.HasPrefix(f.Code, "approval.") && f.Severity == verifier.SeverityError
+	return strings.HasPrefix(f.Code, "approval.") && f.Severity == evidence.SeverityError
 }
 
 // approvalVerdict is the approval judge's verdict on approval a: for the
 // change's latest apply of the approved plan, at the time that apply was
 // judged; for a plan not applied yet, as the gate would judge it now.
-func (g *GraphQL) approvalVerdict(ctx context.Context, a approvalView) (*verifier.ApprovalVerdict, error) {
+func (g *GraphQL) approvalVerdict(ctx context.Context, a approvalView) (*approvals.Verdict, error) {
 	a.verdict.once.Do(func() { a.verdict.v, a.verdict.err = g.judgeApproval(ctx, a) })
 	return a.verdict.v, a.verdict.err
 }
 
-func (g *GraphQL) judgeApproval(ctx context.Context, a approvalView) (*verifier.ApprovalVerdict, error) {
+func (g *GraphQL) judgeApproval(ctx context.Context, a approvalView) (*approvals.Verdict, error) {
 	c := a.change
 	if g.cfg.Approvals == nil || a.Kind != evidence.KindApprovalGranted || c == nil || len(c.Timeline) == 0 {
 		return nil, nil
 	}
 	first := c.first().P()
-	s := verifier.Subject{ChangeID: first.ChangeID, CommitSHA: a.CommitSHA, PlanSHA256: a.PlanSHA256,
+	s := approvals.Subject{ChangeID: first.ChangeID, CommitSHA: a.CommitSHA, PlanSHA256: a.PlanSHA256,
 		Target: first.Target, RiskClass: first.RiskClass, At: g.cfg.Clock()}
 	for _, r := range slices.Backward(c.Timeline) {
 		p := r.P()

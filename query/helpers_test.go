@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -113,25 +114,25 @@ func newHarnessPolicies(t testing.TB, access query.AccessConfig, withPolicies bo
 	// The approval judge of the real server, with the demo's directory:
 	// entries carry the findings it computes at append time, and GraphQL
 	// says of each approval whether it counts.
-	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{Groups: trust.Groups})
+	approvalJudge, err := approvals.New(ingest.ChangeLog(lg), approvals.Config{Groups: trust.Groups})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Access: h.access, Clock: func() time.Time { return query.DemoClock },
-		Completeness: projection, Exceptions: projection, Approvals: approvals})
+		Completeness: projection, Exceptions: projection, Approvals: approvalJudge})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	// The bundled policies judge every record, as on a server with its
 	// default configuration.
-	judges := []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}
+	judges := []ingest.Judge{ingest.ApprovalJudge{Approvals: approvalJudge}}
 	if withPolicies {
 		set, err := policies.Load(context.Background(), policies.Source{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		judge, err := policies.NewJudge(policies.JudgeConfig{Set: set, Log: lg, Exceptions: tracker, Approvals: approvals,
+		judge, err := policies.NewJudge(policies.JudgeConfig{Set: set, Log: lg, Exceptions: tracker, Approvals: approvalJudge,
 			Clock: func() time.Time { return query.DemoClock }})
 		if err != nil {
 			t.Fatal(err)

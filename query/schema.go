@@ -12,9 +12,9 @@ import (
 
 	"github.com/graphql-go/graphql"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
 
 // The schema is written for the domain (changes, approvals, decisions), not
@@ -56,7 +56,7 @@ type approvalView struct {
 
 type verdictOnce struct {
 	once sync.Once
-	v    *verifier.ApprovalVerdict
+	v    *approvals.Verdict
 	err  error
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -85,7 +86,7 @@ func newVerdictRig(t *testing.T, start time.Time) *verdictRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{Groups: trust.Groups})
+	approvalJudge, err := approvals.New(ingest.ChangeLog(lg), approvals.Config{Groups: trust.Groups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,21 +94,21 @@ func newVerdictRig(t *testing.T, start time.Time) *verdictRig {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() { stopped <- tracker.Run(ctx) }()
-	judge, err := policies.NewJudge(policies.JudgeConfig{Set: set, Log: lg, Exceptions: tracker, Approvals: approvals, Clock: r.now})
+	judge, err := policies.NewJudge(policies.JudgeConfig{Set: set, Log: lg, Exceptions: tracker, Approvals: approvalJudge, Clock: r.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.gate = policies.Gate{Approvals: approvals, Policies: judge}
+	r.gate = policies.Gate{Approvals: approvalJudge, Policies: judge}
 	auth, err := query.NewAuthenticator(query.AccessConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Approvals: approvals, Clock: r.now}); err != nil {
+	if r.gql, err = query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: auth, Approvals: approvalJudge, Clock: r.now}); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	ingest.New(ingest.Config{Log: lg, Verifier: v, Clock: r.now,
-		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}, policyJudge{judge}}}).Register(mux)
+		Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvalJudge}, policyJudge{judge}}}).Register(mux)
 	srv := httptest.NewServer(mux)
 	r.url = srv.URL
 	t.Cleanup(func() {
@@ -230,7 +231,7 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 			bound            bool
 			expires          time.Time
 		}
-		var approvals []given
+		var gotApprovals []given
 		for k := range 1 + rng.IntN(4) {
 			at := t0.Add(time.Duration(10+k) * time.Minute)
 			who := []string{"alice", "bob", "carol", "dave", "mallory", "bob", "carol"}[rng.IntN(7)]
@@ -246,12 +247,12 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 				ExpiresAt: at.Add([]time.Duration{time.Hour, 6 * time.Hour}[rng.IntN(2)])}
 			r.setNow(at)
 			r.post(signer, a)
-			approvals = append(approvals, given{who, signer, digest == planRC.PolicyDecisionSHA256, a.Approval.ExpiresAt})
+			gotApprovals = append(gotApprovals, given{who, signer, digest == planRC.PolicyDecisionSHA256, a.Approval.ExpiresAt})
 			counts["approval by "+signer]++
 		}
 		revoked := ""
 		if rng.IntN(6) == 0 {
-			who := approvals[rng.IntN(len(approvals))].approver
+			who := gotApprovals[rng.IntN(len(gotApprovals))].approver
 			revoked = who
 			at := t0.Add(20 * time.Minute)
 			rv := base(evidence.KindApprovalRevoked, at, who+"@example.com")
@@ -265,7 +266,7 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 		// The apply runs at T; the gate is asked then. Its record may arrive
 		// two days later (a spool draining).
 		T := t0.Add([]time.Duration{30 * time.Minute, 2 * time.Hour}[rng.IntN(2)])
-		gd, err := r.gate.Decide(context.Background(), verifier.GateRequest{ChangeID: id, CommitSHA: src.CommitSHA, PlanSHA256: plan,
+		gd, err := r.gate.Decide(context.Background(), approvals.GateRequest{ChangeID: id, CommitSHA: src.CommitSHA, PlanSHA256: plan,
 			Target: evidence.Target{Environment: "prod", Stack: stack}, Actor: "ci"}, T)
 		if err != nil {
 			t.Fatal(err)
@@ -287,7 +288,7 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 		directory := map[string][]string{"alice": {"platform-infra"}, "bob": {"platform-infra", "security"},
 			"carol": {"platform-infra"}, "dave": {"security"}}
 		covered0, counted0 := map[string]bool{}, 0
-		for _, a := range approvals {
+		for _, a := range gotApprovals {
 			if (a.signer == a.approver || a.signer == "relay") && a.bound && a.approver != revoked && T.Before(a.expires) && a.approver != "alice" {
 				counted0++
 				for _, g := range directory[a.approver] {
@@ -306,7 +307,7 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 		expectOK := counted0 > 0 && !slices.ContainsFunc(required0, func(g string) bool { return !covered0[g] })
 
 		approvalProblems := slices.ContainsFunc(applyRC.Findings, func(f evidence.Finding) bool {
-			return strings.HasPrefix(f.Code, "approval.") && f.Severity == verifier.SeverityError
+			return strings.HasPrefix(f.Code, "approval.") && f.Severity == evidence.SeverityError
 		})
 		policyNeedsApproval := applyRC.Decision != nil && slices.ContainsFunc(applyRC.Decision.Decisions, func(d evidence.Decision) bool {
 			return d.Result == "deny" && len(d.RequiredApprovers) > 0
@@ -315,7 +316,7 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 			return d.ExceptionID != ""
 		})
 		what := fmt.Sprintf("%s (risk %s, public bucket %v, %d approvals, exception %v, late %v): findings %v, decision %+v, gate %s %v",
-			id, risk, public, len(approvals), exception, late, applyRC.Findings, applyRC.Decision, gd.Decision, gd.Reasons)
+			id, risk, public, len(gotApprovals), exception, late, applyRC.Findings, applyRC.Decision, gd.Decision, gd.Reasons)
 
 		// 0. The approval judge is right.
 		if expectOK == approvalProblems {
@@ -330,7 +331,7 @@ func TestVerdictsNeverDisagree(t *testing.T) {
 		// 2. The gate asked at the apply's time agrees with the log's
 		// judgement of that apply, and never allows what the policies deny.
 		applyDenied := applyRC.Decision != nil && applyRC.Decision.Result == "deny"
-		if (gd.Decision == verifier.Allow) != (!approvalProblems && !applyDenied) {
+		if (gd.Decision == approvals.Allow) != (!approvalProblems && !applyDenied) {
 			t.Errorf("the gate and the apply's judgement disagree: %s", what)
 		}
 		// 3. GraphQL reads the same judgement.

@@ -97,7 +97,7 @@ func (v *Verifier) AdmitArtifact(t evidence.Transition) []evidence.Finding {
 		var out []evidence.Finding
 		for _, a := range t.Artifacts {
 			if mutableRef(a.URI) {
-				out = append(out, finding(FindingArtifactMutableTag, SeverityError,
+				out = append(out, finding(FindingArtifactMutableTag, evidence.SeverityError,
 					fmt.Sprintf("%s is deployed by tag, not by digest", a.URI), map[string]string{"image": a.URI}))
 			}
 		}
@@ -119,7 +119,7 @@ func (v *Verifier) AdmitArtifact(t evidence.Transition) []evidence.Finding {
 	}
 	var out []evidence.Finding
 	add := func(code, msg string, more ...string) {
-		out = append(out, finding(code, SeverityError, msg, ev(more...)))
+		out = append(out, finding(code, evidence.SeverityError, msg, ev(more...)))
 	}
 	if mutableRef(a.Image) {
 		add(FindingArtifactMutableTag, fmt.Sprintf("%s names a tag; admit images by digest only", a.Image))
@@ -301,4 +301,8 @@ func parseProvenance(raw []byte) (provenance, error) {
 		return out, nil
 	}
 	return provenance{}, fmt.Errorf("predicateType %q is not SLSA provenance (v1 or v0.2)", st.PredicateType)
+}
+
+func finding(code, severity, msg string, ev map[string]string) evidence.Finding {
+	return evidence.Finding{Code: code, Severity: severity, Message: msg, Evidence: ev}
 }

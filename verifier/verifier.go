@@ -3,9 +3,10 @@
 // signed by a key the trust configuration lists, or a Sigstore bundle
 // (https://github.com/sigstore/protobuf-specs) whose certificate identity it
 // lists, carrying a valid transition statement about a target inside the
-// signer's scope. It also judges compliance from the log's state: approval
-// binding and break-glass (approvals.go), the apply gate (gate.go), and
-// artifact admission (artifacts.go).
+// signer's scope. It also admits artifacts (artifacts.go: signed, built from
+// a protected branch, with provenance) and checks a whole log offline
+// (logcheck.go), an export and an evidence pack; whether approvals count is
+// the approvals package's.
 //
 // It is pure code with no I/O, so an auditor's tool can import it to re-check
 // a log offline with the trust configuration recorded in the log.
@@ -103,8 +104,9 @@ func JudgedAt(occurredAt, receivedAt time.Time, maxBackfill time.Duration) time.
 	return occurredAt
 }
 
-// judgedAt is v's judged time: JudgedAt as ingest set it, else occurredAt.
-func (v *Verified) judgedAt() time.Time {
+// JudgedTime is the time v is judged at: JudgedAt as ingest set it, else
+// occurredAt.
+func (v *Verified) JudgedTime() time.Time {
 	if !v.JudgedAt.IsZero() {
 		return v.JudgedAt
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -88,17 +89,17 @@ func (k keylessTrust) apply(c *Config, t *verifier.TrustConfig) error {
 //	  requirePolicyDecision: false
 //	  breakglassReview: 24h
 type approvalsConfig struct {
-	Rules                 []verifier.ApprovalRule `yaml:"rules"`
-	MaxApprovalAge        time.Duration           `yaml:"maxApprovalAge"`
-	MaxPlanAge            time.Duration           `yaml:"maxPlanAge"`
-	MaxPolicyAge          time.Duration           `yaml:"maxPolicyAge"`
-	RequirePolicyDecision bool                    `yaml:"requirePolicyDecision"`
-	BreakglassReview      time.Duration           `yaml:"breakglassReview"`
+	Rules                 []approvals.Rule `yaml:"rules"`
+	MaxApprovalAge        time.Duration    `yaml:"maxApprovalAge"`
+	MaxPlanAge            time.Duration    `yaml:"maxPlanAge"`
+	MaxPolicyAge          time.Duration    `yaml:"maxPolicyAge"`
+	RequirePolicyDecision bool             `yaml:"requirePolicyDecision"`
+	BreakglassReview      time.Duration    `yaml:"breakglassReview"`
 }
 
 // build makes the approval checker the judge and the gate share.
-func (a approvalsConfig) build(lg *ledger.Log, trust verifier.TrustConfig) (*verifier.Approvals, error) {
-	return verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{
+func (a approvalsConfig) build(lg *ledger.Log, trust verifier.TrustConfig) (*approvals.Approvals, error) {
+	return approvals.New(ingest.ChangeLog(lg), approvals.Config{
 		Groups:                trust.Groups,
 		Rules:                 a.Rules,
 		MaxApprovalAge:        a.MaxApprovalAge,

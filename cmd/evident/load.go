@@ -19,9 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/verifier"
 )
 
 // runLoad is the ingest load generator: it posts realistic signed plan.created
@@ -154,12 +154,12 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if *gates > 0 {
-		return loadGates(ctx, base, *gates, *proofClients, stdout, func() verifier.GateRequest {
+		return loadGates(ctx, base, *gates, *proofClients, stdout, func() approvals.GateRequest {
 			t := loadRecord(run, rand.IntN(*records), *env, *size, *applyEvery)
 			if t.Plan == nil { // an apply: ask about the plan it applied
-				return verifier.GateRequest{ChangeID: t.ChangeID, CommitSHA: t.Source.CommitSHA, PlanSHA256: t.Apply.PlanSHA256, Target: t.Target, Actor: "deployer@example.com"}
+				return approvals.GateRequest{ChangeID: t.ChangeID, CommitSHA: t.Source.CommitSHA, PlanSHA256: t.Apply.PlanSHA256, Target: t.Target, Actor: "deployer@example.com"}
 			}
-			return verifier.GateRequest{ChangeID: t.ChangeID, CommitSHA: t.Source.CommitSHA, PlanSHA256: t.Plan.PlanSHA256, Target: t.Target, Actor: "deployer@example.com"}
+			return approvals.GateRequest{ChangeID: t.ChangeID, CommitSHA: t.Source.CommitSHA, PlanSHA256: t.Plan.PlanSHA256, Target: t.Target, Actor: "deployer@example.com"}
 		})
 	}
 	return nil
@@ -188,7 +188,7 @@ func presignAll(n int, gen func(int) ([]byte, error)) ([][]byte, error) {
 }
 
 // loadGates times n apply-gate decisions from concurrency clients.
-func loadGates(ctx context.Context, base string, n, concurrency int, stdout io.Writer, request func() verifier.GateRequest) error {
+func loadGates(ctx context.Context, base string, n, concurrency int, stdout io.Writer, request func() approvals.GateRequest) error {
 	c := client.New(base)
 	lat := make([]time.Duration, n)
 	var next, failures, allowed atomic.Int64
@@ -206,7 +206,7 @@ func loadGates(ctx context.Context, base string, n, concurrency int, stdout io.W
 				switch {
 				case err != nil:
 					failures.Add(1)
-				case d.Decision == verifier.Allow:
+				case d.Decision == approvals.Allow:
 					allowed.Add(1)
 				}
 			}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/approvals"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -101,16 +102,16 @@ func (f *Server) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approvals, err := verifier.NewApprovals(ingest.ChangeLog(lg), verifier.ApprovalConfig{
+	approvalJudge, err := approvals.New(ingest.ChangeLog(lg), approvals.Config{
 		// dev needs no approval, so its applies are complete evidence.
-		Rules: []verifier.ApprovalRule{{Environment: "dev", MinApprovals: new(0)}},
+		Rules: []approvals.Rule{{Environment: "dev", MinApprovals: new(0)}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	f.Mux = mux
-	ingest.New(ingest.Config{Log: lg, Verifier: v, Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvals}}, Observer: m}).Register(mux)
+	ingest.New(ingest.Config{Log: lg, Verifier: v, Judges: []ingest.Judge{ingest.ApprovalJudge{Approvals: approvalJudge}}, Observer: m}).Register(mux)
 	m.Register(mux)
 	f.srv = httptest.NewServer(mux)
 	f.URL = f.srv.URL

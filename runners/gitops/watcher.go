@@ -157,9 +157,11 @@ type Watcher struct {
 	forbidden []schema.GroupVersionResource // served, but RBAC refuses list or watch
 	synced    atomic.Bool                   // the informers' caches have synced
 
-	records  *prometheus.CounterVec
-	invalid  prometheus.Counter
-	observed prometheus.Counter
+	records *prometheus.CounterVec
+	// resources: 1 for each resource asked for, by whether it is followed.
+	resources *prometheus.GaugeVec
+	invalid   prometheus.Counter
+	observed  prometheus.Counter
 
 	pending [][]byte // signed, not yet spooled; owned by the event loop
 }
@@ -190,9 +192,12 @@ func New(ctx context.Context, cfg Config) (*Watcher, error) {
 		records:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "evident_watch_records_total", Help: "Signed records written to the spool, by kind."}, []string{"kind"}),
 		invalid:  prometheus.NewCounter(prometheus.CounterOpts{Name: "evident_watch_invalid_records_total", Help: "Derived records that failed validation and were not sent (logged)."}),
 		observed: prometheus.NewCounter(prometheus.CounterOpts{Name: "evident_watch_observed_total", Help: "Object states examined."}),
+		resources: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "evident_watch_resources",
+			Help: "Resources the watcher was asked to follow, by state: watched, not-served (its controller is not installed) or forbidden (RBAC)."},
+			[]string{"resource", "state"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(w.records, w.invalid, w.observed)
+		cfg.Registerer.MustRegister(w.records, w.invalid, w.observed, w.resources)
 	}
 	for _, d := range cfg.Derivers {
 		w.byGVR[d.Resource()] = d
@@ -228,18 +233,21 @@ func (w *Watcher) watchable(ctx context.Context, gvr schema.GroupVersionResource
 	}
 	if !ok {
 		w.missing = append(w.missing, gvr)
+		w.resources.WithLabelValues(gvr.Resource, "not-served").Set(1)
 		w.log.Warn("the API server does not serve this resource: not watched (is its controller installed?)", "resource", gvr.String())
 		return false, nil
 	}
 	verb, err := w.permitted(ctx, gvr)
 	if apierrors.IsForbidden(err) {
 		w.forbidden = append(w.forbidden, gvr)
+		w.resources.WithLabelValues(gvr.Resource, "forbidden").Set(1)
 		w.log.Error("forbidden to "+verb+" this resource: not watched (grant the watcher get, list and watch on it)", "resource", gvr.String(), "err", err)
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("gitops: %s %s: %w", verb, gvr, err)
 	}
+	w.resources.WithLabelValues(gvr.Resource, "watched").Set(1)
 	return true, nil
 }
 

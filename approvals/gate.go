@@ -1,4 +1,4 @@
-package verifier
+package approvals
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // GateRequest asks whether one plan of one commit may be applied now.
@@ -29,9 +30,9 @@ type GateDecision struct {
 	Decision string `json:"decision"`
 	// Reasons say why: for a denial, one line per problem, starting with
 	// its finding code; for an allowance, what it rests on.
-	Reasons           []string      `json:"reasons"`
-	RequiredApprovers []string      `json:"requiredApprovers"`
-	Approvals         []ApprovalRef `json:"approvals"`
+	Reasons           []string `json:"reasons"`
+	RequiredApprovers []string `json:"requiredApprovers"`
+	Approvals         []Ref    `json:"approvals"`
 	// Emergency: allowed under an open break-glass.
 	Emergency bool `json:"emergency,omitempty"`
 	// RiskClass, Source and Target are the plan's, for the decision's
@@ -62,7 +63,7 @@ func (r GateRequest) Check() error {
 		bad = append(bad, "actor is required")
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("%w: %s", ErrMalformed, strings.Join(bad, "; "))
+		return fmt.Errorf("%w: %s", verifier.ErrMalformed, strings.Join(bad, "; "))
 	}
 	return nil
 }
@@ -93,7 +94,7 @@ func (a *Approvals) Decide(ctx context.Context, req GateRequest, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	out := &GateDecision{Decision: Allow, Reasons: []string{}, RequiredApprovers: []string{}, Approvals: []ApprovalRef{}}
+	out := &GateDecision{Decision: Allow, Reasons: []string{}, RequiredApprovers: []string{}, Approvals: []Ref{}}
 	var deny []string
 	out.Target = req.Target
 	plan := c.planEntry(req.PlanSHA256)

@@ -1,4 +1,12 @@
-package verifier
+// Package approvals decides whether a change's approvals count and
+// whether the change may be applied: the approval binding (an approval
+// counts for the exact commit, plan and policy decision it names, from an
+// approver the directory puts in the required groups, not revoked, not
+// expired, not the author's own), break-glass and its review window, and
+// the apply gate's approval half. It is the one place these facts are
+// decided: the ingest judge, the gate, GraphQL and the evidence packs all
+// ask it. See docs/approvals.md.
+package approvals
 
 import (
 	"context"
@@ -13,6 +21,7 @@ import (
 	"time"
 
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // Finding codes of the approval binding (docs/approvals.md) and of
@@ -37,12 +46,6 @@ const (
 	FindingBreakglassReviewMissing = "breakglass.review-missing"
 )
 
-// Severities of findings.
-const (
-	SeverityError   = "error"
-	SeverityWarning = "warning"
-)
-
 // ChangeLog reads the acknowledged entries of one change, in log order. It
 // must be safe for concurrent use; an error means the state could not be
 // read (the caller retries), never that the change is unknown (no entries).
@@ -58,10 +61,10 @@ func (f ChangeLogFunc) ChangeEntries(ctx context.Context, changeID string) ([]*e
 	return f(ctx, changeID)
 }
 
-// ApprovalRule is the fallback requirement for changes whose plan carries no
+// Rule is the fallback requirement for changes whose plan carries no
 // policy decision naming required approvers. Empty Environment or RiskClass
 // matches any; the first matching rule applies.
-type ApprovalRule struct {
+type Rule struct {
 	Environment string   `json:"environment,omitempty" yaml:"environment"`
 	RiskClass   string   `json:"riskClass,omitempty" yaml:"riskClass"`
 	Groups      []string `json:"groups,omitempty" yaml:"groups"`
@@ -70,14 +73,14 @@ type ApprovalRule struct {
 	MinApprovals *int `json:"minApprovals,omitempty" yaml:"minApprovals"`
 }
 
-// ApprovalConfig is the approval policy in force.
-type ApprovalConfig struct {
+// Config is the approval policy in force.
+type Config struct {
 	// Groups is the directory: group name to member identities. Usually
 	// TrustConfig.Groups.
 	Groups map[string][]string
 	// Rules are the fallback requirements, first match wins. With none
 	// matching, one approval by anyone but the author is required.
-	Rules []ApprovalRule
+	Rules []Rule
 	// MaxApprovalAge bounds how old an approval may be when used, on top of
 	// its own expiry; MaxPlanAge and MaxPolicyAge how old the plan and its
 	// policy decision may be when the gate decides. Zero means unbounded.
@@ -97,13 +100,13 @@ type ApprovalConfig struct {
 // reads entries through ChangeLog. Safe for concurrent use.
 type Approvals struct {
 	changes          ChangeLog
-	cfg              ApprovalConfig
+	cfg              Config
 	memberOf         map[string][]string // identity -> sorted groups
 	membershipSHA256 string
 }
 
-// NewApprovals builds the approval checker.
-func NewApprovals(changes ChangeLog, cfg ApprovalConfig) (*Approvals, error) {
+// New builds the approval checker.
+func New(changes ChangeLog, cfg Config) (*Approvals, error) {
 	if changes == nil {
 		return nil, errors.New("approvals: a change log is required")
 	}
@@ -191,8 +194,8 @@ type Subject struct {
 	At         time.Time
 }
 
-// ApprovalRef is an approval that counts.
-type ApprovalRef struct {
+// Ref is an approval that counts.
+type Ref struct {
 	Approver   string    `json:"approver"`
 	Groups     []string  `json:"groups"` // from the directory, not the approval's claim
 	Entry      uint64    `json:"entry"`
@@ -200,13 +203,13 @@ type ApprovalRef struct {
 	ExpiresAt  time.Time `json:"expiresAt,omitzero"`
 }
 
-// ApprovalVerdict is the one judgement of one approval.granted entry for a
+// Verdict is the one judgement of one approval.granted entry for a
 // subject: whether it counts, and if not, the one reason why (a finding
 // code: approval.unauthorized-signer, .revoked, .plan-mismatch,
 // .commit-mismatch, .policy-mismatch, .expired or .self-approved). The
 // policies, the gate, GraphQL and the metrics all consume this judgement;
 // none reads an approval's claimed groups for a decision.
-type ApprovalVerdict struct {
+type Verdict struct {
 	Entry         uint64    `json:"entry"`
 	Approver      string    `json:"approver"`
 	Groups        []string  `json:"groups"`        // from the directory
@@ -222,7 +225,7 @@ type ApprovalVerdict struct {
 type Assessment struct {
 	// Verdicts judge every approval given by the subject's time, counted
 	// or not, in log order.
-	Verdicts []ApprovalVerdict
+	Verdicts []Verdict
 	// Findings are the approval.* findings (empty when all is in order), or
 	// the emergency finding under break-glass.
 	Findings []evidence.Finding
@@ -231,7 +234,7 @@ type Assessment struct {
 	Required     []string
 	RequiredFrom string
 	// Approvals are the approvals that count.
-	Approvals []ApprovalRef
+	Approvals []Ref
 	// Breakglass is the open break-glass the subject falls under, if any.
 	Breakglass *evidence.Breakglass
 	// plan is the latest plan.created entry of the subject's plan.
@@ -315,8 +318,8 @@ func (a *Approvals) Assess(ctx context.Context, s Subject) (Assessment, error) {
 }
 
 // verdicts judges each approval of the change given by s.At.
-func (a *Approvals) verdicts(c *change, s Subject, policyDigest string) []ApprovalVerdict {
-	var out []ApprovalVerdict
+func (a *Approvals) verdicts(c *change, s Subject, policyDigest string) []Verdict {
+	var out []Verdict
 	for i, x := range c.entries {
 		ap := x.p.Approval
 		if x.p.Kind != evidence.KindApprovalGranted || ap == nil {
@@ -325,7 +328,7 @@ func (a *Approvals) verdicts(c *change, s Subject, policyDigest string) []Approv
 		if x.p.OccurredAt.After(s.At) && ap.ApprovedAt.After(s.At) {
 			continue // not yet given at the time of the subject
 		}
-		v := ApprovalVerdict{Entry: x.e.Index, Approver: ap.Approver, Groups: a.memberOf[ap.Approver],
+		v := Verdict{Entry: x.e.Index, Approver: ap.Approver, Groups: a.memberOf[ap.Approver],
 			ClaimedGroups: ap.Groups, ApprovedAt: ap.ApprovedAt, ExpiresAt: ap.ExpiresAt}
 		reject := func(code, msg string) { v.Reason, v.Message = code, msg }
 		switch {
@@ -364,7 +367,7 @@ func (a *Approvals) assess(c *change, s Subject) Assessment {
 	out.Verdicts = a.verdicts(c, s, policyDigest)
 	if b := c.openBreakglass(s.At); b != nil {
 		out.Breakglass = b
-		out.Findings = []evidence.Finding{finding(FindingEmergency, SeverityWarning,
+		out.Findings = []evidence.Finding{finding(FindingEmergency, evidence.SeverityWarning,
 			fmt.Sprintf("applied under break-glass %s (%s); an approval of plan %s must follow within %s", b.Incident, b.Reason, short(s.PlanSHA256), a.cfg.BreakglassReview),
 			map[string]string{"incident": b.Incident})}
 		return out
@@ -383,14 +386,14 @@ func (a *Approvals) assess(c *change, s Subject) Assessment {
 		granted++
 		if v.Counts {
 			approvers[v.Approver] = true
-			out.Approvals = append(out.Approvals, ApprovalRef{
+			out.Approvals = append(out.Approvals, Ref{
 				Approver: v.Approver, Groups: v.Groups, Entry: v.Entry, ApprovedAt: v.ApprovedAt, ExpiresAt: v.ExpiresAt,
 			})
 		}
 	}
 	var missing []string
 	for _, g := range groups {
-		if !slices.ContainsFunc(out.Approvals, func(r ApprovalRef) bool { return slices.Contains(r.Groups, g) }) {
+		if !slices.ContainsFunc(out.Approvals, func(r Ref) bool { return slices.Contains(r.Groups, g) }) {
 			missing = append(missing, g)
 		}
 	}
@@ -402,23 +405,23 @@ func (a *Approvals) assess(c *change, s Subject) Assessment {
 		return map[string]string{"approvalEntry": fmt.Sprint(index), "planSha256": s.PlanSHA256, "commitSha": s.CommitSHA}
 	}
 	if granted == 0 {
-		out.Findings = append(out.Findings, finding(FindingApprovalMissing, SeverityError,
+		out.Findings = append(out.Findings, finding(FindingApprovalMissing, evidence.SeverityError,
 			fmt.Sprintf("no approval of change %s", s.ChangeID), map[string]string{"planSha256": s.PlanSHA256, "commitSha": s.CommitSHA}))
 	}
 	for _, v := range out.Verdicts {
 		if !v.Counts && v.Reason != FindingApprovalUnauthorized {
-			out.Findings = append(out.Findings, finding(v.Reason, SeverityError, v.Message, ev(v.Entry)))
+			out.Findings = append(out.Findings, finding(v.Reason, evidence.SeverityError, v.Message, ev(v.Entry)))
 		}
 	}
 	if len(missing) > 0 {
-		out.Findings = append(out.Findings, finding(FindingApprovalGroupMissing, SeverityError,
+		out.Findings = append(out.Findings, finding(FindingApprovalGroupMissing, evidence.SeverityError,
 			fmt.Sprintf("no valid approval by a member of %s", strings.Join(missing, ", ")),
 			map[string]string{
 				"missingGroups": strings.Join(missing, ","), "requiredGroups": strings.Join(groups, ","),
 				"requirementFrom": from, "membershipSha256": a.membershipSHA256,
 			}))
 	} else if granted > 0 && len(approvers) < min {
-		out.Findings = append(out.Findings, finding(FindingApprovalMissing, SeverityError,
+		out.Findings = append(out.Findings, finding(FindingApprovalMissing, evidence.SeverityError,
 			fmt.Sprintf("%d valid approval(s) of change %s, %d required", len(approvers), s.ChangeID, min),
 			map[string]string{"planSha256": s.PlanSHA256, "commitSha": s.CommitSHA, "requirementFrom": from}))
 	}
@@ -469,7 +472,7 @@ func (a *Approvals) reviewsMissing(c *change, t time.Time, gate bool) []evidence
 			}
 		}
 		if !reviewed && (gate || !flagged) {
-			out = append(out, finding(FindingBreakglassReviewMissing, SeverityError,
+			out = append(out, finding(FindingBreakglassReviewMissing, evidence.SeverityError,
 				fmt.Sprintf("emergency apply (entry %d) of plan %s has no approval within %s", x.e.Index, short(x.p.Apply.PlanSHA256), a.cfg.BreakglassReview),
 				map[string]string{"applyEntry": idx, "planSha256": x.p.Apply.PlanSHA256, "deadline": deadline.Format(time.RFC3339)}))
 		}
@@ -480,14 +483,14 @@ func (a *Approvals) reviewsMissing(c *change, t time.Time, gate bool) []evidence
 // Judge computes the findings a verified record gets at ingest:
 // approval.unauthorized-signer on approvals, the approval binding of every
 // apply.*, and break-glass reviews that are overdue.
-func (a *Approvals) Judge(ctx context.Context, v *Verified) ([]evidence.Finding, error) {
+func (a *Approvals) Judge(ctx context.Context, v *verifier.Verified) ([]evidence.Finding, error) {
 	p := v.Statement.Predicate
 	switch {
 	case p.Kind == evidence.KindApprovalGranted && p.Approval != nil:
 		if v.RelaysApprovals || (v.Approver != "" && v.Approver == p.Approval.Approver) {
 			return nil, nil
 		}
-		return []evidence.Finding{finding(FindingApprovalUnauthorized, SeverityError,
+		return []evidence.Finding{finding(FindingApprovalUnauthorized, evidence.SeverityError,
 			fmt.Sprintf("signed by %s, who is neither the approver %s nor allowed to relay approvals", v.Signer.Name, p.Approval.Approver),
 			map[string]string{"signer": v.Signer.Name, "approver": p.Approval.Approver})}, nil
 	case isApply(p.Kind) && p.Apply != nil:
@@ -495,7 +498,7 @@ func (a *Approvals) Judge(ctx context.Context, v *Verified) ([]evidence.Finding,
 		if err != nil {
 			return nil, err
 		}
-		at := v.judgedAt()
+		at := v.JudgedTime()
 		as := a.assess(c, Subject{
 			ChangeID: p.ChangeID, CommitSHA: p.Source.CommitSHA, PlanSHA256: p.Apply.PlanSHA256,
 			Target: p.Target, RiskClass: p.RiskClass, At: at,
@@ -506,7 +509,7 @@ func (a *Approvals) Judge(ctx context.Context, v *Verified) ([]evidence.Finding,
 		if err != nil {
 			return nil, err
 		}
-		return a.reviewsMissing(c, v.judgedAt(), false), nil
+		return a.reviewsMissing(c, v.JudgedTime(), false), nil
 	}
 	return nil, nil
 }
