@@ -62,7 +62,7 @@ func exposed(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	cluster := fake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{gitops.ApplicationResource: "ApplicationList"})
+		map[schema.GroupVersionResource]string{gitops.ApplicationResource: "ApplicationList", gitops.AppProjectResource: "AppProjectList"})
 	if _, err := gitops.New(t.Context(), gitops.Config{Client: cluster, Derivers: []gitops.Deriver{&gitops.ArgoCD{}},
 		Signer: signer, Spool: sp, StateDir: t.TempDir(), Registerer: reg}); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func runTool(t *testing.T, dir, tool string, args ...string) string {
 func TestPromtoolRules(t *testing.T) {
 	tool := promtool(t)
 	out := runTool(t, "prometheus", tool, "check", "rules", "alerts.yml")
-	if !strings.Contains(out, "SUCCESS: 8 rules found") {
+	if !strings.Contains(out, "SUCCESS: 9 rules found") {
 		t.Errorf("promtool check rules:\n%s", out)
 	}
 	out = runTool(t, "prometheus", tool, "test", "rules", "alerts_test.yml")
