@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -242,7 +241,7 @@ func TestRealAPIServerForbidsAResource(t *testing.T) {
 	if got := metric(t, h.reg, "evident_watch_resources"); got != float64(len(derivers())) {
 		t.Errorf("evident_watch_resources sums to %v, want one per resource asked for (%d)", got, len(derivers()))
 	}
-	if got := gaugeWith(t, h.reg, "evident_watch_resources", "forbidden"); got != 1 {
+	if got := metricWith(t, h.reg, "evident_watch_resources", "state", "forbidden"); got != 1 {
 		t.Errorf("evident_watch_resources{state=forbidden} = %v, want 1 (HelmReleases)", got)
 	}
 
@@ -291,27 +290,4 @@ func sameResources(got []schema.GroupVersionResource, want ...schema.GroupVersio
 	slices.SortFunc(got, cmp)
 	slices.SortFunc(want, cmp)
 	return slices.Equal(got, want)
-}
-
-// gaugeWith sums the series of a gauge whose state label is state.
-func gaugeWith(t *testing.T, g prometheus.Gatherer, name, state string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "state" && l.GetValue() == state {
-					sum += m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }

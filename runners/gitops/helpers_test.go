@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -264,6 +265,13 @@ func kindsOf(rs []record) []evidence.Kind {
 
 func metric(t testing.TB, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
+	return metricWith(t, g, name, "", "")
+}
+
+// metricWith sums the series of a counter or gauge, only those whose label
+// is value when label is not "".
+func metricWith(t testing.TB, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +282,9 @@ func metric(t testing.TB, g prometheus.Gatherer, name string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label != "" && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == label && l.GetValue() == value }) {
+				continue
+			}
 			if c := m.GetCounter(); c != nil {
 				sum += c.GetValue()
 			} else {
