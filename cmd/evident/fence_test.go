@@ -47,7 +47,7 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 	for index, body := range postMany(t, b, signer, "CHG-B", "prod", 300, 8) {
 		acked.add("B", index, body)
 	}
-	cpB := b.waitCheckpoint(b.size())
+	b.waitCheckpoint(b.size())
 
 	// A resumes.
 	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
@@ -64,16 +64,7 @@ func TestStalledWriterStopsAtItsNextWrite(t *testing.T) {
 	for index, body := range postMany(t, b, signer, "CHG-B2", "prod", 100, 8) {
 		acked.add("B", index, body)
 	}
-	size := b.size()
-	cpB = b.waitCheckpoint(size)
-	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the bucket's checkpoint to be B's latest", func() bool {
-		got, err := store.Get(context.Background(), tiles.CheckpointPath)
-		return err == nil && string(got) == string(cpB)
-	})
+	size := waitExported(t, m, url, b)
 
 	// Everything acknowledged by either writer survives B's loss too.
 	b.kill9()
@@ -106,15 +97,7 @@ func TestWriterRefusesBucketBeforeListening(t *testing.T) {
 	w := startServe(t, work, "--config", "writer.yaml", "--data", "w")
 	signer := newSigner(t, filepath.Join(work, "w", "dev-runner.key"))
 	postMany(t, w, signer, "CHG-FIRST", "prod", 50, 4)
-	cp := w.waitCheckpoint(w.size())
-	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the export of the first writer's checkpoint", func() bool {
-		got, err := store.Get(context.Background(), tiles.CheckpointPath)
-		return err == nil && string(got) == string(cp)
-	})
+	waitExported(t, m, url, w)
 
 	// The same log, but an empty data directory: the bucket is ahead.
 	key, err := os.ReadFile(filepath.Join(work, "w", "log.key"))
@@ -292,4 +275,21 @@ func postUntilStopped(t *testing.T, srv *testServer, signer *client.Signer, pref
 		})
 	}
 	return posters.Wait, late
+}
+
+// waitExported waits until srv's signed checkpoint covers every entry it
+// holds and the bucket publishes that checkpoint, and returns its size.
+func waitExported(t *testing.T, m *miniotest.Server, url string, srv *testServer) uint64 {
+	t.Helper()
+	size := srv.size()
+	cp := srv.waitCheckpoint(size)
+	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the bucket to publish the writer's latest checkpoint", func() bool {
+		got, err := store.Get(context.Background(), tiles.CheckpointPath)
+		return err == nil && string(got) == string(cp)
+	})
+	return size
 }

@@ -17,7 +17,6 @@ import (
 	typedrbacv1 "k8s.io/client-go/kubernetes/typed/rbac/v1"
 
 	"evident.dev/evident/internal/testenv"
-	"evident.dev/evident/tiles"
 )
 
 // Writer failover through a real Kubernetes Lease: two `serve --lease`
@@ -106,16 +105,7 @@ func TestLeaseFailoverOnRealKubernetes(t *testing.T) {
 	for index, body := range postMany(t, b, signer, "CHG-LEASE-B2", "prod", 100, 8) {
 		acked.add("B", index, body)
 	}
-	size := b.size()
-	cpB := b.waitCheckpoint(size)
-	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "the bucket's checkpoint to be B's latest", func() bool {
-		got, err := store.Get(context.Background(), tiles.CheckpointPath)
-		return err == nil && string(got) == string(cpB)
-	})
+	size := waitExported(t, m, url, b)
 
 	// B crashes; a fresh candidate (empty disk) takes over when the lease
 	// expires, and serves everything either writer acknowledged.
