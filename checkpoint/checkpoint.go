@@ -130,40 +130,61 @@ func parse(text, origin string) (*Checkpoint, error) {
 	return cp, nil
 }
 
-// Chain is a log's chain of keys: Keys[0] is the genesis key and Keys[i]
-// the key the log rotated to at entry Rotations[i-1]. The key in force for
-// a checkpoint of size n is the newest key whose rotation entry the
-// checkpoint covers; the checkpoint that first covers a rotation entry is
-// also signed by the key it replaces (which the ledger guarantees and an
-// offline audit checks), so either key opens it.
-type Chain struct {
-	Keys      []note.Verifier
-	Rotations []uint64 // entry index of each rotation, ascending; len(Keys)-1 of them
+// Rotations are the entries at which a log rotated its key, ascending:
+// entry Rotations[i-1] announced the key at index i of the log's chain of
+// keys, index 0 being the genesis key. The rule of which key signs which
+// checkpoint is decided here, once, for the ledger that signs, the offline
+// audit, replicas, anchoring and the client.
+type Rotations []uint64
+
+// InForce is the index of the key in force for a checkpoint of size: the
+// newest key whose rotation entry the checkpoint covers.
+func (r Rotations) InForce(size uint64) int {
+	k := 0
+	for k < len(r) && r[k] < size {
+		k++
+	}
+	return k
 }
 
-// Open opens a checkpoint signed by the key the chain says was in force
-// for its size. A checkpoint signed by a key before its rotation entry, or
-// by a key a rotation it covers retired, is refused.
+// Signing returns the indexes of the keys that must sign the checkpoint of
+// size whose predecessor had prev entries (0 for the first): the key in
+// force and, when the predecessor does not yet cover that key's rotation
+// entry, first the key it replaces, so that whoever trusts the old key can
+// follow the rotation. Two rotations with no checkpoint between them are
+// refused: no checkpoint could carry both hand-overs.
+func (r Rotations) Signing(prev, size uint64) ([]int, error) {
+	k := r.InForce(size)
+	if k == 0 || r[k-1] < prev {
+		return []int{k}, nil
+	}
+	if k >= 2 && r[k-2] >= prev {
+		return nil, fmt.Errorf("checkpoint: entries %d and %d both rotate the log key with no checkpoint between them", r[k-2], r[k-1])
+	}
+	return []int{k - 1, k}, nil
+}
+
+// Chain is a log's chain of keys: Keys[0] is the genesis key and Keys[i]
+// the key the log rotated to at entry Rotations[i-1].
+type Chain struct {
+	Keys      []note.Verifier
+	Rotations Rotations
+}
+
+// Open opens a checkpoint signed by the key in force for its size
+// (Rotations.InForce). A checkpoint signed only by a key before its
+// rotation entry, or by a key a rotation it covers retired, is refused.
 func (c Chain) Open(signed []byte, origin string) (*Checkpoint, error) {
 	if len(c.Keys) != len(c.Rotations)+1 {
 		return nil, fmt.Errorf("checkpoint: a chain of %d keys with %d rotations", len(c.Keys), len(c.Rotations))
 	}
-	var errs []error
-	for i := len(c.Keys) - 1; i >= 0; i-- { // the newest key first
-		cp, err := Open(signed, origin, c.Keys[i])
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		switch {
-		case i > 0 && cp.Size <= c.Rotations[i-1]:
-			return nil, fmt.Errorf("checkpoint: a checkpoint of %d entries signed by the log key %s+%08x, which entry %d only introduced",
-				cp.Size, c.Keys[i].Name(), c.Keys[i].KeyHash(), c.Rotations[i-1])
-		case i < len(c.Rotations) && cp.Size > c.Rotations[i]:
-			return nil, fmt.Errorf("checkpoint: a checkpoint of %d entries signed by the log key %s+%08x, which entry %d retired",
-				cp.Size, c.Keys[i].Name(), c.Keys[i].KeyHash(), c.Rotations[i])
-		}
-		return cp, nil
+	cp, err := Parse(signed, origin)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("checkpoint: signed by no key of the log's chain of keys: %w", errors.Join(errs...))
+	k := c.Rotations.InForce(cp.Size)
+	if _, err := Open(signed, origin, c.Keys[k]); err != nil {
+		return nil, fmt.Errorf("checkpoint: the checkpoint of %d entries is not signed by the log key in force for that size: %w", cp.Size, err)
+	}
+	return cp, nil
 }

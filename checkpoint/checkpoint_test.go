@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,6 +120,35 @@ func TestChain(t *testing.T) {
 	}
 	if _, err := (checkpoint.Chain{Keys: []note.Verifier{va, vb}}).Open(sign(1, a), origin); err == nil {
 		t.Error("a chain of two keys and no rotation opened a checkpoint")
+	}
+}
+
+// Signing names the keys that must sign each checkpoint: the key in
+// force, and both keys on the first checkpoint after a rotation entry.
+func TestRotationsSigning(t *testing.T) {
+	r := checkpoint.Rotations{10, 20}
+	for _, c := range []struct {
+		prev, size uint64
+		want       []int
+		err        bool
+	}{
+		{0, 5, []int{0}, false},
+		{5, 10, []int{0}, false},     // entry 10 is not yet covered
+		{10, 11, []int{0, 1}, false}, // first to cover entry 10
+		{0, 11, []int{0, 1}, false},
+		{11, 15, []int{1}, false},
+		{15, 21, []int{1, 2}, false},
+		{21, 30, []int{2}, false},
+		{5, 25, nil, true}, // covers both rotations at once
+		{10, 21, nil, true},
+	} {
+		got, err := r.Signing(c.prev, c.size)
+		if (err != nil) != c.err || !slices.Equal(got, c.want) {
+			t.Errorf("Signing(%d, %d) = %v, %v; want %v (error %v)", c.prev, c.size, got, err, c.want, c.err)
+		}
+	}
+	if got, err := (checkpoint.Rotations{}).Signing(0, 100); err != nil || !slices.Equal(got, []int{0}) {
+		t.Errorf("no rotations: %v, %v", got, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 )
 
@@ -111,25 +112,26 @@ func (l *Log) loadKeys(ctx context.Context) ([]LogKey, error) {
 }
 
 // checkpointKeys returns the verifier keys that must sign a checkpoint of
-// size, the previous one being of size prev: the key in force, and first
-// the key it replaces if no checkpoint covers its announcement yet. Nil
-// means no chain is known (Signer signs).
+// size, the previous one being of size prev, by the chain-of-keys rule
+// (checkpoint.Rotations.Signing). Nil means no chain is known (Signer
+// signs).
 func checkpointKeys(keys []LogKey, prev, size uint64) ([]string, error) {
-	n := 0
-	for n < len(keys) && keys[n].At < size {
-		n++
-	}
-	if n == 0 {
+	if len(keys) == 0 {
 		return nil, nil
 	}
-	last := keys[n-1]
-	if n == 1 || last.At < prev {
-		return []string{last.VerifierKey}, nil
+	rotations := make(checkpoint.Rotations, 0, len(keys)-1)
+	for _, k := range keys[1:] {
+		rotations = append(rotations, k.At)
 	}
-	if keys[n-2].At >= prev && keys[n-2].At > 0 {
-		return nil, fmt.Errorf("entries %d and %d both rotate the log key with no checkpoint between them", keys[n-2].At, last.At)
+	idx, err := rotations.Signing(prev, size)
+	if err != nil {
+		return nil, err
 	}
-	return []string{keys[n-2].VerifierKey, last.VerifierKey}, nil
+	vkeys := make([]string, len(idx))
+	for i, k := range idx {
+		vkeys[i] = keys[k].VerifierKey
+	}
+	return vkeys, nil
 }
 
 // checkpointSigners maps checkpointKeys to the configured signers.

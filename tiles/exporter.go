@@ -9,10 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"golang.org/x/sync/errgroup"
 
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ledger"
 )
 
@@ -58,10 +58,10 @@ type ExporterConfig struct {
 // last stored. A writer that finds its claim taken stops with ErrFenced.
 type Exporter struct {
 	cfg       ExporterConfig
-	verifiers []note.Verifier // of the log's own chain of keys, newest first
-	rotations int             // rotations stored in the bucket (LogKeysPath)
-	claim     *Claim          // set by Start
-	cpETag    string          // of the checkpoint in the bucket; "" for none
+	keys      checkpoint.Chain // the log's own chain of keys
+	rotations int              // rotations stored in the bucket (LogKeysPath)
+	claim     *Claim           // set by Start
+	cpETag    string           // of the checkpoint in the bucket; "" for none
 
 	// mu guards uploaded, exported and changed, written by Run.
 	mu       sync.Mutex
@@ -99,11 +99,11 @@ func NewExporter(cfg ExporterConfig) (*Exporter, error) {
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 8
 	}
-	vs, err := ownVerifiers(cfg.Log)
+	chain, err := ownChain(cfg.Log)
 	if err != nil {
 		return nil, err
 	}
-	return &Exporter{cfg: cfg, verifiers: vs, changed: make(chan struct{})}, nil
+	return &Exporter{cfg: cfg, keys: chain, changed: make(chan struct{})}, nil
 }
 
 // Uploaded is the number of entries whose bundles are in the bucket.
@@ -282,7 +282,7 @@ func (e *Exporter) resume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cp, err := openOwn(raw, e.cfg.Log.Origin(), e.verifiers)
+	cp, err := e.keys.Open(raw, e.cfg.Log.Origin())
 	if err != nil {
 		return fmt.Errorf("%w: its checkpoint: %v", ErrFork, err)
 	}
@@ -370,10 +370,10 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if e.verifiers, err = ownVerifiers(e.cfg.Log); err != nil { // the chain may have grown
+	if e.keys, err = ownChain(e.cfg.Log); err != nil { // the chain may have grown
 		return false, err
 	}
-	cp, err := openOwn(raw, e.cfg.Log.Origin(), e.verifiers)
+	cp, err := e.keys.Open(raw, e.cfg.Log.Origin())
 	if err != nil {
 		return false, err
 	}

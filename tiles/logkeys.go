@@ -25,38 +25,30 @@ type rotatingLog interface {
 	Rotations(ctx context.Context) ([]ledger.Rotation, error)
 }
 
-// ownVerifiers are the verifiers of every key of a log's own chain, newest
-// first: the exporter checks checkpoints of its own log, the bucket's among
-// them, which an earlier key may have signed.
-func ownVerifiers(l interface{ VerifierKey() string }) ([]note.Verifier, error) {
+// ownChain is the log's own chain of keys, which opens the checkpoints the
+// exporter reads (the log's and the bucket's) by the chain-of-keys rule.
+// A log with no chain (no genesis naming a key) has only its own key.
+func ownChain(l interface{ VerifierKey() string }) (checkpoint.Chain, error) {
 	keys := []string{l.VerifierKey()}
-	if rl, ok := l.(rotatingLog); ok {
-		for _, k := range rl.LogKeys() {
+	var rotations checkpoint.Rotations
+	if rl, ok := l.(rotatingLog); ok && len(rl.LogKeys()) > 0 {
+		keys = keys[:0]
+		for i, k := range rl.LogKeys() {
 			keys = append(keys, k.VerifierKey)
+			if i > 0 {
+				rotations = append(rotations, k.At)
+			}
 		}
 	}
-	var vs []note.Verifier
-	for i := len(keys) - 1; i >= 0; i-- {
-		v, err := note.NewVerifier(keys[i])
+	chain := checkpoint.Chain{Rotations: rotations}
+	for _, k := range keys {
+		v, err := note.NewVerifier(k)
 		if err != nil {
-			return nil, fmt.Errorf("tiles: log key: %w", err)
+			return checkpoint.Chain{}, fmt.Errorf("tiles: log key: %w", err)
 		}
-		vs = append(vs, v)
+		chain.Keys = append(chain.Keys, v)
 	}
-	return vs, nil
-}
-
-// openOwn opens a checkpoint signed by any key of the log's own chain.
-func openOwn(raw []byte, origin string, vs []note.Verifier) (*checkpoint.Checkpoint, error) {
-	var errs []error
-	for _, v := range vs {
-		cp, err := checkpoint.Open(raw, origin, v)
-		if err == nil {
-			return cp, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, errors.Join(errs...)
+	return chain, nil
 }
 
 // rotationSteps returns the log's rotation proofs in the bucket's format.

@@ -142,20 +142,34 @@ type chainKey struct {
 
 // keyChain follows the log key through rotations, in log order. A key is
 // accepted only through a trust.updated entry signed by the key in force
-// that names it, and a checkpoint after that entry signed by both keys.
+// that names it; which keys must sign each checkpoint is the chain-of-keys
+// rule (ckpt.Rotations.Signing), so the audit and the ledger that signed
+// agree by construction.
 type keyChain struct {
-	cur       chainKey
-	announced *chainKey // named by an entry no checkpoint covers yet
-	rotations []LogKeyRotation
+	keys      []chainKey // keys[0]: the key the chain starts from
+	rotations ckpt.Rotations
+	prev      uint64 // the size of the last checkpoint checked
+	accepted  []LogKeyRotation
 	// config is the trust configuration last recorded, which a rotation
 	// entry names by its digest only.
 	config []byte
 }
 
+func newKeyChain(start chainKey) *keyChain {
+	return &keyChain{keys: []chainKey{start}}
+}
+
+// restart makes start the key in force, forgetting the rotations before it
+// (an evidence pack checks trust entries one by one, each under the key its
+// proven rotations lead to), but not the trust configuration.
+func (k *keyChain) restart(start chainKey) {
+	k.keys, k.rotations, k.prev = []chainKey{start}, nil, 0
+}
+
 // announce takes the new key a trust.updated entry at index names.
 func (k *keyChain) announce(index uint64, vkey, origin string) error {
-	if k.announced != nil {
-		return fmt.Errorf("rotates the log key again before a checkpoint signed by both keys took up the rotation of entry %d", k.announced.at)
+	if n := len(k.rotations); n > 0 && k.rotations[n-1] >= k.prev {
+		return fmt.Errorf("rotates the log key again before a checkpoint signed by both keys took up the rotation of entry %d", k.rotations[n-1])
 	}
 	pub, v, err := LogPublicKey(vkey)
 	if err != nil {
@@ -164,42 +178,43 @@ func (k *keyChain) announce(index uint64, vkey, origin string) error {
 	if v.Name() != origin {
 		return fmt.Errorf("log key rotation: the new key is named %q but the origin is %q", v.Name(), origin)
 	}
-	k.announced = &chainKey{vkey: vkey, pub: pub, note: v, at: index}
+	k.keys = append(k.keys, chainKey{vkey: vkey, pub: pub, note: v, at: index})
+	k.rotations = append(k.rotations, index)
 	return nil
 }
 
 // checkpoint checks the signatures of the checkpoint of cp.size entries,
-// all of which have been read: by the key in force, and by both keys if it
-// is the first checkpoint after a rotation entry (which it then completes).
+// all of which have been read, against the keys the rule requires.
 func (k *keyChain) checkpoint(cp checkpoint) error {
-	if err := signedBy(cp.note, k.cur.note); err != nil {
-		if k.announced != nil {
-			return fmt.Errorf("the checkpoint of %d entries, the first after the log key rotation of entry %d, is not signed by the key it replaces: %w", cp.size, k.announced.at, err)
+	idx, err := k.rotations.Signing(k.prev, cp.size)
+	if err != nil {
+		return err
+	}
+	in := k.keys[idx[len(idx)-1]]
+	if len(idx) == 2 {
+		old := k.keys[idx[0]]
+		if err := signedBy(cp.note, old.note); err != nil {
+			return fmt.Errorf("the checkpoint of %d entries, the first after the log key rotation of entry %d, is not signed by the key it replaces: %w", cp.size, in.at, err)
 		}
+		if err := signedBy(cp.note, in.note); err != nil {
+			return fmt.Errorf("the checkpoint of %d entries, the first after the log key rotation of entry %d, is not signed by the new key %s: %w", cp.size, in.at, in.vkey, err)
+		}
+		k.accepted = append(k.accepted, LogKeyRotation{Entry: in.at, From: old.vkey, To: in.vkey, CheckpointSize: cp.size})
+	} else if err := signedBy(cp.note, in.note); err != nil {
 		since := "the genesis"
-		if k.cur.at > 0 {
-			since = fmt.Sprintf("entry %d", k.cur.at)
+		if in.at > 0 {
+			since = fmt.Sprintf("entry %d", in.at)
 		}
-		return fmt.Errorf("the checkpoint of %d entries is not signed by the log key in force since %s (%s): %w", cp.size, since, k.cur.vkey, err)
+		return fmt.Errorf("the checkpoint of %d entries is not signed by the log key in force since %s (%s): %w", cp.size, since, in.vkey, err)
 	}
-	if k.announced == nil {
-		return nil
-	}
-	if err := signedBy(cp.note, k.announced.note); err != nil {
-		return fmt.Errorf("the checkpoint of %d entries, the first after the log key rotation of entry %d, is not signed by the new key %s: %w", cp.size, k.announced.at, k.announced.vkey, err)
-	}
-	k.rotations = append(k.rotations, LogKeyRotation{Entry: k.announced.at, From: k.cur.vkey, To: k.announced.vkey, CheckpointSize: cp.size})
-	k.cur, k.announced = *k.announced, nil
+	k.prev = cp.size
 	return nil
 }
 
-// signer is the key that must sign the log's own records at index: the
-// key in force, or the announced one after its announcement.
+// signer is the key that must sign the log's own records from here on: the
+// key announced last.
 func (k *keyChain) signer() ed25519.PublicKey {
-	if k.announced != nil {
-		return k.announced.pub
-	}
-	return k.cur.pub
+	return k.keys[len(k.keys)-1].pub
 }
 
 // signedBy reports whether a checkpoint carries a valid signature by v.
@@ -228,7 +243,7 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 	if err != nil {
 		return nil, err
 	}
-	keys := &keyChain{cur: chainKey{vkey: opts.LogKey, pub: logPub, note: noteVerifier}}
+	keys := newKeyChain(chainKey{vkey: opts.LogKey, pub: logPub, note: noteVerifier})
 	rep := &CheckReport{Checkpoints: len(cps)}
 	if n := len(cps); n > 0 {
 		rep.CheckpointSize, rep.Root = cps[n-1].size, cps[n-1].root
@@ -261,7 +276,7 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 		return nil, bad
 	}
 	rep.Signatures = sigs.count
-	rep.Rotations = keys.rotations
+	rep.Rotations = keys.accepted
 	if sigs.final != nil {
 		for _, r := range sigs.final.Revocations() {
 			u := sigs.uses[r.KeyID]

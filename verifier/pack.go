@@ -105,7 +105,7 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 	if err := signedBy(cp.note, current.note); err != nil {
 		return nil, fmt.Errorf("pack checkpoint: not signed by the log key in force (%s): %w", current.vkey, err)
 	}
-	keys := &keyChain{cur: chainKey{vkey: logKey, pub: logPub, note: nv}}
+	keys := newKeyChain(chainKey{vkey: logKey, pub: logPub, note: nv})
 	rep := &PackReport{Change: p.Change, TreeSize: cp.size, Root: cp.root}
 	included := func(pe PackEntry) (*evidence.Entry, error) {
 		if pe.Index >= cp.size {
@@ -155,10 +155,11 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 		if i > 0 && pe.Index <= p.Trust[i-1].Index {
 			return nil, errors.New("trust entries are not in log order")
 		}
-		if keys.cur, err = keyAt(pe.Index); err != nil {
+		start, err := keyAt(pe.Index)
+		if err != nil {
 			return nil, err
 		}
-		keys.announced = nil
+		keys.restart(start)
 		v, err := logRecord(pe.Leaf, pe.Index, CheckOptions{Origin: p.Origin, LogKey: logKey}, keys, nil)
 		if err != nil {
 			return nil, fmt.Errorf("trust entry %d: %w", pe.Index, err)
