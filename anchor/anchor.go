@@ -7,7 +7,7 @@
 // checkpoint's note text (origin, size, root hash), signed with the log's
 // ed25519 key as Ed25519ph, the form Rekor's hashedrekord accepts for
 // ed25519 keys. Rekor's inclusion proof and signed entry timestamp are
-// checked (verifier.VerifyAnchor) before the anchor is recorded, through
+// checked (audit.VerifyAnchor) before the anchor is recorded, through
 // the same path as every other record the log writes itself.
 package anchor
 
@@ -37,9 +37,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/verifier"
 )
 
 // Log is the log whose checkpoints are anchored.
@@ -122,7 +122,7 @@ func New(cfg Config) (*Anchorer, error) {
 		return nil, fmt.Errorf("anchor: log key: %w", err)
 	}
 	pub := cfg.LogKey.Public().(ed25519.PublicKey)
-	logPub, _, err := verifier.LogPublicKey(cfg.Log.VerifierKey())
+	logPub, _, err := audit.LogPublicKey(cfg.Log.VerifierKey())
 	if err != nil {
 		return nil, fmt.Errorf("anchor: %w", err)
 	}
@@ -161,7 +161,7 @@ func (a *Anchorer) Anchor(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	anc.Rekor = a.cfg.Rekor
-	if err := verifier.VerifyAnchor(&anc, a.cfg.Log.Origin(), a.logPub, a.cfg.RekorKeys); err != nil {
+	if err := audit.VerifyAnchor(&anc, a.cfg.Log.Origin(), a.logPub, a.cfg.RekorKeys); err != nil {
 		return nil, fmt.Errorf("anchor: Rekor's answer for checkpoint %d: %w", size, err)
 	}
 	sum := sha512.Sum512(text)

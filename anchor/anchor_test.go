@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"evident.dev/evident/anchor"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -122,14 +123,14 @@ func (l *testLog) anchorer(t *testing.T, rekor *rekortest.Rekor, keys ...crypto.
 }
 
 // check runs the offline log check an auditor runs.
-func (l *testLog) check(rekorKeys ...crypto.PublicKey) (*verifier.CheckReport, error) {
+func (l *testLog) check(rekorKeys ...crypto.PublicKey) (*audit.CheckReport, error) {
 	l.t.Helper()
 	snap, err := l.log.Snapshot()
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	defer snap.Close()
-	return verifier.CheckLog(context.Background(), snap, verifier.CheckOptions{
+	return audit.CheckLog(context.Background(), snap, audit.CheckOptions{
 		Origin: testOrigin, LogKey: l.signer.VerifierKey(), Signatures: true, RekorKeys: rekorKeys,
 	})
 }
@@ -177,7 +178,7 @@ func testAnchor(t *testing.T, rekor *rekortest.Rekor) {
 	if res.Anchor.RootHash != hexOf(root) {
 		t.Errorf("anchored root %s, the log's root at 4 is %x", res.Anchor.RootHash, root)
 	}
-	id, _ := verifier.RekorLogID(rekor.PublicKey)
+	id, _ := audit.RekorLogID(rekor.PublicKey)
 	if res.Anchor.LogID != id || res.Anchor.InclusionProof.TreeSize <= res.Anchor.InclusionProof.LogIndex {
 		t.Errorf("anchor names Rekor log %s (tree size %d, index %d), want %s", res.Anchor.LogID,
 			res.Anchor.InclusionProof.TreeSize, res.Anchor.InclusionProof.LogIndex, id)
@@ -246,7 +247,7 @@ func testAnchor(t *testing.T, rekor *rekortest.Rekor) {
 		l.settle()
 		before := l.log.Size()
 		_, err = other.Anchor(ctx)
-		if !errors.Is(err, verifier.ErrBadAnchor) || !strings.Contains(err.Error(), "not the ID of a trusted Rekor key") {
+		if !errors.Is(err, audit.ErrBadAnchor) || !strings.Contains(err.Error(), "not the ID of a trusted Rekor key") {
 			t.Fatalf("anchoring with an unpinned Rekor: %v, want ErrBadAnchor naming the key", err)
 		}
 		if l.log.Size() != before {
@@ -259,16 +260,16 @@ func testAnchor(t *testing.T, rekor *rekortest.Rekor) {
 		set, _ := base64.StdEncoding.DecodeString(bad.SignedEntryTimestamp)
 		set[len(set)/2] ^= 1
 		bad.SignedEntryTimestamp = base64.StdEncoding.EncodeToString(set)
-		err := verifier.VerifyAnchor(&bad, testOrigin, l.key.Public().(ed25519.PublicKey), []crypto.PublicKey{rekor.PublicKey})
-		if !errors.Is(err, verifier.ErrBadAnchor) || !strings.Contains(err.Error(), "signed entry timestamp") {
+		err := audit.VerifyAnchor(&bad, testOrigin, l.key.Public().(ed25519.PublicKey), []crypto.PublicKey{rekor.PublicKey})
+		if !errors.Is(err, audit.ErrBadAnchor) || !strings.Contains(err.Error(), "signed entry timestamp") {
 			t.Fatalf("VerifyAnchor of a tampered SET: %v", err)
 		}
 		// Recorded in the log (signed by the log key: the record is
 		// authentic, its content is not), the audit stops at it.
 		idx := record(t, l, bad)
 		_, err = l.check(rekor.PublicKey)
-		var be *verifier.BadEntryError
-		if !errors.As(err, &be) || be.Index != idx || !errors.Is(err, verifier.ErrBadAnchor) {
+		var be *audit.BadEntryError
+		if !errors.As(err, &be) || be.Index != idx || !errors.Is(err, audit.ErrBadAnchor) {
 			t.Fatalf("CheckLog of a log with a tampered SET at entry %d: %v", idx, err)
 		}
 	})
@@ -297,12 +298,12 @@ func testForgedRoot(t *testing.T, rekor *rekortest.Rekor) {
 		t.Fatalf("Rekor's side of the forged anchor should verify: %v", err)
 	}
 	_, err = l.check(rekor.PublicKey)
-	var be *verifier.BadEntryError
+	var be *audit.BadEntryError
 	if !errors.As(err, &be) || be.Index != res.Receipt.Index || !strings.Contains(err.Error(), "the log's root at that size is") {
 		t.Fatalf("CheckLog of an anchor of a root the log never had (entry %d): %v", res.Receipt.Index, err)
 	}
 	// Without Rekor's key the log-side check still refuses it.
-	if _, err := l.check(); !errors.Is(err, verifier.ErrBadAnchor) {
+	if _, err := l.check(); !errors.Is(err, audit.ErrBadAnchor) {
 		t.Fatalf("CheckLog without Rekor's key: %v", err)
 	}
 }

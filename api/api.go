@@ -11,7 +11,6 @@ import (
 
 	"evident.dev/evident/approvals"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/verifier"
 )
 
 // Receipt is the answer to a posted record (POST /v1/records).
@@ -48,11 +47,11 @@ type GateAnswer struct {
 
 // LogKeys is GET /v1/log-keys: the log's chain of keys, so that an auditor
 // who pinned the genesis key can follow it to the key signing checkpoints
-// now (verifier.FollowLogKeys) without trusting the server.
+// now (audit.FollowLogKeys) without trusting the server.
 type LogKeys struct {
-	Genesis   string                `json:"genesis"`
-	Current   string                `json:"current"`
-	Rotations []verifier.LogKeyStep `json:"rotations"`
+	Genesis   string       `json:"genesis"`
+	Current   string       `json:"current"`
+	Rotations []LogKeyStep `json:"rotations"`
 }
 
 // Entry is GET /v1/entries/{index}.
@@ -73,4 +72,15 @@ type Entry struct {
 // 6962 order.
 type Proof struct {
 	Hashes [][]byte `json:"hashes"`
+}
+
+// LogKeyStep proves one log key rotation to whoever trusts the key before
+// it (docs/keys.md): the trust.updated entry at Index, signed by that key
+// and naming the new one, the first checkpoint covering it, signed by both
+// keys, and the entry's RFC 6962 inclusion proof in that checkpoint.
+type LogKeyStep struct {
+	Index      uint64   `json:"index"`
+	Leaf       []byte   `json:"leaf"`
+	Checkpoint string   `json:"checkpoint"`
+	Proof      [][]byte `json:"proof"`
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
@@ -200,7 +201,7 @@ func (c *Client) LogKeys(ctx context.Context) (*api.LogKeys, error) {
 // pinned genesis key.
 type KeyChain struct {
 	Pinned string
-	Steps  []verifier.LogKeyStep
+	Steps  []api.LogKeyStep
 	// Keys[i] signs the checkpoints covering entries up to Steps[i].Index
 	// (and, with Keys[i+1], the first checkpoint after it); the last one
 	// signs every later checkpoint.
@@ -218,7 +219,7 @@ func (c *Client) FollowLogKeys(ctx context.Context, pinned string) (*KeyChain, e
 	}
 	chain := &KeyChain{Pinned: pinned, Steps: k.Rotations, Keys: []string{pinned}}
 	for i := range k.Rotations {
-		key, _, err := verifier.FollowLogKeys(pinned, k.Rotations[:i+1])
+		key, _, err := audit.FollowLogKeys(pinned, k.Rotations[:i+1])
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +234,7 @@ func (ch *KeyChain) Open(signed []byte) (*checkpoint.Checkpoint, error) {
 	chain := checkpoint.Chain{}
 	var origin string
 	for i, k := range ch.Keys {
-		_, nv, err := verifier.LogPublicKey(k)
+		_, nv, err := audit.LogPublicKey(k)
 		if err != nil {
 			return nil, err
 		}
@@ -284,8 +285,8 @@ type InclusionBundle struct {
 	LogKey     string   `json:"logKey"`
 	// LogKeyRotations, when the log key was rotated since the pinned
 	// LogKey, lead from it to the key that signs Checkpoint
-	// (verifier.FollowLogKeys).
-	LogKeyRotations []verifier.LogKeyStep `json:"logKeyRotations,omitempty"`
+	// (audit.FollowLogKeys).
+	LogKeyRotations []api.LogKeyStep `json:"logKeyRotations,omitempty"`
 }
 
 // Prove fetches an entry, waits (up to ctx) for a checkpoint that covers it,
@@ -294,7 +295,7 @@ type InclusionBundle struct {
 // log key was rotated since, the checkpoint is checked against the key the
 // chain of rotations leads to from the pinned one (FollowLogKeys).
 func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*InclusionBundle, error) {
-	_, nv, err := verifier.LogPublicKey(logKey)
+	_, nv, err := audit.LogPublicKey(logKey)
 	if err != nil {
 		return nil, err
 	}

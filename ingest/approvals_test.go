@@ -15,6 +15,7 @@ import (
 
 	"evident.dev/evident/api"
 	"evident.dev/evident/approvals"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -633,7 +634,7 @@ func TestKeylessEntriesVerifyOffline(t *testing.T) {
 	defer snap.Close()
 	keyless := 0
 	vkey := s.log.VerifierKey()
-	rep, err := verifier.CheckLog(context.Background(), snap, verifier.CheckOptions{
+	rep, err := audit.CheckLog(context.Background(), snap, audit.CheckOptions{
 		Origin: testOrigin, LogKey: vkey, Signatures: true,
 		OnRecord: func(i uint64, v *verifier.Verified) {
 			if v.Keyless {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"evident.dev/evident/api"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -296,14 +297,14 @@ func (s *testServer) signedPlan(changeID string) []byte {
 }
 
 // checkLog verifies the whole log offline, records and all.
-func (s *testServer) checkLog(onRecord func(uint64, *verifier.Verified)) *verifier.CheckReport {
+func (s *testServer) checkLog(onRecord func(uint64, *verifier.Verified)) *audit.CheckReport {
 	s.t.Helper()
 	snap, err := s.log.Snapshot()
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer snap.Close()
-	rep, err := verifier.CheckLog(context.Background(), snap, verifier.CheckOptions{
+	rep, err := audit.CheckLog(context.Background(), snap, audit.CheckOptions{
 		Origin: testOrigin, LogKey: s.signer.VerifierKey(), Signatures: true, OnRecord: onRecord,
 	})
 	if err != nil {

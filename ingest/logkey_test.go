@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
@@ -92,7 +93,7 @@ func rotatedLog(t *testing.T, k rotationKeys, rotateWith ed25519.PrivateKey) (st
 
 // editedLog is a log whose checkpoints an attacker replaced.
 type editedLog struct {
-	verifier.LogSource
+	audit.LogSource
 	checkpoints [][]byte
 }
 
@@ -113,8 +114,8 @@ func snapshot(t *testing.T, dir string) *ledger.Snapshot {
 	return snap
 }
 
-func checkRotated(src verifier.LogSource, k rotationKeys, signatures bool) (*verifier.CheckReport, error) {
-	return verifier.CheckLog(context.Background(), src, verifier.CheckOptions{
+func checkRotated(src audit.LogSource, k rotationKeys, signatures bool) (*audit.CheckReport, error) {
+	return audit.CheckLog(context.Background(), src, audit.CheckOptions{
 		Origin: rotationOrigin, LogKey: k.oldSigner.VerifierKey(), Signatures: signatures,
 	})
 }
@@ -160,7 +161,7 @@ func TestLogKeyRotation(t *testing.T) {
 			t.Fatalf("signatures=%v: rotations %+v, want one at entry %d", signatures, rep.Rotations, rotation)
 		}
 	}
-	if _, err := verifier.CheckLog(t.Context(), snap, verifier.CheckOptions{Origin: rotationOrigin, LogKey: k.newSigner.VerifierKey(), Signatures: true}); err == nil {
+	if _, err := audit.CheckLog(t.Context(), snap, audit.CheckOptions{Origin: rotationOrigin, LogKey: k.newSigner.VerifierKey(), Signatures: true}); err == nil {
 		t.Fatal("pinned to the new key, the log verifies, though its genesis names the old one")
 	}
 
@@ -208,7 +209,7 @@ func TestLogKeyRotation(t *testing.T) {
 		snap := snapshot(t, dir)
 		for _, signatures := range []bool{true, false} {
 			_, err := checkRotated(snap, k, signatures)
-			var bad *verifier.BadEntryError
+			var bad *audit.BadEntryError
 			if !errors.As(err, &bad) || bad.Index != rotation || !strings.Contains(err.Error(), "untrusted") {
 				t.Fatalf("signatures=%v: err = %v, want entry %d refused as signed by an untrusted key", signatures, err, rotation)
 			}

@@ -4,8 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
 
 // Snapshotter is the log as the export endpoint needs it.
@@ -46,7 +46,7 @@ func (h *ExportHandler) export(w http.ResponseWriter, r *http.Request) {
 	defer snap.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Content-Disposition", `attachment; filename="evident-export.jsonl"`)
-	if err := verifier.WriteExport(r.Context(), w, snap, h.log.Origin(), genesisKey(h.log)); err != nil {
+	if err := audit.WriteExport(r.Context(), w, snap, h.log.Origin(), genesisKey(h.log)); err != nil {
 		// Headers are sent; the client sees a truncated export, which
 		// verify reports as such.
 		h.logger.Error("export interrupted", "err", err)

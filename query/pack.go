@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net/http"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
 
 // Pack builds the evidence pack of a change as id may see it: its visible
@@ -18,7 +18,7 @@ import (
 // log-wide). Records appended after the checkpoint are left for a later
 // pack. It returns ledger.ErrNotFound when no record of the change is
 // visible and covered.
-func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*verifier.Pack, error) {
+func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*audit.Pack, error) {
 	cpv, err := g.checkpoint()
 	if err != nil {
 		return nil, err
@@ -27,7 +27,7 @@ func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*verif
 	if err != nil {
 		return nil, err
 	}
-	p := &verifier.Pack{Format: verifier.PackFormat, Origin: g.store.Origin(), LogKey: g.store.VerifierKey(), Change: change, Checkpoint: cpv.Note}
+	p := &audit.Pack{Format: audit.PackFormat, Origin: g.store.Origin(), LogKey: g.store.VerifierKey(), Change: change, Checkpoint: cpv.Note}
 	if rl, ok := g.store.(rotatingLog); ok {
 		// The pack names the genesis key, and the rotations from it to the
 		// key that signs its checkpoint.
@@ -38,12 +38,12 @@ func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*verif
 			return nil, err
 		}
 	}
-	entry := func(i uint64, leaf []byte) (verifier.PackEntry, error) {
+	entry := func(i uint64, leaf []byte) (audit.PackEntry, error) {
 		h, err := g.store.InclusionProof(ctx, i, cpv.Size)
 		if err != nil {
-			return verifier.PackEntry{}, err
+			return audit.PackEntry{}, err
 		}
-		pe := verifier.PackEntry{Index: i, Leaf: leaf, Proof: make([][]byte, len(h))}
+		pe := audit.PackEntry{Index: i, Leaf: leaf, Proof: make([][]byte, len(h))}
 		for j := range h {
 			pe.Proof[j] = h[j][:]
 		}

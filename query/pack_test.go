@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
-	"evident.dev/evident/verifier"
 )
 
 func TestEvidencePackVerifiesOffline(t *testing.T) {
@@ -18,11 +18,11 @@ func TestEvidencePackVerifiesOffline(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("pack: %d %s", status, body)
 	}
-	p, err := verifier.ReadPack(bytes.NewReader(body))
+	p, err := audit.ReadPack(bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := verifier.CheckPack(p, h.logKey)
+	rep, err := audit.CheckPack(p, h.logKey)
 	if err != nil {
 		t.Fatalf("a pack straight from the server does not verify: %v", err)
 	}
@@ -35,37 +35,37 @@ func TestEvidencePackVerifiesOffline(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("tenant pack: %d %s", status, tb)
 	}
-	tp, err := verifier.ReadPack(bytes.NewReader(tb))
+	tp, err := audit.ReadPack(bytes.NewReader(tb))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(tp.Trust) != 0 {
 		t.Error("a tenant's pack carries the log's trust entries")
 	}
-	if rep, err := verifier.CheckPack(tp, h.logKey); err != nil || rep.Signatures != 0 || rep.Records != 4 {
+	if rep, err := audit.CheckPack(tp, h.logKey); err != nil || rep.Signatures != 0 || rep.Records != 4 {
 		t.Errorf("tenant pack: %+v %v", rep, err)
 	}
 
 	// Every kind of tampering is caught.
-	tamper := map[string]func(p *verifier.Pack){
-		"leaf byte":      func(p *verifier.Pack) { p.Entries[1].Leaf[len(p.Entries[1].Leaf)-5] ^= 1 },
-		"proof hash":     func(p *verifier.Pack) { p.Entries[0].Proof[0][0] ^= 1 },
-		"dropped proof":  func(p *verifier.Pack) { p.Entries[0].Proof = p.Entries[0].Proof[1:] },
-		"checkpoint":     func(p *verifier.Pack) { p.Checkpoint = strings.Replace(p.Checkpoint, "\n", "\n1", 1) },
-		"other change":   func(p *verifier.Pack) { p.Change = "CHG-2026-06-25-0202" },
-		"index":          func(p *verifier.Pack) { p.Entries[2].Index++ },
-		"order":          func(p *verifier.Pack) { p.Entries[0], p.Entries[1] = p.Entries[1], p.Entries[0] },
-		"no trust start": func(p *verifier.Pack) { p.Trust = p.Trust[1:]; p.Trust = append(p.Trust, p.Entries[0]) },
-		"empty":          func(p *verifier.Pack) { p.Entries = nil },
-		"foreign origin": func(p *verifier.Pack) { p.Origin = "evil.example/log" },
+	tamper := map[string]func(p *audit.Pack){
+		"leaf byte":      func(p *audit.Pack) { p.Entries[1].Leaf[len(p.Entries[1].Leaf)-5] ^= 1 },
+		"proof hash":     func(p *audit.Pack) { p.Entries[0].Proof[0][0] ^= 1 },
+		"dropped proof":  func(p *audit.Pack) { p.Entries[0].Proof = p.Entries[0].Proof[1:] },
+		"checkpoint":     func(p *audit.Pack) { p.Checkpoint = strings.Replace(p.Checkpoint, "\n", "\n1", 1) },
+		"other change":   func(p *audit.Pack) { p.Change = "CHG-2026-06-25-0202" },
+		"index":          func(p *audit.Pack) { p.Entries[2].Index++ },
+		"order":          func(p *audit.Pack) { p.Entries[0], p.Entries[1] = p.Entries[1], p.Entries[0] },
+		"no trust start": func(p *audit.Pack) { p.Trust = p.Trust[1:]; p.Trust = append(p.Trust, p.Entries[0]) },
+		"empty":          func(p *audit.Pack) { p.Entries = nil },
+		"foreign origin": func(p *audit.Pack) { p.Origin = "evil.example/log" },
 	}
 	for name, f := range tamper {
-		var cp verifier.Pack
+		var cp audit.Pack
 		if err := json.Unmarshal(body, &cp); err != nil {
 			t.Fatal(err)
 		}
 		f(&cp)
-		if _, err := verifier.CheckPack(&cp, h.logKey); err == nil {
+		if _, err := audit.CheckPack(&cp, h.logKey); err == nil {
 			t.Errorf("tampered %s: the pack still verifies", name)
 		}
 	}
@@ -74,7 +74,7 @@ func TestEvidencePackVerifiesOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifier.CheckPack(p, other.VerifierKey()); err == nil {
+	if _, err := audit.CheckPack(p, other.VerifierKey()); err == nil {
 		t.Error("a pack verifies under another log key")
 	}
 }

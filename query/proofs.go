@@ -20,7 +20,6 @@ import (
 	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
 
 // Log is the ledger as the read side needs it.
@@ -91,12 +90,12 @@ type rotatingLog interface {
 
 // rotationSteps returns the proofs of the log key rotations at entries
 // below size.
-func rotationSteps(ctx context.Context, rl rotatingLog, size uint64) ([]verifier.LogKeyStep, error) {
+func rotationSteps(ctx context.Context, rl rotatingLog, size uint64) ([]api.LogKeyStep, error) {
 	rots, err := rl.Rotations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var steps []verifier.LogKeyStep
+	var steps []api.LogKeyStep
 	for _, rot := range rots {
 		if rot.Index >= size {
 			break
@@ -105,13 +104,13 @@ func rotationSteps(ctx context.Context, rl rotatingLog, size uint64) ([]verifier
 		for i := range rot.Proof {
 			proof[i] = rot.Proof[i][:]
 		}
-		steps = append(steps, verifier.LogKeyStep{Index: rot.Index, Leaf: rot.Leaf, Checkpoint: string(rot.Checkpoint), Proof: proof})
+		steps = append(steps, api.LogKeyStep{Index: rot.Index, Leaf: rot.Leaf, Checkpoint: string(rot.Checkpoint), Proof: proof})
 	}
 	return steps, nil
 }
 
 func (h *ProofHandler) logKeys(w http.ResponseWriter, r *http.Request) {
-	out := api.LogKeys{Genesis: h.log.VerifierKey(), Current: h.log.VerifierKey(), Rotations: []verifier.LogKeyStep{}}
+	out := api.LogKeys{Genesis: h.log.VerifierKey(), Current: h.log.VerifierKey(), Rotations: []api.LogKeyStep{}}
 	if rl, ok := h.log.(rotatingLog); ok {
 		if keys := rl.LogKeys(); len(keys) > 0 {
 			out.Genesis = keys[0].VerifierKey

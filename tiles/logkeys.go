@@ -8,13 +8,14 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
 
 // LogKeysPath is the key of the log's key rotations (a JSON array of
-// verifier.LogKeyStep, in log order): what a follower pinned to the genesis
+// api.LogKeyStep, in log order): what a follower pinned to the genesis
 // key needs to trust checkpoints a later key signs. Not part of C2SP
 // tlog-tiles; absent while the log key was never rotated.
 const LogKeysPath = "log-keys.json"
@@ -52,25 +53,25 @@ func ownChain(l interface{ VerifierKey() string }) (checkpoint.Chain, error) {
 }
 
 // rotationSteps returns the log's rotation proofs in the bucket's format.
-func rotationSteps(ctx context.Context, rl rotatingLog) ([]verifier.LogKeyStep, error) {
+func rotationSteps(ctx context.Context, rl rotatingLog) ([]api.LogKeyStep, error) {
 	rots, err := rl.Rotations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	steps := make([]verifier.LogKeyStep, 0, len(rots))
+	steps := make([]api.LogKeyStep, 0, len(rots))
 	for _, r := range rots {
 		proof := make([][]byte, len(r.Proof))
 		for i := range r.Proof {
 			proof[i] = r.Proof[i][:]
 		}
-		steps = append(steps, verifier.LogKeyStep{Index: r.Index, Leaf: r.Leaf, Checkpoint: string(r.Checkpoint), Proof: proof})
+		steps = append(steps, api.LogKeyStep{Index: r.Index, Leaf: r.Leaf, Checkpoint: string(r.Checkpoint), Proof: proof})
 	}
 	return steps, nil
 }
 
 // keyChain is the chain of keys a follower verified from its pinned key.
 type keyChain struct {
-	steps []verifier.LogKeyStep
+	steps []api.LogKeyStep
 	keys  []string // keys[0] pinned; keys[i+1] introduced by steps[i]
 	sizes []uint64 // sizes[i]: the size of steps[i]'s cross-signed checkpoint
 }
@@ -78,7 +79,7 @@ type keyChain struct {
 // followChain reads the bucket's rotations and verifies them from pinned.
 func followChain(ctx context.Context, store Store, pinned string) (*keyChain, error) {
 	ch := &keyChain{keys: []string{pinned}}
-	_, nv, err := verifier.LogPublicKey(pinned)
+	_, nv, err := audit.LogPublicKey(pinned)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func followChain(ctx context.Context, store Store, pinned string) (*keyChain, er
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
 	}
 	for i, s := range ch.steps {
-		key, _, err := verifier.FollowLogKeys(pinned, ch.steps[:i+1])
+		key, _, err := audit.FollowLogKeys(pinned, ch.steps[:i+1])
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrBadCheckpoint, LogKeysPath, err)
 		}

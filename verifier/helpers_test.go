@@ -20,6 +20,9 @@ import (
 	"evident.dev/evident/verifier"
 )
 
+// stackA is the stack the scoped runners of these tests may apply to.
+const stackA = "prod/aws/payments/rds-orders"
+
 // testKey is a signing key with the forms the tests need.
 type testKey struct {
 	priv   crypto.Signer

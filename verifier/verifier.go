@@ -4,12 +4,13 @@
 // (https://github.com/sigstore/protobuf-specs) whose certificate identity it
 // lists, carrying a valid transition statement about a target inside the
 // signer's scope. It also admits artifacts (artifacts.go: signed, built from
-// a protected branch, with provenance) and checks a whole log offline
-// (logcheck.go), an export and an evidence pack; whether approvals count is
-// the approvals package's.
+// a protected branch, with provenance), because that too is a question of
+// signatures against the trust configuration it holds. Checking a whole log,
+// an export or an evidence pack is the audit package's; whether approvals
+// count is the approvals package's.
 //
 // It is pure code with no I/O, so an auditor's tool can import it to re-check
-// a log offline with the trust configuration recorded in the log.
+// a record with the trust configuration recorded in the log.
 package verifier
 
 import (

@@ -18,6 +18,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
@@ -69,7 +70,7 @@ func pinnedKey(ctx context.Context, c *client.Client, flagKey string, stderr io.
 }
 
 func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string, stdout io.Writer) error {
-	_, nv, err := verifier.LogPublicKey(key)
+	_, nv, err := audit.LogPublicKey(key)
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,7 @@ func downloadExport(ctx context.Context, server string, w io.Writer) error {
 	if _, err := io.Copy(io.MultiWriter(w, lc), req.Body); err != nil {
 		return err
 	}
-	var h verifier.ExportHeader
+	var h audit.ExportHeader
 	if err := json.Unmarshal(lc.first, &h); err != nil {
 		return fmt.Errorf("export: incomplete: the server sent no export header (see the server's log): %w", err)
 	}
@@ -231,7 +232,7 @@ func exportData(ctx context.Context, dataDir string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return verifier.WriteExport(ctx, w, snap, origin, key)
+	return audit.WriteExport(ctx, w, snap, origin, key)
 }
 
 // genesisIdentity reads the log origin and key its bootstrap record names.
@@ -300,7 +301,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	var rep *verifier.CheckReport
+	var rep *audit.CheckReport
 	var err error
 	if *export != "" {
 		rep, err = verifyExport(ctx, *export, *logKey, !*fast, *workers, rekorKeys, stderr)
@@ -353,7 +354,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // printRevoked says what a revoked key signed, and that it is valid.
-func printRevoked(w io.Writer, r verifier.RevokedKeyUse) error {
+func printRevoked(w io.Writer, r audit.RevokedKeyUse) error {
 	id := r.KeyID
 	if len(id) > 16 {
 		id = id[:16]
@@ -375,13 +376,13 @@ func keyOrFile(k string) string {
 	return strings.TrimSpace(k) // from a Secret's file or variable, with its newline
 }
 
-func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*verifier.CheckReport, error) {
+func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*audit.CheckReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	ex, err := verifier.OpenExport(f)
+	ex, err := audit.OpenExport(f)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +391,7 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 		key = ex.Header.LogKey
 		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the export names: %s\n", key)
 	}
-	_, nv, err := verifier.LogPublicKey(key)
+	_, nv, err := audit.LogPublicKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -401,10 +402,10 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go p.run(pctx)
-	return verifier.CheckLog(ctx, countingSource{ex, p}, verifier.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
+	return audit.CheckLog(ctx, countingSource{ex, p}, audit.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
 }
 
-func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*verifier.CheckReport, error) {
+func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*audit.CheckReport, error) {
 	store, err := ledger.OpenStore(filepath.Join(dataDir, "ledger"), nil)
 	if err != nil {
 		return nil, err
@@ -422,7 +423,7 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 		}
 		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the log's genesis names: %s\n", key)
 	}
-	_, nv, err := verifier.LogPublicKey(key)
+	_, nv, err := audit.LogPublicKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +432,7 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	p := newProgress(stderr, "verify", snap.Size())
 	pctx, stop := context.WithCancel(ctx)
 	go p.run(pctx)
-	rep, err := verifier.CheckLog(ctx, countingSource{snap, p}, verifier.CheckOptions{
+	rep, err := audit.CheckLog(ctx, countingSource{snap, p}, audit.CheckOptions{
 		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true, RekorKeys: rekorKeys,
 		OnEntry: func(index uint64, e *evidence.Entry, v *verifier.Verified) {
 			// Hashed by the calling worker; only the sums are serialized.

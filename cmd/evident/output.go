@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"evident.dev/evident/verifier"
+	"evident.dev/evident/audit"
 )
 
 // output is the -o flag of commands that print a result: text for people,
@@ -61,7 +61,7 @@ type revokedJSON struct {
 	LastReceivedAt time.Time `json:"lastReceivedAt,omitzero"`
 }
 
-func writeVerifyJSON(w io.Writer, rep *verifier.CheckReport, verr error, checked string, took time.Duration) error {
+func writeVerifyJSON(w io.Writer, rep *audit.CheckReport, verr error, checked string, took time.Duration) error {
 	res := verifyResult{OK: verr == nil, Checked: checked, Seconds: took.Seconds()}
 	if verr != nil {
 		res.Error = verr.Error()
@@ -94,7 +94,7 @@ type packResult struct {
 	Out        string   `json:"out,omitempty"`
 }
 
-func newPackResult(rep *verifier.PackReport, trust bool, err error) packResult {
+func newPackResult(rep *audit.PackReport, trust bool, err error) packResult {
 	res := packResult{OK: err == nil, Trust: trust}
 	if err != nil {
 		res.Error = err.Error()

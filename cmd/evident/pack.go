@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/query"
@@ -49,11 +50,11 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	p, err := verifier.ReadPack(bytes.NewReader(body))
+	p, err := audit.ReadPack(bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	rep, err := verifier.CheckPack(p, key)
+	rep, err := audit.CheckPack(p, key)
 	if err != nil {
 		return fmt.Errorf("the server's pack does not verify: %w", err)
 	}
@@ -106,7 +107,7 @@ func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) e
 		return err
 	}
 	defer f.Close()
-	failed := func(rep *verifier.PackReport, trust bool, err error) error {
+	failed := func(rep *audit.PackReport, trust bool, err error) error {
 		if format.json() {
 			if werr := writeIndented(stdout, newPackResult(rep, trust, err)); werr != nil {
 				return werr
@@ -114,7 +115,7 @@ func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) e
 		}
 		return &exitError{1, fmt.Errorf("verify FAILED: %w", err)}
 	}
-	p, err := verifier.ReadPack(f)
+	p, err := audit.ReadPack(f)
 	if err != nil {
 		return failed(nil, false, err)
 	}
@@ -123,7 +124,7 @@ func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) e
 		key = p.LogKey
 		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the pack names: %s\n", key)
 	}
-	rep, err := verifier.CheckPack(p, key)
+	rep, err := audit.CheckPack(p, key)
 	if err != nil {
 		return failed(rep, len(p.Trust) > 0, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"evident.dev/evident/verifier"
+	"evident.dev/evident/audit"
 )
 
 // progress prints a long command's count to a terminal every interval
@@ -89,7 +89,7 @@ func (c progressWriter) Write(b []byte) (int, error) {
 
 // countingSource counts the leaves a log check reads.
 type countingSource struct {
-	verifier.LogSource
+	audit.LogSource
 	p *progress
 }
 

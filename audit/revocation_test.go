@@ -1,4 +1,4 @@
-package verifier_test
+package audit_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 )
@@ -25,7 +26,7 @@ func TestCheckLogRevokedKey(t *testing.T) {
 	f.postAs(v, "ci", evidence.KindPlanCreated, prod()) // before the revocation time
 	f.postAs(v, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: stackA})
 
-	rep, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+	rep, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	if err != nil {
 		t.Fatalf("CheckLog: %v", err)
 	}
@@ -41,8 +42,8 @@ func TestCheckLogRevokedKey(t *testing.T) {
 	// key appended anyway fails the check, naming the entry.
 	f.clock.Store(at.Add(time.Second).UnixNano())
 	late := f.postAs(v, "ci", evidence.KindPlanCreated, prod())
-	_, err = verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
-	var bad *verifier.BadEntryError
+	_, err = audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+	var bad *audit.BadEntryError
 	if !errors.As(err, &bad) || bad.Index != late.Index || !errors.Is(err, verifier.ErrUntrusted) || !strings.Contains(err.Error(), "revoked at") {
 		t.Fatalf("CheckLog with an entry after the revocation: %v; want a bad entry %d naming the revocation", err, late.Index)
 	}
@@ -73,13 +74,13 @@ func TestCheckLogReplayedRecord(t *testing.T) {
 	bound := transition(evidence.KindPlanCreated, "CHG-replayed", prod())
 	bound.LogOrigin = testOrigin
 	f.post(v, sign(t, f.keys["ci"], payloadOf(t, bound)))
-	if _, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true)); err != nil {
+	if _, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true)); err != nil {
 		t.Fatalf("a record bound to this log: %v", err)
 	}
 	bound.ChangeID, bound.LogOrigin = "CHG-other", "evident.test/another-log"
 	replayed := f.post(v, sign(t, f.keys["ci"], payloadOf(t, bound)))
-	_, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
-	var bad *verifier.BadEntryError
+	_, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+	var bad *audit.BadEntryError
 	if !errors.As(err, &bad) || bad.Index != replayed.Index || !strings.Contains(err.Error(), `signed for log "evident.test/another-log"`) {
 		t.Fatalf("CheckLog with a record signed for another log: %v; want bad entry %d", err, replayed.Index)
 	}

@@ -1,4 +1,4 @@
-package verifier
+package audit
 
 import (
 	"bytes"
@@ -23,6 +23,7 @@ import (
 
 	ckpt "evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // LogSource is a log to check: a data directory's snapshot or an export file.
@@ -46,10 +47,10 @@ type CheckOptions struct {
 	// checkpoints are checked.
 	Signatures bool
 	// OnRecord, if set, is called (concurrently) for every verified record.
-	OnRecord func(index uint64, v *Verified)
+	OnRecord func(index uint64, v *verifier.Verified)
 	// OnEntry, if set, is called like OnRecord with the parsed entry too,
 	// for what the log added to the record (findings, policy decision).
-	OnEntry func(index uint64, e *evidence.Entry, v *Verified)
+	OnEntry func(index uint64, e *evidence.Entry, v *verifier.Verified)
 	// KeepLeafHashes keeps every RFC 6962 leaf hash in the report.
 	KeepLeafHashes bool
 	// Workers verifying signatures in parallel; 0 means GOMAXPROCS.
@@ -97,7 +98,7 @@ type LogKeyRotation struct {
 
 // RevokedKeyUse is a revoked key and what the log holds signed by it.
 type RevokedKeyUse struct {
-	Revocation
+	verifier.Revocation
 	Entries uint64 // entries signed by the key, all received before RevokedAt
 	// LastReceivedAt is when the latest of them was received (zero if none).
 	LastReceivedAt time.Time
@@ -343,7 +344,7 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 		}
 		next++
 	}
-	var trust *Verifier
+	var trust *verifier.Verifier
 	var broken *BadEntryError // a broken link at broken.Index, judged at the next entry
 	fail := func(err error) error {
 		if broken != nil {
@@ -388,7 +389,7 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 		rep.Size++
 		// The log's own records first: a rotation entry changes which keys
 		// must sign the checkpoints covering it.
-		logWritten := index == 0 || bytes.HasPrefix(leafLine(leaf, 5), []byte(`{"signer":{"name":"`+LogSigner+`"`))
+		logWritten := index == 0 || bytes.HasPrefix(leafLine(leaf, 5), []byte(`{"signer":{"name":"`+verifier.LogSigner+`"`))
 		switch {
 		case logWritten && opts.Signatures:
 			// They change the trust for what follows, so they are checked
@@ -467,13 +468,13 @@ func leafLine(leaf []byte, n int) []byte {
 // logRecord checks a record the log wrote itself: entry 0 must be the
 // bootstrap record, later ones may update the trust configuration. It returns
 // the verifier for the trust the record establishes, or nil if unchanged.
-func logRecord(leaf []byte, index uint64, opts CheckOptions, keys *keyChain, anchors *anchorCheck) (*Verifier, error) {
+func logRecord(leaf []byte, index uint64, opts CheckOptions, keys *keyChain, anchors *anchorCheck) (*verifier.Verifier, error) {
 	e, err := evidence.ParseLeaf(leaf)
 	if err != nil {
 		return nil, err
 	}
 	logPub := keys.signer()
-	logOnly, err := New(TrustConfig{}, logPub)
+	logOnly, err := verifier.New(verifier.TrustConfig{}, logPub)
 	if err != nil {
 		return nil, err
 	}
@@ -528,12 +529,12 @@ func logRecord(leaf []byte, index uint64, opts CheckOptions, keys *keyChain, anc
 	if hex.EncodeToString(sum[:]) != digest {
 		return nil, errors.New("the trust digest does not match the recorded trust configuration")
 	}
-	cfg, err := ParseTrustConfig(config)
+	cfg, err := verifier.ParseTrustConfig(config)
 	if err != nil {
 		return nil, err
 	}
 	keys.config = config
-	return New(cfg, logPub)
+	return verifier.New(cfg, logPub)
 }
 
 // logKeyRecord follows the chain of log keys through one of the log's own
@@ -547,7 +548,7 @@ func logKeyRecord(leaf []byte, index uint64, origin string, keys *keyChain) erro
 	if err != nil {
 		return err
 	}
-	_, payload, err := DecodeEnvelope(e.Envelope)
+	_, payload, err := verifier.DecodeEnvelope(e.Envelope)
 	if err != nil {
 		return err
 	}
@@ -558,7 +559,7 @@ func logKeyRecord(leaf []byte, index uint64, origin string, keys *keyChain) erro
 	if st.Predicate.Kind != evidence.KindTrustUpdated || st.Predicate.Trust.LogKey == "" {
 		return nil
 	}
-	logOnly, err := New(TrustConfig{}, keys.signer())
+	logOnly, err := verifier.New(verifier.TrustConfig{}, keys.signer())
 	if err != nil {
 		return err
 	}
@@ -571,7 +572,7 @@ func logKeyRecord(leaf []byte, index uint64, origin string, keys *keyChain) erro
 type sigJob struct {
 	index uint64
 	leaf  []byte
-	trust *Verifier
+	trust *verifier.Verifier
 }
 
 // signatureCheck re-verifies records in parallel and remembers the lowest
@@ -586,7 +587,7 @@ type signatureCheck struct {
 	uses map[string]keyUse
 	// final is the trust in force at the end of the log; set by the chain
 	// walk before the workers finish.
-	final *Verifier
+	final *verifier.Verifier
 }
 
 type keyUse struct {
@@ -636,7 +637,7 @@ func (s *signatureCheck) check(j sigJob, uses map[string]keyUse) error {
 	if err != nil {
 		return fmt.Errorf("record no longer verifies: %w", err)
 	}
-	if err := CheckRevocation(v, e.ReceivedAt); err != nil {
+	if err := verifier.CheckRevocation(v, e.ReceivedAt); err != nil {
 		return fmt.Errorf("received at %s: %w", e.ReceivedAt.UTC().Format(time.RFC3339Nano), err)
 	}
 	u := uses[v.Signer.KeyID]
@@ -659,7 +660,7 @@ func (s *signatureCheck) check(j sigJob, uses map[string]keyUse) error {
 
 // checkMeta checks the signer and digest the log recorded are the ones the
 // record verifies to.
-func checkMeta(e *evidence.Entry, v *Verified) error {
+func checkMeta(e *evidence.Entry, v *verifier.Verified) error {
 	if e.Meta.Signer != v.Signer {
 		return fmt.Errorf("recorded signer %q does not match the verified signer %q", e.Meta.Signer.Name, v.Signer.Name)
 	}

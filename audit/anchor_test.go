@@ -1,4 +1,4 @@
-package verifier_test
+package audit_test
 
 import (
 	"crypto"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 )
@@ -34,7 +35,7 @@ func loadAnchorVector(t testing.TB) (anchorVector, ed25519.PublicKey, crypto.Pub
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
 	}
-	logPub, _, err := verifier.LogPublicKey(v.LogKey)
+	logPub, _, err := audit.LogPublicKey(v.LogKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func flipHex(s string) string {
 func TestVerifyAnchor(t *testing.T) {
 	v, logPub, rekorPub := loadAnchorVector(t)
 	keys := []crypto.PublicKey{rekorPub}
-	if err := verifier.VerifyAnchor(&v.Anchor, v.Origin, logPub, keys); err != nil {
+	if err := audit.VerifyAnchor(&v.Anchor, v.Origin, logPub, keys); err != nil {
 		t.Fatalf("the recorded anchor does not verify: %v", err)
 	}
 	otherSeed := sha256.Sum256([]byte("another key"))
@@ -112,8 +113,8 @@ func TestVerifyAnchor(t *testing.T) {
 			if c.keys != nil {
 				ks = c.keys
 			}
-			err := verifier.VerifyAnchor(&a, origin, lk, ks)
-			if !errors.Is(err, verifier.ErrBadAnchor) {
+			err := audit.VerifyAnchor(&a, origin, lk, ks)
+			if !errors.Is(err, audit.ErrBadAnchor) {
 				t.Fatalf("VerifyAnchor: %v, want ErrBadAnchor", err)
 			}
 			if !strings.Contains(err.Error(), c.mention) {
@@ -139,7 +140,7 @@ func FuzzVerifyAnchor(f *testing.F) {
 		if json.Unmarshal(b, &a) != nil {
 			return
 		}
-		if err := verifier.VerifyAnchor(&a, v.Origin, logPub, []crypto.PublicKey{rekorPub}); err != nil {
+		if err := audit.VerifyAnchor(&a, v.Origin, logPub, []crypto.PublicKey{rekorPub}); err != nil {
 			return
 		}
 		want := v.Anchor

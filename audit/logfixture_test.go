@@ -1,4 +1,4 @@
-package verifier_test
+package audit_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ingest"
@@ -194,8 +195,8 @@ func buildLogAt(t testing.TB, start time.Time) *logFixture {
 	return f
 }
 
-func (f *logFixture) opts(signatures bool) verifier.CheckOptions {
-	return verifier.CheckOptions{Origin: testOrigin, LogKey: f.vkey, Signatures: signatures, Workers: 2}
+func (f *logFixture) opts(signatures bool) audit.CheckOptions {
+	return audit.CheckOptions{Origin: testOrigin, LogKey: f.vkey, Signatures: signatures, Workers: 2}
 }
 
 // snapshot returns a snapshot closed with the log, or at the end of the
@@ -214,25 +215,25 @@ func (f *logFixture) snapshot() *ledger.Snapshot {
 func (f *logFixture) export() []byte {
 	f.t.Helper()
 	var b bytes.Buffer
-	if err := verifier.WriteExport(context.Background(), &b, f.snapshot(), testOrigin, f.vkey); err != nil {
+	if err := audit.WriteExport(context.Background(), &b, f.snapshot(), testOrigin, f.vkey); err != nil {
 		f.t.Fatalf("WriteExport: %v", err)
 	}
 	return b.Bytes()
 }
 
 // checkExport reads an export and checks it.
-func checkExport(data []byte, opts verifier.CheckOptions) (*verifier.CheckReport, error) {
-	ex, err := verifier.OpenExport(bytes.NewReader(data))
+func checkExport(data []byte, opts audit.CheckOptions) (*audit.CheckReport, error) {
+	ex, err := audit.OpenExport(bytes.NewReader(data))
 	if err != nil {
 		return nil, err
 	}
-	return verifier.CheckLog(context.Background(), ex, opts)
+	return audit.CheckLog(context.Background(), ex, opts)
 }
 
 // exportLines is an export split into lines, for editing.
 type exportLines struct {
 	t      testing.TB
-	header verifier.ExportHeader
+	header audit.ExportHeader
 	lines  [][]byte // without newlines; 0 = header, then checkpoints, then entries
 }
 
@@ -390,9 +391,9 @@ func merkleRoot(leaves [][]byte) [32]byte {
 // badIndex returns the entry a *BadEntryError names.
 func badIndex(t testing.TB, err error) uint64 {
 	t.Helper()
-	var bad *verifier.BadEntryError
+	var bad *audit.BadEntryError
 	if !errors.As(err, &bad) {
-		t.Fatalf("err = %v, want a *verifier.BadEntryError", err)
+		t.Fatalf("err = %v, want a *audit.BadEntryError", err)
 	}
 	return bad.Index
 }

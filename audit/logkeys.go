@@ -1,4 +1,4 @@
-package verifier
+package audit
 
 import (
 	"errors"
@@ -6,19 +6,10 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
-
-// LogKeyStep proves one log key rotation to whoever trusts the key before
-// it (docs/keys.md): the trust.updated entry at Index, signed by that key
-// and naming the new one, the first checkpoint covering it, signed by both
-// keys, and the entry's RFC 6962 inclusion proof in that checkpoint.
-type LogKeyStep struct {
-	Index      uint64   `json:"index"`
-	Leaf       []byte   `json:"leaf"`
-	Checkpoint string   `json:"checkpoint"`
-	Proof      [][]byte `json:"proof"`
-}
 
 // FollowLogKeys starts from the pinned log key (the genesis key) and
 // follows steps, in log order, to the key in force after the last of them.
@@ -27,7 +18,7 @@ type LogKeyStep struct {
 // its entry is signed by the key in force and names the next key, and its
 // checkpoint includes the entry and carries both keys' signatures. Pure: no
 // I/O, so an auditor can check steps fetched from an untrusted server.
-func FollowLogKeys(pinned string, steps []LogKeyStep) (string, uint64, error) {
+func FollowLogKeys(pinned string, steps []api.LogKeyStep) (string, uint64, error) {
 	cur, curNote, err := LogPublicKey(pinned)
 	if err != nil {
 		return "", 0, err
@@ -65,7 +56,7 @@ func FollowLogKeys(pinned string, steps []LogKeyStep) (string, uint64, error) {
 		if e.Index != s.Index || e.Origin != origin {
 			return fail(fmt.Errorf("the leaf says index %d of %q", e.Index, e.Origin))
 		}
-		logOnly, err := New(TrustConfig{}, cur)
+		logOnly, err := verifier.New(verifier.TrustConfig{}, cur)
 		if err != nil {
 			return fail(err)
 		}

@@ -1,4 +1,4 @@
-package verifier_test
+package audit_test
 
 import (
 	"bytes"
@@ -11,16 +11,17 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"evident.dev/evident/api"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
 
 // rotatedFixture is the fixture's log (genesis by the fixture's log key)
 // rotated to a second fixed key, and the proof of that rotation as the
 // server serves it.
-func rotatedFixture(t testing.TB) (old, next *checkpoint.Signer, steps []verifier.LogKeyStep) {
+func rotatedFixture(t testing.TB) (old, next *checkpoint.Signer, steps []api.LogKeyStep) {
 	t.Helper()
 	fx := newLogFixture(t)
 	fx.open()
@@ -44,7 +45,7 @@ func rotatedFixture(t testing.TB) (old, next *checkpoint.Signer, steps []verifie
 		t.Fatalf("rotations %+v, %v", rots, err)
 	}
 	for _, r := range rots {
-		s := verifier.LogKeyStep{Index: r.Index, Leaf: r.Leaf, Checkpoint: string(r.Checkpoint)}
+		s := api.LogKeyStep{Index: r.Index, Leaf: r.Leaf, Checkpoint: string(r.Checkpoint)}
 		for _, h := range r.Proof {
 			s.Proof = append(s.Proof, bytes.Clone(h[:]))
 		}
@@ -68,41 +69,41 @@ func resignNote(t testing.TB, signed string, signers ...note.Signer) string {
 // new one; every forgery of a step is refused with a message naming it.
 func TestFollowLogKeys(t *testing.T) {
 	old, next, steps := rotatedFixture(t)
-	key, at, err := verifier.FollowLogKeys(old.VerifierKey(), steps)
+	key, at, err := audit.FollowLogKeys(old.VerifierKey(), steps)
 	if err != nil || key != next.VerifierKey() || at != steps[0].Index {
 		t.Fatalf("FollowLogKeys = %s, %d, %v; want %s at %d", key, at, err, next.VerifierKey(), steps[0].Index)
 	}
-	if key, _, err := verifier.FollowLogKeys(old.VerifierKey(), nil); err != nil || key != old.VerifierKey() {
+	if key, _, err := audit.FollowLogKeys(old.VerifierKey(), nil); err != nil || key != old.VerifierKey() {
 		t.Fatalf("no rotations: %s, %v", key, err)
 	}
-	edit := func(f func(*verifier.LogKeyStep)) []verifier.LogKeyStep {
+	edit := func(f func(*api.LogKeyStep)) []api.LogKeyStep {
 		s := steps[0]
 		s.Proof = append([][]byte(nil), s.Proof...)
 		f(&s)
-		return []verifier.LogKeyStep{s}
+		return []api.LogKeyStep{s}
 	}
 	for _, c := range []struct {
 		name  string
-		steps []verifier.LogKeyStep
+		steps []api.LogKeyStep
 		want  string
 	}{
-		{"checkpoint signed by the new key alone", edit(func(s *verifier.LogKeyStep) { s.Checkpoint = resignNote(t, s.Checkpoint, next) }), "not signed by the key it replaces"},
-		{"checkpoint signed by the old key alone", edit(func(s *verifier.LogKeyStep) { s.Checkpoint = resignNote(t, s.Checkpoint, old) }), "not signed by the new key"},
-		{"another index", edit(func(s *verifier.LogKeyStep) { s.Index = 0 }), "not in the checkpoint's tree"},
-		{"a proof hash changed", edit(func(s *verifier.LogKeyStep) {
+		{"checkpoint signed by the new key alone", edit(func(s *api.LogKeyStep) { s.Checkpoint = resignNote(t, s.Checkpoint, next) }), "not signed by the key it replaces"},
+		{"checkpoint signed by the old key alone", edit(func(s *api.LogKeyStep) { s.Checkpoint = resignNote(t, s.Checkpoint, old) }), "not signed by the new key"},
+		{"another index", edit(func(s *api.LogKeyStep) { s.Index = 0 }), "not in the checkpoint's tree"},
+		{"a proof hash changed", edit(func(s *api.LogKeyStep) {
 			if len(s.Proof) == 0 {
 				t.Fatal("the rotation entry has no proof hashes: the fixture changed")
 			}
 			s.Proof[0] = bytes.Repeat([]byte{7}, 32)
 		}), "not in the checkpoint's tree"},
-		{"a leaf byte changed", edit(func(s *verifier.LogKeyStep) { s.Leaf = bytes.Replace(s.Leaf, []byte("evident"), []byte("evidenT"), 1) }), "not in the checkpoint's tree"},
+		{"a leaf byte changed", edit(func(s *api.LogKeyStep) { s.Leaf = bytes.Replace(s.Leaf, []byte("evident"), []byte("evidenT"), 1) }), "not in the checkpoint's tree"},
 	} {
-		if _, _, err := verifier.FollowLogKeys(old.VerifierKey(), c.steps); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, _, err := audit.FollowLogKeys(old.VerifierKey(), c.steps); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 		}
 	}
 	// Pinned to another key, the chain does not start.
-	if _, _, err := verifier.FollowLogKeys(next.VerifierKey(), steps); err == nil || !strings.Contains(err.Error(), "not signed by the log key in force") {
+	if _, _, err := audit.FollowLogKeys(next.VerifierKey(), steps); err == nil || !strings.Contains(err.Error(), "not signed by the log key in force") {
 		t.Errorf("pinned to the new key: %v", err)
 	}
 }
@@ -122,11 +123,11 @@ func FuzzFollowLogKeys(f *testing.F) {
 	f.Add([]byte(`[{"index":1,"leaf":"","checkpoint":"","proof":[]}]`))
 	f.Add(bytes.Replace(honest, []byte(`"index":`), []byte(`"index":1`), 1))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var steps []verifier.LogKeyStep
+		var steps []api.LogKeyStep
 		if json.Unmarshal(data, &steps) != nil {
 			return
 		}
-		key, _, err := verifier.FollowLogKeys(old.VerifierKey(), steps)
+		key, _, err := audit.FollowLogKeys(old.VerifierKey(), steps)
 		if err != nil {
 			return
 		}

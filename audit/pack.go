@@ -1,4 +1,4 @@
-package verifier
+package audit
 
 import (
 	"encoding/json"
@@ -8,7 +8,9 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"evident.dev/evident/api"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // PackFormat identifies an evidence pack.
@@ -30,7 +32,7 @@ type Pack struct {
 	Entries    []PackEntry `json:"entries"`
 	// LogKeyRotations lead from LogKey, the genesis key, to the key that
 	// signs Checkpoint when the log key was rotated (FollowLogKeys).
-	LogKeyRotations []LogKeyStep `json:"logKeyRotations,omitempty"`
+	LogKeyRotations []api.LogKeyStep `json:"logKeyRotations,omitempty"`
 }
 
 // PackEntry is one leaf with its inclusion proof.
@@ -56,10 +58,10 @@ func ReadPack(r io.Reader) (*Pack, error) {
 	dec.DisallowUnknownFields()
 	var p Pack
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%w: pack: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: pack: %v", verifier.ErrMalformed, err)
 	}
 	if p.Format != PackFormat {
-		return nil, fmt.Errorf("%w: pack format %q, want %q", ErrMalformed, p.Format, PackFormat)
+		return nil, fmt.Errorf("%w: pack format %q, want %q", verifier.ErrMalformed, p.Format, PackFormat)
 	}
 	return &p, nil
 }
@@ -134,7 +136,7 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 	// Trust in force, by the index from which it applies.
 	type trustAt struct {
 		from uint64
-		v    *Verifier
+		v    *verifier.Verifier
 	}
 	var trust []trustAt
 	for i, pe := range p.Trust {
@@ -188,7 +190,7 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 		}
 		rep.Records++
 		rep.Kinds = append(rep.Kinds, st.Predicate.Kind)
-		var v *Verifier
+		var v *verifier.Verifier
 		for _, t := range trust {
 			if t.from <= pe.Index {
 				v = t.v
@@ -204,7 +206,7 @@ func CheckPack(p *Pack, logKey string) (*PackReport, error) {
 		if err := checkMeta(e, verified); err != nil {
 			return nil, fmt.Errorf("entry %d: %w", pe.Index, err)
 		}
-		if err := CheckRevocation(verified, e.ReceivedAt); err != nil {
+		if err := verifier.CheckRevocation(verified, e.ReceivedAt); err != nil {
 			return nil, fmt.Errorf("entry %d: received after its key's revocation: %w", pe.Index, err)
 		}
 		rep.Signatures++

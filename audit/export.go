@@ -1,4 +1,4 @@
-package verifier
+package audit
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package verifier
+package audit
 
 import (
 	"context"
@@ -21,6 +21,7 @@ import (
 
 	ckpt "evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/verifier"
 )
 
 // ErrBadAnchor is wrapped by every error about a checkpoint.anchored record
@@ -29,7 +30,7 @@ var ErrBadAnchor = errors.New("bad anchor")
 
 // RekorLogID is Rekor's log ID for its public key: hex SHA-256 of the PKIX DER.
 func RekorLogID(pub crypto.PublicKey) (string, error) {
-	return KeyID(pub)
+	return verifier.KeyID(pub)
 }
 
 // hashedRekordBody is the part of a hashedrekord v0.0.1 entry an anchor

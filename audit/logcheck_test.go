@@ -1,4 +1,4 @@
-package verifier_test
+package audit_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
@@ -32,7 +33,7 @@ func TestCheckLogClean(t *testing.T) {
 	}
 	wantSigners := []string{"log", "ci", "apply", "argocd", "ci", "ci", "apply", "argocd", "ci"}
 
-	check := func(t *testing.T, src verifier.LogSource, signatures bool, workers int) {
+	check := func(t *testing.T, src audit.LogSource, signatures bool, workers int) {
 		t.Helper()
 		var mu sync.Mutex
 		seen := map[uint64]string{}
@@ -47,7 +48,7 @@ func TestCheckLogClean(t *testing.T) {
 			}
 			seen[index] = v.Signer.Name
 		}
-		rep, err := verifier.CheckLog(ctx, src, opts)
+		rep, err := audit.CheckLog(ctx, src, opts)
 		if err != nil {
 			t.Fatalf("CheckLog: %v", err)
 		}
@@ -89,11 +90,11 @@ func TestCheckLogClean(t *testing.T) {
 				check(t, f.snapshot(), signatures, workers)
 			})
 			t.Run(fmt.Sprintf("export/signatures=%v/workers=%d", signatures, workers), func(t *testing.T) {
-				ex, err := verifier.OpenExport(bytes.NewReader(f.export()))
+				ex, err := audit.OpenExport(bytes.NewReader(f.export()))
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := verifier.ExportHeader{Format: verifier.ExportFormat, Origin: testOrigin, LogKey: f.vkey, Size: 9, Checkpoints: 4}
+				want := audit.ExportHeader{Format: audit.ExportFormat, Origin: testOrigin, LogKey: f.vkey, Size: 9, Checkpoints: 4}
 				if ex.Header != want || ex.Size() != 9 {
 					t.Errorf("header = %+v, want %+v", ex.Header, want)
 				}
@@ -106,7 +107,7 @@ func TestCheckLogClean(t *testing.T) {
 		opts := f.opts(false)
 		opts.KeepLeafHashes = true
 		snap := f.snapshot()
-		rep, err := verifier.CheckLog(ctx, snap, opts)
+		rep, err := audit.CheckLog(ctx, snap, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +146,7 @@ func TestCheckLogClean(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer snap.Close()
-		if _, err := verifier.CheckLog(ctx, snap, f.opts(true)); err != nil {
+		if _, err := audit.CheckLog(ctx, snap, f.opts(true)); err != nil {
 			t.Fatalf("CheckLog on the stopped log's data: %v", err)
 		}
 	})
@@ -154,7 +155,7 @@ func TestCheckLogClean(t *testing.T) {
 func TestCheckLogEmpty(t *testing.T) {
 	f := newLogFixture(t)
 	f.open()
-	rep, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+	rep, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	if err != nil || rep.Size != 0 || rep.Checkpoints != 0 {
 		t.Fatalf("empty log: %+v, %v", rep, err)
 	}
@@ -380,7 +381,7 @@ func TestCheckLogExportDamage(t *testing.T) {
 				case err == nil:
 					t.Fatalf("signatures=%v: CheckLog accepted the damaged export: %+v", signatures, rep)
 				case c.want == -1:
-					var bad *verifier.BadEntryError
+					var bad *audit.BadEntryError
 					if errors.As(err, &bad) {
 						t.Fatalf("signatures=%v: err = %v, want an error about the whole export", signatures, err)
 					}
@@ -401,13 +402,13 @@ func TestOpenExportRefuses(t *testing.T) {
 	for name, data := range map[string][]byte{
 		"empty":                        nil,
 		"not JSON":                     []byte("hello\n"),
-		"wrong format":                 bytes.Replace(clean, []byte(verifier.ExportFormat), []byte("evident-export/v9"), 1),
+		"wrong format":                 bytes.Replace(clean, []byte(audit.ExportFormat), []byte("evident-export/v9"), 1),
 		"unknown header field":         bytes.Replace(clean, []byte(`{"format"`), []byte(`{"extra":1,"format"`), 1),
 		"header only":                  e.lines[0],
 		"truncated in the checkpoints": bytes.Join(e.lines[:2], []byte("\n")),
 		"checkpoint line not JSON":     bytes.Replace(clean, e.lines[1], []byte(`{"checkpoint":`), 1),
 	} {
-		if _, err := verifier.OpenExport(bytes.NewReader(data)); err == nil {
+		if _, err := audit.OpenExport(bytes.NewReader(data)); err == nil {
 			t.Errorf("%s: OpenExport accepted it", name)
 		}
 	}
@@ -493,7 +494,7 @@ func TestCheckLogCheckpoints(t *testing.T) {
 					t.Fatalf("signatures=%v: CheckLog accepted it", signatures)
 				}
 				if c.want == -1 {
-					var bad *verifier.BadEntryError
+					var bad *audit.BadEntryError
 					if errors.As(err, &bad) {
 						t.Fatalf("signatures=%v: err = %v, want an error about a checkpoint", signatures, err)
 					}
@@ -526,7 +527,7 @@ func TestCheckLogPinnedKey(t *testing.T) {
 	sameOrigin, _ := checkpoint.NewSigner(testOrigin, otherKey)
 	otherOrigin, _ := checkpoint.NewSigner("evident.test/other", f.logKey.priv.(ed25519.PrivateKey))
 
-	for name, opts := range map[string]verifier.CheckOptions{
+	for name, opts := range map[string]audit.CheckOptions{
 		"another key under the same origin": {Origin: testOrigin, LogKey: sameOrigin.VerifierKey()},
 		"the same key under another origin": {Origin: "evident.test/other", LogKey: otherOrigin.VerifierKey()},
 		"origin and key name disagree":      {Origin: "evident.test/other", LogKey: f.vkey},
@@ -539,7 +540,7 @@ func TestCheckLogPinnedKey(t *testing.T) {
 				if rep, err := checkExport(clean, opts); err == nil {
 					t.Fatalf("CheckLog accepted the log under a key that is not its own: %+v", rep)
 				}
-				if rep, err := verifier.CheckLog(context.Background(), f.snapshot(), opts); err == nil {
+				if rep, err := audit.CheckLog(context.Background(), f.snapshot(), opts); err == nil {
 					t.Fatalf("CheckLog (snapshot) accepted the log under a key that is not its own: %+v", rep)
 				}
 			})
@@ -557,7 +558,7 @@ func TestCheckLogPinnedKey(t *testing.T) {
 	}
 	// With that key pinned, the checkpoints verify but the genesis names
 	// the real log key.
-	opts := verifier.CheckOptions{Origin: testOrigin, LogKey: sameOrigin.VerifierKey(), Signatures: true}
+	opts := audit.CheckOptions{Origin: testOrigin, LogKey: sameOrigin.VerifierKey(), Signatures: true}
 	_, err := checkExport(e.bytes(), opts)
 	if got := badIndex(t, err); got != 0 {
 		t.Fatalf("CheckLog names entry %d, want 0 (the genesis names another key): %v", got, err)
@@ -725,14 +726,14 @@ func TestCheckLogTrustHistory(t *testing.T) {
 			f, old, current := trustHistoryLog(t)
 			post(f, old)
 			f.postAs(current, "newcomer", evidence.KindPlanCreated, prod()) // a good one after it
-			_, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+			_, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 			if got := badIndex(t, err); got != 6 {
 				t.Fatalf("CheckLog names entry %d, want 6: %v", got, err)
 			}
 			if !errors.Is(err, verifier.ErrUntrusted) && !errors.Is(err, verifier.ErrOutOfScope) {
 				t.Errorf("err = %v, want it to say the signer is untrusted or out of scope", err)
 			}
-			if _, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(false)); err != nil {
+			if _, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(false)); err != nil {
 				t.Fatalf("structure-only check: %v", err)
 			}
 		})
@@ -747,7 +748,7 @@ func TestCheckLogTrustHistory(t *testing.T) {
 		g.postAs(v, "newcomer", evidence.KindPlanCreated, prod()) // 1: not yet trusted by the log
 		g.ensureTrust(verifier.TrustConfig{Runners: both})        // 2
 		g.postAs(v, "newcomer", evidence.KindPlanCreated, prod()) // 3: fine
-		_, err := verifier.CheckLog(context.Background(), g.snapshot(), g.opts(true))
+		_, err := audit.CheckLog(context.Background(), g.snapshot(), g.opts(true))
 		if got := badIndex(t, err); got != 1 {
 			t.Fatalf("CheckLog names entry %d, want 1: %v", got, err)
 		}
@@ -801,7 +802,7 @@ func TestCheckLogGenesisMustBeBootstrap(t *testing.T) {
 	f.open()
 	v := f.verifierFor(f.trust)
 	f.postAs(v, "ci", evidence.KindPlanCreated, prod())
-	_, err := verifier.CheckLog(context.Background(), f.snapshot(), f.opts(true))
+	_, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	if got := badIndex(t, err); got != 0 {
 		t.Fatalf("CheckLog names entry %d, want 0: %v", got, err)
 	}
@@ -811,14 +812,14 @@ func TestCheckLogCanceled(t *testing.T) {
 	f := buildStandardLog(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := verifier.CheckLog(ctx, f.snapshot(), f.opts(true)); !errors.Is(err, context.Canceled) {
+	if _, err := audit.CheckLog(ctx, f.snapshot(), f.opts(true)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
 
 func TestLogPublicKey(t *testing.T) {
 	f := newLogFixture(t)
-	pub, nv, err := verifier.LogPublicKey(f.vkey)
+	pub, nv, err := audit.LogPublicKey(f.vkey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -826,7 +827,7 @@ func TestLogPublicKey(t *testing.T) {
 		t.Errorf("LogPublicKey = %x, %q", pub, nv.Name())
 	}
 	for _, bad := range []string{"", "origin", "origin+1234+", f.vkey + "x", strings.Replace(f.vkey, "+", "-", 1)} {
-		if _, _, err := verifier.LogPublicKey(bad); err == nil {
+		if _, _, err := audit.LogPublicKey(bad); err == nil {
 			t.Errorf("LogPublicKey(%q) succeeded", bad)
 		}
 	}

@@ -1,10 +1,10 @@
-package verifier_test
+package audit_test
 
 import (
 	"bytes"
 	"testing"
 
-	"evident.dev/evident/verifier"
+	"evident.dev/evident/audit"
 )
 
 // FuzzReadPack: a pack is outside input (it travels by mail and tickets);
@@ -16,11 +16,11 @@ func FuzzReadPack(f *testing.F) {
 	f.Add([]byte(`[]`))
 	const key = "evident.test/fuzz+9c5d5bb9+AXz7zRUgPavAlrdLlCTbNQcXakcJ6p6cCiqB3sDaTHPf"
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := verifier.ReadPack(bytes.NewReader(b))
+		p, err := audit.ReadPack(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
-		if _, err := verifier.CheckPack(p, key); err == nil {
+		if _, err := audit.CheckPack(p, key); err == nil {
 			t.Fatalf("a fuzzed pack verifies: %s", b)
 		}
 	})
