@@ -253,9 +253,10 @@ func (c *change) planEntry(planSHA256 string) *entry {
 }
 
 // openBreakglass returns the break-glass open at t: opened before t, not
-// expired, not closed (same incident) before t.
+// expired, not closed (same incident) before t. Closing one incident leaves
+// the others open; of several open, the latest opened is returned.
 func (c *change) openBreakglass(t time.Time) *evidence.Breakglass {
-	var open *evidence.Breakglass
+	var open []*evidence.Breakglass // in the order opened
 	for _, x := range c.entries {
 		b := x.p.Breakglass
 		if b == nil || x.p.OccurredAt.After(t) {
@@ -264,15 +265,16 @@ func (c *change) openBreakglass(t time.Time) *evidence.Breakglass {
 		switch x.p.Kind {
 		case evidence.KindBreakglassOpened:
 			if b.ExpiresAt.IsZero() || t.Before(b.ExpiresAt) {
-				open = b
+				open = append(open, b)
 			}
 		case evidence.KindBreakglassClosed:
-			if open != nil && open.Incident == b.Incident {
-				open = nil
-			}
+			open = slices.DeleteFunc(open, func(o *evidence.Breakglass) bool { return o.Incident == b.Incident })
 		}
 	}
-	return open
+	if len(open) == 0 {
+		return nil
+	}
+	return open[len(open)-1]
 }
 
 func finding(code, severity, msg string, ev map[string]string) evidence.Finding {

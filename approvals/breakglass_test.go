@@ -62,6 +62,14 @@ func TestBreakglassCoversApply(t *testing.T) {
 			},
 			incident: "INC-1",
 		},
+		"an earlier incident still open after a later one closed": {
+			records: func(c *change) {
+				c.breakglass(evidence.KindBreakglassOpened, "INC-1", at(time.Minute), at(2*time.Hour))
+				c.breakglass(evidence.KindBreakglassOpened, "INC-2", at(90*time.Second), at(2*time.Hour))
+				c.breakglass(evidence.KindBreakglassClosed, "INC-2", at(2*time.Minute), time.Time{})
+			},
+			incident: "INC-1",
+		},
 		"both incidents closed": {
 			records: func(c *change) {
 				c.breakglass(evidence.KindBreakglassOpened, "INC-1", at(time.Minute), at(2*time.Hour))
