@@ -12,7 +12,7 @@ import (
 	"evident.dev/evident/query"
 )
 
-var update = flag.Bool("update", false, "rewrite the generated part of docs/audit-queries.md")
+var update = flag.Bool("update", false, "rewrite the generated files: the generated part of docs/audit-queries.md and query/testdata/schema.graphql")
 
 const (
 	docPath  = "../docs/audit-queries.md"
