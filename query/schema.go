@@ -144,25 +144,62 @@ type ExpiringException struct {
 }
 
 func (g *GraphQL) buildSchema() (graphql.Schema, error) {
-	str := graphql.String
-	b := graphql.Boolean
-	integer := graphql.Int
+	rt := g.newRecordTypes()
+	checkpoint, inclusion, consistency := proofTypes()
+	changeCompleteness, completeness := completenessTypes()
+	transition := g.transitionType(rt, stageTypes(), inclusion)
+	change := g.changeType(rt, transition, changeCompleteness)
+	// One PageInfo for every connection: a schema may name a type only once.
+	pageInfo := pageInfoType()
+	query := g.queryType(rootTypes{
+		transition: transition, change: change, checkpoint: checkpoint,
+		consistency: consistency, completeness: completeness,
+		transitions: connectionOf(pageInfo, "Transition", transition),
+		changes:     connectionOf(pageInfo, "Change", change),
+		expiring:    connectionOf(pageInfo, "Exception", rt.exception),
+	})
+	return graphql.NewSchema(graphql.SchemaConfig{Query: query})
+}
 
-	signer := newObject(graphql.ObjectConfig{Name: "Signer", Description: "The verified identity that signed a record.", Fields: graphql.Fields{
-		"name": {Type: nonNull(str)}, "keyId": {Type: nonNull(str)}, "issuer": {Type: str},
-	}})
-	source := newObject(graphql.ObjectConfig{Name: "Source", Description: "The Git ledger: what was wanted.", Fields: graphql.Fields{
-		"repository": {Type: str}, "pullRequest": {Type: integer}, "commitSha": {Type: str}, "branch": {Type: str},
-	}})
-	target := newObject(graphql.ObjectConfig{Name: "Target", Description: "Where the change lands.", Fields: graphql.Fields{
-		"environment": {Type: str}, "cloud": {Type: str}, "account": {Type: str}, "region": {Type: str},
-		"stack": {Type: str}, "cluster": {Type: str}, "namespace": {Type: str}, "application": {Type: str},
-		"service": {Type: str}, "dataClass": {Type: str},
-	}})
-	artifact := newObject(graphql.ObjectConfig{Name: "Artifact", Description: "Evidence kept outside the log, named by digest.", Fields: graphql.Fields{
-		"name": {Type: nonNull(str)}, "digest": {Type: nonNull(str)}, "uri": {Type: str}, "mediaType": {Type: str},
-	}})
-	finding := newObject(graphql.ObjectConfig{Name: "Finding", Description: "An observation by the verifier or a policy, stored with the entry.", Fields: graphql.Fields{
+// recordTypes are the types of what every entry carries and of the blocks a
+// Change lists across its timeline; Transition, Change and Query share them
+// because a schema may name a type only once.
+type recordTypes struct {
+	signer, source, target, artifact, finding, changeContract *graphql.Object
+	policy, approval, exception                               *graphql.Object
+}
+
+func (g *GraphQL) newRecordTypes() recordTypes {
+	str, integer := graphql.String, graphql.Int
+	return recordTypes{
+		signer: newObject(graphql.ObjectConfig{Name: "Signer", Description: "The verified identity that signed a record.", Fields: graphql.Fields{
+			"name": {Type: nonNull(str)}, "keyId": {Type: nonNull(str)}, "issuer": {Type: str},
+		}}),
+		source: newObject(graphql.ObjectConfig{Name: "Source", Description: "The Git ledger: what was wanted.", Fields: graphql.Fields{
+			"repository": {Type: str}, "pullRequest": {Type: integer}, "commitSha": {Type: str}, "branch": {Type: str},
+		}}),
+		target: newObject(graphql.ObjectConfig{Name: "Target", Description: "Where the change lands.", Fields: graphql.Fields{
+			"environment": {Type: str}, "cloud": {Type: str}, "account": {Type: str}, "region": {Type: str},
+			"stack": {Type: str}, "cluster": {Type: str}, "namespace": {Type: str}, "application": {Type: str},
+			"service": {Type: str}, "dataClass": {Type: str},
+		}}),
+		artifact: newObject(graphql.ObjectConfig{Name: "Artifact", Description: "Evidence kept outside the log, named by digest.", Fields: graphql.Fields{
+			"name": {Type: nonNull(str)}, "digest": {Type: nonNull(str)}, "uri": {Type: str}, "mediaType": {Type: str},
+		}}),
+		changeContract: newObject(graphql.ObjectConfig{Name: "ChangeContract", Description: "The pull request contract.", Fields: graphql.Fields{
+			"title": {Type: str}, "author": {Type: nonNull(str)}, "targetBranch": {Type: str}, "mutationType": {Type: str},
+			"requiresApprovalFrom": {Type: graphql.NewList(str)}, "evidenceRequired": {Type: graphql.NewList(str)},
+		}}),
+		finding:   findingType(),
+		policy:    policyType(),
+		approval:  g.approvalType(),
+		exception: exceptionType(),
+	}
+}
+
+func findingType() *graphql.Object {
+	str := graphql.String
+	return newObject(graphql.ObjectConfig{Name: "Finding", Description: "An observation by the verifier or a policy, stored with the entry.", Fields: graphql.Fields{
 		"code": {Type: nonNull(str)}, "severity": {Type: str}, "message": {Type: str},
 		"evidence": {Type: listOf(newObject(graphql.ObjectConfig{Name: "FindingEvidence", Fields: graphql.Fields{
 			"name": {Type: nonNull(str)}, "value": {Type: nonNull(str)},
@@ -180,11 +217,15 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return out, nil
 		}},
 	}})
+}
+
+func policyType() *graphql.Object {
+	str := graphql.String
 	rule := newObject(graphql.ObjectConfig{Name: "RuleDecision", Description: "One rule's verdict.", Fields: graphql.Fields{
 		"ruleId": {Type: nonNull(str)}, "result": {Type: nonNull(str)}, "severity": {Type: str}, "message": {Type: str},
 		"requiredApprovers": {Type: graphql.NewList(str)}, "evidence": {Type: graphql.NewList(str)}, "exceptionId": {Type: str},
 	}})
-	policy := newObject(graphql.ObjectConfig{Name: "PolicyDecision", Description: "A structured policy decision.", Fields: graphql.Fields{
+	return newObject(graphql.ObjectConfig{Name: "PolicyDecision", Description: "A structured policy decision.", Fields: graphql.Fields{
 		"result":       {Type: nonNull(str)},
 		"bundleSha256": {Type: str},
 		"origin":       {Type: nonNull(str), Description: "log: the log's policies judged the record at append; record: a policy.evaluated record reports it", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(policyView).Origin, nil }},
@@ -192,7 +233,11 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"rules":        {Type: listOf(rule), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(policyView).Decisions, nil }},
 		"denied":       {Type: listOf(rule), Description: "the rules that denied", Resolve: func(p graphql.ResolveParams) (any, error) { return denied(p.Source.(policyView).Decisions), nil }},
 	}})
-	approval := newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change.", Fields: graphql.Fields{
+}
+
+func (g *GraphQL) approvalType() *graphql.Object {
+	str, b, integer := graphql.String, graphql.Boolean, graphql.Int
+	return newObject(graphql.ObjectConfig{Name: "Approval", Description: "An approver bound to one exact change.", Fields: graphql.Fields{
 		"approver": {Type: nonNull(str)},
 		"groups":   {Type: graphql.NewList(str), Description: "the groups the approval claims; they decide nothing: see directoryGroups"},
 		"counts": {Type: b, Description: "the approval judge counts it: for the change's latest apply of this plan, at the time that apply was judged; for a plan not applied yet, as the apply gate would now. Null for a revocation", Resolve: func(p graphql.ResolveParams) (any, error) {
@@ -229,32 +274,46 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return a.ChangeR != nil && a.ChangeR.P().Change != nil && strings.EqualFold(a.ChangeR.P().Change.Author, a.Approver), nil
 		}},
 	}})
-	exception := newObject(graphql.ObjectConfig{Name: "Exception", Description: "A time-bound waiver of one rule.", Fields: graphql.Fields{
+}
+
+func exceptionType() *graphql.Object {
+	str := graphql.String
+	return newObject(graphql.ObjectConfig{Name: "Exception", Description: "A time-bound waiver of one rule.", Fields: graphql.Fields{
 		"id": {Type: nonNull(str)}, "ruleId": {Type: str}, "scope": {Type: str}, "justification": {Type: str},
 		"compensatingControls": {Type: graphql.NewList(str)}, "owner": {Type: str}, "approvedBy": {Type: graphql.NewList(str)},
 		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*exceptionView).ExpiresAt })},
-		"expired": {Type: nonNull(b), Description: "this is an exception.expired record", Resolve: func(p graphql.ResolveParams) (any, error) {
+		"expired": {Type: nonNull(graphql.Boolean), Description: "this is an exception.expired record", Resolve: func(p graphql.ResolveParams) (any, error) {
 			return p.Source.(*exceptionView).Kind == evidence.KindExceptionExpired, nil
 		}},
-		"index": {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*exceptionView).Index), nil }},
+		"index": {Type: nonNull(graphql.Int), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*exceptionView).Index), nil }},
 	}})
-	checkpoint := newObject(graphql.ObjectConfig{Name: "Checkpoint", Description: "A signed C2SP tlog-checkpoint note.", Fields: graphql.Fields{
+}
+
+func proofTypes() (checkpoint, inclusion, consistency *graphql.Object) {
+	str, integer := graphql.String, graphql.Int
+	checkpoint = newObject(graphql.ObjectConfig{Name: "Checkpoint", Description: "A signed C2SP tlog-checkpoint note.", Fields: graphql.Fields{
 		"origin":   {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*checkpointView).Origin, nil }},
 		"size":     {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*checkpointView).Size), nil }},
 		"rootHash": {Type: nonNull(str), Description: "hex", Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(p.Source.(*checkpointView).Root), nil }},
 		"note":     {Type: nonNull(str), Description: "the signed note, verifiable with the log key", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*checkpointView).Note, nil }},
 	}})
-	inclusion := newObject(graphql.ObjectConfig{Name: "InclusionProof", Description: "An RFC 6962 audit path of one entry.", Fields: graphql.Fields{
+	inclusion = newObject(graphql.ObjectConfig{Name: "InclusionProof", Description: "An RFC 6962 audit path of one entry.", Fields: graphql.Fields{
 		"index":      {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*proof).Index), nil }},
 		"treeSize":   {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(p.Source.(*proof).TreeSize), nil }},
 		"leafHash":   {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(p.Source.(*proof).LeafHash), nil }},
 		"hashes":     {Type: listOf(str), Description: "hex, in RFC 6962 order", Resolve: func(p graphql.ResolveParams) (any, error) { return hexList(p.Source.(*proof).Hashes), nil }},
 		"checkpoint": {Type: checkpoint, Description: "the signed checkpoint of treeSize, when it is the latest", Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(p.Source.(*proof).Checkpoint), nil }},
 	}})
-	consistency := newObject(graphql.ObjectConfig{Name: "ConsistencyProof", Description: "An RFC 6962 proof that a tree extends an older one.", Fields: graphql.Fields{
+	consistency = newObject(graphql.ObjectConfig{Name: "ConsistencyProof", Description: "An RFC 6962 proof that a tree extends an older one.", Fields: graphql.Fields{
 		"from": {Type: nonNull(integer)}, "to": {Type: nonNull(integer)}, "hashes": {Type: listOf(str)},
 	}})
-	changeCompleteness := newObject(graphql.ObjectConfig{Name: "ChangeCompleteness", Description: "One change's evidence against its contract, from the policies projection.", Fields: graphql.Fields{
+	return checkpoint, inclusion, consistency
+}
+
+// completenessTypes are one change's completeness and one environment's.
+func completenessTypes() (change, environment *graphql.Object) {
+	str, b := graphql.String, graphql.Boolean
+	change = newObject(graphql.ObjectConfig{Name: "ChangeCompleteness", Description: "One change's evidence against its contract, from the policies projection.", Fields: graphql.Fields{
 		"required": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) {
 			return nonNil(p.Source.(*ChangeCompleteness).Required), nil
 		}},
@@ -271,6 +330,11 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return len(p.Source.(*ChangeCompleteness).Missing) == 0, nil
 		}},
 	}})
+	return change, environmentCompletenessType()
+}
+
+func environmentCompletenessType() *graphql.Object {
+	str, integer := graphql.String, graphql.Int
 	classCompleteness := newObject(graphql.ObjectConfig{Name: "ClassCompleteness", Description: "Completeness of one class of changes of an environment.", Fields: graphql.Fields{
 		"class":    {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Class, nil }},
 		"changes":  {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Changes, nil }},
@@ -278,7 +342,7 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		"complete": {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Complete, nil }},
 		"rate":     {Type: nonNull(graphql.Float), Description: "complete / closed; 1 when none is closed", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(ClassCompleteness).Rate, nil }},
 	}})
-	completeness := newObject(graphql.ObjectConfig{Name: "Completeness", Description: "Evidence completeness, from the policies projection.", Fields: graphql.Fields{
+	return newObject(graphql.ObjectConfig{Name: "Completeness", Description: "Evidence completeness, from the policies projection.", Fields: graphql.Fields{
 		"environment": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Environment, nil }},
 		"changes":     {Type: nonNull(integer), Description: "changes a contract class applies to", Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Changes, nil }},
 		"closed":      {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Closed, nil }},
@@ -289,6 +353,47 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 		}},
 		"missing": {Type: listOf(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*Completeness).Missing, nil }},
 	}})
+}
+
+// stages are the types of the per-kind blocks only a Transition shows.
+type stages struct {
+	plan, gate, apply, verification, sync, drift, admission, breakglass *graphql.Object
+}
+
+func stageTypes() stages {
+	str, b, integer := graphql.String, graphql.Boolean, graphql.Int
+	return stages{
+		plan: planType(),
+		gate: newObject(graphql.ObjectConfig{Name: "GateDecision", Fields: graphql.Fields{
+			"decision": {Type: nonNull(str)}, "planSha256": {Type: str}, "reasons": {Type: graphql.NewList(str)},
+		}}),
+		apply: newObject(graphql.ObjectConfig{Name: "Apply", Fields: graphql.Fields{
+			"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "error": {Type: str}, "logSha256": {Type: str},
+			"resourcesChanged": {Type: graphql.NewList(str)},
+			"resourcesFailed":  {Type: graphql.NewList(str), Description: "what a partial apply failed to change"},
+			"startedAt":        {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).StartedAt })},
+			"completedAt":      {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).CompletedAt })},
+		}}),
+		verification: newObject(graphql.ObjectConfig{Name: "Verification", Fields: graphql.Fields{
+			"result": {Type: nonNull(str)}, "method": {Type: str}, "exitCode": {Type: integer}, "checks": {Type: graphql.NewList(str)},
+		}}),
+		sync: syncType(),
+		drift: newObject(graphql.ObjectConfig{Name: "Drift", Fields: graphql.Fields{
+			"resources": {Type: listOf(str)}, "detectedBy": {Type: str}, "method": {Type: str, Description: "how it was reconciled: revert, import, accept"}, "summary": {Type: str},
+		}}),
+		admission: newObject(graphql.ObjectConfig{Name: "ArtifactAdmission", Fields: graphql.Fields{
+			"image": {Type: nonNull(str)}, "digest": {Type: nonNull(str)}, "signed": {Type: nonNull(b)}, "signerIdentity": {Type: str},
+			"sourceBranch": {Type: str}, "protectedBranch": {Type: nonNull(b)}, "sbomDigest": {Type: str}, "provenance": {Type: str}, "result": {Type: nonNull(str)},
+		}}),
+		breakglass: newObject(graphql.ObjectConfig{Name: "Breakglass", Fields: graphql.Fields{
+			"incident": {Type: nonNull(str)}, "reason": {Type: str}, "approvedBy": {Type: graphql.NewList(str)}, "reviewedBy": {Type: str},
+			"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Breakglass).ExpiresAt })},
+		}}),
+	}
+}
+
+func planType() *graphql.Object {
+	str, b := graphql.String, graphql.Boolean
 	resourceChange := newObject(graphql.ObjectConfig{Name: "ResourceChange", Fields: graphql.Fields{
 		"address": {Type: nonNull(str)}, "type": {Type: nonNull(str)}, "actions": {Type: listOf(str)},
 		"publicExposure": {Type: nonNull(b), Description: "this resource change opens something to the internet (the public-exposure fact)", Resolve: func(p graphql.ResolveParams) (any, error) {
@@ -305,88 +410,71 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 			return nil, nil
 		}},
 	}})
-	plan := newObject(graphql.ObjectConfig{Name: "Plan", Description: "The plan stage's risk summary.", Fields: graphql.Fields{
+	return newObject(graphql.ObjectConfig{Name: "Plan", Description: "The plan stage's risk summary.", Fields: graphql.Fields{
 		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "engineVersion": {Type: str}, "stack": {Type: str},
 		"destructive": {Type: nonNull(b)}, "requiresManualApproval": {Type: nonNull(b)},
 		"highRiskResources": {Type: graphql.NewList(str)}, "replacement": {Type: graphql.NewList(str)}, "sensitiveChanges": {Type: graphql.NewList(str)},
 		"resourceChanges": {Type: graphql.NewList(resourceChange)},
 	}})
-	gate := newObject(graphql.ObjectConfig{Name: "GateDecision", Fields: graphql.Fields{
-		"decision": {Type: nonNull(str)}, "planSha256": {Type: str}, "reasons": {Type: graphql.NewList(str)},
-	}})
-	apply := newObject(graphql.ObjectConfig{Name: "Apply", Fields: graphql.Fields{
-		"planSha256": {Type: nonNull(str)}, "engine": {Type: str}, "error": {Type: str}, "logSha256": {Type: str},
-		"resourcesChanged": {Type: graphql.NewList(str)},
-		"resourcesFailed":  {Type: graphql.NewList(str), Description: "what a partial apply failed to change"},
-		"startedAt":        {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).StartedAt })},
-		"completedAt":      {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Apply).CompletedAt })},
-	}})
-	verification := newObject(graphql.ObjectConfig{Name: "Verification", Fields: graphql.Fields{
-		"result": {Type: nonNull(str)}, "method": {Type: str}, "exitCode": {Type: integer}, "checks": {Type: graphql.NewList(str)},
-	}})
+}
+
+func syncType() *graphql.Object {
+	str := graphql.String
 	syncedObject := newObject(graphql.ObjectConfig{Name: "SyncedObject", Fields: graphql.Fields{
 		"group": {Type: str}, "kind": {Type: nonNull(str)}, "namespace": {Type: str}, "name": {Type: nonNull(str)}, "status": {Type: str},
 		"serviceType": {Type: str, Description: "a core Service's spec.type, read from the cluster by the watcher"},
 	}})
-	syncT := newObject(graphql.ObjectConfig{Name: "Sync", Fields: graphql.Fields{
+	return newObject(graphql.ObjectConfig{Name: "Sync", Fields: graphql.Fields{
 		"application": {Type: str}, "revision": {Type: nonNull(str)}, "sourceRepo": {Type: str}, "sourcePath": {Type: str},
 		"initiatedBy": {Type: str}, "operation": {Type: str}, "message": {Type: str}, "pruned": {Type: graphql.NewList(str)},
 		"resources": {Type: graphql.NewList(syncedObject)},
 	}})
-	drift := newObject(graphql.ObjectConfig{Name: "Drift", Fields: graphql.Fields{
-		"resources": {Type: listOf(str)}, "detectedBy": {Type: str}, "method": {Type: str, Description: "how it was reconciled: revert, import, accept"}, "summary": {Type: str},
-	}})
-	admission := newObject(graphql.ObjectConfig{Name: "ArtifactAdmission", Fields: graphql.Fields{
-		"image": {Type: nonNull(str)}, "digest": {Type: nonNull(str)}, "signed": {Type: nonNull(b)}, "signerIdentity": {Type: str},
-		"sourceBranch": {Type: str}, "protectedBranch": {Type: nonNull(b)}, "sbomDigest": {Type: str}, "provenance": {Type: str}, "result": {Type: nonNull(str)},
-	}})
-	breakglass := newObject(graphql.ObjectConfig{Name: "Breakglass", Fields: graphql.Fields{
-		"incident": {Type: nonNull(str)}, "reason": {Type: str}, "approvedBy": {Type: graphql.NewList(str)}, "reviewedBy": {Type: str},
-		"expiresAt": {Type: graphql.DateTime, Resolve: optTime(func(s any) time.Time { return s.(*evidence.Breakglass).ExpiresAt })},
-	}})
-	changeContract := newObject(graphql.ObjectConfig{Name: "ChangeContract", Description: "The pull request contract.", Fields: graphql.Fields{
-		"title": {Type: str}, "author": {Type: nonNull(str)}, "targetBranch": {Type: str}, "mutationType": {Type: str},
-		"requiresApprovalFrom": {Type: graphql.NewList(str)}, "evidenceRequired": {Type: graphql.NewList(str)},
-	}})
+}
 
-	rec := func(p graphql.ResolveParams) *record { return p.Source.(*record) }
-	block := func(get func(*evidence.Transition) any) graphql.FieldResolveFn {
-		return func(p graphql.ResolveParams) (any, error) { return get(rec(p).P()), nil }
-	}
-	transition := newObject(graphql.ObjectConfig{Name: "Transition", Description: "One log entry: a signed state transition and what the log added to it.", Fields: graphql.Fields{
-		"index":        {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(rec(p).Index), nil }},
-		"kind":         {Type: nonNull(str), Resolve: block(func(t *evidence.Transition) any { return string(t.Kind) })},
-		"changeId":     {Type: nonNull(str), Resolve: block(func(t *evidence.Transition) any { return t.ChangeID })},
-		"occurredAt":   {Type: nonNull(graphql.DateTime), Resolve: block(func(t *evidence.Transition) any { return t.OccurredAt.UTC() })},
-		"receivedAt":   {Type: nonNull(graphql.DateTime), Resolve: func(p graphql.ResolveParams) (any, error) { return rec(p).Entry.ReceivedAt.UTC(), nil }},
-		"actor":        {Type: nonNull(str), Resolve: block(func(t *evidence.Transition) any { return t.Actor })},
-		"signer":       {Type: nonNull(signer), Resolve: func(p graphql.ResolveParams) (any, error) { return rec(p).Entry.Meta.Signer, nil }},
-		"recordDigest": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return rec(p).Entry.Meta.RecordDigest, nil }},
-		"entryHash":    {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(evidence.EntryHash(rec(p).Leaf)), nil }},
-		"source":       {Type: nonNull(source), Resolve: block(func(t *evidence.Transition) any { return t.Source })},
-		"target":       {Type: nonNull(target), Resolve: block(func(t *evidence.Transition) any { return t.Target })},
-		"riskClass":    {Type: str, Resolve: block(func(t *evidence.Transition) any { return t.RiskClass })},
-		"emergency":    {Type: nonNull(b), Resolve: block(func(t *evidence.Transition) any { return t.Emergency })},
-		"artifacts":    {Type: listOf(artifact), Resolve: block(func(t *evidence.Transition) any { return nonNil(t.Artifacts) })},
-		"findings":     {Type: listOf(finding), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(rec(p).Entry.Meta.Findings), nil }},
-		"decision": {Type: policy, Description: "the policy decision: the log's own, else the record's policy block", Resolve: func(p graphql.ResolveParams) (any, error) {
-			if d := decisions(rec(p)); len(d) > 0 {
+// recordOf is the entry a Transition field resolves on.
+func recordOf(p graphql.ResolveParams) *record { return p.Source.(*record) }
+
+// fromTransition resolves a field from the entry's signed transition.
+func fromTransition(get func(*evidence.Transition) any) graphql.FieldResolveFn {
+	return func(p graphql.ResolveParams) (any, error) { return get(recordOf(p).P()), nil }
+}
+
+func (g *GraphQL) transitionType(rt recordTypes, st stages, inclusion *graphql.Object) *graphql.Object {
+	str, b, integer := graphql.String, graphql.Boolean, graphql.Int
+	return newObject(graphql.ObjectConfig{Name: "Transition", Description: "One log entry: a signed state transition and what the log added to it.", Fields: graphql.Fields{
+		"index":        {Type: nonNull(integer), Resolve: func(p graphql.ResolveParams) (any, error) { return int(recordOf(p).Index), nil }},
+		"kind":         {Type: nonNull(str), Resolve: fromTransition(func(t *evidence.Transition) any { return string(t.Kind) })},
+		"changeId":     {Type: nonNull(str), Resolve: fromTransition(func(t *evidence.Transition) any { return t.ChangeID })},
+		"occurredAt":   {Type: nonNull(graphql.DateTime), Resolve: fromTransition(func(t *evidence.Transition) any { return t.OccurredAt.UTC() })},
+		"receivedAt":   {Type: nonNull(graphql.DateTime), Resolve: func(p graphql.ResolveParams) (any, error) { return recordOf(p).Entry.ReceivedAt.UTC(), nil }},
+		"actor":        {Type: nonNull(str), Resolve: fromTransition(func(t *evidence.Transition) any { return t.Actor })},
+		"signer":       {Type: nonNull(rt.signer), Resolve: func(p graphql.ResolveParams) (any, error) { return recordOf(p).Entry.Meta.Signer, nil }},
+		"recordDigest": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return recordOf(p).Entry.Meta.RecordDigest, nil }},
+		"entryHash":    {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return hexHash(evidence.EntryHash(recordOf(p).Leaf)), nil }},
+		"source":       {Type: nonNull(rt.source), Resolve: fromTransition(func(t *evidence.Transition) any { return t.Source })},
+		"target":       {Type: nonNull(rt.target), Resolve: fromTransition(func(t *evidence.Transition) any { return t.Target })},
+		"riskClass":    {Type: str, Resolve: fromTransition(func(t *evidence.Transition) any { return t.RiskClass })},
+		"emergency":    {Type: nonNull(b), Resolve: fromTransition(func(t *evidence.Transition) any { return t.Emergency })},
+		"artifacts":    {Type: listOf(rt.artifact), Resolve: fromTransition(func(t *evidence.Transition) any { return nonNil(t.Artifacts) })},
+		"findings":     {Type: listOf(rt.finding), Resolve: func(p graphql.ResolveParams) (any, error) { return nonNil(recordOf(p).Entry.Meta.Findings), nil }},
+		"decision": {Type: rt.policy, Description: "the policy decision: the log's own, else the record's policy block", Resolve: func(p graphql.ResolveParams) (any, error) {
+			if d := decisions(recordOf(p)); len(d) > 0 {
 				return d[0], nil
 			}
 			return nil, nil
 		}},
-		"change":            {Type: changeContract, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Change) })},
-		"plan":              {Type: plan, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Plan) })},
-		"approval":          {Type: approval, Resolve: func(p graphql.ResolveParams) (any, error) { return approvalOf(rec(p), nil), nil }},
-		"gate":              {Type: gate, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Gate) })},
-		"apply":             {Type: apply, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Apply) })},
-		"verification":      {Type: verification, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Verification) })},
-		"sync":              {Type: syncT, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Sync) })},
-		"drift":             {Type: drift, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Drift) })},
-		"artifactAdmission": {Type: admission, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.ArtifactAdmission) })},
-		"exception":         {Type: exception, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(exceptionOf(rec(p))), nil }},
-		"breakglass":        {Type: breakglass, Resolve: block(func(t *evidence.Transition) any { return nilIfNil(t.Breakglass) })},
-		"envelope":          {Type: nonNull(str), Description: "the DSSE envelope as stored (JSON)", Resolve: func(p graphql.ResolveParams) (any, error) { return string(rec(p).Entry.Envelope), nil }},
+		"change":            {Type: rt.changeContract, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Change) })},
+		"plan":              {Type: st.plan, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Plan) })},
+		"approval":          {Type: rt.approval, Resolve: func(p graphql.ResolveParams) (any, error) { return approvalOf(recordOf(p), nil), nil }},
+		"gate":              {Type: st.gate, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Gate) })},
+		"apply":             {Type: st.apply, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Apply) })},
+		"verification":      {Type: st.verification, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Verification) })},
+		"sync":              {Type: st.sync, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Sync) })},
+		"drift":             {Type: st.drift, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Drift) })},
+		"artifactAdmission": {Type: st.admission, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.ArtifactAdmission) })},
+		"exception":         {Type: rt.exception, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(exceptionOf(recordOf(p))), nil }},
+		"breakglass":        {Type: st.breakglass, Resolve: fromTransition(func(t *evidence.Transition) any { return nilIfNil(t.Breakglass) })},
+		"envelope":          {Type: nonNull(str), Description: "the DSSE envelope as stored (JSON)", Resolve: func(p graphql.ResolveParams) (any, error) { return string(recordOf(p).Entry.Envelope), nil }},
 		"inclusionProof": {Type: inclusion, Description: "proof against the checkpoint of treeSize (default: the latest signed checkpoint)",
 			Args: graphql.FieldConfigArgument{"treeSize": {Type: integer}},
 			Resolve: func(p graphql.ResolveParams) (any, error) {
@@ -394,95 +482,148 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 				if size < 0 {
 					return nil, errors.New("treeSize must not be negative")
 				}
-				return g.inclusion(p.Context, rec(p), uint64(size))
+				return g.inclusion(p.Context, recordOf(p), uint64(size))
 			}},
 	}})
+}
 
-	pageInfo := newObject(graphql.ObjectConfig{Name: "PageInfo", Fields: graphql.Fields{
-		"hasNextPage": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*connection).HasNext, nil }},
-		"endCursor":   {Type: str, Resolve: func(p graphql.ResolveParams) (any, error) { return emptyNil(p.Source.(*connection).End), nil }},
+func pageInfoType() *graphql.Object {
+	return newObject(graphql.ObjectConfig{Name: "PageInfo", Fields: graphql.Fields{
+		"hasNextPage": {Type: nonNull(graphql.Boolean), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*connection).HasNext, nil }},
+		"endCursor":   {Type: graphql.String, Resolve: func(p graphql.ResolveParams) (any, error) { return emptyNil(p.Source.(*connection).End), nil }},
 	}})
-	connectionOf := func(name string, node graphql.Output) *graphql.Object {
-		e := newObject(graphql.ObjectConfig{Name: name + "Edge", Fields: graphql.Fields{
-			"node":   {Type: nonNull(node), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(edge).Node, nil }},
-			"cursor": {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(edge).Cursor, nil }},
-		}})
-		return newObject(graphql.ObjectConfig{Name: name + "Connection", Description: "A Relay connection. A page may hold fewer than `first` nodes while hasNextPage is true: each page does bounded work; follow endCursor.", Fields: graphql.Fields{
-			"edges":    {Type: listOf(e), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*connection).Edges, nil }},
-			"nodes":    {Type: listOf(node), Resolve: func(p graphql.ResolveParams) (any, error) { return nodes(p.Source.(*connection)), nil }},
-			"pageInfo": {Type: nonNull(pageInfo), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source, nil }},
-		}})
-	}
-	transitionConn := connectionOf("Transition", transition)
+}
 
-	kinds := func(c *changeView, ks ...evidence.Kind) []*record {
-		var out []*record
-		for _, r := range c.Timeline {
-			if slices.Contains(ks, r.P().Kind) {
-				out = append(out, r)
-			}
-		}
-		return nonNil(out)
+func connectionOf(pageInfo *graphql.Object, name string, node graphql.Output) *graphql.Object {
+	e := newObject(graphql.ObjectConfig{Name: name + "Edge", Fields: graphql.Fields{
+		"node":   {Type: nonNull(node), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(edge).Node, nil }},
+		"cursor": {Type: nonNull(graphql.String), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(edge).Cursor, nil }},
+	}})
+	return newObject(graphql.ObjectConfig{Name: name + "Connection", Description: "A Relay connection. A page may hold fewer than `first` nodes while hasNextPage is true: each page does bounded work; follow endCursor.", Fields: graphql.Fields{
+		"edges":    {Type: listOf(e), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source.(*connection).Edges, nil }},
+		"nodes":    {Type: listOf(node), Resolve: func(p graphql.ResolveParams) (any, error) { return nodes(p.Source.(*connection)), nil }},
+		"pageInfo": {Type: nonNull(pageInfo), Resolve: func(p graphql.ResolveParams) (any, error) { return p.Source, nil }},
+	}})
+}
+
+// changeOf is the change a Change field resolves on.
+func changeOf(p graphql.ResolveParams) *changeView { return p.Source.(*changeView) }
+
+func (g *GraphQL) changeType(rt recordTypes, transition, completeness *graphql.Object) *graphql.Object {
+	resolve := func(get func(*changeView) any) graphql.FieldResolveFn {
+		return func(p graphql.ResolveParams) (any, error) { return get(changeOf(p)), nil }
 	}
-	cv := func(p graphql.ResolveParams) *changeView { return p.Source.(*changeView) }
-	change := newObject(graphql.ObjectConfig{Name: "Change", Description: "One change and its whole timeline, as far as the caller may see it.", Fields: graphql.Fields{
-		"id":        {Type: nonNull(str), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).ID, nil }},
-		"contract":  {Type: changeContract, Resolve: func(p graphql.ResolveParams) (any, error) { return nilIfNil(cv(p).contract()), nil }},
-		"source":    {Type: source, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Source, nil }},
-		"target":    {Type: target, Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).first().P().Target, nil }},
-		"emergency": {Type: nonNull(b), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).emergency(), nil }},
-		"timeline":  {Type: listOf(transition), Description: "every entry of the change, in log order", Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).Timeline, nil }},
-		"plans":     {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindPlanCreated), nil }},
-		"policyDecisions": {Type: listOf(policy), Resolve: func(p graphql.ResolveParams) (any, error) {
-			var out []policyView
-			for _, r := range cv(p).Timeline {
-				out = append(out, decisions(r)...)
-			}
-			return nonNil(out), nil
-		}},
-		"approvals": {Type: listOf(approval), Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).approvals(), nil }},
-		"selfApprovals": {Type: listOf(approval), Description: "approvals by the change's own author", Resolve: func(p graphql.ResolveParams) (any, error) {
-			return cv(p).selfApprovals(), nil
-		}},
-		"gateDecisions": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) { return kinds(cv(p), evidence.KindGateDecided), nil }},
-		"applies": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
-			return kinds(cv(p), evidence.KindApplyStarted, evidence.KindApplyCompleted, evidence.KindApplyFailed), nil
-		}},
+	return newObject(graphql.ObjectConfig{Name: "Change", Description: "One change and its whole timeline, as far as the caller may see it.", Fields: graphql.Fields{
+		"id":              {Type: nonNull(graphql.String), Resolve: resolve(func(c *changeView) any { return c.ID })},
+		"contract":        {Type: rt.changeContract, Resolve: resolve(func(c *changeView) any { return nilIfNil(c.contract()) })},
+		"source":          {Type: rt.source, Resolve: resolve(func(c *changeView) any { return c.first().P().Source })},
+		"target":          {Type: rt.target, Resolve: resolve(func(c *changeView) any { return c.first().P().Target })},
+		"emergency":       {Type: nonNull(graphql.Boolean), Resolve: resolve(func(c *changeView) any { return c.emergency() })},
+		"timeline":        {Type: listOf(transition), Description: "every entry of the change, in log order", Resolve: resolve(func(c *changeView) any { return c.Timeline })},
+		"plans":           {Type: listOf(transition), Resolve: resolve(func(c *changeView) any { return c.ofKinds(evidence.KindPlanCreated) })},
+		"policyDecisions": {Type: listOf(rt.policy), Resolve: resolve(func(c *changeView) any { return c.policyDecisions() })},
+		"approvals":       {Type: listOf(rt.approval), Resolve: resolve(func(c *changeView) any { return c.approvals() })},
+		"selfApprovals":   {Type: listOf(rt.approval), Description: "approvals by the change's own author", Resolve: resolve(func(c *changeView) any { return c.selfApprovals() })},
+		"gateDecisions":   {Type: listOf(transition), Resolve: resolve(func(c *changeView) any { return c.ofKinds(evidence.KindGateDecided) })},
+		"applies": {Type: listOf(transition), Resolve: resolve(func(c *changeView) any {
+			return c.ofKinds(evidence.KindApplyStarted, evidence.KindApplyCompleted, evidence.KindApplyFailed)
+		})},
 		"appliesWithoutFreshApproval": {Type: listOf(transition), Description: "completed applies the approval judge found not covered by a fresh approval when they were appended (an approval.* error finding), or applied under break-glass",
-			Resolve: func(p graphql.ResolveParams) (any, error) { return cv(p).unapprovedApplies(), nil }},
-		"verifications": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
-			return kinds(cv(p), evidence.KindVerificationCompleted), nil
+			Resolve: resolve(func(c *changeView) any { return c.unapprovedApplies() })},
+		"verifications": {Type: listOf(transition), Resolve: resolve(func(c *changeView) any { return c.ofKinds(evidence.KindVerificationCompleted) })},
+		"syncs": {Type: listOf(transition), Resolve: resolve(func(c *changeView) any {
+			return c.ofKinds(evidence.KindSyncStarted, evidence.KindSyncSucceeded, evidence.KindSyncFailed)
+		})},
+		"drift": {Type: listOf(transition), Resolve: resolve(func(c *changeView) any {
+			return c.ofKinds(evidence.KindDriftDetected, evidence.KindDriftReconciled)
+		})},
+		"exceptions": {Type: listOf(rt.exception), Resolve: resolve(func(c *changeView) any { return c.exceptions() })},
+		"findings":   {Type: listOf(rt.finding), Description: "every finding on every entry of the change", Resolve: resolve(func(c *changeView) any { return c.findings() })},
+		"completeness": {Type: completeness, Description: "null when the server judges without its policies", Resolve: func(p graphql.ResolveParams) (any, error) {
+			return g.changeCompleteness(p.Context, identity(p.Context), changeOf(p))
 		}},
-		"syncs": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
-			return kinds(cv(p), evidence.KindSyncStarted, evidence.KindSyncSucceeded, evidence.KindSyncFailed), nil
+		"evidencePack": {Type: nonNull(graphql.String), Description: "where to download this change's evidence pack (GET, same credentials)", Resolve: resolve(func(c *changeView) any {
+			return "/v1/packs/" + evidence.EscapeChangeID(c.ID)
+		})},
+	}})
+}
+
+// ofKinds is the change's entries of the kinds ks, in log order.
+func (c *changeView) ofKinds(ks ...evidence.Kind) []*record {
+	var out []*record
+	for _, r := range c.Timeline {
+		if slices.Contains(ks, r.P().Kind) {
+			out = append(out, r)
+		}
+	}
+	return nonNil(out)
+}
+
+func (c *changeView) policyDecisions() []policyView {
+	var out []policyView
+	for _, r := range c.Timeline {
+		out = append(out, decisions(r)...)
+	}
+	return nonNil(out)
+}
+
+func (c *changeView) exceptions() []*exceptionView {
+	var out []*exceptionView
+	for _, r := range c.ofKinds(evidence.KindExceptionGranted, evidence.KindExceptionExpired) {
+		out = append(out, exceptionOf(r))
+	}
+	return nonNil(out)
+}
+
+func (c *changeView) findings() []evidence.Finding {
+	var out []evidence.Finding
+	for _, r := range c.Timeline {
+		out = append(out, r.Entry.Meta.Findings...)
+	}
+	return nonNil(out)
+}
+
+// rootTypes are what the Query root's fields return.
+type rootTypes struct {
+	transition, change, checkpoint, consistency, completeness *graphql.Object
+	transitions, changes, expiring                            *graphql.Object // connections
+}
+
+func (g *GraphQL) queryType(rt rootTypes) *graphql.Object {
+	str, integer := graphql.String, graphql.Int
+	// transitions and changes share Filter and Order: a schema may name a
+	// type only once.
+	filter, order := filterType(), orderType()
+	return newObject(graphql.ObjectConfig{Name: "Query", Fields: graphql.Fields{
+		"transitions": {Type: nonNull(rt.transitions), Args: g.connectionArgs(filter, order), Description: "entries matching the filter", Resolve: g.resolveTransitions},
+		"changes": {Type: nonNull(rt.changes), Args: g.changesArgs(filter, order),
+			Description: "changes with at least one entry matching the filter, once each, at their first matching entry", Resolve: g.resolveChanges},
+		"change": {Type: rt.change, Args: graphql.FieldConfigArgument{"id": {Type: nonNull(str)}}, Resolve: func(p graphql.ResolveParams) (any, error) {
+			return g.change(p.Context, identity(p.Context), p.Args["id"].(string))
 		}},
-		"drift": {Type: listOf(transition), Resolve: func(p graphql.ResolveParams) (any, error) {
-			return kinds(cv(p), evidence.KindDriftDetected, evidence.KindDriftReconciled), nil
+		"transition": {Type: rt.transition, Args: graphql.FieldConfigArgument{"index": {Type: nonNull(integer)}}, Resolve: func(p graphql.ResolveParams) (any, error) {
+			return g.transition(p.Context, identity(p.Context), p.Args["index"].(int))
 		}},
-		"exceptions": {Type: listOf(exception), Resolve: func(p graphql.ResolveParams) (any, error) {
-			var out []*exceptionView
-			for _, r := range kinds(cv(p), evidence.KindExceptionGranted, evidence.KindExceptionExpired) {
-				out = append(out, exceptionOf(r))
-			}
-			return nonNil(out), nil
-		}},
-		"findings": {Type: listOf(finding), Description: "every finding on every entry of the change", Resolve: func(p graphql.ResolveParams) (any, error) {
-			var out []evidence.Finding
-			for _, r := range cv(p).Timeline {
-				out = append(out, r.Entry.Meta.Findings...)
-			}
-			return nonNil(out), nil
-		}},
-		"completeness": {Type: changeCompleteness, Description: "null when the server judges without its policies", Resolve: func(p graphql.ResolveParams) (any, error) {
-			return g.changeCompleteness(p.Context, identity(p.Context), cv(p))
-		}},
-		"evidencePack": {Type: nonNull(str), Description: "where to download this change's evidence pack (GET, same credentials)", Resolve: func(p graphql.ResolveParams) (any, error) {
-			return "/v1/packs/" + evidence.EscapeChangeID(cv(p).ID), nil
+		"expiringExceptions": {Type: nonNull(rt.expiring), Description: "exceptions granted to expire between now and withinDays from now, soonest first",
+			Args:    graphql.FieldConfigArgument{"withinDays": {Type: nonNull(integer)}, "first": {Type: integer}, "after": {Type: str}},
+			Resolve: g.resolveExpiring},
+		"checkpoint": {Type: rt.checkpoint, Description: "the latest signed checkpoint", Resolve: g.resolveCheckpoint},
+		"consistencyProof": {Type: rt.consistency, Args: graphql.FieldConfigArgument{"from": {Type: nonNull(integer)}, "to": {Type: integer, Description: "default: the latest checkpoint"}},
+			Resolve: g.resolveConsistency},
+		"completeness": {Type: rt.completeness, Description: "evidence completeness of one environment by contract class; null when the server judges without its policies, or for a tenant that does not see the whole environment",
+			Args:    graphql.FieldConfigArgument{"environment": {Type: nonNull(str)}},
+			Resolve: g.resolveCompleteness},
+		"whoami": {Type: nonNull(newObject(graphql.ObjectConfig{Name: "Caller", Fields: graphql.Fields{
+			"subject": {Type: nonNull(str)}, "role": {Type: nonNull(str)},
+		}})), Resolve: func(p graphql.ResolveParams) (any, error) {
+			id := identity(p.Context)
+			return map[string]any{"subject": id.Subject, "role": string(id.Role)}, nil
 		}},
 	}})
-	changeConn := connectionOf("Change", change)
-	exceptionConn := connectionOf("Exception", exception)
+}
 
+func filterType() *graphql.InputObject {
+	str, b := graphql.String, graphql.Boolean
 	filterFields := graphql.InputObjectConfigFieldMap{}
 	for _, n := range []string{"changeId", "environment", "account", "region", "stack", "cluster", "namespace", "application", "service", "dataClass",
 		"kind", "actor", "approver", "approverGroup", "resourceAddress", "riskClass", "findingCode", "policyResult", "policyRule"} {
@@ -494,81 +635,68 @@ func (g *GraphQL) buildSchema() (graphql.Schema, error) {
 	filterFields["artifactFromProtectedBranch"] = &graphql.InputObjectFieldConfig{Type: b, Description: "artifact admissions by the protection of the branch the artifact was built from"}
 	filterFields["from"] = &graphql.InputObjectFieldConfig{Type: graphql.DateTime, Description: "occurredAt at or after"}
 	filterFields["to"] = &graphql.InputObjectFieldConfig{Type: graphql.DateTime, Description: "occurredAt before"}
-	filter := graphql.NewInputObject(graphql.InputObjectConfig{Name: "Filter", Description: "Every given field must match one entry. Resource type and address come from plans and synced objects; policy result and rule from the log's decision and policy.evaluated records.", Fields: filterFields})
-	order := graphql.NewEnum(graphql.EnumConfig{Name: "Order", Values: graphql.EnumValueConfigMap{
+	return graphql.NewInputObject(graphql.InputObjectConfig{Name: "Filter", Description: "Every given field must match one entry. Resource type and address come from plans and synced objects; policy result and rule from the log's decision and policy.evaluated records.", Fields: filterFields})
+}
+
+func orderType() *graphql.Enum {
+	return graphql.NewEnum(graphql.EnumConfig{Name: "Order", Values: graphql.EnumValueConfigMap{
 		"OLDEST_FIRST": {Value: false}, "NEWEST_FIRST": {Value: true},
 	}})
-	connArgs := func() graphql.FieldConfigArgument {
-		return graphql.FieldConfigArgument{
-			"filter": {Type: filter},
-			"first":  {Type: integer, Description: fmt.Sprintf("page size, at most %d", g.cfg.MaxPage)},
-			"after":  {Type: str},
-			"order":  {Type: order, DefaultValue: false},
-		}
-	}
+}
 
-	query := newObject(graphql.ObjectConfig{Name: "Query", Fields: graphql.Fields{
-		"transitions": {Type: nonNull(transitionConn), Args: connArgs(), Description: "entries matching the filter", Resolve: g.resolveTransitions},
-		"changes": {Type: nonNull(changeConn), Args: func() graphql.FieldConfigArgument {
-			a := connArgs()
-			a["appliedWithoutFreshApproval"] = &graphql.ArgumentConfig{Type: b, Description: "only changes with (true) or without (false) a completed apply lacking a fresh approval"}
-			a["selfApproved"] = &graphql.ArgumentConfig{Type: b, Description: "only changes with (true) or without (false) an approval by their author"}
-			return a
-		}(), Description: "changes with at least one entry matching the filter, once each, at their first matching entry", Resolve: g.resolveChanges},
-		"change": {Type: change, Args: graphql.FieldConfigArgument{"id": {Type: nonNull(str)}}, Resolve: func(p graphql.ResolveParams) (any, error) {
-			return g.change(p.Context, identity(p.Context), p.Args["id"].(string))
-		}},
-		"transition": {Type: transition, Args: graphql.FieldConfigArgument{"index": {Type: nonNull(integer)}}, Resolve: func(p graphql.ResolveParams) (any, error) {
-			return g.transition(p.Context, identity(p.Context), p.Args["index"].(int))
-		}},
-		"expiringExceptions": {Type: nonNull(exceptionConn), Description: "exceptions granted to expire between now and withinDays from now, soonest first",
-			Args:    graphql.FieldConfigArgument{"withinDays": {Type: nonNull(integer)}, "first": {Type: integer}, "after": {Type: str}},
-			Resolve: g.resolveExpiring},
-		"checkpoint": {Type: checkpoint, Description: "the latest signed checkpoint", Resolve: func(p graphql.ResolveParams) (any, error) {
-			cp, err := g.checkpoint()
-			if errors.Is(err, ledger.ErrEmpty) {
-				return nil, nil
-			}
-			return cp, err
-		}},
-		"consistencyProof": {Type: consistency, Args: graphql.FieldConfigArgument{"from": {Type: nonNull(integer)}, "to": {Type: integer, Description: "default: the latest checkpoint"}},
-			Resolve: func(p graphql.ResolveParams) (any, error) {
-				from, _ := p.Args["from"].(int)
-				to, ok := p.Args["to"].(int)
-				if !ok {
-					to = int(g.store.CheckpointSize())
-				}
-				if from <= 0 || to < from || uint64(to) > g.store.CheckpointSize() {
-					return nil, fmt.Errorf("need 0 < from <= to <= the latest checkpoint's size")
-				}
-				h, err := g.store.ConsistencyProof(p.Context, uint64(from), uint64(to))
-				if err != nil {
-					return nil, err
-				}
-				return map[string]any{"from": from, "to": to, "hashes": hexList(h)}, nil
-			}},
-		"completeness": {Type: completeness, Description: "evidence completeness of one environment by contract class; null when the server judges without its policies, or for a tenant that does not see the whole environment",
-			Args: graphql.FieldConfigArgument{"environment": {Type: nonNull(str)}},
-			Resolve: func(p graphql.ResolveParams) (any, error) {
-				env := p.Args["environment"].(string)
-				id := identity(p.Context)
-				sc := id.Scope
-				whole := slices.Contains(sc.Environments, env) && len(sc.Accounts)+len(sc.Stacks)+len(sc.Namespaces) == 0
-				if id.Role != RoleAuditor && !whole {
-					// An aggregate over an environment the tenant does not
-					// see in full would count others' entries.
-					return nil, nil
-				}
-				return g.completeness(p.Context, env)
-			}},
-		"whoami": {Type: nonNull(newObject(graphql.ObjectConfig{Name: "Caller", Fields: graphql.Fields{
-			"subject": {Type: nonNull(str)}, "role": {Type: nonNull(str)},
-		}})), Resolve: func(p graphql.ResolveParams) (any, error) {
-			id := identity(p.Context)
-			return map[string]any{"subject": id.Subject, "role": string(id.Role)}, nil
-		}},
-	}})
-	return graphql.NewSchema(graphql.SchemaConfig{Query: query})
+// connectionArgs are a list field's arguments, a new map on every call
+// since changes adds its own.
+func (g *GraphQL) connectionArgs(filter *graphql.InputObject, order *graphql.Enum) graphql.FieldConfigArgument {
+	return graphql.FieldConfigArgument{
+		"filter": {Type: filter},
+		"first":  {Type: graphql.Int, Description: fmt.Sprintf("page size, at most %d", g.cfg.MaxPage)},
+		"after":  {Type: graphql.String},
+		"order":  {Type: order, DefaultValue: false},
+	}
+}
+
+func (g *GraphQL) changesArgs(filter *graphql.InputObject, order *graphql.Enum) graphql.FieldConfigArgument {
+	a := g.connectionArgs(filter, order)
+	a["appliedWithoutFreshApproval"] = &graphql.ArgumentConfig{Type: graphql.Boolean, Description: "only changes with (true) or without (false) a completed apply lacking a fresh approval"}
+	a["selfApproved"] = &graphql.ArgumentConfig{Type: graphql.Boolean, Description: "only changes with (true) or without (false) an approval by their author"}
+	return a
+}
+
+func (g *GraphQL) resolveCheckpoint(graphql.ResolveParams) (any, error) {
+	cp, err := g.checkpoint()
+	if errors.Is(err, ledger.ErrEmpty) {
+		return nil, nil
+	}
+	return cp, err
+}
+
+func (g *GraphQL) resolveConsistency(p graphql.ResolveParams) (any, error) {
+	from, _ := p.Args["from"].(int)
+	to, ok := p.Args["to"].(int)
+	if !ok {
+		to = int(g.store.CheckpointSize())
+	}
+	if from <= 0 || to < from || uint64(to) > g.store.CheckpointSize() {
+		return nil, fmt.Errorf("need 0 < from <= to <= the latest checkpoint's size")
+	}
+	h, err := g.store.ConsistencyProof(p.Context, uint64(from), uint64(to))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"from": from, "to": to, "hashes": hexList(h)}, nil
+}
+
+func (g *GraphQL) resolveCompleteness(p graphql.ResolveParams) (any, error) {
+	env := p.Args["environment"].(string)
+	id := identity(p.Context)
+	sc := id.Scope
+	whole := slices.Contains(sc.Environments, env) && len(sc.Accounts)+len(sc.Stacks)+len(sc.Namespaces) == 0
+	if id.Role != RoleAuditor && !whole {
+		// An aggregate over an environment the tenant does not
+		// see in full would count others' entries.
+		return nil, nil
+	}
+	return g.completeness(p.Context, env)
 }
 
 func denied(ds []evidence.Decision) []evidence.Decision {
