@@ -656,7 +656,8 @@ func (t *Transition) validate(p *problems) {
 	t.validateBlocks(p, block)
 }
 
-// validateBlocks requires exactly the block that belongs to the kind.
+// validateBlocks requires exactly the block that belongs to the kind, and
+// checks it.
 func (t *Transition) validateBlocks(p *problems, want string) {
 	const f = "predicate."
 	found := false
@@ -683,211 +684,291 @@ func (t *Transition) validateBlocks(p *problems, want string) {
 		p.add(at(f+want), "required for kind %s", t.Kind)
 		return
 	}
-	switch want {
+	t.validateBlock(p, want)
+}
+
+// validateBlock checks the fields of the block named block, which is
+// present. The checks are called directly rather than from a table of
+// functions: p escapes through an indirect call, and validating a valid
+// record would allocate.
+func (t *Transition) validateBlock(p *problems, block string) {
+	switch block {
 	case "change":
-		c := t.Change
-		p.text(at(f+"change.author"), c.Author, true, 256)
-		p.text(at(f+"change.title"), c.Title, false, 1024)
-		p.text(at(f+"change.targetBranch"), c.TargetBranch, false, 256)
-		p.oneOf(at(f+"change.mutationType"), c.MutationType, false, "create", "update", "delete", "replace", "mixed")
-		p.list(at(f+"change.requiresApprovalFrom"), c.RequiresApprovalFrom, false, 128)
-		p.list(at(f+"change.evidenceRequired"), c.EvidenceRequired, false, 128)
+		validateChange(p, t.Change)
 	case "plan":
-		pl := t.Plan
-		p.sha256(at(f+"plan.planSha256"), pl.PlanSHA256, true)
-		p.oneOf(at(f+"plan.engine"), pl.Engine, false, "opentofu", "terraform")
-		p.text(at(f+"plan.engineVersion"), pl.EngineVersion, false, 64)
-		p.text(at(f+"plan.stack"), pl.Stack, false, 512)
-		a := pl.Actions
-		if a.Create < 0 || a.Update < 0 || a.Delete < 0 || a.Replace < 0 {
-			p.add(at(f+"plan.actions"), "counts must not be negative")
-		}
-		p.list(at(f+"plan.highRiskResources"), pl.HighRiskResources, false, 512)
-		p.list(at(f+"plan.replacement"), pl.Replacement, false, 512)
-		p.list(at(f+"plan.sensitiveChanges"), pl.SensitiveChanges, false, 512)
-		const rcs = f + "plan.resourceChanges"
-		for i, rc := range pl.ResourceChanges {
-			p.text(elem(rcs, i, ".address"), rc.Address, true, 512)
-			p.text(elem(rcs, i, ".type"), rc.Type, true, 256)
-			actions := elem(rcs, i, ".actions")
-			if len(rc.Actions) == 0 {
-				p.add(actions, "required (non-empty list)")
-			}
-			for j, act := range rc.Actions {
-				p.oneOf(actions.index(j), act, true, "no-op", "create", "read", "update", "delete")
-			}
-			p.attributes(elem(rcs, i, ".attributes"), rc.Attributes)
-		}
+		validatePlan(p, t.Plan)
 	case "policy":
-		po := t.Policy
-		p.oneOf(at(f+"policy.result"), po.Result, true, "allow", "deny", "warn")
-		p.sha256(at(f+"policy.bundleSha256"), po.BundleSHA256, false)
-		const ds = f + "policy.decisions"
-		for i, d := range po.Decisions {
-			p.oneOf(elem(ds, i, ".result"), d.Result, true, "allow", "deny", "warn")
-			p.oneOf(elem(ds, i, ".severity"), d.Severity, false, "info", "low", "medium", "high", "critical")
-			p.match(elem(ds, i, ".ruleId"), d.RuleID, isRuleID, true, "a rule identifier such as iac.prod.database.replacement")
-			p.text(elem(ds, i, ".message"), d.Message, false, 2048)
-			p.list(elem(ds, i, ".requiredApprovers"), d.RequiredApprovers, false, 128)
-			p.list(elem(ds, i, ".evidence"), d.Evidence, false, 512)
-			p.text(elem(ds, i, ".exceptionId"), d.ExceptionID, false, 128)
-		}
+		validatePolicy(p, t.Policy)
 	case "approval":
-		ap := t.Approval
-		if ap.PullRequest < 0 {
-			p.add(at(f+"approval.pullRequest"), "must not be negative")
-		}
-		p.commit(at(f+"approval.commitSha"), ap.CommitSHA, true)
-		p.sha256(at(f+"approval.planSha256"), ap.PlanSHA256, true)
-		p.sha256(at(f+"approval.policyDecisionSha256"), ap.PolicyDecisionSHA256, false)
-		p.text(at(f+"approval.approver"), ap.Approver, true, 256)
-		p.list(at(f+"approval.groups"), ap.Groups, false, 128)
-		p.time(at(f+"approval.approvedAt"), ap.ApprovedAt, true)
-		if t.Kind == KindApprovalGranted {
-			p.time(at(f+"approval.expiresAt"), ap.ExpiresAt, true)
-			if !ap.ExpiresAt.IsZero() && !ap.ExpiresAt.After(ap.ApprovedAt) {
-				p.add(at(f+"approval.expiresAt"), "must be after approvedAt")
-			}
-		}
-		p.text(at(f+"approval.reason"), ap.Reason, t.Kind == KindApprovalRevoked, 2048)
+		validateApproval(p, t.Kind, t.Approval)
 	case "gate":
-		p.oneOf(at(f+"gate.decision"), t.Gate.Decision, true, "allow", "deny")
-		p.sha256(at(f+"gate.planSha256"), t.Gate.PlanSHA256, false)
-		p.list(at(f+"gate.reasons"), t.Gate.Reasons, false, 1024)
+		validateGate(p, t.Gate)
 	case "apply":
-		ap := t.Apply
-		p.sha256(at(f+"apply.planSha256"), ap.PlanSHA256, true)
-		p.oneOf(at(f+"apply.engine"), ap.Engine, false, "opentofu", "terraform")
-		p.list(at(f+"apply.resourcesChanged"), ap.ResourcesChanged, false, 512)
-		p.list(at(f+"apply.resourcesFailed"), ap.ResourcesFailed, false, 512)
-		p.text(at(f+"apply.error"), ap.Error, t.Kind == KindApplyFailed, 4096)
-		p.sha256(at(f+"apply.logSha256"), ap.LogSHA256, false)
+		validateApply(p, t.Kind, t.Apply)
 	case "verification":
-		v := t.Verification
-		p.oneOf(at(f+"verification.result"), v.Result, true, "pass", "fail", "drift")
-		p.text(at(f+"verification.method"), v.Method, false, 256)
-		p.list(at(f+"verification.checks"), v.Checks, false, 1024)
+		validateVerification(p, t.Verification)
 	case "sync":
-		s := t.Sync
-		p.text(at(f+"sync.revision"), s.Revision, true, 256)
-		p.text(at(f+"sync.application"), s.Application, false, 256)
-		p.text(at(f+"sync.sourceRepo"), s.SourceRepo, false, 512)
-		p.text(at(f+"sync.sourcePath"), s.SourcePath, false, 512)
-		p.text(at(f+"sync.initiatedBy"), s.InitiatedBy, false, 256)
-		p.text(at(f+"sync.message"), s.Message, false, 4096)
-		p.text(at(f+"sync.operation"), s.Operation, false, 128)
-		const rs = f + "sync.resources"
-		for i, o := range s.Resources {
-			p.text(elem(rs, i, ".group"), o.Group, false, 253)
-			p.text(elem(rs, i, ".kind"), o.Kind, true, 128)
-			p.text(elem(rs, i, ".namespace"), o.Namespace, false, 253)
-			p.text(elem(rs, i, ".name"), o.Name, true, 253)
-			p.text(elem(rs, i, ".status"), o.Status, false, 128)
-		}
-		p.list(at(f+"sync.pruned"), s.Pruned, false, 512)
-		const ids = f + "sync.ignoreDifferences"
-		for i, ig := range s.Ignored {
-			p.text(elem(ids, i, ".group"), ig.Group, false, 253)
-			p.text(elem(ids, i, ".kind"), ig.Kind, true, 128)
-			p.list(elem(ids, i, ".jsonPointers"), ig.JSONPointers, false, 512)
-		}
-		p.text(at(f+"sync.controller"), s.Controller, false, 256)
-		if b := s.Boundary; b != nil {
-			p.text(at(f+"sync.boundary.project"), b.Project, false, 253)
-			p.text(at(f+"sync.boundary.serviceAccount"), b.ServiceAccount, false, 253)
-			p.list(at(f+"sync.boundary.sourceRepos"), b.SourceRepos, false, 512)
-			p.list(at(f+"sync.boundary.destinations"), b.Destinations, false, 512)
-			p.list(at(f+"sync.boundary.clusterResources"), b.ClusterResources, false, 256)
-		}
-		p.objectRef(f+"sync.object", s.Object)
+		validateSync(p, t.Sync)
 	case "health":
-		p.oneOf(at(f+"health.status"), t.Health.Status, true, "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
-		p.text(at(f+"health.message"), t.Health.Message, false, 4096)
-		p.objectRef(f+"health.object", t.Health.Object)
+		validateHealth(p, t.Health)
 	case "drift":
-		d := t.Drift
-		p.list(at(f+"drift.resources"), d.Resources, true, 512)
-		p.text(at(f+"drift.detectedBy"), d.DetectedBy, false, 256)
-		p.oneOf(at(f+"drift.method"), d.Method, t.Kind == KindDriftReconciled, "revert", "import", "accept")
-		p.text(at(f+"drift.summary"), d.Summary, false, 4096)
-		p.text(at(f+"drift.revision"), d.Revision, false, 256)
-		p.objectRef(f+"drift.object", d.Object)
+		validateDrift(p, t.Kind, t.Drift)
 	case "rollout":
-		r := t.Rollout
-		p.text(at(f+"rollout.revision"), r.Revision, true, 256)
-		p.text(at(f+"rollout.strategy"), r.Strategy, false, 64)
-		p.digest(at(f+"rollout.imageDigest"), r.ImageDigest, false)
-		const as = f + "rollout.analysis"
-		for i, a := range r.Analysis {
-			p.text(elem(as, i, ".template"), a.Template, false, 256)
-			p.text(elem(as, i, ".metric"), a.Metric, true, 256)
-			p.text(elem(as, i, ".query"), a.Query, false, 4096)
-			p.oneOf(elem(as, i, ".result"), a.Result, true, "successful", "failed", "inconclusive", "error")
-			p.text(elem(as, i, ".value"), a.Value, false, 1024)
-		}
-		p.text(at(f+"rollout.abortReason"), r.AbortReason, t.Kind == KindRolloutAborted, 4096)
-		p.text(at(f+"rollout.serviceVersion"), r.ServiceVersion, false, 1024)
-		p.text(at(f+"rollout.analysisRun"), r.AnalysisRun, false, 253)
-		p.objectRef(f+"rollout.object", r.Object)
+		validateRollout(p, t.Kind, t.Rollout)
 	case "artifactAdmission":
-		a := t.ArtifactAdmission
-		p.text(at(f+"artifactAdmission.image"), a.Image, true, 1024)
-		p.digest(at(f+"artifactAdmission.digest"), a.Digest, true)
-		p.text(at(f+"artifactAdmission.signerIdentity"), a.SignerIdentity, false, 512)
-		p.text(at(f+"artifactAdmission.sourceBranch"), a.SourceBranch, false, 256)
-		p.digest(at(f+"artifactAdmission.sbomDigest"), a.SBOMDigest, false)
-		p.text(at(f+"artifactAdmission.provenance"), a.Provenance, false, 1024)
-		p.oneOf(at(f+"artifactAdmission.result"), a.Result, true, "admitted", "denied")
-		p.object(at(f+"artifactAdmission.signatureBundle"), a.SignatureBundle, false)
-		p.object(at(f+"artifactAdmission.provenanceBundle"), a.ProvenanceBundle, false)
+		validateArtifactAdmission(p, t.ArtifactAdmission)
 	case "exception":
-		e := t.Exception
-		granted := t.Kind == KindExceptionGranted
-		p.text(at(f+"exception.id"), e.ID, true, 128)
-		p.match(at(f+"exception.ruleId"), e.RuleID, isRuleID, granted, "a rule identifier")
-		p.text(at(f+"exception.scope"), e.Scope, granted, 1024)
-		p.text(at(f+"exception.justification"), e.Justification, granted, 4096)
-		p.text(at(f+"exception.owner"), e.Owner, granted, 256)
-		p.list(at(f+"exception.approvedBy"), e.ApprovedBy, granted, 256)
-		p.list(at(f+"exception.compensatingControls"), e.CompensatingControls, false, 1024)
-		p.time(at(f+"exception.expiresAt"), e.ExpiresAt, granted)
+		validateException(p, t.Kind, t.Exception)
 	case "breakglass":
-		b := t.Breakglass
-		p.text(at(f+"breakglass.incident"), b.Incident, true, 128)
-		p.text(at(f+"breakglass.reason"), b.Reason, t.Kind == KindBreakglassOpened, 4096)
-		p.list(at(f+"breakglass.approvedBy"), b.ApprovedBy, false, 256)
-		p.text(at(f+"breakglass.reviewedBy"), b.ReviewedBy, false, 256)
+		validateBreakglass(p, t.Kind, t.Breakglass)
 	case "lock":
-		p.text(at(f+"lock.incident"), t.Lock.Incident, true, 128)
-		p.text(at(f+"lock.lockId"), t.Lock.LockID, true, 256)
-		p.text(at(f+"lock.heldBy"), t.Lock.HeldBy, false, 256)
+		validateLock(p, t.Lock)
 	case "trust":
-		p.sha256(at(f+"trust.digest"), t.Trust.Digest, true)
-		p.text(at(f+"trust.description"), t.Trust.Description, false, 4096)
-		// A log key rotation changes no trust: it names the configuration in
-		// force by its digest only, so the rotation proofs anyone may fetch
-		// (GET /v1/log-keys) reveal nothing of it.
-		p.object(at(f+"trust.config"), t.Trust.Config, t.Trust.LogKey == "")
-		p.policySet(f+"trust.policies.bundleSha256", f+"trust.policies.modules", t.Trust.Policies)
-		p.text(at(f+"trust.logKey"), t.Trust.LogKey, false, 512)
+		validateTrust(p, t.Trust)
 	case "anchor":
 		validateAnchor(p, t.Anchor)
 	case "bootstrap":
-		b := t.Bootstrap
-		p.text(at(f+"bootstrap.operator"), b.Operator, true, 256)
-		p.text(at(f+"bootstrap.logOrigin"), b.LogOrigin, true, 256)
-		p.text(at(f+"bootstrap.logKey"), b.LogKey, true, 512)
-		p.sha256(at(f+"bootstrap.trustDigest"), b.TrustDigest, true)
-		p.object(at(f+"bootstrap.trust"), b.Trust, true)
-		p.policySet(f+"bootstrap.policies.bundleSha256", f+"bootstrap.policies.modules", b.Policies)
-		if !allOK(b.Versions, versionOK) {
-			versions := at(f + "bootstrap.versions")
-			for _, name := range slices.Sorted(maps.Keys(b.Versions)) {
-				if !isVersionName(name) {
-					p.add(versions.withKey(name), "component names must be 1-128 bytes of UTF-8 without control characters")
-				}
-				p.text(versions.withKey(name), b.Versions[name], false, 256)
+		validateBootstrap(p, t.Bootstrap)
+	}
+}
+
+func validateChange(p *problems, c *Change) {
+	const f = "predicate.change."
+	p.text(at(f+"author"), c.Author, true, 256)
+	p.text(at(f+"title"), c.Title, false, 1024)
+	p.text(at(f+"targetBranch"), c.TargetBranch, false, 256)
+	p.oneOf(at(f+"mutationType"), c.MutationType, false, "create", "update", "delete", "replace", "mixed")
+	p.list(at(f+"requiresApprovalFrom"), c.RequiresApprovalFrom, false, 128)
+	p.list(at(f+"evidenceRequired"), c.EvidenceRequired, false, 128)
+}
+
+func validatePlan(p *problems, pl *Plan) {
+	const f = "predicate.plan."
+	p.sha256(at(f+"planSha256"), pl.PlanSHA256, true)
+	p.oneOf(at(f+"engine"), pl.Engine, false, "opentofu", "terraform")
+	p.text(at(f+"engineVersion"), pl.EngineVersion, false, 64)
+	p.text(at(f+"stack"), pl.Stack, false, 512)
+	a := pl.Actions
+	if a.Create < 0 || a.Update < 0 || a.Delete < 0 || a.Replace < 0 {
+		p.add(at(f+"actions"), "counts must not be negative")
+	}
+	p.list(at(f+"highRiskResources"), pl.HighRiskResources, false, 512)
+	p.list(at(f+"replacement"), pl.Replacement, false, 512)
+	p.list(at(f+"sensitiveChanges"), pl.SensitiveChanges, false, 512)
+	const rcs = f + "resourceChanges"
+	for i, rc := range pl.ResourceChanges {
+		p.text(elem(rcs, i, ".address"), rc.Address, true, 512)
+		p.text(elem(rcs, i, ".type"), rc.Type, true, 256)
+		actions := elem(rcs, i, ".actions")
+		if len(rc.Actions) == 0 {
+			p.add(actions, "required (non-empty list)")
+		}
+		for j, act := range rc.Actions {
+			p.oneOf(actions.index(j), act, true, "no-op", "create", "read", "update", "delete")
+		}
+		p.attributes(elem(rcs, i, ".attributes"), rc.Attributes)
+	}
+}
+
+func validatePolicy(p *problems, po *Policy) {
+	const f = "predicate.policy."
+	p.oneOf(at(f+"result"), po.Result, true, "allow", "deny", "warn")
+	p.sha256(at(f+"bundleSha256"), po.BundleSHA256, false)
+	const ds = f + "decisions"
+	for i, d := range po.Decisions {
+		p.oneOf(elem(ds, i, ".result"), d.Result, true, "allow", "deny", "warn")
+		p.oneOf(elem(ds, i, ".severity"), d.Severity, false, "info", "low", "medium", "high", "critical")
+		p.match(elem(ds, i, ".ruleId"), d.RuleID, isRuleID, true, "a rule identifier such as iac.prod.database.replacement")
+		p.text(elem(ds, i, ".message"), d.Message, false, 2048)
+		p.list(elem(ds, i, ".requiredApprovers"), d.RequiredApprovers, false, 128)
+		p.list(elem(ds, i, ".evidence"), d.Evidence, false, 512)
+		p.text(elem(ds, i, ".exceptionId"), d.ExceptionID, false, 128)
+	}
+}
+
+func validateApproval(p *problems, kind Kind, ap *Approval) {
+	const f = "predicate.approval."
+	if ap.PullRequest < 0 {
+		p.add(at(f+"pullRequest"), "must not be negative")
+	}
+	p.commit(at(f+"commitSha"), ap.CommitSHA, true)
+	p.sha256(at(f+"planSha256"), ap.PlanSHA256, true)
+	p.sha256(at(f+"policyDecisionSha256"), ap.PolicyDecisionSHA256, false)
+	p.text(at(f+"approver"), ap.Approver, true, 256)
+	p.list(at(f+"groups"), ap.Groups, false, 128)
+	p.time(at(f+"approvedAt"), ap.ApprovedAt, true)
+	if kind == KindApprovalGranted {
+		p.time(at(f+"expiresAt"), ap.ExpiresAt, true)
+		if !ap.ExpiresAt.IsZero() && !ap.ExpiresAt.After(ap.ApprovedAt) {
+			p.add(at(f+"expiresAt"), "must be after approvedAt")
+		}
+	}
+	p.text(at(f+"reason"), ap.Reason, kind == KindApprovalRevoked, 2048)
+}
+
+func validateGate(p *problems, g *Gate) {
+	const f = "predicate.gate."
+	p.oneOf(at(f+"decision"), g.Decision, true, "allow", "deny")
+	p.sha256(at(f+"planSha256"), g.PlanSHA256, false)
+	p.list(at(f+"reasons"), g.Reasons, false, 1024)
+}
+
+func validateApply(p *problems, kind Kind, ap *Apply) {
+	const f = "predicate.apply."
+	p.sha256(at(f+"planSha256"), ap.PlanSHA256, true)
+	p.oneOf(at(f+"engine"), ap.Engine, false, "opentofu", "terraform")
+	p.list(at(f+"resourcesChanged"), ap.ResourcesChanged, false, 512)
+	p.list(at(f+"resourcesFailed"), ap.ResourcesFailed, false, 512)
+	p.text(at(f+"error"), ap.Error, kind == KindApplyFailed, 4096)
+	p.sha256(at(f+"logSha256"), ap.LogSHA256, false)
+}
+
+func validateVerification(p *problems, v *Verification) {
+	const f = "predicate.verification."
+	p.oneOf(at(f+"result"), v.Result, true, "pass", "fail", "drift")
+	p.text(at(f+"method"), v.Method, false, 256)
+	p.list(at(f+"checks"), v.Checks, false, 1024)
+}
+
+func validateSync(p *problems, s *Sync) {
+	const f = "predicate.sync."
+	p.text(at(f+"revision"), s.Revision, true, 256)
+	p.text(at(f+"application"), s.Application, false, 256)
+	p.text(at(f+"sourceRepo"), s.SourceRepo, false, 512)
+	p.text(at(f+"sourcePath"), s.SourcePath, false, 512)
+	p.text(at(f+"initiatedBy"), s.InitiatedBy, false, 256)
+	p.text(at(f+"message"), s.Message, false, 4096)
+	p.text(at(f+"operation"), s.Operation, false, 128)
+	const rs = f + "resources"
+	for i, o := range s.Resources {
+		p.text(elem(rs, i, ".group"), o.Group, false, 253)
+		p.text(elem(rs, i, ".kind"), o.Kind, true, 128)
+		p.text(elem(rs, i, ".namespace"), o.Namespace, false, 253)
+		p.text(elem(rs, i, ".name"), o.Name, true, 253)
+		p.text(elem(rs, i, ".status"), o.Status, false, 128)
+	}
+	p.list(at(f+"pruned"), s.Pruned, false, 512)
+	const ids = f + "ignoreDifferences"
+	for i, ig := range s.Ignored {
+		p.text(elem(ids, i, ".group"), ig.Group, false, 253)
+		p.text(elem(ids, i, ".kind"), ig.Kind, true, 128)
+		p.list(elem(ids, i, ".jsonPointers"), ig.JSONPointers, false, 512)
+	}
+	p.text(at(f+"controller"), s.Controller, false, 256)
+	if b := s.Boundary; b != nil {
+		p.text(at(f+"boundary.project"), b.Project, false, 253)
+		p.text(at(f+"boundary.serviceAccount"), b.ServiceAccount, false, 253)
+		p.list(at(f+"boundary.sourceRepos"), b.SourceRepos, false, 512)
+		p.list(at(f+"boundary.destinations"), b.Destinations, false, 512)
+		p.list(at(f+"boundary.clusterResources"), b.ClusterResources, false, 256)
+	}
+	p.objectRef(f+"object", s.Object)
+}
+
+func validateHealth(p *problems, h *Health) {
+	const f = "predicate.health."
+	p.oneOf(at(f+"status"), h.Status, true, "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
+	p.text(at(f+"message"), h.Message, false, 4096)
+	p.objectRef(f+"object", h.Object)
+}
+
+func validateDrift(p *problems, kind Kind, d *Drift) {
+	const f = "predicate.drift."
+	p.list(at(f+"resources"), d.Resources, true, 512)
+	p.text(at(f+"detectedBy"), d.DetectedBy, false, 256)
+	p.oneOf(at(f+"method"), d.Method, kind == KindDriftReconciled, "revert", "import", "accept")
+	p.text(at(f+"summary"), d.Summary, false, 4096)
+	p.text(at(f+"revision"), d.Revision, false, 256)
+	p.objectRef(f+"object", d.Object)
+}
+
+func validateRollout(p *problems, kind Kind, r *Rollout) {
+	const f = "predicate.rollout."
+	p.text(at(f+"revision"), r.Revision, true, 256)
+	p.text(at(f+"strategy"), r.Strategy, false, 64)
+	p.digest(at(f+"imageDigest"), r.ImageDigest, false)
+	const as = f + "analysis"
+	for i, a := range r.Analysis {
+		p.text(elem(as, i, ".template"), a.Template, false, 256)
+		p.text(elem(as, i, ".metric"), a.Metric, true, 256)
+		p.text(elem(as, i, ".query"), a.Query, false, 4096)
+		p.oneOf(elem(as, i, ".result"), a.Result, true, "successful", "failed", "inconclusive", "error")
+		p.text(elem(as, i, ".value"), a.Value, false, 1024)
+	}
+	p.text(at(f+"abortReason"), r.AbortReason, kind == KindRolloutAborted, 4096)
+	p.text(at(f+"serviceVersion"), r.ServiceVersion, false, 1024)
+	p.text(at(f+"analysisRun"), r.AnalysisRun, false, 253)
+	p.objectRef(f+"object", r.Object)
+}
+
+func validateArtifactAdmission(p *problems, a *ArtifactAdmission) {
+	const f = "predicate.artifactAdmission."
+	p.text(at(f+"image"), a.Image, true, 1024)
+	p.digest(at(f+"digest"), a.Digest, true)
+	p.text(at(f+"signerIdentity"), a.SignerIdentity, false, 512)
+	p.text(at(f+"sourceBranch"), a.SourceBranch, false, 256)
+	p.digest(at(f+"sbomDigest"), a.SBOMDigest, false)
+	p.text(at(f+"provenance"), a.Provenance, false, 1024)
+	p.oneOf(at(f+"result"), a.Result, true, "admitted", "denied")
+	p.object(at(f+"signatureBundle"), a.SignatureBundle, false)
+	p.object(at(f+"provenanceBundle"), a.ProvenanceBundle, false)
+}
+
+func validateException(p *problems, kind Kind, e *Exception) {
+	const f = "predicate.exception."
+	granted := kind == KindExceptionGranted
+	p.text(at(f+"id"), e.ID, true, 128)
+	p.match(at(f+"ruleId"), e.RuleID, isRuleID, granted, "a rule identifier")
+	p.text(at(f+"scope"), e.Scope, granted, 1024)
+	p.text(at(f+"justification"), e.Justification, granted, 4096)
+	p.text(at(f+"owner"), e.Owner, granted, 256)
+	p.list(at(f+"approvedBy"), e.ApprovedBy, granted, 256)
+	p.list(at(f+"compensatingControls"), e.CompensatingControls, false, 1024)
+	p.time(at(f+"expiresAt"), e.ExpiresAt, granted)
+}
+
+func validateBreakglass(p *problems, kind Kind, b *Breakglass) {
+	const f = "predicate.breakglass."
+	p.text(at(f+"incident"), b.Incident, true, 128)
+	p.text(at(f+"reason"), b.Reason, kind == KindBreakglassOpened, 4096)
+	p.list(at(f+"approvedBy"), b.ApprovedBy, false, 256)
+	p.text(at(f+"reviewedBy"), b.ReviewedBy, false, 256)
+}
+
+func validateLock(p *problems, l *Lock) {
+	const f = "predicate.lock."
+	p.text(at(f+"incident"), l.Incident, true, 128)
+	p.text(at(f+"lockId"), l.LockID, true, 256)
+	p.text(at(f+"heldBy"), l.HeldBy, false, 256)
+}
+
+func validateTrust(p *problems, tr *Trust) {
+	const f = "predicate.trust."
+	p.sha256(at(f+"digest"), tr.Digest, true)
+	p.text(at(f+"description"), tr.Description, false, 4096)
+	// A log key rotation changes no trust: it names the configuration in
+	// force by its digest only, so the rotation proofs anyone may fetch
+	// (GET /v1/log-keys) reveal nothing of it.
+	p.object(at(f+"config"), tr.Config, tr.LogKey == "")
+	p.policySet(f+"policies.bundleSha256", f+"policies.modules", tr.Policies)
+	p.text(at(f+"logKey"), tr.LogKey, false, 512)
+}
+
+func validateBootstrap(p *problems, b *Bootstrap) {
+	const f = "predicate.bootstrap."
+	p.text(at(f+"operator"), b.Operator, true, 256)
+	p.text(at(f+"logOrigin"), b.LogOrigin, true, 256)
+	p.text(at(f+"logKey"), b.LogKey, true, 512)
+	p.sha256(at(f+"trustDigest"), b.TrustDigest, true)
+	p.object(at(f+"trust"), b.Trust, true)
+	p.policySet(f+"policies.bundleSha256", f+"policies.modules", b.Policies)
+	if !allOK(b.Versions, versionOK) {
+		versions := at(f + "versions")
+		for _, name := range slices.Sorted(maps.Keys(b.Versions)) {
+			if !isVersionName(name) {
+				p.add(versions.withKey(name), "component names must be 1-128 bytes of UTF-8 without control characters")
 			}
+			p.text(versions.withKey(name), b.Versions[name], false, 256)
 		}
 	}
 }
