@@ -18,7 +18,7 @@ import (
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/internal/miniotest"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 )
 
 // Two writer processes, one bucket, durability object-store: writer A is
@@ -283,12 +283,12 @@ func waitExported(t *testing.T, m *miniotest.Server, url string, srv *testServer
 	t.Helper()
 	size := srv.size()
 	cp := srv.waitCheckpoint(size)
-	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
+	store, err := replica.OpenS3(context.Background(), replica.S3Config{URL: url, Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the bucket to publish the writer's latest checkpoint", func() bool {
-		got, err := store.Get(context.Background(), tiles.CheckpointPath)
+		got, err := store.Get(context.Background(), replica.CheckpointPath)
 		return err == nil && string(got) == string(cp)
 	})
 	return size

@@ -18,11 +18,10 @@ import (
 	"k8s.io/klog/v2"
 
 	"evident.dev/evident/checkpoint"
-	"evident.dev/evident/failover"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/metrics"
 	"evident.dev/evident/query"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 )
 
 // ObjectStoreConfig locates the bucket the log is exported to as tlog-tiles.
@@ -36,7 +35,7 @@ type ObjectStoreConfig struct {
 
 	// claim is the writer's claim on the bucket when it was taken before
 	// restoring from it (serve --lease); otherwise the exporter claims it.
-	claim *tiles.Claim
+	claim *replica.Claim
 }
 
 const (
@@ -49,8 +48,8 @@ const (
 // metadata (signer, findings, decision) to the record.
 const maxBodyWithTiles = 48 << 10
 
-func openObjectStore(ctx context.Context, c ObjectStoreConfig) (*tiles.S3, error) {
-	return tiles.OpenS3(ctx, tiles.S3Config{
+func openObjectStore(ctx context.Context, c ObjectStoreConfig) (*replica.S3, error) {
+	return replica.OpenS3(ctx, replica.S3Config{
 		URL:       c.URL,
 		Endpoint:  firstOf(c.Endpoint, os.Getenv("EVIDENT_S3_ENDPOINT")),
 		Secure:    c.Secure || os.Getenv("EVIDENT_S3_SECURE") == "true",
@@ -63,7 +62,7 @@ func openObjectStore(ctx context.Context, c ObjectStoreConfig) (*tiles.S3, error
 // startExport checks the durability settings and, with an object store
 // configured, returns the exporter the server runs, started: the bucket is
 // claimed for this writer, or refused, before the server listens.
-func startExport(ctx context.Context, cfg *Config, lg *ledger.Log, logger *slog.Logger) (*tiles.Exporter, error) {
+func startExport(ctx context.Context, cfg *Config, lg *ledger.Log, logger *slog.Logger) (*replica.Exporter, error) {
 	switch cfg.Durability {
 	case "", durabilityLocal:
 	case durabilityObjectStore:
@@ -88,7 +87,7 @@ func startExport(ctx context.Context, cfg *Config, lg *ledger.Log, logger *slog.
 		return nil, err
 	}
 	logger.Info("exporting the log as tlog-tiles", "to", cfg.ObjectStore.URL, "durability", firstOf(cfg.Durability, durabilityLocal))
-	exp, err := tiles.NewExporter(tiles.ExporterConfig{Log: lg, Store: store, Logger: logger.With("component", "export"),
+	exp, err := replica.NewExporter(replica.ExporterConfig{Log: lg, Store: store, Logger: logger.With("component", "export"),
 		Writer: writerIdentity(), Claim: cfg.ObjectStore.claim})
 	if err != nil {
 		return nil, err
@@ -123,7 +122,7 @@ func startReplica(ctx context.Context, cfg *Config, logger *slog.Logger) (*serve
 	if err != nil {
 		return nil, err
 	}
-	f, err := tiles.NewFollower(tiles.FollowerConfig{Log: lg, Store: store, Logger: logger.With("component", "follow")})
+	f, err := replica.NewFollower(replica.FollowerConfig{Log: lg, Store: store, Logger: logger.With("component", "follow")})
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
@@ -268,7 +267,7 @@ func restoreInto(ctx context.Context, cfg *Config, logger *slog.Logger, p *progr
 			}
 		}()
 	}
-	size, err = tiles.Restore(ctx, lg, store, logger)
+	size, err = replica.Restore(ctx, lg, store, logger)
 	stopProgress()
 	checkpoint = lg.CheckpointSize()
 	if cerr := lg.Close(); err == nil {
@@ -327,7 +326,7 @@ func serveWithLease(ctx context.Context, cfg *Config, lease, kubeconfig string, 
 	}
 	identity := firstOf(os.Getenv("POD_NAME"), hostname())
 	klog.SetSlogLogger(logger.With("component", "lease"))
-	return failover.Lead(ctx, failover.Config{
+	return replica.Lead(ctx, replica.LeaseConfig{
 		Leases: leases, Namespace: ns, Name: name, Identity: identity, Logger: logger,
 	}, func(ctx context.Context) error {
 		if cfg.Log.VerifierKey == "" {
@@ -342,7 +341,7 @@ func serveWithLease(ctx context.Context, cfg *Config, lease, kubeconfig string, 
 		if err != nil {
 			return err
 		}
-		if cfg.ObjectStore.claim, err = tiles.ClaimBucket(ctx, store, writerIdentity()); err != nil {
+		if cfg.ObjectStore.claim, err = replica.ClaimBucket(ctx, store, writerIdentity()); err != nil {
 			return err
 		}
 		n, cpSize, err := restoreInto(ctx, cfg, logger, nil)

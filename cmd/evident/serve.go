@@ -33,7 +33,7 @@ import (
 	"evident.dev/evident/metrics/dashboard"
 	"evident.dev/evident/policies"
 	"evident.dev/evident/query"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 	"evident.dev/evident/verifier"
 )
 
@@ -423,7 +423,7 @@ func startServer(ctx context.Context, cfg *Config, logger *slog.Logger) (*server
 	}
 	var appender ingest.Appender = lg
 	if exp != nil && cfg.Durability == durabilityObjectStore {
-		appender = tiles.DurableAppender{Log: lg, Exporter: exp}
+		appender = replica.DurableAppender{Log: lg, Exporter: exp}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /readyz", ready)

@@ -1,4 +1,4 @@
-package tiles
+package replica
 
 import (
 	"context"
@@ -45,7 +45,7 @@ func ownChain(l interface{ VerifierKey() string }) (checkpoint.Chain, error) {
 	for _, k := range keys {
 		v, err := note.NewVerifier(k)
 		if err != nil {
-			return checkpoint.Chain{}, fmt.Errorf("tiles: log key: %w", err)
+			return checkpoint.Chain{}, fmt.Errorf("replica: log key: %w", err)
 		}
 		chain.Keys = append(chain.Keys, v)
 	}

@@ -1,4 +1,4 @@
-package tiles
+package replica
 
 import (
 	"context"
@@ -88,7 +88,7 @@ var (
 // NewExporter returns an exporter; Run starts it.
 func NewExporter(cfg ExporterConfig) (*Exporter, error) {
 	if cfg.Log == nil || cfg.Store == nil {
-		return nil, errors.New("tiles: exporter needs a Log and a Store")
+		return nil, errors.New("replica: exporter needs a Log and a Store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

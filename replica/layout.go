@@ -1,4 +1,4 @@
-// Package tiles publishes an Evident log to S3-compatible object storage in
+// Package replica replicates an Evident log. It publishes the log to S3-compatible object storage in
 // the C2SP tlog-tiles layout (https://c2sp.org/tlog-tiles) and reads it back:
 //
 //   - checkpoint: the log's latest signed checkpoint (C2SP tlog-checkpoint);
@@ -15,7 +15,10 @@
 // Restore rebuilds a data directory from it for disaster recovery. Objects are
 // written once: a full tile or bundle never changes, and a partial one is a
 // new object per width.
-package tiles
+//
+// Lead (lease.go) runs one writer at a time among several replicas of it,
+// through a Kubernetes Lease; the bucket, not the lease, is the fence.
+package replica
 
 import (
 	"encoding/binary"

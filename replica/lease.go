@@ -1,18 +1,19 @@
-// Package failover runs one Evident writer at a time among several replicas
+// Lead runs one Evident writer at a time among several replicas
 // of it, through a Kubernetes Lease (client-go leader election). The leader
-// resumes the log from object storage (tiles.Restore) before it writes, so a
+// resumes the log from object storage (Restore) before it writes, so a
 // standby that takes over continues the same log; with durability
 // object-store, nothing the previous leader acknowledged is lost.
 //
 // A lease is not a fence: a leader that stalls past its lease (a paused
 // process, a partitioned node) still believes it leads when it resumes. The
-// bucket is fenced instead: a new leader claims it (tiles.ClaimBucket)
+// bucket is fenced instead: a new leader claims it (ClaimBucket)
 // before it restores from it, and the old leader's exporter checks its
 // claim before it releases an acknowledgement or replaces an object, and
 // replaces the checkpoint only if it is still the one it stored. A stalled
-// leader therefore stops with tiles.ErrFenced at its next write, having
+// leader therefore stops with ErrFenced at its next write, having
 // acknowledged nothing its successor lacks.
-package failover
+
+package replica
 
 import (
 	"context"
@@ -28,9 +29,9 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
-// Config configures the election. Leases, Namespace, Name and Identity are
+// LeaseConfig configures the election. Leases, Namespace, Name and Identity are
 // required.
-type Config struct {
+type LeaseConfig struct {
 	Leases    coordinationv1.LeasesGetter
 	Namespace string
 	Name      string // of the Lease object
@@ -54,9 +55,9 @@ var ErrLostLease = errors.New("lost the writer lease")
 // ErrLostLease when the lease was lost first, or ctx's error if ctx ended
 // before this candidate led. A process should exit after Lead returns: a
 // standby is a fresh process.
-func Lead(ctx context.Context, cfg Config, lead func(ctx context.Context) error) error {
+func Lead(ctx context.Context, cfg LeaseConfig, lead func(ctx context.Context) error) error {
 	if cfg.Leases == nil || cfg.Namespace == "" || cfg.Name == "" || cfg.Identity == "" {
-		return errors.New("failover: Leases, Namespace, Name and Identity are required")
+		return errors.New("lease: Leases, Namespace, Name and Identity are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -114,7 +115,7 @@ func Lead(ctx context.Context, cfg Config, lead func(ctx context.Context) error)
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("failover: %w", err)
+		return fmt.Errorf("lease: %w", err)
 	}
 	le.Run(ctx) // returns once leadership ends or ctx ends
 	if parent.Err() == nil {

@@ -1,4 +1,4 @@
-package failover_test
+package replica_test
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -1,4 +1,4 @@
-package failover_test
+package replica_test
 
 import (
 	"bytes"
@@ -17,48 +17,47 @@ import (
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/failover"
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 	"evident.dev/evident/verifier"
 )
 
-const origin = "evident.test/failover"
+const leaseOrigin = "evident.test/failover"
 
-var logKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+var leaseLogKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 
 // writer is what the leader runs, as `serve --lease` does: restore the
 // bucket's log into its own data directory, then open it as the writer and
 // export it. It appends n records and stays leader until ctx ends.
-func writer(t *testing.T, store tiles.Store, dir string, first, n int, logs chan<- *ledger.Log) func(ctx context.Context) error {
+func writer(t *testing.T, store replica.Store, dir string, first, n int, logs chan<- *ledger.Log) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		signer, err := checkpoint.NewSigner(origin, logKey)
+		signer, err := checkpoint.NewSigner(leaseOrigin, leaseLogKey)
 		if err != nil {
 			return err
 		}
-		f, err := ledger.Open(ledger.Config{Dir: dir, Origin: origin, VerifierKey: signer.VerifierKey()})
+		f, err := ledger.Open(ledger.Config{Dir: dir, Origin: leaseOrigin, VerifierKey: signer.VerifierKey()})
 		if err != nil {
 			return err
 		}
-		if _, err := tiles.Restore(ctx, f, store, nil); err != nil {
+		if _, err := replica.Restore(ctx, f, store, nil); err != nil {
 			return errors.Join(err, f.Close())
 		}
 		if err := f.Close(); err != nil {
 			return err
 		}
-		l, err := ledger.Open(ledger.Config{Dir: dir, Origin: origin, Signer: signer, CheckpointInterval: 100 * time.Millisecond})
+		l, err := ledger.Open(ledger.Config{Dir: dir, Origin: leaseOrigin, Signer: signer, CheckpointInterval: 100 * time.Millisecond})
 		if err != nil {
 			return err
 		}
 		defer l.Close()
-		exp, err := tiles.NewExporter(tiles.ExporterConfig{Log: l, Store: store, Poll: 20 * time.Millisecond})
+		exp, err := replica.NewExporter(replica.ExporterConfig{Log: l, Store: store, Poll: 20 * time.Millisecond})
 		if err != nil {
 			return err
 		}
 		expDone := make(chan error, 1)
 		go func() { expDone <- exp.Run(ctx) }()
-		durable := tiles.DurableAppender{Log: l, Exporter: exp}
+		durable := replica.DurableAppender{Log: l, Exporter: exp}
 		for i := first; i < first+n; i++ {
 			if _, err := durable.Append(ctx, record(t, i)); err != nil {
 				return fmt.Errorf("record %d: %w", i, err)
@@ -82,7 +81,7 @@ func record(t *testing.T, i int) ledger.Record {
 	}
 	v, err := verifier.New(verifier.TrustConfig{Runners: []verifier.Runner{{
 		Name: "ci", PublicKey: string(runnerPub), Scope: verifier.Scope{Environments: []string{"*"}},
-	}}}, logKey.Public())
+	}}}, leaseLogKey.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,15 +117,15 @@ func record(t *testing.T, i int) ledger.Record {
 func TestStandbyTakesOverFromTiles(t *testing.T) {
 	m := miniotest.Start(t)
 	m.Bucket(t, "evident")
-	store, err := tiles.OpenS3(context.Background(), tiles.S3Config{
+	store, err := replica.OpenS3(context.Background(), replica.S3Config{
 		URL: miniotest.URL("evident", "ha"), Endpoint: m.Endpoint, AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	k8s := fake.NewClientset()
-	cfg := func(id string) failover.Config {
-		return failover.Config{
+	cfg := func(id string) replica.LeaseConfig {
+		return replica.LeaseConfig{
 			Leases: k8s.CoordinationV1(), Namespace: "evident", Name: "evident-writer", Identity: id,
 			LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond,
 		}
@@ -136,7 +135,7 @@ func TestStandbyTakesOverFromTiles(t *testing.T) {
 	// A leads and writes 300 records, acknowledged in object storage.
 	ctxA, crashA := context.WithCancel(context.Background())
 	doneA := make(chan error, 1)
-	go func() { doneA <- failover.Lead(ctxA, cfg("writer-a"), writer(t, store, t.TempDir(), 0, 300, logsA)) }()
+	go func() { doneA <- replica.Lead(ctxA, cfg("writer-a"), writer(t, store, t.TempDir(), 0, 300, logsA)) }()
 	var a *ledger.Log
 	select {
 	case a = <-logsA:
@@ -160,7 +159,7 @@ func TestStandbyTakesOverFromTiles(t *testing.T) {
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
 	doneB := make(chan error, 1)
-	go func() { doneB <- failover.Lead(ctxB, cfg("writer-b"), writer(t, store, t.TempDir(), 300, 50, logsB)) }()
+	go func() { doneB <- replica.Lead(ctxB, cfg("writer-b"), writer(t, store, t.TempDir(), 300, 50, logsB)) }()
 	select {
 	case <-logsB:
 		t.Fatal("the standby led while the leader held the lease")
@@ -219,11 +218,11 @@ func TestStandbyTakesOverFromTiles(t *testing.T) {
 	}
 }
 
-func waitExported(t *testing.T, store tiles.Store, size uint64) {
+func waitExported(t *testing.T, store replica.Store, size uint64) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		raw, err := store.Get(context.Background(), tiles.CheckpointPath)
+		raw, err := store.Get(context.Background(), replica.CheckpointPath)
 		if err == nil && bytes.Contains(raw, fmt.Appendf(nil, "\n%d\n", size)) {
 			return
 		}

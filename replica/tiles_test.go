@@ -1,4 +1,4 @@
-package tiles_test
+package replica_test
 
 import (
 	"bytes"
@@ -18,21 +18,21 @@ import (
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 )
 
-func startExporter(t testing.TB, l *ledger.Log, store tiles.Store) (*tiles.Exporter, func() error) {
+func startExporter(t testing.TB, l *ledger.Log, store replica.Store) (*replica.Exporter, func() error) {
 	t.Helper()
-	e, err := tiles.NewExporter(tiles.ExporterConfig{Log: l, Store: store, Poll: 20 * time.Millisecond})
+	e, err := replica.NewExporter(replica.ExporterConfig{Log: l, Store: store, Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e, run(t, e.Run)
 }
 
-func startFollower(t testing.TB, l *ledger.Log, store tiles.Store) func() error {
+func startFollower(t testing.TB, l *ledger.Log, store replica.Store) func() error {
 	t.Helper()
-	f, err := tiles.NewFollower(tiles.FollowerConfig{Log: l, Store: store, Poll: 50 * time.Millisecond})
+	f, err := replica.NewFollower(replica.FollowerConfig{Log: l, Store: store, Poll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func equalHashes(a, b [][32]byte) bool {
 // checked against tlog's path encoding, not against this package's.
 type sumdbTiles struct {
 	t     testing.TB
-	store tiles.Store
+	store replica.Store
 }
 
 func c2spPath(t tlog.Tile) string {
@@ -184,7 +184,7 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 	recs := newRecordMaker(t)
 	appendN(t, w, recs, 0, 100)
 	waitFor(t, "export of 100 entries", func() bool { return exp.Exported() == 100 })
-	oldRaw, _ := store.Get(context.Background(), tiles.CheckpointPath)
+	oldRaw, _ := store.Get(context.Background(), replica.CheckpointPath)
 	appendN(t, w, recs, 100, 600)
 	waitFor(t, "export of 700 entries", func() bool { return exp.Exported() == 700 })
 
@@ -192,7 +192,7 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := store.Get(context.Background(), tiles.CheckpointPath)
+	raw, err := store.Get(context.Background(), replica.CheckpointPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 		if err != nil {
 			t.Fatalf("bundle of entry %d (%s): %v", i, c2spPath(data), err)
 		}
-		leaves, err := tiles.DecodeBundle(bs[0])
+		leaves, err := replica.DecodeBundle(bs[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +259,7 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 
 // damaging flips a bit of the objects whose key starts with prefix.
 type damaging struct {
-	tiles.Store
+	replica.Store
 	prefix string
 }
 
@@ -274,7 +274,7 @@ func (d damaging) Get(ctx context.Context, key string) ([]byte, error) {
 
 // replacing serves data for one key.
 type replacing struct {
-	tiles.Store
+	replica.Store
 	key  string
 	data []byte
 }
@@ -300,18 +300,18 @@ func TestFollowerRefusesTampering(t *testing.T) {
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]tiles.Store{
+	for name, s := range map[string]replica.Store{
 		"bundle":     damaging{store, "tile/entries/000"},
 		"hash tile":  damaging{store, "tile/0/001"},
-		"checkpoint": damaging{store, tiles.CheckpointPath},
+		"checkpoint": damaging{store, replica.CheckpointPath},
 	} {
 		f := openFollower(t, t.TempDir())
-		fl, err := tiles.NewFollower(tiles.FollowerConfig{Log: f, Store: s})
+		fl, err := replica.NewFollower(replica.FollowerConfig{Log: f, Store: s})
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = fl.Sync(ctx)
-		if !errors.Is(err, tiles.ErrBadCheckpoint) {
+		if !errors.Is(err, replica.ErrBadCheckpoint) {
 			t.Fatalf("%s damaged: %v, want ErrBadCheckpoint", name, err)
 		}
 		if f.Size() != 0 {
@@ -319,7 +319,7 @@ func TestFollowerRefusesTampering(t *testing.T) {
 		}
 	}
 	// A checkpoint of the same tree signed by another key is refused.
-	raw, err := store.Get(ctx, tiles.CheckpointPath)
+	raw, err := store.Get(ctx, replica.CheckpointPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,12 +332,12 @@ func TestFollowerRefusesTampering(t *testing.T) {
 		t.Fatal(err)
 	}
 	f0 := openFollower(t, t.TempDir())
-	fl0, _ := tiles.NewFollower(tiles.FollowerConfig{Log: f0, Store: replacing{store, tiles.CheckpointPath, forged}})
-	if _, err := fl0.Sync(ctx); !errors.Is(err, tiles.ErrBadCheckpoint) || f0.Size() != 0 {
+	fl0, _ := replica.NewFollower(replica.FollowerConfig{Log: f0, Store: replacing{store, replica.CheckpointPath, forged}})
+	if _, err := fl0.Sync(ctx); !errors.Is(err, replica.ErrBadCheckpoint) || f0.Size() != 0 {
 		t.Fatalf("checkpoint by another key: %v (size %d), want ErrBadCheckpoint", err, f0.Size())
 	}
 	f := openFollower(t, t.TempDir())
-	fl, _ := tiles.NewFollower(tiles.FollowerConfig{Log: f, Store: store})
+	fl, _ := replica.NewFollower(replica.FollowerConfig{Log: f, Store: store})
 	if _, err := fl.Sync(ctx); err != nil || f.Size() != 300 {
 		t.Fatalf("undamaged bucket: %v (size %d)", err, f.Size())
 	}
@@ -365,7 +365,7 @@ func TestRestoreContinuesTheLog(t *testing.T) {
 
 	dir := t.TempDir()
 	r := openFollower(t, dir)
-	n, err := tiles.Restore(ctx, r, store, nil)
+	n, err := replica.Restore(ctx, r, store, nil)
 	if err != nil || n != 400 {
 		t.Fatalf("restore: %d entries, %v", n, err)
 	}
@@ -383,7 +383,7 @@ func TestRestoreContinuesTheLog(t *testing.T) {
 
 	v, _ := note.NewVerifier(b.VerifierKey())
 	old, _, _, _ := log.ParseCheckpoint(lost, origin, v)
-	raw, _ := store.Get(ctx, tiles.CheckpointPath)
+	raw, _ := store.Get(ctx, replica.CheckpointPath)
 	cp, _, _, err := log.ParseCheckpoint(raw, origin, v)
 	if err != nil || cp.Size != 500 {
 		t.Fatalf("new checkpoint: %v", err)
@@ -400,8 +400,8 @@ func TestRestoreContinuesTheLog(t *testing.T) {
 	// A writer with a shorter log than the bucket must not export over it.
 	c := openWriter(t, t.TempDir())
 	appendN(t, c, recs, 1000, 3)
-	e, _ := tiles.NewExporter(tiles.ExporterConfig{Log: c, Store: store})
-	if err := e.Run(ctx); !errors.Is(err, tiles.ErrBucketAhead) {
+	e, _ := replica.NewExporter(replica.ExporterConfig{Log: c, Store: store})
+	if err := e.Run(ctx); !errors.Is(err, replica.ErrBucketAhead) {
 		t.Fatalf("exporter of a shorter log: %v, want ErrBucketAhead", err)
 	}
 }
@@ -420,7 +420,7 @@ func TestObjectStoreDurability(t *testing.T) {
 	}
 	defer l.Close()
 	exp, _ := startExporter(t, l, store)
-	durable := tiles.DurableAppender{Log: l, Exporter: exp}
+	durable := replica.DurableAppender{Log: l, Exporter: exp}
 	recs := newRecordMaker(t)
 	appendN(t, durable, recs, 0, 1) // checkpointed at once: the first batch
 	waitFor(t, "first checkpoint", func() bool { return exp.Exported() == 1 })
@@ -431,7 +431,7 @@ func TestObjectStoreDurability(t *testing.T) {
 
 	dir := t.TempDir()
 	r := openFollower(t, dir)
-	n, err := tiles.Restore(ctx, r, store, nil)
+	n, err := replica.Restore(ctx, r, store, nil)
 	if err != nil || n != 300 {
 		t.Fatalf("restore: %d entries, %v; want every acknowledged entry (300)", n, err)
 	}
@@ -448,11 +448,11 @@ func TestObjectStoreDurability(t *testing.T) {
 // Tile paths follow the spec's index encoding.
 func TestPaths(t *testing.T) {
 	for _, c := range []struct{ got, want string }{
-		{tiles.TilePath(0, 1234067, 0), "tile/0/x001/x234/067"},
-		{tiles.TilePath(1, 5, 256), "tile/1/005"},
-		{tiles.TilePath(2, 1000, 8), "tile/2/x001/000.p/8"},
-		{tiles.EntriesPath(0, 3), "tile/entries/000.p/3"},
-		{tiles.EntriesPath(999999, 0), "tile/entries/x999/999"},
+		{replica.TilePath(0, 1234067, 0), "tile/0/x001/x234/067"},
+		{replica.TilePath(1, 5, 256), "tile/1/005"},
+		{replica.TilePath(2, 1000, 8), "tile/2/x001/000.p/8"},
+		{replica.EntriesPath(0, 3), "tile/entries/000.p/3"},
+		{replica.EntriesPath(999999, 0), "tile/entries/x999/999"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %s, want %s", c.got, c.want)
@@ -461,23 +461,23 @@ func TestPaths(t *testing.T) {
 	for range 1000 {
 		n := rand.Int64N(1 << 40)
 		tl := tlog.Tile{H: 8, L: int(n % 5), N: n, W: 1 + int(n%256)}
-		if got, want := tiles.TilePath(tl.L, uint64(tl.N), tl.W), c2spPath(tl); got != want {
+		if got, want := replica.TilePath(tl.L, uint64(tl.N), tl.W), c2spPath(tl); got != want {
 			t.Fatalf("tile %+v: %s, tlog says %s", tl, got, want)
 		}
 	}
 }
 
 func FuzzDecodeBundle(f *testing.F) {
-	b, _ := tiles.EncodeBundle([][]byte{[]byte("a"), {}, bytes.Repeat([]byte{'x'}, 300)})
+	b, _ := replica.EncodeBundle([][]byte{[]byte("a"), {}, bytes.Repeat([]byte{'x'}, 300)})
 	f.Add(b)
 	f.Add([]byte{0})
 	f.Add([]byte{0xff, 0xff, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		leaves, err := tiles.DecodeBundle(b)
+		leaves, err := replica.DecodeBundle(b)
 		if err != nil {
 			return
 		}
-		again, err := tiles.EncodeBundle(leaves)
+		again, err := replica.EncodeBundle(leaves)
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("bundle does not round-trip: %v", err)
 		}
@@ -486,11 +486,11 @@ func FuzzDecodeBundle(f *testing.F) {
 
 // flaky fails every Put while down is set, as an unreachable object store.
 type flaky struct {
-	tiles.Store
+	replica.Store
 	down *atomic.Bool
 }
 
-func (f flaky) Put(ctx context.Context, key string, data []byte, cond tiles.Cond) (string, error) {
+func (f flaky) Put(ctx context.Context, key string, data []byte, cond replica.Cond) (string, error) {
 	if f.down.Load() {
 		return "", errors.New("connection refused")
 	}
@@ -515,7 +515,7 @@ func TestObjectStoreOutage(t *testing.T) {
 	store := flaky{openStore(t, m, "evident"), &down}
 	l := openWriter(t, t.TempDir())
 	exp, _ := startExporter(t, l, store)
-	durable := tiles.DurableAppender{Log: l, Exporter: exp}
+	durable := replica.DurableAppender{Log: l, Exporter: exp}
 	recs := newRecordMaker(t)
 	appendN(t, durable, recs, 0, 10)
 

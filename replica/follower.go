@@ -1,4 +1,4 @@
-package tiles
+package replica
 
 import (
 	"context"
@@ -70,7 +70,7 @@ var ErrBadCheckpoint = errors.New("the bucket's checkpoint is not trusted")
 // NewFollower returns a follower; Run starts it.
 func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	if cfg.Log == nil || cfg.Store == nil {
-		return nil, errors.New("tiles: follower needs a Log and a Store")
+		return nil, errors.New("replica: follower needs a Log and a Store")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -79,7 +79,7 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 		cfg.Poll = 250 * time.Millisecond
 	}
 	if _, err := note.NewVerifier(cfg.Log.VerifierKey()); err != nil {
-		return nil, fmt.Errorf("tiles: log key: %w", err)
+		return nil, fmt.Errorf("replica: log key: %w", err)
 	}
 	return &Follower{cfg: cfg, tiles: &tileCache{store: cfg.Store, full: map[tlog.Tile][]byte{}}}, nil
 }

@@ -1,4 +1,4 @@
-package tiles_test
+package replica_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 )
 
 // BenchmarkObjectStoreDurability appends records from 64 goroutines to a
@@ -23,7 +23,7 @@ func BenchmarkObjectStoreDurability(b *testing.B) {
 	store := openStore(b, m, "evident")
 	l := openWriter(b, b.TempDir())
 	exp, _ := startExporter(b, l, store)
-	durable := tiles.DurableAppender{Log: l, Exporter: exp}
+	durable := replica.DurableAppender{Log: l, Exporter: exp}
 	recs := newRecordMaker(b)
 	all := make(chan ledger.Record, b.N) // signed before the clock starts
 	for i := range b.N {

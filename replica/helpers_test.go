@@ -1,4 +1,4 @@
-package tiles_test
+package replica_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 	"evident.dev/evident/verifier"
 )
 
@@ -60,9 +60,9 @@ func openFollower(t testing.TB, dir string) *ledger.Log {
 	return l
 }
 
-func openStore(t testing.TB, m *miniotest.Server, bucket string) *tiles.S3 {
+func openStore(t testing.TB, m *miniotest.Server, bucket string) *replica.S3 {
 	t.Helper()
-	s, err := tiles.OpenS3(context.Background(), tiles.S3Config{
+	s, err := replica.OpenS3(context.Background(), replica.S3Config{
 		URL: miniotest.URL(bucket, "logs/prod"), Endpoint: m.Endpoint,
 		AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey,
 	})

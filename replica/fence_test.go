@@ -1,4 +1,4 @@
-package tiles_test
+package replica_test
 
 import (
 	"bytes"
@@ -17,14 +17,14 @@ import (
 
 	"evident.dev/evident/internal/miniotest"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/tiles"
+	"evident.dev/evident/replica"
 )
 
 // specReader is an outside tlog-tiles client: x/mod's tile reader over the
 // bucket, asking for the exact paths the spec gives a checkpoint, and
 // falling back to the full tile when a partial one is gone, as the spec lets
 // a client do once the full tile exists.
-type specReader struct{ store tiles.Store }
+type specReader struct{ store replica.Store }
 
 func (r specReader) Height() int { return 8 }
 func (r specReader) ReadTiles(ts []tlog.Tile) ([][]byte, error) {
@@ -42,7 +42,7 @@ func (r specReader) SaveTiles([]tlog.Tile, [][]byte) {}
 
 func (r specReader) get(t tlog.Tile) ([]byte, error) {
 	b, err := r.store.Get(context.Background(), c2spPath(t))
-	if errors.Is(err, tiles.ErrNotExist) && t.W < 256 {
+	if errors.Is(err, replica.ErrNotExist) && t.W < 256 {
 		full := t
 		full.W = 256
 		if b, err = r.store.Get(context.Background(), c2spPath(full)); err == nil {
@@ -56,17 +56,17 @@ func (r specReader) get(t tlog.Tile) ([]byte, error) {
 }
 
 func firstEntries(bundle []byte, n int) ([]byte, error) {
-	leaves, err := tiles.DecodeBundle(bundle)
+	leaves, err := replica.DecodeBundle(bundle)
 	if err != nil || len(leaves) < n {
 		return nil, fmt.Errorf("full bundle of %d entries (%v), want at least %d", len(leaves), err, n)
 	}
-	return tiles.EncodeBundle(leaves[:n])
+	return replica.EncodeBundle(leaves[:n])
 }
 
 // checkReadable reads a checkpoint as an outside client would: every hash
 // tile of its tree, and the entry bundle at its width, whose last entry it
 // proves included.
-func checkReadable(cp []byte, v note.Verifier, store tiles.Store) (uint64, error) {
+func checkReadable(cp []byte, v note.Verifier, store replica.Store) (uint64, error) {
 	c, _, _, err := log.ParseCheckpoint(cp, origin, v)
 	if err != nil {
 		return 0, err
@@ -84,7 +84,7 @@ func checkReadable(cp []byte, v note.Verifier, store tiles.Store) (uint64, error
 	if err != nil {
 		return c.Size, fmt.Errorf("entry bundle %s of checkpoint %d: %w", c2spPath(bundle), c.Size, err)
 	}
-	leaves, err := tiles.DecodeBundle(bs[0])
+	leaves, err := replica.DecodeBundle(bs[0])
 	if err != nil || len(leaves) != bundle.W {
 		return c.Size, fmt.Errorf("entry bundle %s: %d entries (%v), want %d", c2spPath(bundle), len(leaves), err, bundle.W)
 	}
@@ -118,7 +118,7 @@ func TestEveryPublishedCheckpointIsReadable(t *testing.T) {
 		defer close(polled)
 		var last []byte
 		for ctx.Err() == nil {
-			cp, err := store.Get(ctx, tiles.CheckpointPath)
+			cp, err := store.Get(ctx, replica.CheckpointPath)
 			if err != nil || bytes.Equal(cp, last) {
 				time.Sleep(2 * time.Millisecond)
 				continue
@@ -165,11 +165,11 @@ func TestEveryPublishedCheckpointIsReadable(t *testing.T) {
 // pausable blocks every call while paused: a writer process stopped
 // (SIGSTOP) with its requests to the object store in flight.
 type pausable struct {
-	tiles.Store
+	replica.Store
 	mu sync.RWMutex
 }
 
-func (p *pausable) Put(ctx context.Context, key string, data []byte, cond tiles.Cond) (string, error) {
+func (p *pausable) Put(ctx context.Context, key string, data []byte, cond replica.Cond) (string, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.Store.Put(ctx, key, data, cond)
@@ -199,7 +199,7 @@ func TestStalledWriterIsFenced(t *testing.T) {
 	// Writer A acknowledges 300 records, then stalls with more in flight.
 	storeA := &pausable{Store: openStore(t, m, "evident")}
 	a := openWriter(t, t.TempDir())
-	expA, err := tiles.NewExporter(tiles.ExporterConfig{Log: a, Store: storeA, Writer: "A", Poll: 20 * time.Millisecond})
+	expA, err := replica.NewExporter(replica.ExporterConfig{Log: a, Store: storeA, Writer: "A", Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestStalledWriterIsFenced(t *testing.T) {
 	defer stopA()
 	doneA := make(chan error, 1)
 	go func() { doneA <- expA.Run(runA) }()
-	durableA := tiles.DurableAppender{Log: a, Exporter: expA}
+	durableA := replica.DurableAppender{Log: a, Exporter: expA}
 	appendN(t, durableA, recs, 0, 300)
 	storeA.mu.Lock() // SIGSTOP
 	var ackedByA atomic.Int64
@@ -225,23 +225,23 @@ func TestStalledWriterIsFenced(t *testing.T) {
 
 	// Writer B claims the bucket, restores, and acknowledges 200 records.
 	storeB := openStore(t, m, "evident")
-	claim, err := tiles.ClaimBucket(ctx, storeB, "B")
+	claim, err := replica.ClaimBucket(ctx, storeB, "B")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dirB := t.TempDir()
 	r := openFollower(t, dirB)
-	if n, err := tiles.Restore(ctx, r, storeB, nil); err != nil || n < 300 {
+	if n, err := replica.Restore(ctx, r, storeB, nil); err != nil || n < 300 {
 		t.Fatalf("B's restore: %d entries, %v; want at least A's 300 acknowledged", n, err)
 	}
 	r.Close()
 	b := openWriter(t, dirB)
-	expB, err := tiles.NewExporter(tiles.ExporterConfig{Log: b, Store: storeB, Claim: claim, Poll: 20 * time.Millisecond})
+	expB, err := replica.NewExporter(replica.ExporterConfig{Log: b, Store: storeB, Claim: claim, Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(t, expB.Run)
-	durableB := tiles.DurableAppender{Log: b, Exporter: expB}
+	durableB := replica.DurableAppender{Log: b, Exporter: expB}
 	appendN(t, durableB, recs, 1000, 200)
 	sizeB := b.Size()
 	waitFor(t, "B's checkpoint of every entry", func() bool { return expB.Exported() == sizeB })
@@ -250,7 +250,7 @@ func TestStalledWriterIsFenced(t *testing.T) {
 	storeA.mu.Unlock()
 	select {
 	case err := <-doneA:
-		if !errors.Is(err, tiles.ErrFenced) {
+		if !errors.Is(err, replica.ErrFenced) {
 			t.Fatalf("the stalled writer's exporter: %v, want ErrFenced", err)
 		}
 	case <-time.After(30 * time.Second):
@@ -263,7 +263,7 @@ func TestStalledWriterIsFenced(t *testing.T) {
 
 	// The bucket is B's: its checkpoint, and a restore of every entry B
 	// acknowledged, byte for byte.
-	raw, err := storeB.Get(ctx, tiles.CheckpointPath)
+	raw, err := storeB.Get(ctx, replica.CheckpointPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestStalledWriterIsFenced(t *testing.T) {
 		t.Fatalf("the bucket's checkpoint is of %d entries, root %x; B's log is %d, root %x", cp.Size, cp.Hash[:4], sizeB, rootB[:4])
 	}
 	c := openFollower(t, t.TempDir())
-	if n, err := tiles.Restore(ctx, c, openStore(t, m, "evident"), nil); err != nil || n != sizeB {
+	if n, err := replica.Restore(ctx, c, openStore(t, m, "evident"), nil); err != nil || n != sizeB {
 		t.Fatalf("restore after the takeover: %d entries, %v; want B's %d", n, err, sizeB)
 	}
 	for i := range sizeB {
@@ -298,10 +298,10 @@ func TestClaimIsDecidedByTheObjectStore(t *testing.T) {
 	m.Bucket(t, "evident")
 	store := openStore(t, m, "evident")
 
-	if _, err := store.Put(ctx, "k", []byte("one"), tiles.Cond{IfAbsent: true}); err != nil {
+	if _, err := store.Put(ctx, "k", []byte("one"), replica.Cond{IfAbsent: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Put(ctx, "k", []byte("two"), tiles.Cond{IfAbsent: true}); !errors.Is(err, tiles.ErrPrecondition) {
+	if _, err := store.Put(ctx, "k", []byte("two"), replica.Cond{IfAbsent: true}); !errors.Is(err, replica.ErrPrecondition) {
 		t.Fatalf("a second If-None-Match put: %v, want ErrPrecondition", err)
 	}
 	etag, err := store.Stat(ctx, "k")
@@ -312,9 +312,9 @@ func TestClaimIsDecidedByTheObjectStore(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 { // eight writers replacing the same version at once
 		wg.Go(func() {
-			if _, err := store.Put(ctx, "k", fmt.Appendf(nil, "writer %d", i), tiles.Cond{IfMatch: etag}); err == nil {
+			if _, err := store.Put(ctx, "k", fmt.Appendf(nil, "writer %d", i), replica.Cond{IfMatch: etag}); err == nil {
 				won.Add(1)
-			} else if !errors.Is(err, tiles.ErrPrecondition) {
+			} else if !errors.Is(err, replica.ErrPrecondition) {
 				t.Errorf("writer %d: %v", i, err)
 			}
 		})
@@ -323,21 +323,21 @@ func TestClaimIsDecidedByTheObjectStore(t *testing.T) {
 	if n := won.Load(); n != 1 {
 		t.Fatalf("%d of 8 conditional puts on one ETag succeeded, want exactly 1", n)
 	}
-	if _, err := store.Put(ctx, "missing", []byte("x"), tiles.Cond{IfMatch: etag}); !errors.Is(err, tiles.ErrPrecondition) {
+	if _, err := store.Put(ctx, "missing", []byte("x"), replica.Cond{IfMatch: etag}); !errors.Is(err, replica.ErrPrecondition) {
 		t.Fatalf("If-Match on a missing object: %v, want ErrPrecondition", err)
 	}
 
-	a, err := tiles.ClaimBucket(ctx, store, "writer A")
+	a, err := replica.ClaimBucket(ctx, store, "writer A")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Check(ctx); err != nil {
 		t.Fatalf("A's own claim: %v", err)
 	}
-	if _, err := tiles.ClaimBucket(ctx, store, "writer B"); err != nil {
+	if _, err := replica.ClaimBucket(ctx, store, "writer B"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Check(ctx); !errors.Is(err, tiles.ErrFenced) || !strings.Contains(err.Error(), `"writer B"`) {
+	if err := a.Check(ctx); !errors.Is(err, replica.ErrFenced) || !strings.Contains(err.Error(), `"writer B"`) {
 		t.Fatalf("A after B claimed: %v, want ErrFenced naming writer B", err)
 	}
 }
