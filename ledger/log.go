@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"evident.dev/evident/checkpoint"
+	"evident.dev/evident/internal/progress"
 	"fmt"
 	"log/slog"
 	"math/bits"
@@ -240,11 +241,10 @@ type Log struct {
 	mu        sync.RWMutex
 	published head
 	latestCP  []byte
-	upper     *upperHashes  // tree hashes at cachedLevel and above, for proofs
-	recent    *recent       // the last entries made durable, decoded
-	frames    sync.Pool     // of *[]byte: segment run buffers (recycle)
-	keys      []LogKey      // the chain of log keys as far as published
-	grown     chan struct{} // closed and replaced each time published grows (Wait)
+	upper     *upperHashes // tree hashes at cachedLevel and above, for proofs
+	recent    *recent      // the last entries made durable, decoded
+	frames    sync.Pool    // of *[]byte: segment run buffers (recycle)
+	keys      []LogKey     // the chain of log keys as far as published
 	// open holds the untimed postings of the entries published since the
 	// last chunk Badger holds (postings.go); tags has the tag of each chunk
 	// before it, by start/chunkSize.
@@ -262,6 +262,11 @@ type Log struct {
 	// digests holds every record digest prepared, for a writer's dedupe
 	// (nil on a follower); only the sequencer goroutine uses it.
 	digests *digestFilter
+
+	// size mirrors published.size for Wait, whose callers need a wake-up
+	// that published, read under mu, does not give. Advanced after each
+	// publish, stopped by Close.
+	size progress.Mark
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -302,13 +307,13 @@ func Open(cfg Config) (*Log, error) {
 		commits:      make(chan *prepared),
 		commitFailed: make(chan struct{}, 1),
 		stop:         make(chan struct{}),
-		grown:        make(chan struct{}),
 		stopped:      make(chan struct{}),
 		recent:       newRecent(max(cfg.RecentEntries, 0)),
 	}
 	if err := l.load(); err != nil {
 		return nil, errors.Join(err, db.Close(), segs.close())
 	}
+	l.size.Advance(l.published.size)
 	if cfg.Signer != nil {
 		if l.digests, err = loadDigestFilter(db); err != nil {
 			return nil, errors.Join(err, db.Close(), segs.close())
@@ -429,6 +434,7 @@ func (l *Log) Close() error {
 	default:
 		close(l.stop)
 	}
+	l.size.Stop(ErrClosed)
 	<-l.stopped
 	l.reads.close()
 	return errors.Join(l.segs.close(), l.db.Close())
@@ -454,21 +460,7 @@ func (l *Log) Size() uint64 {
 // log closes, and returns the log's size. Projections (completeness,
 // metrics, query indexes) tail the log with it: read entries [done, Wait(done)).
 func (l *Log) Wait(ctx context.Context, size uint64) (uint64, error) {
-	for {
-		l.mu.RLock()
-		now, grown := l.published.size, l.grown
-		l.mu.RUnlock()
-		if now > size {
-			return now, nil
-		}
-		select {
-		case <-grown:
-		case <-ctx.Done():
-			return now, ctx.Err()
-		case <-l.stop:
-			return now, ErrClosed
-		}
-	}
+	return l.size.Wait(ctx, size+1)
 }
 
 // CheckpointSize is the tree size of the latest signed checkpoint.

@@ -296,9 +296,8 @@ func (l *Log) commit() {
 		if p.checkpoint != nil {
 			l.latestCP = p.checkpoint
 		}
-		close(l.grown)
-		l.grown = make(chan struct{})
 		l.mu.Unlock()
+		l.size.Advance(p.next.size)
 		answer(p.batch, p.receipts, nil)
 	}
 }

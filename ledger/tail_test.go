@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -75,6 +77,98 @@ func TestWaitAndEntries(t *testing.T) {
 	}
 	if _, err := l.Wait(ctx, 3); !errors.Is(err, ledger.ErrClosed) {
 		t.Fatalf("Wait after Close: %v, want ErrClosed", err)
+	}
+}
+
+// Tailers reading [done, Wait(done)) see every entry exactly once while
+// many appenders publish small batches as fast as they can, so that heads
+// are published between a tailer's read of the size and its wait; none
+// needs its context to notice the last one. Cancelled or closed, they
+// leave no goroutine behind.
+func TestTailersMissNoHead(t *testing.T) {
+	const records, appenders, tailers = 3000, 32, 4
+	l := openLog(t, t.TempDir(), func(c *ledger.Config) { c.MaxBatch = 4 })
+	recs := makeRecords(t, 0, records)
+	before := runtime.NumGoroutine()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type tail struct {
+		reached chan struct{} // closed once it has read every record
+		err     chan error
+	}
+	tails := make([]tail, tailers)
+	for k := range tails {
+		tl := tail{reached: make(chan struct{}), err: make(chan error, 1)}
+		tails[k] = tl
+		go func() {
+			seen := make(map[string]bool, records)
+			var done uint64
+			for {
+				size, err := l.Wait(ctx, done)
+				if err != nil {
+					tl.err <- err
+					return
+				}
+				for ; done < size; done++ {
+					e, err := l.Entry(ctx, done)
+					if err != nil {
+						tl.err <- err
+						return
+					}
+					if e.Index != done || seen[e.Meta.RecordDigest] {
+						tl.err <- fmt.Errorf("entry %d: index %d, record seen before: %v", done, e.Index, seen[e.Meta.RecordDigest])
+						return
+					}
+					seen[e.Meta.RecordDigest] = true
+				}
+				if done == records {
+					close(tl.reached)
+				}
+			}
+		}()
+	}
+	appendConcurrently(t, l, recs, appenders)
+	for k, tl := range tails {
+		select {
+		case <-tl.reached:
+		case err := <-tl.err:
+			t.Fatalf("tailer %d: %v", k, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("tailer %d has not seen entry %d 10s after it was appended: a head was missed", k, records-1)
+		}
+	}
+	cancel()
+	for k, tl := range tails {
+		if err := <-tl.err; !errors.Is(err, context.Canceled) {
+			t.Fatalf("tailer %d ended with %v, want its context's end", k, err)
+		}
+	}
+
+	// A tailer waiting when the log closes ends with ErrClosed.
+	closed := make(chan error, 1)
+	go func() {
+		_, err := l.Wait(context.Background(), records)
+		closed <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let it block: Close must wake it, not find it late
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ledger.ErrClosed) {
+			t.Fatalf("Wait across Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end a Wait")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("%d goroutines before the tailers started, %d after they ended and the log closed", before, after)
 	}
 }
 
