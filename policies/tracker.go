@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/internal/progress"
 	"evident.dev/evident/ledger"
 )
 
@@ -32,12 +33,13 @@ type Tracker struct {
 	log       TailLog
 	contracts *Contracts
 	prod      Environments
+	// folded counts the entries folded in, each once the state below has
+	// it; Run stops it with the error that stopped Run before the log
+	// closed, so that WaitFor's callers learn why at once.
+	folded progress.Mark
 
-	mu       sync.RWMutex  // guards the fields below
-	done     uint64        // entries [0, done) are folded in
-	advanced chan struct{} // closed and replaced when done grows or the tracker stops
-	stopped  error         // why Run stopped before the log closed
-	changes  *changeSet
+	mu      sync.RWMutex // guards the fields below
+	changes *changeSet
 	// rates and missing aggregate every change's status, kept as changes
 	// move, so that reading them costs nothing like a pass over every
 	// change of the log under the lock the judges also take.
@@ -58,7 +60,7 @@ func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tra
 	if production == nil {
 		production = DefaultProduction()
 	}
-	return &Tracker{log: log, contracts: contracts, prod: production, advanced: make(chan struct{}),
+	return &Tracker{log: log, contracts: contracts, prod: production,
 		changes: newChangeSet(contracts), exceptions: exceptionLog{},
 		rates: map[rateKey]*Rate{}, missing: map[string]map[string]int{}}
 }
@@ -69,22 +71,14 @@ func NewTracker(log TailLog, contracts *Contracts, production Environments) *Tra
 func (t *Tracker) Run(ctx context.Context) error {
 	err := t.run(ctx)
 	if err != nil && ctx.Err() == nil {
-		// Readers waiting for entries the tracker will never fold learn why
-		// at once instead of at their timeout.
-		t.mu.Lock()
-		t.stopped = err
-		close(t.advanced)
-		t.advanced = make(chan struct{})
-		t.mu.Unlock()
+		t.folded.Stop(err)
 	}
 	return err
 }
 
 func (t *Tracker) run(ctx context.Context) error {
 	for {
-		t.mu.RLock()
-		done := t.done
-		t.mu.RUnlock()
+		done := t.folded.Load()
 		size, err := t.log.Wait(ctx, done)
 		switch {
 		case errors.Is(err, ledger.ErrClosed):
@@ -127,37 +121,20 @@ func (t *Tracker) fold(i uint64, st *evidence.Statement, decided bool) {
 			t.snapshot = append(t.snapshot, e)
 		}
 	}
-	t.done = i + 1
-	close(t.advanced)
-	t.advanced = make(chan struct{})
+	t.folded.Advance(i + 1)
 }
 
 // Processed is the number of log entries folded in.
-func (t *Tracker) Processed() uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.done
-}
+func (t *Tracker) Processed() uint64 { return t.folded.Load() }
 
 // WaitFor blocks until the first n entries of the log are folded in, for
 // a reader that wants to see what it has just appended.
 func (t *Tracker) WaitFor(ctx context.Context, n uint64) error {
-	for {
-		t.mu.RLock()
-		done, advanced, stopped := t.done, t.advanced, t.stopped
-		t.mu.RUnlock()
-		if done >= n {
-			return nil
-		}
-		if stopped != nil {
-			return fmt.Errorf("the tracker stopped at entry %d: %w", done, stopped)
-		}
-		select {
-		case <-advanced:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	done, err := t.folded.Wait(ctx, n)
+	if err == nil || err == ctx.Err() {
+		return err
 	}
+	return fmt.Errorf("the tracker stopped at entry %d: %w", done, err)
 }
 
 // Change returns the completeness of one change, and false when the log
