@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"evident.dev/evident/checkpoint"
+	"evident.dev/evident/internal/progress"
 	"evident.dev/evident/ledger"
 )
 
@@ -63,16 +64,19 @@ type Exporter struct {
 	claim     *Claim           // set by Start
 	cpETag    string           // of the checkpoint in the bucket; "" for none
 
-	// mu guards uploaded, exported and changed, written by Run.
+	// uploaded counts the entries whose bundles are stored; Run stops it
+	// when it returns.
+	uploaded progress.Mark
+	// mu guards exported, the size of the checkpoint stored.
 	mu       sync.Mutex
-	uploaded uint64        // entries whose bundles are stored
-	exported uint64        // size of the checkpoint stored
-	changed  chan struct{} // closed and replaced when uploaded grows
-	failed   error         // set when Run has stopped
+	exported uint64
 
 	// Owned by the bundle loop: the leaves of the bundle still partial at
 	// uploaded.
 	partial [][]byte
+	// Owned by the checkpoint loop: uploaded when it last looked, so that
+	// it waits only for bundles stored since, and misses none.
+	cpUploaded uint64
 }
 
 // Sentinel errors of the exporter's start: the bucket holds a log this
@@ -103,15 +107,11 @@ func NewExporter(cfg ExporterConfig) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Exporter{cfg: cfg, keys: chain, changed: make(chan struct{})}, nil
+	return &Exporter{cfg: cfg, keys: chain}, nil
 }
 
 // Uploaded is the number of entries whose bundles are in the bucket.
-func (e *Exporter) Uploaded() uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.uploaded
-}
+func (e *Exporter) Uploaded() uint64 { return e.uploaded.Load() }
 
 // Exported is the size of the checkpoint in the bucket.
 func (e *Exporter) Exported() uint64 {
@@ -123,21 +123,14 @@ func (e *Exporter) Exported() uint64 {
 // WaitUploaded returns once the first size entries are in the bucket, or
 // with an error when ctx ends or the exporter has stopped.
 func (e *Exporter) WaitUploaded(ctx context.Context, size uint64) error {
-	for {
-		e.mu.Lock()
-		up, ch, failed := e.uploaded, e.changed, e.failed
-		e.mu.Unlock()
-		if up >= size {
-			return nil
-		}
-		if failed != nil {
-			return fmt.Errorf("object storage export stopped: %w", failed)
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for entry %d to reach object storage: %w", size-1, ctx.Err())
-		}
+	_, err := e.uploaded.Wait(ctx, size)
+	switch {
+	case err == nil:
+		return nil
+	case err == ctx.Err():
+		return fmt.Errorf("waiting for entry %d to reach object storage: %w", size-1, err)
+	default:
+		return fmt.Errorf("object storage export stopped: %w", err)
 	}
 }
 
@@ -175,13 +168,7 @@ func (e *Exporter) Start(ctx context.Context) error {
 // ErrFork), another writer has claimed the bucket (ErrFenced), or a leaf
 // cannot be bundled.
 func (e *Exporter) Run(ctx context.Context) (err error) {
-	defer func() {
-		e.mu.Lock()
-		e.failed = cmpErr(err, errors.New("exporter stopped"))
-		close(e.changed)
-		e.changed = make(chan struct{})
-		e.mu.Unlock()
-	}()
+	defer func() { e.uploaded.Stop(cmpErr(err, errors.New("exporter stopped"))) }()
 	backoff := e.cfg.Poll
 	for {
 		err := e.Start(ctx)
@@ -202,18 +189,14 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return e.loop(gctx, e.stepBundles, func(wctx context.Context) {
-			_, _ = e.cfg.Log.Wait(wctx, e.Uploaded()) // woken by growth or the poll
+			if _, err := e.cfg.Log.Wait(wctx, e.Uploaded()); err != nil {
+				<-wctx.Done() // a closed log answers at once: wait out the poll, not spin
+			}
 		})
 	})
 	g.Go(func() error {
 		return e.loop(gctx, e.stepCheckpoint, func(wctx context.Context) {
-			e.mu.Lock()
-			ch := e.changed
-			e.mu.Unlock()
-			select { // woken by new bundles or the poll
-			case <-ch:
-			case <-wctx.Done():
-			}
+			_, _ = e.uploaded.Wait(wctx, e.cpUploaded+1) // woken by new bundles or the poll
 		})
 	})
 	return g.Wait()
@@ -302,8 +285,9 @@ func (e *Exporter) resume(ctx context.Context) error {
 	// Read after the stat: if the checkpoint changed in between, the next
 	// conditional put fails and the writer stops rather than overwrite.
 	e.cpETag = etag
+	e.uploaded.Advance(cp.Size)
 	e.mu.Lock()
-	e.uploaded, e.exported = cp.Size, cp.Size
+	e.exported = cp.Size
 	e.mu.Unlock()
 	return nil
 }
@@ -352,17 +336,14 @@ func (e *Exporter) stepBundles(ctx context.Context) (bool, error) {
 	if err := e.claim.Check(ctx); err != nil {
 		return false, err
 	}
-	e.mu.Lock()
-	e.uploaded = size
-	close(e.changed)
-	e.changed = make(chan struct{})
-	e.mu.Unlock()
+	e.uploaded.Advance(size)
 	return true, nil
 }
 
 // stepCheckpoint uploads the tiles and the checkpoint of a new checkpoint
 // whose bundles are stored. It reports whether it stored anything.
 func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
+	e.cpUploaded = e.Uploaded()
 	raw, err := e.cfg.Log.Checkpoint()
 	if errors.Is(err, ledger.ErrEmpty) {
 		return false, nil
@@ -378,7 +359,7 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	old := e.Exported()
-	if cp.Size <= old || cp.Size > e.Uploaded() {
+	if cp.Size <= old || cp.Size > e.cpUploaded {
 		return false, nil
 	}
 	if err := e.uploadTiles(ctx, old, cp.Size); err != nil {

@@ -540,3 +540,59 @@ func TestObjectStoreOutage(t *testing.T) {
 		t.Fatalf("acknowledged before its bundle was stored (%d uploaded)", exp.Uploaded())
 	}
 }
+
+// waitCounter counts the exporter's waits for its log to grow.
+type waitCounter struct {
+	*ledger.Log
+	waits atomic.Int64
+}
+
+func (w *waitCounter) Wait(ctx context.Context, size uint64) (uint64, error) {
+	w.waits.Add(1)
+	return w.Log.Wait(ctx, size)
+}
+
+// The exporter's loops wake on what they wait for, not on their poll: a
+// checkpoint is exported as soon as its bundles are stored. A log closed
+// under it answers a wait at once, and the exporter then looks again once
+// a poll, not in a loop. Once it stops, a wait for an upload says so at
+// once.
+func TestExporterWaitsWithoutPolling(t *testing.T) {
+	m := miniotest.Start(t)
+	m.Bucket(t, "evident")
+	l := openWriter(t, t.TempDir())
+	counted := &waitCounter{Log: l}
+	exp, err := replica.NewExporter(replica.ExporterConfig{Log: counted, Store: openStore(t, m, "evident"), Poll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, exp.Run)
+	recs := newRecordMaker(t)
+	appendN(t, l, recs, 0, 1) // the first batch is checkpointed at once
+	waitFor(t, "the first checkpoint in the bucket", func() bool { return exp.Exported() == 1 })
+	appendN(t, l, recs, 1, 9)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := exp.WaitUploaded(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := counted.waits.Load()
+	time.Sleep(500 * time.Millisecond)
+	if n := counted.waits.Load() - before; n > 1 {
+		t.Fatalf("%d waits for growth in 500ms over a closed log, with a poll of an hour", n)
+	}
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	start := time.Now()
+	if err := exp.WaitUploaded(ctx, 11); err == nil || !strings.Contains(err.Error(), "export stopped") {
+		t.Fatalf("WaitUploaded after Run returned: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("WaitUploaded took %s to report the stopped exporter", took)
+	}
+}
