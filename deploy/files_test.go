@@ -167,7 +167,8 @@ func TestImageBuild(t *testing.T) {
 }
 
 // docs/design.md's package table names every package of the module, and
-// only those ("internal/..." stands for the packages below internal/).
+// only those ("internal/..." stands for the packages below internal/ that
+// the table does not name one by one).
 func TestDesignListsEveryPackage(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "docs", "design.md"))
 	if err != nil {
@@ -186,7 +187,7 @@ func TestDesignListsEveryPackage(t *testing.T) {
 	seen := map[string]bool{}
 	for _, pkg := range strings.Fields(string(out)) {
 		name := strings.TrimPrefix(strings.TrimPrefix(pkg, "evident.dev/evident"), "/")
-		if strings.HasPrefix(name, "internal/") {
+		if strings.HasPrefix(name, "internal/") && !listed[name] {
 			name = "internal/..."
 		}
 		seen[name] = true
