@@ -428,6 +428,27 @@ func (c *Client) doAs(ctx context.Context, method, path, contentType string, bod
 	return nil
 }
 
+// Pack fetches the evidence pack of a change (GET /v1/packs/{change}: its
+// records with their inclusion proofs under one signed checkpoint, and the
+// trust entries that judge them) and checks it offline against the pinned
+// log key. What it returns has been verified, whatever the server is; the
+// pack can be kept and checked again later with audit.CheckPack.
+func (c *Client) Pack(ctx context.Context, changeID, logKey string) (*audit.Pack, *audit.PackReport, error) {
+	var body bytes.Buffer
+	if err := c.do(ctx, http.MethodGet, "/v1/packs/"+evidence.EscapeChangeID(changeID), nil, &body); err != nil {
+		return nil, nil, err
+	}
+	p, err := audit.ReadPack(&body)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := audit.CheckPack(p, logKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the evidence pack of %s does not verify: %w", changeID, err)
+	}
+	return p, rep, nil
+}
+
 // IsRetryable reports whether a Post failed for a reason that a later retry
 // of the same envelope can cure (overload, shutdown, storage trouble).
 func IsRetryable(err error) bool {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
@@ -65,6 +66,55 @@ func Example() {
 	// included in the signed tree: true
 }
 
+// An auditor fetches the evidence pack of one change: every record of it
+// with its inclusion proof under one signed checkpoint. Pack checks it
+// against the pinned log key before returning it, so the pack can be handed
+// on and checked again offline (audit.CheckPack) by whoever pinned that key.
+func ExampleClient_Pack() {
+	srv := startExampleServer()
+	defer srv.close()
+	ctx := context.Background()
+	signer, err := client.NewSigner(srv.runnerKey)
+	if err != nil {
+		panic(err)
+	}
+	c := client.New(srv.URL)
+	var last uint64
+	for _, kind := range []evidence.Kind{evidence.KindPlanCreated, evidence.KindPlanCreated} {
+		envelope, err := signer.Sign(evidence.Transition{
+			Kind:       kind,
+			ChangeID:   "CHG-2026-07-03-0002",
+			OccurredAt: time.Now().UTC().Truncate(time.Second),
+			Actor:      "repo:example/infra-live:pull_request",
+			Source:     evidence.Source{Repository: "infra-live", CommitSHA: "8fb2d7e2705ca5b1f48ba233dc28daaccb8f5480"},
+			Target:     evidence.Target{Environment: "dev", Stack: "orders"},
+			Plan:       &evidence.Plan{PlanSHA256: sum(fmt.Sprint("plan ", last))},
+		})
+		if err != nil {
+			panic(err)
+		}
+		receipt, err := c.Post(ctx, envelope)
+		if err != nil {
+			panic(err)
+		}
+		last = receipt.Index
+	}
+	// A pack holds what a signed checkpoint covers: wait for one.
+	if _, err := c.Prove(ctx, last, srv.logKey); err != nil {
+		panic(err)
+	}
+	pack, report, err := c.Pack(ctx, "CHG-2026-07-03-0002", srv.logKey)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(report.Change, report.Records, "records, signatures re-verified:", report.Signatures)
+	again, err := audit.CheckPack(pack, srv.logKey) // offline, later, elsewhere
+	fmt.Println("still verifies offline:", err == nil && again.Records == report.Records)
+	// Output:
+	// CHG-2026-07-03-0002 2 records, signatures re-verified: 2
+	// still verifies offline: true
+}
+
 // exampleServer is a log, its genesis, the verifier and the ingest and
 // proof handlers, as evident serve assembles them.
 type exampleServer struct {
@@ -105,6 +155,15 @@ func startExampleServer() *exampleServer {
 	mux := http.NewServeMux()
 	ingest.New(ingest.Config{Log: lg, Verifier: v}).Register(mux)
 	query.NewProofHandler(lg, nil).Register(mux)
+	open, err := query.NewAuthenticator(query.AccessConfig{}) // no access configured: open, as serve's default
+	if err != nil {
+		panic(err)
+	}
+	gql, err := query.NewGraphQL(query.GraphQLConfig{Store: lg, Auth: open})
+	if err != nil {
+		panic(err)
+	}
+	gql.Register(mux)
 	hs := httptest.NewServer(mux)
 	return &exampleServer{URL: hs.URL, runnerKey: runnerPEM, logKey: signer.VerifierKey(), close: func() {
 		hs.Close()
