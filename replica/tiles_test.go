@@ -145,8 +145,12 @@ func equalHashes(a, b [][32]byte) bool {
 // ones (tile/L/N, tile/entries/N) by string surgery alone, so the layout is
 // checked against tlog's path encoding, not against this package's.
 type sumdbTiles struct {
-	t     testing.TB
-	store replica.Store
+	get func(path string) ([]byte, error)
+}
+
+// fromStore reads tiles from a bucket.
+func fromStore(store replica.Store) sumdbTiles {
+	return sumdbTiles{func(p string) ([]byte, error) { return store.Get(context.Background(), p) }}
 }
 
 func c2spPath(t tlog.Tile) string {
@@ -161,7 +165,7 @@ func (s sumdbTiles) Height() int { return 8 }
 func (s sumdbTiles) ReadTiles(ts []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(ts))
 	for i, t := range ts {
-		b, err := s.store.Get(context.Background(), c2spPath(t))
+		b, err := s.get(c2spPath(t))
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +209,7 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 		t.Fatalf("checkpoints of %d and %d (%v)", old.Size, cp.Size, err)
 	}
 	tree := tlog.Tree{N: int64(cp.Size), Hash: tlog.Hash(cp.Hash)}
-	tr := sumdbTiles{t, store}
+	tr := fromStore(store)
 	hr := tlog.TileHashReader(tree, tr)
 	for _, i := range []int64{0, 99, 255, 256, 600, 699} {
 		data := tlog.TileForIndex(8, tlog.StoredHashIndex(0, i))
@@ -251,7 +255,7 @@ func TestStandardToolingReadsTiles(t *testing.T) {
 	}
 
 	// A damaged hash tile is caught by the reader.
-	bad := sumdbTiles{t, damaging{store, "tile/0/001"}}
+	bad := fromStore(damaging{store, "tile/0/001"})
 	if _, err := tlog.ProveRecord(tree.N, 300, tlog.TileHashReader(tree, bad)); err == nil {
 		t.Fatal("a damaged hash tile went unnoticed")
 	}
@@ -389,7 +393,7 @@ func TestRestoreContinuesTheLog(t *testing.T) {
 		t.Fatalf("new checkpoint: %v", err)
 	}
 	tree := tlog.Tree{N: 500, Hash: tlog.Hash(cp.Hash)}
-	proof, err := tlog.ProveTree(500, 400, tlog.TileHashReader(tree, sumdbTiles{t, store}))
+	proof, err := tlog.ProveTree(500, 400, tlog.TileHashReader(tree, fromStore(store)))
 	if err != nil {
 		t.Fatal(err)
 	}
