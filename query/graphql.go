@@ -454,7 +454,7 @@ func (g *GraphQL) resolveTransitions(p graphql.ResolveParams) (any, error) {
 		return nil, err
 	}
 	after, _ := p.Args["after"].(string)
-	reverse, _ := p.Args["order"].(bool)
+	reverse := p.Args["order"] == orderNewestFirst
 	pg, err := g.search(p.Context, identity(p.Context), searchOpts{
 		Filter: f, First: first, After: after, Reverse: reverse, Budget: g.cfg.PageBudget, QueryKey: queryKey(p),
 	})
@@ -498,7 +498,7 @@ func (g *GraphQL) resolveChanges(p graphql.ResolveParams) (any, error) {
 		return nil, err
 	}
 	after, _ := p.Args["after"].(string)
-	reverse, _ := p.Args["order"].(bool)
+	reverse := p.Args["order"] == orderNewestFirst
 	unapproved, wantUnapproved := p.Args["appliedWithoutFreshApproval"].(bool)
 	self, wantSelf := p.Args["selfApproved"].(bool)
 	id := identity(p.Context)

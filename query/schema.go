@@ -638,9 +638,15 @@ func filterType() *graphql.InputObject {
 	return graphql.NewInputObject(graphql.InputObjectConfig{Name: "Filter", Description: "Every given field must match one entry. Resource type and address come from plans and synced objects; policy result and rule from the log's decision and policy.evaluated records.", Fields: filterFields})
 }
 
+// The values of the Order enum.
+const (
+	orderOldestFirst = "OLDEST_FIRST"
+	orderNewestFirst = "NEWEST_FIRST"
+)
+
 func orderType() *graphql.Enum {
 	return graphql.NewEnum(graphql.EnumConfig{Name: "Order", Values: graphql.EnumValueConfigMap{
-		"OLDEST_FIRST": {Value: false}, "NEWEST_FIRST": {Value: true},
+		orderOldestFirst: {Value: orderOldestFirst}, orderNewestFirst: {Value: orderNewestFirst},
 	}})
 }
 
@@ -651,7 +657,11 @@ func (g *GraphQL) connectionArgs(filter *graphql.InputObject, order *graphql.Enu
 		"filter": {Type: filter},
 		"first":  {Type: graphql.Int, Description: fmt.Sprintf("page size, at most %d", g.cfg.MaxPage)},
 		"after":  {Type: graphql.String},
-		"order":  {Type: order, DefaultValue: false},
+		// No DefaultValue: graphql-go's introspection prints an enum's
+		// default as a string literal (or a boolean value as false), which
+		// a client would take for a value of the wrong type. Absent means
+		// oldest first, and the description says so.
+		"order": {Type: order, Description: "default OLDEST_FIRST"},
 	}
 }
 
