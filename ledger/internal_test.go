@@ -395,9 +395,10 @@ func (h blockingHandler) WithGroup(string) slog.Handler      { return h }
 // is stored, and the log goes on once storage works again.
 func TestCommitFailure(t *testing.T) {
 	dir := t.TempDir()
-	var g gate
+	var g, seq gate
 	l := internalLog(t, dir, func(c *Config) {
 		c.Logger = slog.New(blockingHandler{msg: "batch commit failed", g: &g})
+		c.Clock = seq.now
 	})
 	// The segment file cannot be opened for writing.
 	seg := filepath.Join(dir, "entries", "000000000000.seg")
@@ -409,9 +410,13 @@ func TestCommitFailure(t *testing.T) {
 	<-g.entered // the committer failed and is about to answer
 	// A copy of the record, taken while the failed batch is in flight, is
 	// answered as its duplicate once that batch is durable, which it never
-	// will be.
+	// will be. The sequencer read the clock for the first batch before
+	// handing it to the committer, so its next read is the one for the
+	// batch holding the copy.
+	seq.arm(t)
 	dup := appendAsync(l, rawRecord(0))
-	time.Sleep(20 * time.Millisecond) // let the sequencer take it
+	<-seq.entered
+	seq.open()
 	g.open()
 	if o := await(t, first); !errors.Is(o.err, ErrStorage) {
 		t.Fatalf("Append whose commit failed: %v, want ErrStorage", o.err)

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1012,7 +1013,12 @@ func TestCheckpointTimer(t *testing.T) {
 			if size == 600 {
 				return
 			}
-			time.Sleep(time.Millisecond)
+			// Look again once the log has grown: a checkpoint is
+			// published with the batch it signs, so a checkpoint ahead of
+			// the log would show right after a publication.
+			if _, err := l.Wait(t.Context(), size); err != nil {
+				return
+			}
 		}
 	}()
 	appendConcurrently(t, l, recs, 32)
@@ -1290,15 +1296,21 @@ func TestBadRecordFailsAlone(t *testing.T) {
 
 	clock.arm()
 	t.Cleanup(clock.open)
+	var answered atomic.Int32
 	result := func(r ledger.Record) <-chan error {
 		c := make(chan error, 1)
-		go func() { _, err := l.Append(ctx, r); c <- err }()
+		go func() { _, err := l.Append(ctx, r); answered.Add(1); c <- err }()
 		return c
 	}
 	first := result(recs[0])
-	<-clock.entered // the sequencer holds recs[0]; the next two queue up together
+	<-clock.entered // the sequencer holds recs[0]; the next two wait behind it
 	badDone, second := result(bad), result(recs[1])
-	time.Sleep(30 * time.Millisecond)
+	// Append may refuse the bad record before it queues; either way both
+	// have been dealt with before the sequencer moves on (first is not
+	// answered while the sequencer is stalled).
+	waitFor(t, "the bad and the second record to queue or be refused", func() bool {
+		return ledger.QueueLen(l)+int(answered.Load()) == 2
+	})
 	clock.open()
 	for i, c := range []<-chan error{first, second} {
 		if err := <-c; err != nil {
