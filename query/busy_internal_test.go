@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -53,17 +54,50 @@ func TestQueriesWaitForARunningSlot(t *testing.T) {
 		t.Fatalf("refused after %s, before its timeout", waited)
 	}
 
-	released := make(chan struct{})
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		<-g.running
-		close(released)
-	}()
-	if w := ask(); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"role"`) {
+	// The slot frees while the next query waits for it: long enough a
+	// timeout that only the slot can end the wait.
+	g.cfg.Timeout = time.Minute
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() { answered <- ask() }()
+	waitParked(t, "evident.dev/evident/query.(*GraphQL).serveQuery")
+	<-g.running
+	if w := <-answered; w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"role"`) {
 		t.Fatalf("once the slot is free: %d %s", w.Code, w.Body)
 	}
-	<-released
 	if len(g.running) != 0 {
 		t.Fatalf("%d slots still taken after the query", len(g.running))
+	}
+}
+
+// waitParked waits until a goroutine is blocked in a select in function fn
+// (by its full name, as a stack trace gives it): nothing else shows that a
+// query has reached its wait for a slot.
+func waitParked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := runtime.Stack(buf, true)
+		for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+			header, frames, _ := strings.Cut(g, "\n")
+			if !strings.Contains(header, "[select") {
+				continue
+			}
+			// Frames come in pairs (function, then file:line); the first
+			// outside the runtime is the one that selects.
+			lines := strings.Split(frames, "\n")
+			for i := 0; i < len(lines); i += 2 {
+				if !strings.HasPrefix(lines[i], "runtime.") {
+					if strings.HasPrefix(lines[i], fn+"(") {
+						return
+					}
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine is waiting in a select in %s after 10s", fn)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -121,6 +121,7 @@ func TestOIDCTokens(t *testing.T) {
 	before := is.fetches.Load()
 	is.key, is.kid = rotated, "k3"
 	is.publish()
+	// Real time: the key cache refetches only once MinRefresh (1ms) has passed since its last fetch.
 	time.Sleep(2 * time.Millisecond)
 	tok := is.token(t, rotated, "k3", good, map[string]any{"groups": []string{"auditors"}})
 	if r := h.query(tok, `{ whoami { role } }`, nil); r.Status != 200 || is.fetches.Load() == before {

@@ -30,6 +30,9 @@ type PolicyCompleteness struct {
 // EnvironmentSummaries caches the completeness of every environment.
 type EnvironmentSummaries struct {
 	MaxAge time.Duration
+	// Clock, if set, is what MaxAge is measured by; nil means time.Now.
+	// Tests move it to age the summaries without waiting.
+	Clock func() time.Time
 
 	mu    sync.Mutex // held while computing, so concurrent callers share one pass
 	at    time.Time
@@ -40,8 +43,12 @@ type EnvironmentSummaries struct {
 func (e *EnvironmentSummaries) get(t *policies.Tracker, env string) *Completeness {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.byEnv == nil || t.Processed() != e.upTo && time.Since(e.at) > e.MaxAge {
-		e.upTo, e.at = t.Processed(), time.Now()
+	now := time.Now
+	if e.Clock != nil {
+		now = e.Clock
+	}
+	if e.byEnv == nil || t.Processed() != e.upTo && now().Sub(e.at) > e.MaxAge {
+		e.upTo, e.at = t.Processed(), now()
 		e.byEnv = summarize(t)
 	}
 	if c, ok := e.byEnv[env]; ok {

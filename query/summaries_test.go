@@ -23,7 +23,9 @@ func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
 	defer cancel()
 	go func() { _ = tracker.Run(ctx) }()
 	const maxAge = 300 * time.Millisecond
-	src := query.PolicyCompleteness{Tracker: tracker, Log: h.log, Summaries: &query.EnvironmentSummaries{MaxAge: maxAge}}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	src := query.PolicyCompleteness{Tracker: tracker, Log: h.log, Summaries: &query.EnvironmentSummaries{MaxAge: maxAge, Clock: clock}}
 
 	first, err := src.Environment(ctx, "staging")
 	if err != nil {
@@ -39,6 +41,7 @@ func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
 	pe.Predicate.RiskClass = "medium"
 	h.post(pe)
 
+	now = now.Add(maxAge) // still within MaxAge
 	shared, err := src.Environment(ctx, "staging")
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +49,7 @@ func TestEnvironmentSummariesShareThenRefresh(t *testing.T) {
 	if shared != first {
 		t.Fatalf("within MaxAge the summary was recomputed: %+v", shared)
 	}
-	time.Sleep(maxAge + 50*time.Millisecond)
+	now = now.Add(time.Millisecond)
 	fresh, err := src.Environment(ctx, "staging")
 	if err != nil {
 		t.Fatal(err)
