@@ -350,8 +350,13 @@ func TestLogKeyRotationCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The replayed rotation is cross-signed by the next checkpoint, which
+	// the sequencer signs at start (recovered entries need one).
 	deadline := time.Now().Add(10 * time.Second)
-	for lg.CheckpointSize() <= rotation && time.Now().Before(deadline) {
+	for lg.CheckpointSize() <= rotation {
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint past the replayed rotation at %d after 10s (checkpoint of %d entries)", rotation, lg.CheckpointSize())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := lg.Close(); err != nil {
