@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,7 +315,11 @@ func testRun(t *testing.T, rekor *rekortest.Rekor) {
 	l := newTestLog(t)
 	l.add(2)
 	l.settle()
-	a := l.anchorer(t, rekor)
+	watched := &countingLog{Log: l.log}
+	a, err := anchor.New(anchor.Config{Rekor: rekor.URL, RekorKeys: []crypto.PublicKey{rekor.PublicKey}, Log: watched, LogKey: l.key, Recorder: l.rec})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx, 50*time.Millisecond) }()
@@ -336,10 +341,19 @@ func testRun(t *testing.T, rekor *rekortest.Rekor) {
 		}
 	}
 	waitAnchors(1)
-	// Idle: the only new entry is the anchor itself. Give the loop ten
-	// intervals to (wrongly) anchor again.
+	// Idle: the only new entry is the anchor itself. Wait for three reads
+	// of the settled checkpoint: a round reads it once to decide and once
+	// more if it anchors, and records that anchor before the next round
+	// reads again, so by the third read a wrong anchor is in the log.
 	l.settle()
-	time.Sleep(500 * time.Millisecond)
+	read := watched.reads.Load()
+	deadline := time.Now().Add(30 * time.Second)
+	for watched.reads.Load() < read+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the anchoring loop read the checkpoint %d times in 30s, want 3", watched.reads.Load()-read)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := len(l.anchors()); n != 1 {
 		t.Fatalf("an idle log was anchored %d times, want once", n)
 	}
@@ -366,6 +380,18 @@ type pinnedLog struct {
 }
 
 func (p pinnedLog) Checkpoint() ([]byte, error) { return p.cp, nil }
+
+// countingLog is the real log, counting the anchoring loop's reads of its
+// checkpoint: the loop's rounds, seen from outside.
+type countingLog struct {
+	*ledger.Log
+	reads atomic.Int64
+}
+
+func (c *countingLog) Checkpoint() ([]byte, error) {
+	c.reads.Add(1)
+	return c.Log.Checkpoint()
+}
 
 // record appends an anchor block as the log's own record.
 func record(t *testing.T, l *testLog, a evidence.Anchor) uint64 {
