@@ -131,8 +131,17 @@ func TestRolloutTransitions(t *testing.T) {
 	if _, err := cluster.Resource(gitops.AnalysisRunResource).Namespace("orders").Create(t.Context(), failed, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The controller writes the Rollout after the run it judged.
-	time.Sleep(200 * time.Millisecond)
+	// The controller writes the Rollout after the run it judged: the
+	// watcher has the run in its cache before it sees the Rollout.
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.ContainsFunc(h.w.List(gitops.AnalysisRunResource, "orders"), func(o map[string]any) bool {
+		return (&unstructured.Unstructured{Object: o}).GetName() == failed.GetName()
+	}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher's cache has no AnalysisRun %s after 10s", failed.GetName())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	update(t, cluster, gitops.RolloutResource, ro)
 	a := h.next(evidence.KindRolloutAborted)[0].p()
 	ar := a.Rollout
