@@ -615,13 +615,15 @@ func TestDeriveChangeLongPath(t *testing.T) {
 // A cancelled apply (the CI job was stopped) still records its outcome.
 func TestApplyCancelled(t *testing.T) {
 	f := newFixture(t)
+	// The provisioner leaves a mark before it sleeps: the apply is under way.
+	running := filepath.Join(t.TempDir(), "running")
 	writeFile(t, filepath.Join(f.stack, "main.tf"), `
 terraform {
   backend "local" {}
 }
 resource "terraform_data" "slow" {
   provisioner "local-exec" {
-    command = "sleep 60"
+    command = "touch '`+running+`' && sleep 60"
   }
 }
 `)
@@ -629,14 +631,16 @@ resource "terraform_data" "slow" {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		// Cancel once the apply has started.
-		for f.count() < 3 || kinds(f.last(1))[0] != evidence.KindApplyStarted {
+		// Cancel once tofu is in the middle of the apply.
+		for {
+			if _, err := os.Stat(running); err == nil {
+				break
+			}
 			if ctx.Err() != nil {
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(time.Second)
 		cancel()
 	}()
 	f.gate.set("allow")
