@@ -82,6 +82,7 @@ func hammer(t *testing.T, srv *testServer, signer *client.Signer, prefix string,
 					if stopping.Load() {
 						return
 					}
+					// Real time: back off as a refused client would, rather than spin on a busy server.
 					time.Sleep(20 * time.Millisecond)
 				default:
 					t.Errorf("POST: status %d: %s", status, body)
@@ -91,7 +92,7 @@ func hammer(t *testing.T, srv *testServer, signer *client.Signer, prefix string,
 		})
 	}
 	defer wg.Wait()
-	time.Sleep(loadFor)
+	time.Sleep(loadFor) // real time: the stop comes after loadFor of sustained load
 	// A slow machine gets longer: at least minAcked acknowledgments first.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()

@@ -152,7 +152,20 @@ func testDiskFull(t *testing.T, config, logs string) {
 		})
 	}
 	filler := fillDisk(t, mnt)
-	time.Sleep(500 * time.Millisecond)
+	// The load goes on until it has met the full disk: a POST refused
+	// after the fill, or the server dead of SIGBUS.
+	refusals := func() int {
+		loadMu.Lock()
+		defer loadMu.Unlock()
+		return loadStatus[http.StatusServiceUnavailable]
+	}
+	atFull := refusals()
+	for deadline := time.Now().Add(30 * time.Second); refusals() == atFull && !crashed.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("no POST was refused in the 30s after the disk filled (while it filled: %d refused)", atFull)
+			break
+		}
+	}
 	close(stopLoad)
 	loadWG.Wait()
 	if t.Failed() {

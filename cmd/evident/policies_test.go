@@ -47,6 +47,7 @@ func TestPoliciesWalkthrough(t *testing.T) {
 	// occurredAt is filled in to the second: records of one second would be
 	// the same record.
 	nextSecond := func() {
+		// Real time: `record post` stamps occurredAt from the clock.
 		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
 	}
 
@@ -74,6 +75,7 @@ func TestPoliciesWalkthrough(t *testing.T) {
 	}
 
 	// 3. Expired: the rule applies again, naming the expired exception.
+	// Real time: the plan is judged at its occurredAt, stamped from the clock.
 	time.Sleep(time.Until(expires.Add(200 * time.Millisecond)))
 	rc = post(plan)
 	if res, id, ev := verdict(rc); res != "deny" || id != "" || !slices.Contains(ev, "exception.expired.EXC-2026-071") {
@@ -155,7 +157,6 @@ approvals:
 	}
 	writeFile(t, filepath.Join(work, "exception.json"), strings.Replace(string(tmpl), "EXPIRES_AT", expires.Format(time.RFC3339), 1))
 	post("ci.key", "exception.json")
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
 	rc := post("ci.key", planFile)
 	if rc.Decision == nil || rc.Decision.Result != "warn" {
 		t.Fatalf("the waived plan: %+v", rc.Decision)
@@ -191,6 +192,7 @@ approvals:
 	if code, out := gate(); code != 0 {
 		t.Fatalf("gate while the exception is in force: exit %d\n%s", code, out)
 	}
+	// Real time: the gate judges the plan again at the server's now.
 	time.Sleep(time.Until(expires.Add(200 * time.Millisecond)))
 	code, out := gate()
 	if code != 1 || !strings.Contains(out, "policy.exception-expired") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -141,6 +142,11 @@ func TestOverloadLimitsConfig(t *testing.T) {
 
 	u, _ := url.Parse(srv.URL)
 	httpClient.CloseIdleConnections()
+	write := func(c net.Conn) {
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: evident\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var held []net.Conn
 	for range 4 {
 		c, err := net.Dial("tcp", u.Host)
@@ -149,18 +155,26 @@ func TestOverloadLimitsConfig(t *testing.T) {
 		}
 		defer c.Close()
 		held = append(held, c)
+		// An answer shows the server accepted it. Idle after it, the
+		// connection stays open for the server's IdleTimeout (2 min), not
+		// the 5 s it allows a first request, and counts against the limit.
+		write(c)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("held connection %d: %v", len(held), err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("held connection %d: %s, close %v", len(held), resp.Status, resp.Close)
+		}
 	}
-	time.Sleep(200 * time.Millisecond)    // let the server accept all four
 	extra, err := net.Dial("tcp", u.Host) // the kernel completes the handshake
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer extra.Close()
-	write := func(c net.Conn) {
-		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: evident\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	write(extra)
 	_ = extra.SetReadDeadline(time.Now().Add(time.Second))
 	if n, err := extra.Read(make([]byte, 64)); err == nil || !isTimeout(err) {
