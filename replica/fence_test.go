@@ -120,7 +120,7 @@ func TestEveryPublishedCheckpointIsReadable(t *testing.T) {
 		for ctx.Err() == nil {
 			cp, err := store.Get(ctx, replica.CheckpointPath)
 			if err != nil || bytes.Equal(cp, last) {
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond) // the pause of a poll: the reader races the exporter on purpose
 				continue
 			}
 			last = cp
@@ -148,7 +148,7 @@ func TestEveryPublishedCheckpointIsReadable(t *testing.T) {
 	n := 0
 	for ; partial.Load() < want && time.Now().Before(deadline); n += 30 {
 		appendN(t, w, recs, n, 30)
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // real time: lets a checkpoint land between batches, which is what the reader must catch
 	}
 	waitFor(t, "export of every entry", func() bool { return exp.Exported() == uint64(n) })
 	cancel()
