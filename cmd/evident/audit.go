@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -21,9 +20,8 @@ import (
 	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
-	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
+	"evident.dev/evident/server"
 )
 
 func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -218,42 +216,12 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 }
 
 func exportData(ctx context.Context, dataDir string, w io.Writer) error {
-	store, err := ledger.OpenStore(filepath.Join(dataDir, "ledger"), nil)
+	d, err := server.OpenData(dataDir)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	snap, err := store.Snapshot()
-	if err != nil {
-		return err
-	}
-	defer snap.Close()
-	origin, key, err := genesisIdentity(snap)
-	if err != nil {
-		return err
-	}
-	return audit.WriteExport(ctx, w, snap, origin, key)
-}
-
-// genesisIdentity reads the log origin and key its bootstrap record names.
-func genesisIdentity(snap *ledger.Snapshot) (origin, key string, err error) {
-	leaf, err := snap.Leaf(0)
-	if err != nil {
-		return "", "", fmt.Errorf("genesis: %w", err)
-	}
-	e, err := evidence.ParseLeaf(leaf)
-	if err != nil {
-		return "", "", &exitError{1, fmt.Errorf("entry 0: %w", err)}
-	}
-	_, payload, err := verifier.DecodeEnvelope(e.Envelope)
-	if err != nil {
-		return "", "", &exitError{1, fmt.Errorf("entry 0: %w", err)}
-	}
-	st, err := evidence.Decode(payload)
-	if err != nil || st.Predicate.Bootstrap == nil {
-		return "", "", &exitError{1, fmt.Errorf("entry 0 is not a bootstrap record (%v)", err)}
-	}
-	return st.Predicate.Bootstrap.LogOrigin, st.Predicate.Bootstrap.LogKey, nil
+	defer d.Close()
+	return d.Export(ctx, w)
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -285,7 +253,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rekorKeys []crypto.PublicKey
 	if *rekorKey != "" {
 		var err error
-		if rekorKeys, err = readRekorKeys(*rekorKey); err != nil {
+		if rekorKeys, err = server.ReadRekorKeys(*rekorKey); err != nil {
 			return err
 		}
 	}
@@ -406,19 +374,14 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 }
 
 func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*audit.CheckReport, error) {
-	store, err := ledger.OpenStore(filepath.Join(dataDir, "ledger"), nil)
+	d, err := server.OpenData(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	defer store.Close()
-	snap, err := store.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	defer snap.Close()
+	defer d.Close()
 	key := keyOrFile(logKey)
 	if key == "" {
-		if _, key, err = genesisIdentity(snap); err != nil {
+		if _, key, err = d.Genesis(); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(stderr, "warning: log key not pinned; using the key the log's genesis names: %s\n", key)
@@ -427,37 +390,11 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
-	var want ledger.IndexDigest
-	p := newProgress(stderr, "verify", snap.Size())
+	p := newProgress(stderr, "verify", d.Size())
 	pctx, stop := context.WithCancel(ctx)
+	defer stop()
 	go p.run(pctx)
-	rep, err := audit.CheckLog(ctx, countingSource{snap, p}, audit.CheckOptions{
-		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, KeepLeafHashes: true, RekorKeys: rekorKeys,
-		OnEntry: func(index uint64, e *evidence.Entry, v *verifier.Verified) {
-			// Hashed by the calling worker; only the sums are serialized.
-			var d ledger.IndexDigest
-			d.AddTerms(index, snap.Indexed(index, ledger.TermsFor(v.Statement, e.Meta)))
-			mu.Lock()
-			want.Merge(d)
-			mu.Unlock()
-		},
+	return d.Check(ctx, countingSource{d.Log(), p}, audit.CheckOptions{
+		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys,
 	})
-	stop()
-	if err != nil {
-		return nil, err
-	}
-	if err := snap.CheckTree(ctx, rep.LeafHashes); err != nil {
-		return nil, err
-	}
-	if full {
-		have, err := snap.Indexes(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if have != want {
-			return nil, fmt.Errorf("indexes: the stored secondary indexes (%d keys) differ from those the entries define (%d keys)", have.Count, want.Count)
-		}
-	}
-	return rep, nil
 }

@@ -1,114 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"time"
 
-	"evident.dev/evident/approvals"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
-	"evident.dev/evident/ingest"
-	"evident.dev/evident/ledger"
-	"evident.dev/evident/verifier"
 )
-
-// keylessTrust is the YAML of the trust configuration's keyless part and
-// group directory:
-//
-//	trust:
-//	  identities:
-//	    - {name: apply-workflow, sanRegexp: 'https://github\.com/example/infra-live/.*', issuer: https://token.actions.githubusercontent.com, scope: {environments: [prod]}}
-//	    - {name: carol, san: carol@example.com, issuer: https://accounts.google.com, scope: {environments: ["*"]}}
-//	  sigstore:
-//	    trustedRoot: trusted_root.json   # a path; its content is recorded in the log
-//	    allowTimestampOnly: false
-//	  groups:
-//	    database-owners: [carol@example.com]
-//	  artifacts:
-//	    signers:
-//	      - {repository: github.com/example/orders, sanRegexp: 'https://github\.com/example/orders/.*', issuer: https://token.actions.githubusercontent.com}
-//	    builders: [https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.1.0]
-//	    protectedBranches: [main]
-type keylessTrust struct {
-	Identities []verifier.Identity `yaml:"identities"`
-	Sigstore   *struct {
-		TrustedRoot        string `yaml:"trustedRoot"`
-		AllowTimestampOnly bool   `yaml:"allowTimestampOnly"`
-	} `yaml:"sigstore"`
-	Groups    map[string][]string     `yaml:"groups"`
-	Artifacts *verifier.ArtifactTrust `yaml:"artifacts"` // expected image signers, SLSA builders, protected branches
-}
-
-// apply adds the keyless identities, the trusted root and the groups to t.
-func (k keylessTrust) apply(c *Config, t *verifier.TrustConfig) error {
-	for i, id := range k.Identities {
-		if id.Name == "" {
-			return fmt.Errorf("trust.identities[%d]: name is required", i)
-		}
-	}
-	t.Identities, t.Groups, t.Artifacts = k.Identities, k.Groups, k.Artifacts
-	if k.Sigstore == nil {
-		return nil
-	}
-	if k.Sigstore.TrustedRoot == "" {
-		return errors.New("trust.sigstore.trustedRoot: a path to trusted_root.json is required")
-	}
-	root, err := os.ReadFile(c.path(k.Sigstore.TrustedRoot))
-	if err != nil {
-		return fmt.Errorf("trust.sigstore.trustedRoot: %w", err)
-	}
-	// Compact, so the trusted root recorded in the log does not depend on
-	// how the file is indented.
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, root); err != nil {
-		return fmt.Errorf("trust.sigstore.trustedRoot %s: not JSON: %w", k.Sigstore.TrustedRoot, err)
-	}
-	t.Sigstore = &verifier.SigstoreTrust{TrustedRoot: compact.Bytes(), AllowTimestampOnly: k.Sigstore.AllowTimestampOnly}
-	return nil
-}
-
-// approvalsConfig is the YAML of the approval policy:
-//
-//	approvals:
-//	  rules:                       # fallback when the plan's policy decision names no approvers
-//	    - {environment: prod, riskClass: high, groups: [platform-infra, database-owners]}
-//	    - {environment: prod, groups: [platform-infra]}
-//	    - {environment: sandbox, minApprovals: 0}
-//	  maxApprovalAge: 24h
-//	  maxPlanAge: 24h
-//	  maxPolicyAge: 24h
-//	  requirePolicyDecision: false
-//	  breakglassReview: 24h
-type approvalsConfig struct {
-	Rules                 []approvals.Rule `yaml:"rules"`
-	MaxApprovalAge        time.Duration    `yaml:"maxApprovalAge"`
-	MaxPlanAge            time.Duration    `yaml:"maxPlanAge"`
-	MaxPolicyAge          time.Duration    `yaml:"maxPolicyAge"`
-	RequirePolicyDecision bool             `yaml:"requirePolicyDecision"`
-	BreakglassReview      time.Duration    `yaml:"breakglassReview"`
-}
-
-// build makes the approval checker the judge and the gate share.
-func (a approvalsConfig) build(lg *ledger.Log, trust verifier.TrustConfig) (*approvals.Approvals, error) {
-	return approvals.New(ingest.ChangeLog(lg), approvals.Config{
-		Groups:                trust.Groups,
-		Rules:                 a.Rules,
-		MaxApprovalAge:        a.MaxApprovalAge,
-		MaxPlanAge:            a.MaxPlanAge,
-		MaxPolicyAge:          a.MaxPolicyAge,
-		RequirePolicyDecision: a.RequirePolicyDecision,
-		BreakglassReview:      a.BreakglassReview,
-	})
-}
 
 // runGate is `evident gate check`: ask the apply gate whether a plan may be
 // applied. Exit status 0 means allow, 1 deny, 2 the gate could not decide

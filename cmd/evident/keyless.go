@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"evident.dev/evident/client"
+	"evident.dev/evident/internal/secret"
 	"evident.dev/evident/runners/tofu"
 )
 
@@ -42,7 +43,7 @@ func (s *signingFlags) signer(getenv func(string) string) (tofu.Signer, string, 
 		return nil, "", usageErrorf("give --key or --oidc-token-env, not both")
 	}
 	if s.key != "" {
-		keyPEM, err := readPrivateKey(s.key)
+		keyPEM, err := secret.ReadPrivateKey(s.key)
 		if err != nil {
 			return nil, "", err
 		}

@@ -22,6 +22,7 @@ import (
 	"evident.dev/evident/approvals"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/internal/secret"
 )
 
 // runLoad is the ingest load generator: it posts realistic signed plan.created
@@ -51,7 +52,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *records < 1 || *concurrency < 1 || *proofs < 0 || *proofClients < 1 {
 		return usageErrorf("load: --records, --concurrency and --proof-concurrency must be at least 1, --proofs not negative")
 	}
-	keyPEM, err := readPrivateKey(*keyFile)
+	keyPEM, err := secret.ReadPrivateKey(*keyFile)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"evident.dev/evident/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; left
@@ -180,7 +182,7 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	if errors.As(err, new(usageError)) {
+	if errors.As(err, new(usageError)) || errors.As(err, new(server.UsageError)) {
 		return 2
 	}
 	return 1

@@ -14,6 +14,7 @@ import (
 	"evident.dev/evident/audit"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/internal/secret"
 	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
@@ -151,7 +152,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *keyFile == "" {
 		return usageErrorf("demo: --key is required")
 	}
-	keyPEM, err := readPrivateKey(*keyFile)
+	keyPEM, err := secret.ReadPrivateKey(*keyFile)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"evident.dev/evident/checkpoint"
+	"evident.dev/evident/internal/secret"
 	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
 )
@@ -47,7 +48,7 @@ func runQueryLoad(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if *keyFile == "" {
 			return errors.New("query-load: --seed and --ingest-rate need --key")
 		}
-		pemBytes, err := readPrivateKey(*keyFile)
+		pemBytes, err := secret.ReadPrivateKey(*keyFile)
 		if err != nil {
 			return err
 		}

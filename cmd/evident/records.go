@@ -17,6 +17,7 @@ import (
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/evidence"
+	"evident.dev/evident/internal/secret"
 	"evident.dev/evident/verifier"
 )
 
@@ -158,7 +159,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // signPredicateFile reads a transition predicate, fills occurredAt if absent,
 // binds it to origin if given, and signs it.
 func signPredicateFile(keyFile, file, origin string) ([]byte, error) {
-	keyPEM, err := readPrivateKey(keyFile)
+	keyPEM, err := secret.ReadPrivateKey(keyFile)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"evident.dev/evident/client"
 	"evident.dev/evident/runners/tofu"
+	"evident.dev/evident/server"
 )
 
 const runnerUsage = `usage: evident runner plan|apply|drift|force-unlock --stack DIR [flags]
@@ -56,7 +57,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := newFlags("runner "+verb, stderr)
 	stack := fs.String("stack", "", "stack directory (…/stacks/<env>/<cloud>/<account>/<region>/<stack>)")
-	server := fs.String("server", defaultServer(), "Evident server URL")
+	serverURL := fs.String("server", defaultServer(), "Evident server URL")
 	tlsFlags := addClientTLSFlags(fs)
 	tokenEnv := fs.String("token-env", "", "environment variable holding the runner's bearer token for the apply gate (needed once the server's access is configured; default $EVIDENT_TOKEN)")
 	signing := addSigningFlags(fs)
@@ -65,7 +66,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	engineName := fs.String("engine", "", "opentofu or terraform (default from the binary's name)")
 	planRef := fs.String("plan-ref", "", "plan reference file (default <stack>/.evident/plan.json)")
 	lockTimeout := fs.Duration("lock-timeout", 0, "how long to wait for the state lock")
-	var ac artifactsConfig
+	var ac server.ArtifactsConfig
 	fs.StringVar(&ac.Dir, "artifacts", "", "artifact store directory (or use the --s3-* flags)")
 	fs.StringVar(&ac.S3.Endpoint, "s3-endpoint", "", "S3-compatible endpoint host:port")
 	fs.StringVar(&ac.S3.Bucket, "s3-bucket", "", "S3 bucket for artifacts")
@@ -91,7 +92,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("runner %s: %w", verb, err)
 	}
-	store, err := ac.open(ctx)
+	store, err := ac.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func runRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	c := client.New(*server)
+	c := client.New(*serverURL)
 	if c.Token, err = tokenFromEnv(*tokenEnv); err != nil {
 		return err
 	}

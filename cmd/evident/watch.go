@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"evident.dev/evident/client"
+	"evident.dev/evident/internal/secret"
 	"evident.dev/evident/runners/gitops"
 	"evident.dev/evident/runners/spool"
 	"evident.dev/evident/runners/webhook"
@@ -71,7 +72,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	log := newLogger(stderr, level)
-	pem, err := readPrivateKey(*keyFile)
+	pem, err := secret.ReadPrivateKey(*keyFile)
 	if err != nil {
 		return fmt.Errorf("read key: %w", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"evident.dev/evident/artifacts"
 )
 
-// artifactsConfig chooses the artifact store: a local directory, or an
+// ArtifactsConfig chooses the artifact store: a local directory, or an
 // S3-compatible bucket. Credentials come from the environment
 // (EVIDENT_S3_ACCESS_KEY and EVIDENT_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN), never from a file in the
 // repository.
-type artifactsConfig struct {
+type ArtifactsConfig struct {
 	Dir string `yaml:"dir"`
 	S3  struct {
 		Endpoint      string        `yaml:"endpoint"` // host:port
@@ -27,11 +27,12 @@ type artifactsConfig struct {
 	} `yaml:"s3"`
 }
 
-func (c artifactsConfig) configured() bool { return c.Dir != "" || c.S3.Bucket != "" }
+// Configured reports whether a store is set.
+func (c ArtifactsConfig) Configured() bool { return c.Dir != "" || c.S3.Bucket != "" }
 
-// open returns the configured store; an S3 bucket is created (with object
+// Open returns the configured store; an S3 bucket is created (with object
 // lock when retention is set) or checked first.
-func (c artifactsConfig) open(ctx context.Context) (artifacts.Store, error) {
+func (c ArtifactsConfig) Open(ctx context.Context) (artifacts.Store, error) {
 	if c.S3.Bucket == "" {
 		if c.Dir == "" {
 			return nil, errors.New("artifact store: set a directory or an S3 bucket")
