@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -397,4 +398,12 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	return d.Check(ctx, countingSource{d.Log(), p}, audit.CheckOptions{
 		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys,
 	})
+}
+
+func httpGet(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return (&http.Client{Timeout: time.Minute}).Do(req)
 }
