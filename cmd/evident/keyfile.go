@@ -20,3 +20,12 @@ func tokenFromEnv(name string) (string, error) {
 	}
 	return v, nil
 }
+
+// keyOrFile is a note verifier key given as a flag value: the key, or a
+// file holding it.
+func keyOrFile(k string) string {
+	if b, err := os.ReadFile(k); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return strings.TrimSpace(k) // from a Secret's file or variable, with its newline
+}
