@@ -93,55 +93,18 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer sp.Close()
 
 	cfg := gitops.Config{Signer: signer, Spool: sp, StateDir: *spoolDir + "/state", Logger: log, Registerer: reg, Namespace: *namespace}
-	flux := &gitops.Flux{Site: site, GVR: gitops.KustomizationResource}
-	switch mode {
-	case "argocd":
-		cfg.Derivers = []gitops.Deriver{&gitops.ArgoCD{Site: site}}
-		if *rollouts {
-			cfg.Derivers = append(cfg.Derivers, &gitops.Rollouts{Site: site})
-		}
-	case "flux":
-		cfg.Derivers = []gitops.Deriver{flux, &gitops.Flux{Site: site, GVR: gitops.HelmReleaseResource}}
-	case "webhook":
-		cfg.Derivers = []gitops.Deriver{&gitops.ArgoCD{Site: site}}
-	}
+	flux := watchDerivers(&cfg, mode, site, *rollouts)
 	if mode != "webhook" {
-		rc, err := kubeConfig(*kubeconfig)
-		if err != nil {
+		if err := watchCluster(&cfg, *kubeconfig, log); err != nil {
 			return err
 		}
-		if cfg.Client, err = dynamic.NewForConfig(rc); err != nil {
-			return fmt.Errorf("kubernetes client: %w", err)
-		}
-		if cfg.Discovery, err = discovery.NewDiscoveryClientForConfig(rc); err != nil {
-			return fmt.Errorf("kubernetes discovery: %w", err)
-		}
-		// client-go logs through klog: into this command's log instead.
-		klog.SetSlogLogger(log.With("component", "client-go"))
 	}
 	w, err := gitops.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	// Ready once the caches have synced; it names the resources the
-	// cluster does not serve or does not let the watcher read, which are
-	// not followed.
-	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		if why := w.Ready(); why != "" {
-			http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(rw, "ready")
-		for _, m := range w.Missing() {
-			fmt.Fprintf(rw, "not served by the API server, not followed: %s\n", m)
-		}
-		for _, f := range w.Forbidden() {
-			fmt.Fprintf(rw, "forbidden to this watcher (RBAC), not followed: %s\n", f)
-		}
-	})
+	mux := watchMux(w, reg)
 	if mode == "webhook" {
 		if *secretFile == "" {
 			return usageErrorf("webhook: --secret-file is required")
@@ -170,6 +133,71 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := tlsFlags.apply(api); err != nil {
 		return errors.Join(err, ln.Close())
 	}
+	return serveWatch(ctx, w, sp, api, srv, ln, log)
+}
+
+// watchDerivers sets the derivers of mode's records; it returns the Flux
+// Kustomization deriver, which the webhook receiver also feeds.
+func watchDerivers(cfg *gitops.Config, mode string, site gitops.Site, rollouts bool) *gitops.Flux {
+	flux := &gitops.Flux{Site: site, GVR: gitops.KustomizationResource}
+	switch mode {
+	case "argocd":
+		cfg.Derivers = []gitops.Deriver{&gitops.ArgoCD{Site: site}}
+		if rollouts {
+			cfg.Derivers = append(cfg.Derivers, &gitops.Rollouts{Site: site})
+		}
+	case "flux":
+		cfg.Derivers = []gitops.Deriver{flux, &gitops.Flux{Site: site, GVR: gitops.HelmReleaseResource}}
+	case "webhook":
+		cfg.Derivers = []gitops.Deriver{&gitops.ArgoCD{Site: site}}
+	}
+	return flux
+}
+
+// watchCluster sets the Kubernetes clients the watcher follows the
+// cluster with.
+func watchCluster(cfg *gitops.Config, kubeconfig string, log *slog.Logger) error {
+	rc, err := kubeConfig(kubeconfig)
+	if err != nil {
+		return err
+	}
+	if cfg.Client, err = dynamic.NewForConfig(rc); err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	if cfg.Discovery, err = discovery.NewDiscoveryClientForConfig(rc); err != nil {
+		return fmt.Errorf("kubernetes discovery: %w", err)
+	}
+	// client-go logs through klog: into this command's log instead.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	return nil
+}
+
+// watchMux serves the watcher's metrics and readiness.
+func watchMux(w *gitops.Watcher, reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Ready once the caches have synced; it names the resources the
+	// cluster does not serve or does not let the watcher read, which are
+	// not followed.
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		if why := w.Ready(); why != "" {
+			http.Error(rw, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(rw, "ready")
+		for _, m := range w.Missing() {
+			fmt.Fprintf(rw, "not served by the API server, not followed: %s\n", m)
+		}
+		for _, f := range w.Forbidden() {
+			fmt.Fprintf(rw, "forbidden to this watcher (RBAC), not followed: %s\n", f)
+		}
+	})
+	return mux
+}
+
+// serveWatch runs the watcher, the spool's delivery to the server and the
+// HTTP listener until ctx ends.
+func serveWatch(ctx context.Context, w *gitops.Watcher, sp *spool.Spool, api *client.Client, srv *http.Server, ln net.Listener, log *slog.Logger) error {
 	post := func(ctx context.Context, env []byte) error {
 		_, err := api.Post(ctx, env)
 		var apiErr *client.APIError
@@ -178,7 +206,6 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return w.Run(ctx) })
 	g.Go(func() error { return sp.Deliver(ctx, post) })
@@ -194,7 +221,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 		return srv.Shutdown(shut)
 	})
-	err = g.Wait()
+	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		log.Info("watcher stopped", "pending_records", sp.Pending())
 		return nil
