@@ -13,6 +13,7 @@ import (
 	"evident.dev/evident/metrics"
 	"evident.dev/evident/metrics/dashboard"
 	"evident.dev/evident/query"
+	"evident.dev/evident/replica"
 )
 
 // readRoutes registers the read side (GraphQL, the log endpoints, metrics,
@@ -36,6 +37,13 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
 		mux.Handle(route, gql.Auth().RequireAuditor(logMux))
 	}
+	// The same log for tlog-tiles clients: the checkpoint and hash tiles
+	// for everyone, entry bundles (whole entries) like the entries above.
+	tileMux := http.NewServeMux()
+	replica.NewTileServer(lg, logger).Register(tileMux)
+	mux.Handle("GET /checkpoint", tileMux)
+	mux.Handle("GET /tile/", tileMux)
+	mux.Handle("GET /tile/entries/", gql.Auth().RequireAuditor(tileMux))
 	mets.Register(mux)
 	pages, err := dashboard.New(dashboard.Config{Log: lg, Source: mets.Projection(), Logger: logger})
 	if err != nil {

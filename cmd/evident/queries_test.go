@@ -137,6 +137,11 @@ access:
 	srv.get("/v1/entries/1", http.StatusUnauthorized)
 	srv.get("/v1/export", http.StatusUnauthorized)
 	srv.get("/v1/checkpoint", http.StatusOK)
+	// tlog-tiles: hashes for everyone, entry bundles (whole entries) for
+	// auditors only.
+	srv.get("/checkpoint", http.StatusOK)
+	srv.get("/tile/0/000.p/1", http.StatusOK)
+	srv.get("/tile/entries/000.p/1", http.StatusUnauthorized)
 	srv.stop()
 	log, err := os.ReadFile(filepath.Join(work, "reads.jsonl"))
 	if err != nil {

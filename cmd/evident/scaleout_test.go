@@ -19,6 +19,7 @@ import (
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
 	"evident.dev/evident/internal/miniotest"
+	"evident.dev/evident/replica"
 )
 
 // objectStoreConfig writes a serve configuration exporting to the bucket.
@@ -170,9 +171,25 @@ func sameAnswers(t *testing.T, a, b *testServer, size uint64, sameCheckpoints bo
 	for i := uint64(0); i < size; i += 37 {
 		paths = append(paths, fmt.Sprintf("/v1/entries/%d", i), fmt.Sprintf("/v1/proofs/inclusion?index=%d&size=%d", i, size))
 	}
+	// The log as tlog-tiles clients read it: hash tiles and entry bundles
+	// of the tree of size entries.
+	for n := uint64(0); n*256 < size; n++ {
+		w := int(min(256, size-n*256))
+		paths = append(paths, "/"+replica.TilePath(0, n, w), "/"+replica.EntriesPath(n, w))
+	}
+	if size >= 256 {
+		paths = append(paths, "/"+replica.TilePath(1, 0, int(size/256)))
+	}
 	for _, p := range paths {
 		if x, y := a.get(p, http.StatusOK), b.get(p, http.StatusOK); !bytes.Equal(x, y) {
 			t.Fatalf("GET %s differs:\n%s\n%s", p, x, y)
+		}
+	}
+	if sameCheckpoints {
+		for _, s := range []*testServer{a, b} {
+			if x, y := s.get("/checkpoint", http.StatusOK), s.get("/v1/checkpoint", http.StatusOK); !bytes.Equal(x, y) {
+				t.Fatalf("%s: GET /checkpoint and /v1/checkpoint differ:\n%s\n%s", s.URL, x, y)
+			}
 		}
 	}
 	// GraphQL, built on each server's own ledger, answers alike.
