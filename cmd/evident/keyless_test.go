@@ -3,11 +3,13 @@ package main
 import (
 	"flag"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"evident.dev/evident/client"
+	"evident.dev/evident/verifier"
 )
 
 // TestSigningFlags checks how the runner picks its signer: an explicit
@@ -17,7 +19,13 @@ import (
 func TestSigningFlags(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "ci.key")
-	evident(t, dir, "keys", "generate", "--name", "ci", "--dir", ".")
+	keyPEM, _, err := verifier.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	const token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJydW5uZXJAY2kuZXhhbXBsZSJ9.c2lnbmF0dXJl"
 	for _, c := range []struct {
 		name    string

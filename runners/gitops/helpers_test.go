@@ -115,7 +115,7 @@ type record struct {
 func (r record) p() evidence.Transition { return r.st.Predicate }
 
 // harness runs a watcher whose spool is drained into a channel, standing in
-// for the ledger (cmd/evident's end-to-end test posts to a real server).
+// for the ledger (the e2e tests post to a real server).
 type harness struct {
 	t        testing.TB
 	w        *gitops.Watcher

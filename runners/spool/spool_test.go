@@ -21,7 +21,7 @@ import (
 func rec(i int) []byte { return fmt.Appendf(nil, `{"record":%d}`, i) }
 
 // collector is a Post that records what it was given, and can fail on demand.
-// The real ledger is posted to in cmd/evident's end-to-end test; here the
+// The real ledger is posted to in the e2e tests; here the
 // spool's own ordering, retry and durability rules are under test.
 type collector struct {
 	mu     sync.Mutex

@@ -123,7 +123,7 @@ func kinds(sts []evidence.Statement) []evidence.Kind {
 }
 
 // fakeGate stands in for the server's apply gate in unit tests only (the
-// real gate is exercised by the end-to-end test in cmd/evident): it answers
+// real gate is exercised by the e2e tests): it answers
 // what it is told and remembers the requests.
 type fakeGate struct {
 	mu       sync.Mutex

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -58,7 +58,7 @@ func TestAuditorWalkthrough(t *testing.T) {
 	}
 	srv.waitCheckpoint(srv.size())
 	r := evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-2026-06-24-0101", "--out", "pack.json", "--log-key", srv.LogKey, "-o", "json")
-	var packed packResult
+	var packed packOutput
 	if err := json.Unmarshal([]byte(r.stdout), &packed); err != nil || !packed.OK || packed.Out != "pack.json" || packed.Records != 6 {
 		t.Fatalf("pack -o json: %+v %v\n%s", packed, err, r.stdout)
 	}
@@ -78,17 +78,32 @@ func TestAuditorWalkthrough(t *testing.T) {
 
 	// -o json: one object a script reads, for a pack that verifies and for
 	// one that does not (exit 1 all the same).
-	var res packResult
+	var res packOutput
 	r = evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey, "-o", "json")
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || !res.OK || res.Change != "CHG-2026-06-24-0101" ||
 		res.Records != 6 || res.Signatures != 6 || !res.Trust || len(res.Root) != 64 || len(res.Kinds) == 0 {
 		t.Fatalf("verify --pack -o json: %+v %v\n%s", res, err, r.stdout)
 	}
 	r = evidentFails(t, work, 1, "verify", "--pack", "tampered.json", "--log-key", srv.LogKey, "-o", "json")
-	res = packResult{}
+	res = packOutput{}
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.OK || res.Error == "" {
 		t.Fatalf("verify --pack -o json of a tampered pack: %+v %v\n%s", res, err, r.stdout)
 	}
+}
+
+// packOutput is what `pack -o json` and `verify --pack -o json` print, as a
+// script reads it: the field names are the contract, not the command's Go
+// type.
+type packOutput struct {
+	OK         bool     `json:"ok"`
+	Error      string   `json:"error"`
+	Change     string   `json:"change"`
+	Records    int      `json:"records"`
+	Root       string   `json:"root"`
+	Signatures int      `json:"signaturesVerified"`
+	Trust      bool     `json:"carriesTrust"`
+	Kinds      []string `json:"kinds"`
+	Out        string   `json:"out"`
 }
 
 // TestServeAccessConfig: with access configured, GraphQL needs a token, a

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -64,7 +64,7 @@ func TestApprovalsWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Skip("no bash to run the walk-through with")
 	}
-	blocks := shBlocks(t, filepath.Join("..", "..", "docs", "approvals.md"))
+	blocks := shBlocks(t, filepath.Join("..", "docs", "approvals.md"))
 	work := t.TempDir()
 	env := append(os.Environ(), "PATH="+filepath.Dir(evidentBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	run := func(script string) string {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -22,7 +22,7 @@ func TestPoliciesWalkthrough(t *testing.T) {
 	// No configuration: the policies are on by default.
 	srv := startServe(t, work, "--listen", "127.0.0.1:0")
 	key := filepath.Join(work, "evident-data", "dev-runner.key")
-	plan, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
+	plan, err := filepath.Abs("../docs/policies/public-bucket-plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestPoliciesWalkthrough(t *testing.T) {
 
 	// 2. The exception, expiring in a few seconds.
 	expires := time.Now().UTC().Truncate(time.Second).Add(4 * time.Second)
-	tmpl, err := os.ReadFile("../../docs/policies/exception.json")
+	tmpl, err := os.ReadFile("../docs/policies/exception.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestServePoliciesOff(t *testing.T) {
 	work := t.TempDir()
 	writeFile(t, filepath.Join(work, "evident.yaml"), "policies:\n  enabled: false\n")
 	srv := startServe(t, work, "--config", "evident.yaml", "--listen", "127.0.0.1:0")
-	plan, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
+	plan, err := filepath.Abs("../docs/policies/public-bucket-plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ approvals:
 		t.Helper()
 		return recordPost(t, work, srv, key, file)
 	}
-	planFile, err := filepath.Abs("../../docs/policies/public-bucket-plan.json")
+	planFile, err := filepath.Abs("../docs/policies/public-bucket-plan.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ approvals:
 		t.Fatal(err)
 	}
 	expires := time.Now().UTC().Truncate(time.Second).Add(5 * time.Second)
-	tmpl, err := os.ReadFile("../../docs/policies/exception.json")
+	tmpl, err := os.ReadFile("../docs/policies/exception.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -24,7 +24,7 @@ func TestScaleOutWalkthrough(t *testing.T) {
 	}
 	m := miniotest.Start(t)
 	m.Bucket(t, "evident-log")
-	page := filepath.Join("..", "..", "docs", "scale-out.md")
+	page := filepath.Join("..", "docs", "scale-out.md")
 	blocks := map[string]string{}
 	for _, b := range append(shBlocks(t, page), fencedBlocks(t, page, "yaml")...) {
 		if b.title != "" {

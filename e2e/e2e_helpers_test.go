@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // End-to-end tests of the evident binary: TestMain builds it once, and every
 // test drives real processes over real HTTP on 127.0.0.1, with data in
@@ -50,7 +50,7 @@ func buildAndRun(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: no go command to build evident with:", err)
 		return 1
 	}
-	build := exec.Command(goTool, "build", "-o", evidentBin, ".")
+	build := exec.Command(goTool, "build", "-o", evidentBin, "evident.dev/evident/cmd/evident")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building evident:", err)

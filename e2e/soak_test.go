@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"os"
@@ -15,7 +15,7 @@ import (
 // target, memory still growing in the last third of the run, or a log that
 // does not verify. Run it with a long enough -timeout:
 //
-//	EVIDENT_LONG=1 go test -run TestSoak -timeout 30m -v ./cmd/evident
+//	EVIDENT_LONG=1 go test -run TestSoak -timeout 30m -v ./e2e
 func TestSoak(t *testing.T) {
 	if os.Getenv("EVIDENT_LONG") != "1" {
 		t.Skip("the soak runs in long mode only (EVIDENT_LONG=1)")
@@ -24,7 +24,7 @@ func TestSoak(t *testing.T) {
 	if minutes == "" {
 		minutes = "10"
 	}
-	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "soak.sh"))
+	script, err := filepath.Abs(filepath.Join("..", "scripts", "soak.sh"))
 	if err != nil {
 		t.Fatal(err)
 	}
