@@ -64,8 +64,14 @@ for _ in $(seq 100); do grep -q '^log key:' serve.out 2>/dev/null && break; slee
     ((a > peak_anon)) && peak_anon=$a; ((f > peak_file)) && peak_file=$f
     echo "$peak_anon $peak_file" >"$work/peaks"; sleep 1
   done ) &
+# The server's CPU (user + system, in clock ticks) across the load command:
+# signing happens before the clock starts, while the server idles.
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+cpu0=$(cpu)
 ./evident load --server "http://$addr" --key keys/load.key --records "$records" --concurrency 64 --proofs "$proofs" --presign "$records" \
   --apply-every "${EVIDENT_LOAD_APPLY_EVERY:-0}" --gates "${EVIDENT_LOAD_GATES:-0}"
+cpu1=$(cpu)
+echo "server CPU during the load: $(( (cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK) / records )) µs per record (ingest, proofs and gate checks together)"
 if [[ -n "${EVIDENT_LOAD_QUERY_SECONDS:-}" ]]; then
   echo "audit queries, one client:"
   ./evident query-load --server "http://$addr" --clients 1 --duration "${EVIDENT_LOAD_QUERY_SECONDS}s" ||
