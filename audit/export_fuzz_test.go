@@ -17,6 +17,7 @@ import (
 
 	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 // FuzzOpenExport: reading and checking an arbitrary export never panics,
@@ -119,8 +120,8 @@ func TestGoldenExport(t *testing.T) {
 // fixture's origin.
 func newLogFixtureKeyless(t testing.TB) string {
 	t.Helper()
-	k := fixedKey(t, "ed25519", "not the log")
-	s, err := checkpoint.NewSigner(testOrigin, k.priv.(ed25519.PrivateKey))
+	k := verifiertest.FixedKey(t, "ed25519", "not the log")
+	s, err := checkpoint.NewSigner(testOrigin, k.Priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}

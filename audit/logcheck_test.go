@@ -22,6 +22,7 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 func TestCheckLogClean(t *testing.T) {
@@ -277,7 +278,7 @@ func countDiff(a, b []byte) int {
 func TestCheckLogExportDamage(t *testing.T) {
 	f := buildStandardLog(t)
 	clean := f.export()
-	otherLog := buildLogAt(t, testTime.Add(time.Hour)) // same keys and origin, other records and times
+	otherLog := buildLogAt(t, verifiertest.Time.Add(time.Hour)) // same keys and origin, other records and times
 	otherClean := otherLog.export()
 
 	cases := []struct {
@@ -418,7 +419,7 @@ func TestOpenExportRefuses(t *testing.T) {
 func TestCheckLogCheckpoints(t *testing.T) {
 	f := buildStandardLog(t)
 	clean := f.export()
-	stranger, err := checkpoint.NewSigner(testOrigin, newKey(t, "ed25519").priv.(ed25519.PrivateKey))
+	stranger, err := checkpoint.NewSigner(testOrigin, verifiertest.NewKey(t, "ed25519").Priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,9 +524,9 @@ func TestCheckLogCheckpoints(t *testing.T) {
 func TestCheckLogPinnedKey(t *testing.T) {
 	f := buildStandardLog(t)
 	clean := f.export()
-	otherKey := newKey(t, "ed25519").priv.(ed25519.PrivateKey)
+	otherKey := verifiertest.NewKey(t, "ed25519").Priv.(ed25519.PrivateKey)
 	sameOrigin, _ := checkpoint.NewSigner(testOrigin, otherKey)
-	otherOrigin, _ := checkpoint.NewSigner("evident.test/other", f.logKey.priv.(ed25519.PrivateKey))
+	otherOrigin, _ := checkpoint.NewSigner("evident.test/other", f.logKey.Priv.(ed25519.PrivateKey))
 
 	for name, opts := range map[string]audit.CheckOptions{
 		"another key under the same origin": {Origin: testOrigin, LogKey: sameOrigin.VerifierKey()},
@@ -575,7 +576,7 @@ func TestCheckLogPinnedKey(t *testing.T) {
 func TestCheckLogRewrittenByLogKeyHolder(t *testing.T) {
 	f := buildStandardLog(t)
 	clean := f.export()
-	stranger := newKey(t, "ed25519")
+	stranger := verifiertest.NewKey(t, "ed25519")
 
 	cases := []struct {
 		name string
@@ -584,39 +585,39 @@ func TestCheckLogRewrittenByLogKeyHolder(t *testing.T) {
 	}{
 		{"recorded signer renamed", 3, func(en *evidence.Entry) { en.Meta.Signer.Name = "ci" }},
 		{"recorded signer swapped for another runner", 1, func(en *evidence.Entry) {
-			en.Meta.Signer = evidence.Signer{Name: "apply", KeyID: f.keys["apply"].id}
+			en.Meta.Signer = evidence.Signer{Name: "apply", KeyID: f.keys["apply"].ID}
 		}},
 		{"recorded signer is the log", 6, func(en *evidence.Entry) {
-			en.Meta.Signer = evidence.Signer{Name: verifier.LogSigner, KeyID: f.logKey.id}
+			en.Meta.Signer = evidence.Signer{Name: verifier.LogSigner, KeyID: f.logKey.ID}
 		}},
 		{"genesis signer renamed", 0, func(en *evidence.Entry) { en.Meta.Signer.Name = "ci" }},
 		{"record digest changed", 5, func(en *evidence.Entry) {
 			en.Meta.RecordDigest = strings.Repeat("0", 64)
 		}},
 		{"envelope replaced by a stranger's", 2, func(en *evidence.Entry) {
-			en.Envelope = sign(t, stranger, record(t, "CHG-X", prod()))
-			sum := sha256.Sum256(pae(evidence.PayloadType, record(t, "CHG-X", prod())))
+			en.Envelope = verifiertest.Sign(t, stranger, verifiertest.Record(t, "CHG-X", verifiertest.Prod()))
+			sum := sha256.Sum256(verifiertest.PAE(evidence.PayloadType, verifiertest.Record(t, "CHG-X", verifiertest.Prod())))
 			en.Meta.RecordDigest = hex.EncodeToString(sum[:])
 		}},
 		{"envelope replaced by an out-of-scope record of a trusted runner", 7, func(en *evidence.Entry) {
-			payload := payloadOf(t, transition(evidence.KindSyncSucceeded, "CHG-X", evidence.Target{Environment: "prod", Cluster: "prod-us-1"}))
-			en.Envelope = sign(t, f.keys["argocd"], payload)
-			sum := sha256.Sum256(pae(evidence.PayloadType, payload))
+			payload := verifiertest.PayloadOf(t, verifiertest.Transition(evidence.KindSyncSucceeded, "CHG-X", evidence.Target{Environment: "prod", Cluster: "prod-us-1"}))
+			en.Envelope = verifiertest.Sign(t, f.keys["argocd"], payload)
+			sum := sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload))
 			en.Meta.RecordDigest = hex.EncodeToString(sum[:])
 		}},
 		{"bootstrap replaced by a runner record", 0, func(en *evidence.Entry) {
-			payload := record(t, "CHG-X", prod())
-			en.Envelope = sign(t, f.keys["ci"], payload)
-			sum := sha256.Sum256(pae(evidence.PayloadType, payload))
+			payload := verifiertest.Record(t, "CHG-X", verifiertest.Prod())
+			en.Envelope = verifiertest.Sign(t, f.keys["ci"], payload)
+			sum := sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload))
 			en.Meta.RecordDigest = hex.EncodeToString(sum[:])
-			en.Meta.Signer = evidence.Signer{Name: "ci", KeyID: f.keys["ci"].id}
+			en.Meta.Signer = evidence.Signer{Name: "ci", KeyID: f.keys["ci"].ID}
 		}},
 		{"log-key-signed change record", 4, func(en *evidence.Entry) {
-			payload := record(t, "CHG-X", prod())
-			en.Envelope = sign(t, f.logKey, payload)
-			sum := sha256.Sum256(pae(evidence.PayloadType, payload))
+			payload := verifiertest.Record(t, "CHG-X", verifiertest.Prod())
+			en.Envelope = verifiertest.Sign(t, f.logKey, payload)
+			sum := sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload))
 			en.Meta.RecordDigest = hex.EncodeToString(sum[:])
-			en.Meta.Signer = evidence.Signer{Name: verifier.LogSigner, KeyID: f.logKey.id}
+			en.Meta.Signer = evidence.Signer{Name: verifier.LogSigner, KeyID: f.logKey.ID}
 		}},
 		{"genesis names another log key", 0, func(en *evidence.Entry) {
 			resignBootstrap(t, f, en, func(b *evidence.Bootstrap) { b.LogKey = newLogFixtureKeyless(t) })
@@ -682,14 +683,14 @@ func trustHistoryLog(t *testing.T) (f *logFixture, old, current *verifier.Verifi
 	f.open()
 	f.ensureTrust(f.trust)
 	old = f.verifierFor(f.trust)
-	f.postAs(old, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: stackA})
-	f.postAs(old, "ci", evidence.KindPlanCreated, prod())
+	f.postAs(old, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: verifiertest.StackA})
+	f.postAs(old, "ci", evidence.KindPlanCreated, verifiertest.Prod())
 	f.close()
 
 	newTrust := verifier.TrustConfig{Runners: []verifier.Runner{
-		runner("ci", f.keys["ci"], "staging"),
-		{Name: "argocd", PublicKey: f.keys["argocd"].pubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{clusterC}}},
-		runner("newcomer", f.keys["newcomer"], "prod"),
+		verifiertest.Runner("ci", f.keys["ci"], "staging"),
+		{Name: "argocd", PublicKey: f.keys["argocd"].PubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{clusterC}}},
+		verifiertest.Runner("newcomer", f.keys["newcomer"], "prod"),
 	}}
 	f.open()
 	f.ensureTrust(newTrust)
@@ -697,7 +698,7 @@ func trustHistoryLog(t *testing.T) (f *logFixture, old, current *verifier.Verifi
 		t.Fatalf("size %d after the trust change, want 4", f.log.Size())
 	}
 	current = f.verifierFor(newTrust)
-	f.postAs(current, "newcomer", evidence.KindPlanCreated, prod())
+	f.postAs(current, "newcomer", evidence.KindPlanCreated, verifiertest.Prod())
 	f.postAs(current, "ci", evidence.KindPlanCreated, evidence.Target{Environment: "staging"})
 	return f, old, current
 }
@@ -716,16 +717,16 @@ func TestCheckLogTrustHistory(t *testing.T) {
 	// the recorded trust no longer allows: each is named.
 	for name, post := range map[string]func(f *logFixture, old *verifier.Verifier){
 		"record by a removed runner": func(f *logFixture, old *verifier.Verifier) {
-			f.postAs(old, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: stackA})
+			f.postAs(old, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: verifiertest.StackA})
 		},
 		"record outside a narrowed scope": func(f *logFixture, old *verifier.Verifier) {
-			f.postAs(old, "ci", evidence.KindPlanCreated, prod())
+			f.postAs(old, "ci", evidence.KindPlanCreated, verifiertest.Prod())
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f, old, current := trustHistoryLog(t)
 			post(f, old)
-			f.postAs(current, "newcomer", evidence.KindPlanCreated, prod()) // a good one after it
+			f.postAs(current, "newcomer", evidence.KindPlanCreated, verifiertest.Prod()) // a good one after it
 			_, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 			if got := badIndex(t, err); got != 6 {
 				t.Fatalf("CheckLog names entry %d, want 6: %v", got, err)
@@ -743,11 +744,11 @@ func TestCheckLogTrustHistory(t *testing.T) {
 		g := newLogFixture(t)
 		g.open()
 		g.ensureTrust(g.trust)
-		both := append(slices.Clone(g.trust.Runners), runner("newcomer", g.keys["newcomer"], "prod"))
+		both := append(slices.Clone(g.trust.Runners), verifiertest.Runner("newcomer", g.keys["newcomer"], "prod"))
 		v := g.verifierFor(verifier.TrustConfig{Runners: both})
-		g.postAs(v, "newcomer", evidence.KindPlanCreated, prod()) // 1: not yet trusted by the log
-		g.ensureTrust(verifier.TrustConfig{Runners: both})        // 2
-		g.postAs(v, "newcomer", evidence.KindPlanCreated, prod()) // 3: fine
+		g.postAs(v, "newcomer", evidence.KindPlanCreated, verifiertest.Prod()) // 1: not yet trusted by the log
+		g.ensureTrust(verifier.TrustConfig{Runners: both})                     // 2
+		g.postAs(v, "newcomer", evidence.KindPlanCreated, verifiertest.Prod()) // 3: fine
 		_, err := audit.CheckLog(context.Background(), g.snapshot(), g.opts(true))
 		if got := badIndex(t, err); got != 1 {
 			t.Fatalf("CheckLog names entry %d, want 1: %v", got, err)
@@ -767,8 +768,8 @@ func TestCheckLogTrustHistory(t *testing.T) {
 		}
 		st.Predicate.Trust.Digest = strings.Repeat("a", 64)
 		payload, _ := json.Marshal(st)
-		en.Envelope = sign(t, f.logKey, payload)
-		sum := sha256.Sum256(pae(evidence.PayloadType, payload))
+		en.Envelope = verifiertest.Sign(t, f.logKey, payload)
+		sum := sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload))
 		en.Meta.RecordDigest = hex.EncodeToString(sum[:])
 		e.setEntry(3, en)
 		e.rechain(f.signer)
@@ -792,8 +793,8 @@ func resignBootstrap(t *testing.T, f *logFixture, en *evidence.Entry, edit func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	en.Envelope = sign(t, f.logKey, payload)
-	sum := sha256.Sum256(pae(evidence.PayloadType, payload))
+	en.Envelope = verifiertest.Sign(t, f.logKey, payload)
+	sum := sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload))
 	en.Meta.RecordDigest = hex.EncodeToString(sum[:])
 }
 
@@ -801,7 +802,7 @@ func TestCheckLogGenesisMustBeBootstrap(t *testing.T) {
 	f := newLogFixture(t)
 	f.open()
 	v := f.verifierFor(f.trust)
-	f.postAs(v, "ci", evidence.KindPlanCreated, prod())
+	f.postAs(v, "ci", evidence.KindPlanCreated, verifiertest.Prod())
 	_, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	if got := badIndex(t, err); got != 0 {
 		t.Fatalf("CheckLog names entry %d, want 0: %v", got, err)
@@ -823,7 +824,7 @@ func TestLogPublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !pub.Equal(f.logKey.priv.Public()) || nv.Name() != testOrigin {
+	if !pub.Equal(f.logKey.Priv.Public()) || nv.Name() != testOrigin {
 		t.Errorf("LogPublicKey = %x, %q", pub, nv.Name())
 	}
 	for _, bad := range []string{"", "origin", "origin+1234+", f.vkey + "x", strings.Replace(f.vkey, "+", "-", 1)} {

@@ -23,14 +23,12 @@ import (
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 const testOrigin = "evident.test/log"
 
-const (
-	stackA   = "prod/aws/payments/rds-orders"
-	clusterC = "prod-eu-1"
-)
+const clusterC = "prod-eu-1"
 
 // logFixture is a real log in a temporary directory: genesis written by
 // ingest.EnsureTrust, records appended through the verifier and the ledger,
@@ -38,10 +36,10 @@ const (
 type logFixture struct {
 	t      testing.TB
 	dir    string
-	logKey testKey
+	logKey verifiertest.Key
 	signer *checkpoint.Signer
 	vkey   string
-	keys   map[string]testKey // runner name -> key
+	keys   map[string]verifiertest.Key // runner name -> key
 	trust  verifier.TrustConfig
 	clock  atomic.Int64
 	log    *ledger.Log
@@ -53,24 +51,24 @@ type logFixture struct {
 // prod, one stack) and argocd (ed25519, prod, one cluster).
 func newLogFixture(t testing.TB) *logFixture {
 	t.Helper()
-	f := &logFixture{t: t, dir: t.TempDir(), keys: map[string]testKey{}}
-	f.logKey = fixedKey(t, "ed25519", "log")
+	f := &logFixture{t: t, dir: t.TempDir(), keys: map[string]verifiertest.Key{}}
+	f.logKey = verifiertest.FixedKey(t, "ed25519", "log")
 	var err error
-	f.signer, err = checkpoint.NewSigner(testOrigin, f.logKey.priv.(ed25519.PrivateKey))
+	f.signer, err = checkpoint.NewSigner(testOrigin, f.logKey.Priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.vkey = f.signer.VerifierKey()
-	f.keys["ci"] = fixedKey(t, "ed25519", "ci")
-	f.keys["apply"] = fixedKey(t, "ecdsa-p256", "apply")
-	f.keys["argocd"] = fixedKey(t, "ed25519", "argocd")
-	f.keys["newcomer"] = fixedKey(t, "ecdsa-p256", "newcomer")
+	f.keys["ci"] = verifiertest.FixedKey(t, "ed25519", "ci")
+	f.keys["apply"] = verifiertest.FixedKey(t, "ecdsa-p256", "apply")
+	f.keys["argocd"] = verifiertest.FixedKey(t, "ed25519", "argocd")
+	f.keys["newcomer"] = verifiertest.FixedKey(t, "ecdsa-p256", "newcomer")
 	f.trust = verifier.TrustConfig{Runners: []verifier.Runner{
-		runner("ci", f.keys["ci"], "*"),
-		{Name: "apply", PublicKey: f.keys["apply"].pubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}}},
-		{Name: "argocd", PublicKey: f.keys["argocd"].pubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{clusterC}}},
+		verifiertest.Runner("ci", f.keys["ci"], "*"),
+		{Name: "apply", PublicKey: f.keys["apply"].PubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}}},
+		{Name: "argocd", PublicKey: f.keys["argocd"].PubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{clusterC}}},
 	}}
-	f.clock.Store(testTime.UnixNano())
+	f.clock.Store(verifiertest.Time.UnixNano())
 	return f
 }
 
@@ -111,7 +109,7 @@ func (f *logFixture) close() {
 
 func (f *logFixture) ensureTrust(trust verifier.TrustConfig) {
 	f.t.Helper()
-	err := ingest.EnsureTrust(context.Background(), f.log, f.logKey.priv, trust, ingest.Genesis{
+	err := ingest.EnsureTrust(context.Background(), f.log, f.logKey.Priv, trust, ingest.Genesis{
 		Operator: "erin@example.com", Origin: testOrigin, LogKey: f.vkey,
 		Versions: map[string]string{"evident": "test"}, Now: f.now(),
 	})
@@ -122,7 +120,7 @@ func (f *logFixture) ensureTrust(trust verifier.TrustConfig) {
 
 // verifierFor is the verifier a server running with trust would use.
 func (f *logFixture) verifierFor(trust verifier.TrustConfig) *verifier.Verifier {
-	return mustNew(f.t, trust, f.logKey.priv.Public())
+	return verifiertest.MustNew(f.t, trust, f.logKey.Priv.Public())
 }
 
 // post verifies an envelope with v and appends it, as ingest does.
@@ -151,7 +149,7 @@ func (f *logFixture) appendVerified(env []byte, digest [32]byte, signer evidence
 func (f *logFixture) postAs(v *verifier.Verifier, name string, kind evidence.Kind, tg evidence.Target) ledger.Receipt {
 	f.t.Helper()
 	changeID := fmt.Sprintf("CHG-%d", f.clock.Load())
-	return f.post(v, sign(f.t, f.keys[name], payloadOf(f.t, transition(kind, changeID, tg))))
+	return f.post(v, verifiertest.Sign(f.t, f.keys[name], verifiertest.PayloadOf(f.t, verifiertest.Transition(kind, changeID, tg))))
 }
 
 // buildStandardLog writes nine entries in two runs of the log, with
@@ -163,7 +161,7 @@ func (f *logFixture) postAs(v *verifier.Verifier, name string, kind evidence.Kin
 // and leaves the log open.
 func buildStandardLog(t testing.TB) *logFixture {
 	t.Helper()
-	return buildLogAt(t, testTime)
+	return buildLogAt(t, verifiertest.Time)
 }
 
 // buildLogAt builds the standard log with its clock starting at start.
@@ -176,9 +174,9 @@ func buildLogAt(t testing.TB, start time.Time) *logFixture {
 	v := f.verifierFor(f.trust)
 	batch := func() {
 		f.postAs(v, "ci", evidence.KindPlanCreated, evidence.Target{Environment: "staging"})
-		f.postAs(v, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: stackA})
+		f.postAs(v, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: verifiertest.StackA})
 		f.postAs(v, "argocd", evidence.KindSyncSucceeded, evidence.Target{Environment: "prod", Cluster: clusterC})
-		f.postAs(v, "ci", evidence.KindVerificationCompleted, prod())
+		f.postAs(v, "ci", evidence.KindVerificationCompleted, verifiertest.Prod())
 	}
 	batch()
 	f.close()

@@ -16,6 +16,7 @@ import (
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/ledger"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 // rotatedFixture is the fixture's log (genesis by the fixture's log key)
@@ -27,8 +28,8 @@ func rotatedFixture(t testing.TB) (old, next *checkpoint.Signer, steps []api.Log
 	fx.open()
 	fx.ensureTrust(fx.trust)
 	fx.close()
-	nextKey := fixedKey(t, "ed25519", "log-2027")
-	next, err := checkpoint.NewSigner(testOrigin, nextKey.priv.(ed25519.PrivateKey))
+	nextKey := verifiertest.FixedKey(t, "ed25519", "log-2027")
+	next, err := checkpoint.NewSigner(testOrigin, nextKey.Priv.(ed25519.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func rotatedFixture(t testing.TB) (old, next *checkpoint.Signer, steps []api.Log
 		t.Fatal(err)
 	}
 	defer lg.Close()
-	if err := ingest.RotateLogKey(context.Background(), lg, fx.logKey.priv, next.VerifierKey(), "erin@example.com", fx.now()); err != nil {
+	if err := ingest.RotateLogKey(context.Background(), lg, fx.logKey.Priv, next.VerifierKey(), "erin@example.com", fx.now()); err != nil {
 		t.Fatal(err)
 	}
 	rots, err := lg.Rotations(context.Background())

@@ -10,6 +10,7 @@ import (
 	"evident.dev/evident/audit"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 // A key revoked by a trust.updated entry: the entries it signed before the
@@ -23,8 +24,8 @@ func TestCheckLogRevokedKey(t *testing.T) {
 	revoked.Runners[0].RevokedAt = &at // ci
 	f.ensureTrust(revoked)
 	v := f.verifierFor(revoked)
-	f.postAs(v, "ci", evidence.KindPlanCreated, prod()) // before the revocation time
-	f.postAs(v, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: stackA})
+	f.postAs(v, "ci", evidence.KindPlanCreated, verifiertest.Prod()) // before the revocation time
+	f.postAs(v, "apply", evidence.KindApplyCompleted, evidence.Target{Environment: "prod", Stack: verifiertest.StackA})
 
 	rep, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	if err != nil {
@@ -41,7 +42,7 @@ func TestCheckLogRevokedKey(t *testing.T) {
 	// The log's clock passes the revocation time; a record by the revoked
 	// key appended anyway fails the check, naming the entry.
 	f.clock.Store(at.Add(time.Second).UnixNano())
-	late := f.postAs(v, "ci", evidence.KindPlanCreated, prod())
+	late := f.postAs(v, "ci", evidence.KindPlanCreated, verifiertest.Prod())
 	_, err = audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	var bad *audit.BadEntryError
 	if !errors.As(err, &bad) || bad.Index != late.Index || !errors.Is(err, verifier.ErrUntrusted) || !strings.Contains(err.Error(), "revoked at") {
@@ -71,14 +72,14 @@ func TestCheckRevocation(t *testing.T) {
 func TestCheckLogReplayedRecord(t *testing.T) {
 	f := buildStandardLog(t)
 	v := f.verifierFor(f.trust)
-	bound := transition(evidence.KindPlanCreated, "CHG-replayed", prod())
+	bound := verifiertest.Transition(evidence.KindPlanCreated, "CHG-replayed", verifiertest.Prod())
 	bound.LogOrigin = testOrigin
-	f.post(v, sign(t, f.keys["ci"], payloadOf(t, bound)))
+	f.post(v, verifiertest.Sign(t, f.keys["ci"], verifiertest.PayloadOf(t, bound)))
 	if _, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true)); err != nil {
 		t.Fatalf("a record bound to this log: %v", err)
 	}
 	bound.ChangeID, bound.LogOrigin = "CHG-other", "evident.test/another-log"
-	replayed := f.post(v, sign(t, f.keys["ci"], payloadOf(t, bound)))
+	replayed := f.post(v, verifiertest.Sign(t, f.keys["ci"], verifiertest.PayloadOf(t, bound)))
 	_, err := audit.CheckLog(context.Background(), f.snapshot(), f.opts(true))
 	var bad *audit.BadEntryError
 	if !errors.As(err, &bad) || bad.Index != replayed.Index || !strings.Contains(err.Error(), `signed for log "evident.test/another-log"`) {

@@ -10,6 +10,7 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 	"evident.dev/evident/verifier/keylesstest"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 const (
@@ -26,19 +27,19 @@ const (
 type artifactFixture struct {
 	t      *testing.T
 	s      *keylesstest.Sigstore
-	runner testKey
+	runner verifiertest.Key
 	v      *verifier.Verifier
 	digest string // hex
 }
 
 func newArtifactFixture(t *testing.T) *artifactFixture {
-	f := &artifactFixture{t: t, s: newSigstore(t), runner: newKey(t, "ed25519")}
+	f := &artifactFixture{t: t, s: newSigstore(t), runner: verifiertest.NewKey(t, "ed25519")}
 	root, err := f.s.TrustedRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.v = mustNew(t, verifier.TrustConfig{
-		Runners:  []verifier.Runner{runner("supply-chain-gate", f.runner, "*")},
+	f.v = verifiertest.MustNew(t, verifier.TrustConfig{
+		Runners:  []verifier.Runner{verifiertest.Runner("supply-chain-gate", f.runner, "*")},
 		Sigstore: &verifier.SigstoreTrust{TrustedRoot: root},
 		Artifacts: &verifier.ArtifactTrust{
 			Signers:           []verifier.ArtifactSigner{{Repository: ordersRepo, SANRegexp: `https://github\.com/example/orders/\.github/workflows/[a-z]+\.yml@refs/heads/main`, Issuer: ghIssuer}},
@@ -90,7 +91,7 @@ func (f *artifactFixture) provenance(builder, ref, commit string) json.RawMessag
 func (f *artifactFixture) admit(edit func(*evidence.Transition)) []string {
 	f.t.Helper()
 	p := evidence.Transition{
-		Kind: evidence.KindArtifactAdmitted, ChangeID: "REL-orders-1.4.0", OccurredAt: testTime, Actor: "supply-chain-gate",
+		Kind: evidence.KindArtifactAdmitted, ChangeID: "REL-orders-1.4.0", OccurredAt: verifiertest.Time, Actor: "supply-chain-gate",
 		Source: evidence.Source{Repository: ordersRepo, CommitSHA: ordersCommit, Branch: "main"},
 		Target: evidence.Target{Environment: "prod", Cluster: "prod-eu-1", Application: "orders"},
 		ArtifactAdmission: &evidence.ArtifactAdmission{
@@ -102,7 +103,7 @@ func (f *artifactFixture) admit(edit func(*evidence.Transition)) []string {
 	if edit != nil {
 		edit(&p)
 	}
-	got, err := f.v.Verify(sign(f.t, f.runner, payloadOf(f.t, p)))
+	got, err := f.v.Verify(verifiertest.Sign(f.t, f.runner, verifiertest.PayloadOf(f.t, p)))
 	if err != nil {
 		f.t.Fatalf("Verify: %v", err)
 	}
@@ -149,7 +150,7 @@ func TestArtifactAdmission(t *testing.T) {
 		{"unprotected branch", func(p *evidence.Transition) {
 			p.ArtifactAdmission.ProvenanceBundle = f.provenance(slsaBuilder, "refs/heads/feature-x", ordersCommit)
 		}, []string{verifier.FindingArtifactUnprotectedBranch}},
-		{"commit mismatch", func(p *evidence.Transition) { p.Source.CommitSHA = testCommit },
+		{"commit mismatch", func(p *evidence.Transition) { p.Source.CommitSHA = verifiertest.Commit },
 			[]string{verifier.FindingArtifactCommitMismatch}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,11 +164,11 @@ func TestArtifactAdmission(t *testing.T) {
 
 func TestSyncMutableTag(t *testing.T) {
 	f := newArtifactFixture(t)
-	p := transition(evidence.KindSyncSucceeded, "REL-orders-1.4.0", prod())
+	p := verifiertest.Transition(evidence.KindSyncSucceeded, "REL-orders-1.4.0", verifiertest.Prod())
 	p.Artifacts = []evidence.Artifact{
 		{Name: "orders", Digest: "sha256:" + f.digest, URI: ordersImage + "@sha256:" + f.digest},
 	}
-	got, err := f.v.Verify(sign(t, f.runner, payloadOf(t, p)))
+	got, err := f.v.Verify(verifiertest.Sign(t, f.runner, verifiertest.PayloadOf(t, p)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestSyncMutableTag(t *testing.T) {
 		t.Errorf("sync by digest: %+v", fs)
 	}
 	p.Artifacts = append(p.Artifacts, evidence.Artifact{Name: "sidecar", Digest: "sha256:" + f.digest, URI: "registry.example.com/mesh/proxy:latest"})
-	got, err = f.v.Verify(sign(t, f.runner, payloadOf(t, p)))
+	got, err = f.v.Verify(verifiertest.Sign(t, f.runner, verifiertest.PayloadOf(t, p)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 // The verifier checks ed25519 with curve25519-voi (keys expanded once) and
@@ -17,11 +18,11 @@ import (
 // using the standard library reaches the same verdict. Fuzzed signatures,
 // including non-canonical S (S+L) and small-order R, are judged alike.
 func FuzzEd25519MatchesStdlib(f *testing.F) {
-	k := fixedKey(f, "ed25519", "ci")
-	v := mustNew(f, trustOf(runner("ci", k, "*")), nil)
-	payload := payloadOf(f, transition(evidence.KindPlanCreated, "CHG-ED", prod()))
-	msg := pae(evidence.PayloadType, payload)
-	good := ed25519.Sign(k.priv.(ed25519.PrivateKey), msg)
+	k := verifiertest.FixedKey(f, "ed25519", "ci")
+	v := verifiertest.MustNew(f, trustOf(verifiertest.Runner("ci", k, "*")), nil)
+	payload := verifiertest.PayloadOf(f, verifiertest.Transition(evidence.KindPlanCreated, "CHG-ED", verifiertest.Prod()))
+	msg := verifiertest.PAE(evidence.PayloadType, payload)
+	good := ed25519.Sign(k.Priv.(ed25519.PrivateKey), msg)
 
 	// S + L: the same signature with a non-canonical scalar.
 	l, _ := new(big.Int).SetString("7237005577332262213973186563042994240857116359379907606001950938285454250989", 10)
@@ -40,10 +41,10 @@ func FuzzEd25519MatchesStdlib(f *testing.F) {
 		if len(sig) > 0 {
 			sig[int(at)%len(sig)] ^= flip
 		}
-		want := ed25519.Verify(k.priv.Public().(ed25519.PublicKey), msg, sig)
+		want := ed25519.Verify(k.Priv.Public().(ed25519.PublicKey), msg, sig)
 		env := encodeEnv(t, dsse.Envelope{PayloadType: evidence.PayloadType,
 			Payload:    base64.StdEncoding.EncodeToString(payload),
-			Signatures: []dsse.Signature{{KeyID: k.id, Sig: base64.StdEncoding.EncodeToString(sig)}}})
+			Signatures: []dsse.Signature{{KeyID: k.ID, Sig: base64.StdEncoding.EncodeToString(sig)}}})
 		_, err := v.Verify(env)
 		if got := err == nil; got != want {
 			t.Fatalf("signature %x: verifier accepts=%v, crypto/ed25519 accepts=%v (err %v)", sig, got, want, err)

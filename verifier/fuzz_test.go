@@ -12,32 +12,33 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 // FuzzDecodeEnvelope: DecodeEnvelope and Verify never panic, every refusal
 // wraps one documented error, and whatever is accepted verifies again, to the
 // same record, after a decode/encode round trip.
 func FuzzDecodeEnvelope(f *testing.F) {
-	ci := fixedKey(f, "ed25519", "ci")
-	apply := fixedKey(f, "ecdsa-p256", "apply")
-	logKey := fixedKey(f, "ed25519", "log")
-	v := mustNew(f, verifier.TrustConfig{Runners: []verifier.Runner{
-		runner("ci", ci, "*"),
-		{Name: "apply", PublicKey: apply.pubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}}},
-	}}, logKey.priv.Public())
+	ci := verifiertest.FixedKey(f, "ed25519", "ci")
+	apply := verifiertest.FixedKey(f, "ecdsa-p256", "apply")
+	logKey := verifiertest.FixedKey(f, "ed25519", "log")
+	v := verifiertest.MustNew(f, verifier.TrustConfig{Runners: []verifier.Runner{
+		verifiertest.Runner("ci", ci, "*"),
+		{Name: "apply", PublicKey: apply.PubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}}},
+	}}, logKey.Priv.Public())
 
-	plan := record(f, "CHG-1", prod())
-	good := sign(f, ci, plan)
+	plan := verifiertest.Record(f, "CHG-1", verifiertest.Prod())
+	good := verifiertest.Sign(f, ci, plan)
 	f.Add(good)
-	f.Add(sign(f, apply, payloadOf(f, transition(evidence.KindApplyCompleted, "CHG-2", evidence.Target{Environment: "prod", Stack: stackA}))))
-	f.Add(sign(f, apply, plan)) // out of scope: no stack
-	f.Add(sign(f, logKey, payloadOf(f, transition(evidence.KindBootstrap, "bootstrap", evidence.Target{}))))
-	f.Add(sign(f, ci, payloadOf(f, transition(evidence.KindTrustUpdated, "t", evidence.Target{}))))
-	f.Add(sign(f, ci, []byte(`{"_type":"x"}`)))
+	f.Add(verifiertest.Sign(f, apply, verifiertest.PayloadOf(f, verifiertest.Transition(evidence.KindApplyCompleted, "CHG-2", evidence.Target{Environment: "prod", Stack: verifiertest.StackA}))))
+	f.Add(verifiertest.Sign(f, apply, plan)) // out of scope: no stack
+	f.Add(verifiertest.Sign(f, logKey, verifiertest.PayloadOf(f, verifiertest.Transition(evidence.KindBootstrap, "bootstrap", evidence.Target{}))))
+	f.Add(verifiertest.Sign(f, ci, verifiertest.PayloadOf(f, verifiertest.Transition(evidence.KindTrustUpdated, "t", evidence.Target{}))))
+	f.Add(verifiertest.Sign(f, ci, []byte(`{"_type":"x"}`)))
 	f.Add(editEnv(f, good, func(e *dsse.Envelope) { e.Signatures[0].KeyID = "" }))
 	f.Add(editEnv(f, good, func(e *dsse.Envelope) { e.Payload = base64.URLEncoding.EncodeToString(plan) }))
 	f.Add(editEnv(f, good, func(e *dsse.Envelope) {
-		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: apply.id, Sig: e.Signatures[0].Sig})
+		e.Signatures = append(e.Signatures, dsse.Signature{KeyID: apply.ID, Sig: e.Signatures[0].Sig})
 	}))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AAAA"}]}`))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`))
@@ -90,11 +91,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		// Accepted: a record only a trusted key signed, with its identity.
 		switch got.Signer {
-		case verifier.Signer{Name: "ci", KeyID: ci.id}, verifier.Signer{Name: "apply", KeyID: apply.id}, verifier.Signer{Name: verifier.LogSigner, KeyID: logKey.id}:
+		case verifier.Signer{Name: "ci", KeyID: ci.ID}, verifier.Signer{Name: "apply", KeyID: apply.ID}, verifier.Signer{Name: verifier.LogSigner, KeyID: logKey.ID}:
 		default:
 			t.Fatalf("accepted with signer %+v", got.Signer)
 		}
-		if got.Digest != sha256.Sum256(pae(evidence.PayloadType, payload)) || !bytes.Equal(got.Payload, payload) {
+		if got.Digest != sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload)) || !bytes.Equal(got.Payload, payload) {
 			t.Fatal("accepted record's digest or payload is not the envelope's")
 		}
 		again, err := v.Verify(re)

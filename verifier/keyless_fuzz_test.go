@@ -9,17 +9,18 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 	"evident.dev/evident/verifier/keylesstest"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 // FuzzVerifyBundle: Verify never panics on a Sigstore bundle, every refusal
 // wraps a documented error, and an accepted bundle is the trusted identity's.
 func FuzzVerifyBundle(f *testing.F) {
 	s := newSigstore(f)
-	v := mustNew(f, keylessTrust(f, s), nil)
-	good := bundleOf(f, s, carol, googleIss, record(f, "CHG-1", prod()), keylesstest.Options{})
+	v := verifiertest.MustNew(f, keylessTrust(f, s), nil)
+	good := bundleOf(f, s, carol, googleIss, verifiertest.Record(f, "CHG-1", verifiertest.Prod()), keylesstest.Options{})
 	f.Add(good)
-	f.Add(bundleOf(f, s, carol, googleIss, record(f, "CHG-1", prod()), keylesstest.Options{NoTlog: true}))
-	f.Add(bundleOf(f, s, ciIdentity, ghIssuer, record(f, "CHG-1", prod()), keylesstest.Options{NoTimestamp: true}))
+	f.Add(bundleOf(f, s, carol, googleIss, verifiertest.Record(f, "CHG-1", verifiertest.Prod()), keylesstest.Options{NoTlog: true}))
+	f.Add(bundleOf(f, s, ciIdentity, ghIssuer, verifiertest.Record(f, "CHG-1", verifiertest.Prod()), keylesstest.Options{NoTimestamp: true}))
 	f.Add(good[:len(good)/2])
 	f.Add(bytes.Replace(good, []byte(`"mediaType"`), []byte(`"mediaType":"x","m"`), 1))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
@@ -48,15 +49,15 @@ func FuzzAdmitArtifact(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	v := mustNew(f, verifier.TrustConfig{Sigstore: &verifier.SigstoreTrust{TrustedRoot: root},
+	v := verifiertest.MustNew(f, verifier.TrustConfig{Sigstore: &verifier.SigstoreTrust{TrustedRoot: root},
 		Artifacts: &verifier.ArtifactTrust{Builders: []string{"b"}, ProtectedBranches: []string{"main"}}}, nil)
-	sig := bundleOf(f, s, ciIdentity, ghIssuer, record(f, "CHG-1", prod()), keylesstest.Options{})
+	sig := bundleOf(f, s, ciIdentity, ghIssuer, verifiertest.Record(f, "CHG-1", verifiertest.Prod()), keylesstest.Options{})
 	f.Add(sig, sig)
 	f.Add([]byte(`{}`), []byte(`{"dsseEnvelope":{"payload":"e30="}}`))
 	f.Add([]byte(`{"mediaType":1}`), []byte(`[]`))
 	f.Fuzz(func(t *testing.T, sigBundle, provBundle []byte) {
-		p := evidence.Transition{Kind: evidence.KindArtifactAdmitted, Source: evidence.Source{Repository: "r", CommitSHA: testCommit},
-			ArtifactAdmission: &evidence.ArtifactAdmission{Image: "registry.example.com/app", Digest: "sha256:" + testPlan, Result: "admitted",
+		p := evidence.Transition{Kind: evidence.KindArtifactAdmitted, Source: evidence.Source{Repository: "r", CommitSHA: verifiertest.Commit},
+			ArtifactAdmission: &evidence.ArtifactAdmission{Image: "registry.example.com/app", Digest: "sha256:" + verifiertest.Plan, Result: "admitted",
 				SignatureBundle: json.RawMessage(sigBundle), ProvenanceBundle: json.RawMessage(provBundle)}}
 		if fs := v.AdmitArtifact(p); len(fs) == 0 {
 			t.Fatal("arbitrary bundles admitted an image with no finding")

@@ -15,6 +15,7 @@ import (
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
 	"evident.dev/evident/verifier/keylesstest"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 const (
@@ -60,8 +61,8 @@ func bundleOf(t testing.TB, s *keylesstest.Sigstore, identity, issuer string, pa
 
 func TestKeylessBundleVerifies(t *testing.T) {
 	s := newSigstore(t)
-	v := mustNew(t, keylessTrust(t, s), nil)
-	payload := record(t, "CHG-1", prod())
+	v := verifiertest.MustNew(t, keylessTrust(t, s), nil)
+	payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
 	raw := bundleOf(t, s, ciIdentity, ghIssuer, payload, keylesstest.Options{})
 	got, err := v.Verify(raw)
 	if err != nil {
@@ -93,7 +94,7 @@ func TestKeylessBundleVerifies(t *testing.T) {
 	if got.Signer.KeyID != hex.EncodeToString(sum[:]) {
 		t.Errorf("keyId = %s, want sha256 of the certificate", got.Signer.KeyID)
 	}
-	if got.Digest != sha256.Sum256(pae(evidence.PayloadType, payload)) {
+	if got.Digest != sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload)) {
 		t.Error("digest is not SHA-256 of the PAE")
 	}
 	if !bytes.Equal(got.Payload, payload) || got.Statement.Predicate.ChangeID != "CHG-1" || !got.Keyless {
@@ -121,8 +122,8 @@ func TestKeylessRefusals(t *testing.T) {
 	s := newSigstore(t)
 	other := newSigstore(t)
 	trust := keylessTrust(t, s)
-	v := mustNew(t, trust, nil)
-	payload := record(t, "CHG-1", prod())
+	v := verifiertest.MustNew(t, trust, nil)
+	payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
 	good := bundleOf(t, s, ciIdentity, ghIssuer, payload, keylesstest.Options{})
 
 	tamper := func(raw []byte) []byte {
@@ -142,7 +143,7 @@ func TestKeylessRefusals(t *testing.T) {
 
 	tsOnly := trust
 	tsOnly.Sigstore = &verifier.SigstoreTrust{TrustedRoot: trust.Sigstore.TrustedRoot, AllowTimestampOnly: true}
-	vTS := mustNew(t, tsOnly, nil)
+	vTS := verifiertest.MustNew(t, tsOnly, nil)
 
 	for _, tc := range []struct {
 		name string
@@ -160,8 +161,8 @@ func TestKeylessRefusals(t *testing.T) {
 			keylesstest.Options{NoTimestamp: true, LoggedAt: time.Now().Add(30 * time.Minute)}), verifier.ErrUntrusted, "certificate"},
 		{"no timestamp at all", vTS, bundleOf(t, s, ciIdentity, ghIssuer, payload, keylesstest.Options{NoTlog: true, NoTimestamp: true}), verifier.ErrUntrusted, "timestamp"},
 		{"untrusted root", v, bundleOf(t, other, ciIdentity, ghIssuer, payload, keylesstest.Options{}), verifier.ErrUntrusted, ""},
-		{"out of scope", v, bundleOf(t, s, ciIdentity, ghIssuer, record(t, "CHG-1", evidence.Target{Environment: "dev"}), keylesstest.Options{}), verifier.ErrOutOfScope, "dev"},
-		{"no keyless trust", mustNew(t, verifier.TrustConfig{}, nil), good, verifier.ErrUntrusted, "no keyless identities"},
+		{"out of scope", v, bundleOf(t, s, ciIdentity, ghIssuer, verifiertest.Record(t, "CHG-1", evidence.Target{Environment: "dev"}), keylesstest.Options{}), verifier.ErrOutOfScope, "dev"},
+		{"no keyless trust", verifiertest.MustNew(t, verifier.TrustConfig{}, nil), good, verifier.ErrUntrusted, "no keyless identities"},
 		{"not a bundle", v, []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","bogus":1}`), verifier.ErrMalformed, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,8 +202,8 @@ func TestKeylessTrustConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := mustNew(t, back, nil)
-	if _, err := v.Verify(bundleOf(t, s, carol, googleIss, record(t, "C", prod()), keylesstest.Options{})); err != nil {
+	v := verifiertest.MustNew(t, back, nil)
+	if _, err := v.Verify(bundleOf(t, s, carol, googleIss, verifiertest.Record(t, "C", verifiertest.Prod()), keylesstest.Options{})); err != nil {
 		t.Errorf("verify with the re-parsed trust: %v", err)
 	}
 	for name, edit := range map[string]func(*verifier.TrustConfig){
@@ -228,8 +229,8 @@ func TestKeylessTrustConfig(t *testing.T) {
 // (ingest, and evident verify re-checking a log offline).
 func BenchmarkVerifyBundle(b *testing.B) {
 	s := newSigstore(b)
-	v := mustNew(b, keylessTrust(b, s), nil)
-	raw := bundleOf(b, s, carol, googleIss, record(b, "CHG-1", prod()), keylesstest.Options{})
+	v := verifiertest.MustNew(b, keylessTrust(b, s), nil)
+	raw := bundleOf(b, s, carol, googleIss, verifiertest.Record(b, "CHG-1", verifiertest.Prod()), keylesstest.Options{})
 	for b.Loop() {
 		if _, err := v.Verify(raw); err != nil {
 			b.Fatal(err)

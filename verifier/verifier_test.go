@@ -22,43 +22,44 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/verifier/verifiertest"
 )
 
 func TestSignVerifyRoundTrip(t *testing.T) {
 	for _, alg := range []string{"ed25519", "ecdsa-p256", ""} {
 		t.Run("alg="+alg, func(t *testing.T) {
-			k := newKey(t, alg)
-			other := newKey(t, "ed25519")
-			v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{
-				runner("other", other, "*"),
-				runner("ci", k, "prod"),
+			k := verifiertest.NewKey(t, alg)
+			other := verifiertest.NewKey(t, "ed25519")
+			v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{
+				verifiertest.Runner("other", other, "*"),
+				verifiertest.Runner("ci", k, "prod"),
 			}}, nil)
-			payload := record(t, "CHG-1", prod())
-			raw := sign(t, k, payload)
+			payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
+			raw := verifiertest.Sign(t, k, payload)
 
 			env := decodeEnv(t, raw)
-			if len(env.Signatures) != 1 || env.Signatures[0].KeyID != k.id {
-				t.Fatalf("signatures = %+v, want one with keyid %s (hex SHA-256 of the PKIX DER)", env.Signatures, k.id)
+			if len(env.Signatures) != 1 || env.Signatures[0].KeyID != k.ID {
+				t.Fatalf("signatures = %+v, want one with keyid %s (hex SHA-256 of the PKIX DER)", env.Signatures, k.ID)
 			}
-			pub, err := verifier.ParsePublicKey([]byte(k.pubPEM))
+			pub, err := verifier.ParsePublicKey([]byte(k.PubPEM))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id, err := verifier.KeyID(pub); err != nil || id != k.id {
-				t.Fatalf("KeyID = %q, %v; want %q", id, err, k.id)
+			if id, err := verifier.KeyID(pub); err != nil || id != k.ID {
+				t.Fatalf("KeyID = %q, %v; want %q", id, err, k.ID)
 			}
 
 			got, err := v.Verify(raw)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if got.Signer != (verifier.Signer{Name: "ci", KeyID: k.id}) {
+			if got.Signer != (verifier.Signer{Name: "ci", KeyID: k.ID}) {
 				t.Errorf("Signer = %+v", got.Signer)
 			}
 			if !bytes.Equal(got.Payload, payload) {
 				t.Errorf("Payload differs from the signed one")
 			}
-			if got.Digest != sha256.Sum256(pae(evidence.PayloadType, payload)) {
+			if got.Digest != sha256.Sum256(verifiertest.PAE(evidence.PayloadType, payload)) {
 				t.Errorf("Digest is not SHA-256 of the DSSE PAE")
 			}
 			if got.Statement.Predicate.ChangeID != "CHG-1" || got.Statement.Predicate.Kind != evidence.KindPlanCreated {
@@ -68,7 +69,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 			// The same payload signed again (ECDSA signatures differ each
 			// time), in URL-safe base64, or with whitespace around it is the
 			// same record: same digest.
-			again, err := v.Verify(sign(t, k, payload))
+			again, err := v.Verify(verifiertest.Sign(t, k, payload))
 			if err != nil || again.Digest != got.Digest {
 				t.Errorf("re-signed record: err %v, digest equal %v", err, err == nil && again.Digest == got.Digest)
 			}
@@ -145,17 +146,17 @@ func TestGenerateAndParseKeys(t *testing.T) {
 }
 
 func TestVerifyUntrusted(t *testing.T) {
-	ed := newKey(t, "ed25519")
-	ec := newKey(t, "ecdsa-p256")
-	stranger := newKey(t, "ed25519")
-	v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{runner("ed", ed, "*"), runner("ec", ec, "*")}}, nil)
-	payload := record(t, "CHG-1", prod())
+	ed := verifiertest.NewKey(t, "ed25519")
+	ec := verifiertest.NewKey(t, "ecdsa-p256")
+	stranger := verifiertest.NewKey(t, "ed25519")
+	v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("ed", ed, "*"), verifiertest.Runner("ec", ec, "*")}}, nil)
+	payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
 
 	for _, k := range []struct {
 		name string
-		key  testKey
+		key  verifiertest.Key
 	}{{"ed25519", ed}, {"ecdsa", ec}} {
-		good := sign(t, k.key, payload)
+		good := verifiertest.Sign(t, k.key, payload)
 		if _, err := v.Verify(good); err != nil {
 			t.Fatalf("%s: the untampered envelope does not verify: %v", k.name, err)
 		}
@@ -175,9 +176,9 @@ func TestVerifyUntrusted(t *testing.T) {
 			}),
 			"wrong keyid (another trusted key)": editEnv(t, good, func(e *dsse.Envelope) {
 				if k.name == "ed25519" {
-					e.Signatures[0].KeyID = ec.id
+					e.Signatures[0].KeyID = ec.ID
 				} else {
-					e.Signatures[0].KeyID = ed.id
+					e.Signatures[0].KeyID = ed.ID
 				}
 			}),
 			"wrong keyid (unknown)": editEnv(t, good, func(e *dsse.Envelope) {
@@ -186,16 +187,16 @@ func TestVerifyUntrusted(t *testing.T) {
 			"other payload type signed": editEnv(t, good, func(e *dsse.Envelope) {
 				// A signature over the PAE of another payloadType must
 				// not verify for this one.
-				e.Signatures[0].Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(ed.priv.(ed25519.PrivateKey), pae("application/json", payload)))
-				e.Signatures[0].KeyID = ed.id
+				e.Signatures[0].Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(ed.Priv.(ed25519.PrivateKey), verifiertest.PAE("application/json", payload)))
+				e.Signatures[0].KeyID = ed.ID
 			}),
-			"unknown key": sign(t, stranger, payload),
-			"unknown key without keyid": editEnv(t, sign(t, stranger, payload), func(e *dsse.Envelope) {
+			"unknown key": verifiertest.Sign(t, stranger, payload),
+			"unknown key without keyid": editEnv(t, verifiertest.Sign(t, stranger, payload), func(e *dsse.Envelope) {
 				e.Signatures[0].KeyID = ""
 			}),
 			"signature over the raw payload, not the PAE": editEnv(t, good, func(e *dsse.Envelope) {
-				e.Signatures[0].Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(ed.priv.(ed25519.PrivateKey), payload))
-				e.Signatures[0].KeyID = ed.id
+				e.Signatures[0].Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(ed.Priv.(ed25519.PrivateKey), payload))
+				e.Signatures[0].KeyID = ed.ID
 			}),
 		}
 		for name, raw := range cases {
@@ -212,28 +213,28 @@ func TestVerifyUntrusted(t *testing.T) {
 	}
 
 	t.Run("empty trust", func(t *testing.T) {
-		empty := mustNew(t, verifier.TrustConfig{}, nil)
-		if _, err := empty.Verify(sign(t, ed, payload)); !errors.Is(err, verifier.ErrUntrusted) {
+		empty := verifiertest.MustNew(t, verifier.TrustConfig{}, nil)
+		if _, err := empty.Verify(verifiertest.Sign(t, ed, payload)); !errors.Is(err, verifier.ErrUntrusted) {
 			t.Fatalf("err = %v, want ErrUntrusted", err)
 		}
 	})
 	t.Run("untrusted signer of an invalid statement", func(t *testing.T) {
 		// Authentication comes first: an outsider learns nothing about
 		// validation.
-		bad := transition(evidence.KindPlanCreated, "", prod())
-		if _, err := v.Verify(sign(t, stranger, payloadOf(t, bad))); !errors.Is(err, verifier.ErrUntrusted) {
+		bad := verifiertest.Transition(evidence.KindPlanCreated, "", verifiertest.Prod())
+		if _, err := v.Verify(verifiertest.Sign(t, stranger, verifiertest.PayloadOf(t, bad))); !errors.Is(err, verifier.ErrUntrusted) {
 			t.Fatalf("err = %v, want ErrUntrusted", err)
 		}
 	})
 }
 
 func TestVerifyMultipleSignatures(t *testing.T) {
-	trusted := newKey(t, "ed25519")
-	stranger := newKey(t, "ecdsa-p256")
-	v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{runner("ci", trusted, "*")}}, nil)
-	payload := record(t, "CHG-1", prod())
-	good := decodeEnv(t, sign(t, trusted, payload)).Signatures[0]
-	bad := decodeEnv(t, sign(t, stranger, payload)).Signatures[0]
+	trusted := verifiertest.NewKey(t, "ed25519")
+	stranger := verifiertest.NewKey(t, "ecdsa-p256")
+	v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("ci", trusted, "*")}}, nil)
+	payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
+	good := decodeEnv(t, verifiertest.Sign(t, trusted, payload)).Signatures[0]
+	bad := decodeEnv(t, verifiertest.Sign(t, stranger, payload)).Signatures[0]
 
 	for name, sigs := range map[string][]dsse.Signature{
 		"stranger first":      {bad, good},
@@ -268,10 +269,10 @@ func repeatSig(s dsse.Signature, n int) []dsse.Signature {
 }
 
 func TestDecodeEnvelopeMalformed(t *testing.T) {
-	k := newKey(t, "ed25519")
-	v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{runner("ci", k, "*")}}, nil)
-	payload := record(t, "CHG-1", prod())
-	good := sign(t, k, payload)
+	k := verifiertest.NewKey(t, "ed25519")
+	v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("ci", k, "*")}}, nil)
+	payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
+	good := verifiertest.Sign(t, k, payload)
 	env := decodeEnv(t, good)
 	p64, sig, id := env.Payload, env.Signatures[0].Sig, env.Signatures[0].KeyID
 	sigJSON := fmt.Sprintf(`{"keyid":%q,"sig":%q}`, id, sig)
@@ -361,9 +362,9 @@ func TestDecodeEnvelopeMalformed(t *testing.T) {
 }
 
 func TestDecodeEnvelopeAccepts(t *testing.T) {
-	k := newKey(t, "ed25519")
-	payload := record(t, "CHG-1", prod())
-	good := sign(t, k, payload)
+	k := verifiertest.NewKey(t, "ed25519")
+	payload := verifiertest.Record(t, "CHG-1", verifiertest.Prod())
+	good := verifiertest.Sign(t, k, payload)
 	env, got, err := verifier.DecodeEnvelope(good)
 	if err != nil {
 		t.Fatal(err)
@@ -381,12 +382,12 @@ func TestDecodeEnvelopeAccepts(t *testing.T) {
 }
 
 func TestVerifyInvalidStatement(t *testing.T) {
-	k := newKey(t, "ed25519")
-	v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{runner("ci", k, "*")}}, nil)
+	k := verifiertest.NewKey(t, "ed25519")
+	v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("ci", k, "*")}}, nil)
 
-	missing := transition(evidence.KindPlanCreated, "", prod())
+	missing := verifiertest.Transition(evidence.KindPlanCreated, "", verifiertest.Prod())
 	missing.Plan.PlanSHA256 = "nope"
-	_, err := v.Verify(sign(t, k, payloadOf(t, missing)))
+	_, err := v.Verify(verifiertest.Sign(t, k, verifiertest.PayloadOf(t, missing)))
 	var invalid *evidence.ValidationError
 	if !errors.As(err, &invalid) {
 		t.Fatalf("err = %v, want *evidence.ValidationError", err)
@@ -404,20 +405,20 @@ func TestVerifyInvalidStatement(t *testing.T) {
 		}
 	}
 
-	unknown := transition(evidence.KindPlanCreated, "CHG-1", prod())
+	unknown := verifiertest.Transition(evidence.KindPlanCreated, "CHG-1", verifiertest.Prod())
 	unknown.Kind = "plan.exploded"
-	if _, err := v.Verify(sign(t, k, payloadOf(t, unknown))); !errors.As(err, &invalid) || !strings.Contains(err.Error(), "plan.exploded") {
+	if _, err := v.Verify(verifiertest.Sign(t, k, verifiertest.PayloadOf(t, unknown))); !errors.As(err, &invalid) || !strings.Contains(err.Error(), "plan.exploded") {
 		t.Errorf("unknown kind: err = %v, want a ValidationError naming the kind", err)
 	}
 
 	for name, payload := range map[string]string{
 		"not JSON":           "not json",
-		"unknown field":      strings.Replace(string(payloadOf(t, transition(evidence.KindPlanCreated, "CHG-1", prod()))), `"changeId"`, `"extra":1,"changeId"`, 1),
+		"unknown field":      strings.Replace(string(verifiertest.PayloadOf(t, verifiertest.Transition(evidence.KindPlanCreated, "CHG-1", verifiertest.Prod()))), `"changeId"`, `"extra":1,"changeId"`, 1),
 		"deeply nested":      `{"_type":` + strings.Repeat("[", 1000),
-		"trailing data":      string(record(t, "CHG-1", prod())) + "{}",
+		"trailing data":      string(verifiertest.Record(t, "CHG-1", verifiertest.Prod())) + "{}",
 		"statement is array": "[]",
 	} {
-		_, err := v.Verify(sign(t, k, []byte(payload)))
+		_, err := v.Verify(verifiertest.Sign(t, k, []byte(payload)))
 		if !errors.Is(err, evidence.ErrMalformed) {
 			t.Errorf("%s: err = %v, want evidence.ErrMalformed", name, err)
 		}
@@ -425,7 +426,7 @@ func TestVerifyInvalidStatement(t *testing.T) {
 }
 
 func TestScope(t *testing.T) {
-	const stackA, stackB = "prod/aws/payments/rds-orders", "prod/aws/payments/network"
+	const stackB = "prod/aws/payments/network"
 	cases := []struct {
 		name   string
 		scope  verifier.Scope
@@ -439,27 +440,27 @@ func TestScope(t *testing.T) {
 		{"environment wildcard", verifier.Scope{Environments: []string{"*"}}, evidence.Target{Environment: "anything"}, true, ""},
 		{"environment wildcard among others", verifier.Scope{Environments: []string{"dev", "*"}}, evidence.Target{Environment: "prod"}, true, ""},
 
-		{"stack in scope", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}}, evidence.Target{Environment: "prod", Stack: stackA}, true, ""},
-		{"stack outside scope", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}}, evidence.Target{Environment: "prod", Stack: stackB}, false, `stack "` + stackB + `"`},
-		{"stack-scoped runner, record names no stack", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}}, evidence.Target{Environment: "prod"}, false, "names neither"},
-		{"stack-scoped runner, record names only a cluster", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1"}, false, "names neither"},
+		{"stack in scope", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}}, evidence.Target{Environment: "prod", Stack: verifiertest.StackA}, true, ""},
+		{"stack outside scope", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}}, evidence.Target{Environment: "prod", Stack: stackB}, false, `stack "` + stackB + `"`},
+		{"stack-scoped runner, record names no stack", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}}, evidence.Target{Environment: "prod"}, false, "names neither"},
+		{"stack-scoped runner, record names only a cluster", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1"}, false, "names neither"},
 		{"stack wildcard", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{"*"}}, evidence.Target{Environment: "prod", Stack: stackB}, true, ""},
-		{"environment checked before stack", verifier.Scope{Environments: []string{"dev"}, Stacks: []string{stackA}}, evidence.Target{Environment: "prod", Stack: stackA}, false, "environment"},
+		{"environment checked before stack", verifier.Scope{Environments: []string{"dev"}, Stacks: []string{verifiertest.StackA}}, evidence.Target{Environment: "prod", Stack: verifiertest.StackA}, false, "environment"},
 
 		{"cluster in scope", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1"}, true, ""},
 		{"cluster outside scope", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Cluster: "prod-us-1"}, false, `cluster "prod-us-1"`},
 		{"cluster-scoped runner, record names no cluster", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod"}, false, "names neither"},
-		{"cluster-scoped runner, record names only a stack", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackA}, false, "names neither"},
+		{"cluster-scoped runner, record names only a stack", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: verifiertest.StackA}, false, "names neither"},
 		{"cluster wildcard", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"*"}}, evidence.Target{Environment: "prod", Cluster: "x"}, true, ""},
 
 		// Both restricted: naming one in scope is enough (a cluster-scoped
 		// watcher's sync record names no stack), naming one outside is not.
-		{"both restricted, stack only", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackA}, true, ""},
-		{"both restricted, cluster only", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1"}, true, ""},
-		{"both restricted, both in scope", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackA, Cluster: "prod-eu-1"}, true, ""},
-		{"both restricted, stack out", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackB, Cluster: "prod-eu-1"}, false, "stack"},
-		{"both restricted, cluster out", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackA, Cluster: "prod-us-1"}, false, "cluster"},
-		{"both restricted, neither named", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{stackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Region: "eu-west-1"}, false, "names neither"},
+		{"both restricted, stack only", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: verifiertest.StackA}, true, ""},
+		{"both restricted, cluster only", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1"}, true, ""},
+		{"both restricted, both in scope", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: verifiertest.StackA, Cluster: "prod-eu-1"}, true, ""},
+		{"both restricted, stack out", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: stackB, Cluster: "prod-eu-1"}, false, "stack"},
+		{"both restricted, cluster out", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Stack: verifiertest.StackA, Cluster: "prod-us-1"}, false, "cluster"},
+		{"both restricted, neither named", verifier.Scope{Environments: []string{"prod"}, Stacks: []string{verifiertest.StackA}, Clusters: []string{"prod-eu-1"}}, evidence.Target{Environment: "prod", Region: "eu-west-1"}, false, "names neither"},
 
 		{"namespace in scope", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}, Namespaces: []string{"orders", "payments"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1", Namespace: "orders"}, true, ""},
 		{"namespace outside scope", verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"prod-eu-1"}, Namespaces: []string{"orders"}}, evidence.Target{Environment: "prod", Cluster: "prod-eu-1", Namespace: "kube-system"}, false, `namespace "kube-system"`},
@@ -471,10 +472,10 @@ func TestScope(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			k := newKey(t, "ed25519")
-			v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{{Name: "r", PublicKey: k.pubPEM, Scope: c.scope}}}, nil)
+			k := verifiertest.NewKey(t, "ed25519")
+			v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{{Name: "r", PublicKey: k.PubPEM, Scope: c.scope}}}, nil)
 			for _, kind := range []evidence.Kind{evidence.KindPlanCreated, evidence.KindSyncSucceeded} {
-				_, err := v.Verify(sign(t, k, payloadOf(t, transition(kind, "CHG-1", c.target))))
+				_, err := v.Verify(verifiertest.Sign(t, k, verifiertest.PayloadOf(t, verifiertest.Transition(kind, "CHG-1", c.target))))
 				switch {
 				case c.ok && err != nil:
 					t.Errorf("%s: err = %v, want accepted", kind, err)
@@ -489,45 +490,45 @@ func TestScope(t *testing.T) {
 }
 
 func TestLogWideKinds(t *testing.T) {
-	runnerKey := newKey(t, "ed25519")
-	logPriv := newKey(t, "ed25519")
-	v := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{runner("ci", runnerKey, "*")}}, logPriv.priv.Public())
+	runnerKey := verifiertest.NewKey(t, "ed25519")
+	logPriv := verifiertest.NewKey(t, "ed25519")
+	v := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("ci", runnerKey, "*")}}, logPriv.Priv.Public())
 
 	for _, kind := range []evidence.Kind{evidence.KindBootstrap, evidence.KindTrustUpdated} {
-		payload := payloadOf(t, transition(kind, "trust", evidence.Target{}))
-		if _, err := v.Verify(sign(t, runnerKey, payload)); !errors.Is(err, verifier.ErrOutOfScope) {
+		payload := verifiertest.PayloadOf(t, verifiertest.Transition(kind, "trust", evidence.Target{}))
+		if _, err := v.Verify(verifiertest.Sign(t, runnerKey, payload)); !errors.Is(err, verifier.ErrOutOfScope) {
 			t.Errorf("runner signing %s: err = %v, want ErrOutOfScope", kind, err)
 		}
-		got, err := v.Verify(sign(t, logPriv, payload))
+		got, err := v.Verify(verifiertest.Sign(t, logPriv, payload))
 		if err != nil {
 			t.Fatalf("log key signing %s: %v", kind, err)
 		}
-		if got.Signer != (verifier.Signer{Name: verifier.LogSigner, KeyID: logPriv.id}) {
+		if got.Signer != (verifier.Signer{Name: verifier.LogSigner, KeyID: logPriv.ID}) {
 			t.Errorf("log record signer = %+v", got.Signer)
 		}
 	}
 	// A runner with environment "*" still may not write a log-wide record
 	// that names an environment.
-	withEnv := transition(evidence.KindTrustUpdated, "trust", prod())
-	if _, err := v.Verify(sign(t, runnerKey, payloadOf(t, withEnv))); !errors.Is(err, verifier.ErrOutOfScope) {
+	withEnv := verifiertest.Transition(evidence.KindTrustUpdated, "trust", verifiertest.Prod())
+	if _, err := v.Verify(verifiertest.Sign(t, runnerKey, verifiertest.PayloadOf(t, withEnv))); !errors.Is(err, verifier.ErrOutOfScope) {
 		t.Errorf("runner signing trust.updated with an environment: err = %v, want ErrOutOfScope", err)
 	}
 	// The log key signs nothing else.
 	for _, kind := range []evidence.Kind{evidence.KindPlanCreated, evidence.KindSyncSucceeded, evidence.KindApplyCompleted} {
-		if _, err := v.Verify(sign(t, logPriv, payloadOf(t, transition(kind, "CHG-1", prod())))); !errors.Is(err, verifier.ErrOutOfScope) {
+		if _, err := v.Verify(verifiertest.Sign(t, logPriv, verifiertest.PayloadOf(t, verifiertest.Transition(kind, "CHG-1", verifiertest.Prod())))); !errors.Is(err, verifier.ErrOutOfScope) {
 			t.Errorf("log key signing %s: err = %v, want ErrOutOfScope", kind, err)
 		}
 	}
 	// Without a log key, nobody may write log-wide records.
-	noLog := mustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{runner("ci", runnerKey, "*")}}, nil)
-	if _, err := noLog.Verify(sign(t, logPriv, payloadOf(t, transition(evidence.KindBootstrap, "b", evidence.Target{})))); !errors.Is(err, verifier.ErrUntrusted) {
+	noLog := verifiertest.MustNew(t, verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("ci", runnerKey, "*")}}, nil)
+	if _, err := noLog.Verify(verifiertest.Sign(t, logPriv, verifiertest.PayloadOf(t, verifiertest.Transition(evidence.KindBootstrap, "b", evidence.Target{})))); !errors.Is(err, verifier.ErrUntrusted) {
 		t.Errorf("log key unknown to the verifier: err = %v, want ErrUntrusted", err)
 	}
 }
 
 func TestNewRejects(t *testing.T) {
-	a, b := newKey(t, "ed25519"), newKey(t, "ecdsa-p256")
-	logKey := newKey(t, "ed25519")
+	a, b := verifiertest.NewKey(t, "ed25519"), verifiertest.NewKey(t, "ecdsa-p256")
+	logKey := verifiertest.NewKey(t, "ed25519")
 	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	pubPEM := func(k any) string {
@@ -545,22 +546,22 @@ func TestNewRejects(t *testing.T) {
 		runners []verifier.Runner
 		want    string
 	}{
-		{"duplicate key", []verifier.Runner{runner("a", a, "*"), runner("b", a, "*")}, "same public key"},
-		{"duplicate key in another PEM encoding", []verifier.Runner{runner("a", a, "*"), {Name: "b", PublicKey: "\n" + a.pubPEM + "\n", Scope: all}}, "same public key"},
-		{"reserved name", []verifier.Runner{runner(verifier.LogSigner, a, "*")}, "reserved"},
-		{"empty name", []verifier.Runner{runner("", a, "*")}, "name"},
-		{"missing environments", []verifier.Runner{{Name: "a", PublicKey: a.pubPEM}}, "environments"},
-		{"missing environments with stacks", []verifier.Runner{{Name: "a", PublicKey: a.pubPEM, Scope: verifier.Scope{Stacks: []string{"s"}}}}, "environments"},
+		{"duplicate key", []verifier.Runner{verifiertest.Runner("a", a, "*"), verifiertest.Runner("b", a, "*")}, "same public key"},
+		{"duplicate key in another PEM encoding", []verifier.Runner{verifiertest.Runner("a", a, "*"), {Name: "b", PublicKey: "\n" + a.PubPEM + "\n", Scope: all}}, "same public key"},
+		{"reserved name", []verifier.Runner{verifiertest.Runner(verifier.LogSigner, a, "*")}, "reserved"},
+		{"empty name", []verifier.Runner{verifiertest.Runner("", a, "*")}, "name"},
+		{"missing environments", []verifier.Runner{{Name: "a", PublicKey: a.PubPEM}}, "environments"},
+		{"missing environments with stacks", []verifier.Runner{{Name: "a", PublicKey: a.PubPEM, Scope: verifier.Scope{Stacks: []string{"s"}}}}, "environments"},
 		{"ECDSA P-384", []verifier.Runner{{Name: "a", PublicKey: pubPEM(&p384.PublicKey), Scope: all}}, "P-256"},
 		{"RSA", []verifier.Runner{{Name: "a", PublicKey: pubPEM(&rsaKey.PublicKey), Scope: all}}, "unsupported"},
 		{"private key PEM", []verifier.Runner{{Name: "a", PublicKey: string(privPEM), Scope: all}}, "PUBLIC KEY"},
 		{"no PEM", []verifier.Runner{{Name: "a", PublicKey: "MCowBQYDK2VwAyEA", Scope: all}}, "PEM"},
 		{"garbage DER", []verifier.Runner{{Name: "a", PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", Scope: all}}, "public key"},
-		{"runner holds the log key", []verifier.Runner{runner("a", a, "*"), runner("impostor", logKey, "*")}, "log"},
+		{"runner holds the log key", []verifier.Runner{verifiertest.Runner("a", a, "*"), verifiertest.Runner("impostor", logKey, "*")}, "log"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			v, err := verifier.New(verifier.TrustConfig{Runners: c.runners}, logKey.priv.Public())
+			v, err := verifier.New(verifier.TrustConfig{Runners: c.runners}, logKey.Priv.Public())
 			if err == nil {
 				t.Fatalf("New accepted %+v", c.runners)
 			}
@@ -573,7 +574,7 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 	// The valid configuration the cases break.
-	if _, err := verifier.New(verifier.TrustConfig{Runners: []verifier.Runner{runner("a", a, "*"), runner("b", b, "prod")}}, logKey.priv.Public()); err != nil {
+	if _, err := verifier.New(verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("a", a, "*"), verifiertest.Runner("b", b, "prod")}}, logKey.Priv.Public()); err != nil {
 		t.Fatalf("New refused a valid configuration: %v", err)
 	}
 }
@@ -581,19 +582,19 @@ func TestNewRejects(t *testing.T) {
 // TestLogKeyCannotSignAsRunner: even if a runner entry were given the log's
 // key, the log key must not be able to sign change records.
 func TestLogKeyCannotSignAsRunner(t *testing.T) {
-	logKey := newKey(t, "ed25519")
-	v, err := verifier.New(verifier.TrustConfig{Runners: []verifier.Runner{runner("impostor", logKey, "*")}}, logKey.priv.Public())
+	logKey := verifiertest.NewKey(t, "ed25519")
+	v, err := verifier.New(verifier.TrustConfig{Runners: []verifier.Runner{verifiertest.Runner("impostor", logKey, "*")}}, logKey.Priv.Public())
 	if err != nil {
 		return // refused outright: fine
 	}
-	if _, err := v.Verify(sign(t, logKey, record(t, "CHG-1", prod()))); err == nil {
+	if _, err := v.Verify(verifiertest.Sign(t, logKey, verifiertest.Record(t, "CHG-1", verifiertest.Prod()))); err == nil {
 		t.Fatal("the log key signed a change record")
 	}
 }
 
 func TestTrustConfigCanonical(t *testing.T) {
-	a := newKey(t, "ed25519")
-	cfg := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "a", PublicKey: a.pubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"c"}}}}}
+	a := verifiertest.NewKey(t, "ed25519")
+	cfg := verifier.TrustConfig{Runners: []verifier.Runner{{Name: "a", PublicKey: a.PubPEM, Scope: verifier.Scope{Environments: []string{"prod"}, Clusters: []string{"c"}}}}}
 	b1, err := cfg.Canonical()
 	if err != nil {
 		t.Fatal(err)
