@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"evident.dev/evident/internal/progress"
 )
 
 // ErrFull is returned by Append when the records would not fit in the spool's
@@ -91,7 +93,9 @@ type Spool struct {
 	// ack is where delivery resumes.
 	ackSeg uint64
 	ackOff int64
-	wake   chan struct{} // closed and replaced when records are appended
+	// appended counts the appends of this process, which a deliverer at
+	// the end of the spool waits on.
+	appended progress.Mark
 }
 
 type metrics struct {
@@ -137,7 +141,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "rejected"), 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &Spool{dir: dir, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer), wake: make(chan struct{})}
+	s := &Spool{dir: dir, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer)}
 	segs, err := s.segments()
 	if err != nil {
 		return nil, err
@@ -357,8 +361,7 @@ func (s *Spool) Append(recs ...[]byte) error {
 	s.pending += size
 	s.count += int64(len(recs))
 	s.gauges()
-	close(s.wake)
-	s.wake = make(chan struct{})
+	s.appended.Advance(s.appended.Load() + 1)
 	return nil
 }
 
@@ -428,7 +431,7 @@ func (s *Spool) Deliver(ctx context.Context, post Post) error {
 			r = bufio.NewReader(f)
 		}
 		s.mu.Lock()
-		wake := s.wake
+		appends := s.appended.Load()
 		atEnd := seg == s.wseg && off >= s.wsize
 		nextExists := seg < s.wseg
 		s.mu.Unlock()
@@ -437,10 +440,10 @@ func (s *Spool) Deliver(ctx context.Context, post Post) error {
 				s.saveAck(seg, off)
 				unsaved = 0
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-wake:
+			// An append after the read above advances the mark past
+			// appends: it cannot be missed.
+			if _, err := s.appended.Wait(ctx, appends+1); err != nil {
+				return err
 			}
 			continue
 		}
