@@ -267,6 +267,9 @@ type Log struct {
 	// that published, read under mu, does not give. Advanced after each
 	// publish, stopped by Close.
 	size progress.Mark
+	// checkpointed mirrors published.checkpointSize for WaitCheckpoint: a
+	// checkpoint may be signed without the log growing.
+	checkpointed progress.Mark
 
 	stop    chan struct{} // closed by Close
 	stopped chan struct{} // closed when the committer has exited, after the sequencer
@@ -314,6 +317,7 @@ func Open(cfg Config) (*Log, error) {
 		return nil, errors.Join(err, db.Close(), segs.close())
 	}
 	l.size.Advance(l.published.size)
+	l.checkpointed.Advance(l.published.checkpointSize)
 	if cfg.Signer != nil {
 		if l.digests, err = loadDigestFilter(db); err != nil {
 			return nil, errors.Join(err, db.Close(), segs.close())
@@ -435,6 +439,7 @@ func (l *Log) Close() error {
 		close(l.stop)
 	}
 	l.size.Stop(ErrClosed)
+	l.checkpointed.Stop(ErrClosed)
 	<-l.stopped
 	l.reads.close()
 	return errors.Join(l.segs.close(), l.db.Close())
@@ -461,6 +466,12 @@ func (l *Log) Size() uint64 {
 // metrics, query indexes) tail the log with it: read entries [done, Wait(done)).
 func (l *Log) Wait(ctx context.Context, size uint64) (uint64, error) {
 	return l.size.Wait(ctx, size+1)
+}
+
+// WaitCheckpoint waits until the latest signed checkpoint covers more than
+// size entries, ctx ends or the log closes, and returns its size.
+func (l *Log) WaitCheckpoint(ctx context.Context, size uint64) (uint64, error) {
+	return l.checkpointed.Wait(ctx, size+1)
 }
 
 // CheckpointSize is the tree size of the latest signed checkpoint.

@@ -298,6 +298,7 @@ func (l *Log) commit() {
 		}
 		l.mu.Unlock()
 		l.size.Advance(p.next.size)
+		l.checkpointed.Advance(p.next.checkpointSize)
 		answer(p.batch, p.receipts, nil)
 	}
 }

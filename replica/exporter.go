@@ -21,6 +21,7 @@ import (
 type Source interface {
 	Size() uint64
 	Wait(ctx context.Context, size uint64) (uint64, error)
+	WaitCheckpoint(ctx context.Context, size uint64) (uint64, error)
 	Leaf(ctx context.Context, index uint64) ([]byte, error)
 	Checkpoint() ([]byte, error)
 	RootHash(ctx context.Context, size uint64) ([32]byte, error)
@@ -77,6 +78,7 @@ type Exporter struct {
 	// Owned by the checkpoint loop: uploaded when it last looked, so that
 	// it waits only for bundles stored since, and misses none.
 	cpUploaded uint64
+	cpSeen     uint64 // the size of the log's checkpoint it last read
 }
 
 // Sentinel errors of the exporter's start: the bucket holds a log this
@@ -196,7 +198,21 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	})
 	g.Go(func() error {
 		return e.loop(gctx, e.stepCheckpoint, func(wctx context.Context) {
-			_, _ = e.uploaded.Wait(wctx, e.cpUploaded+1) // woken by new bundles or the poll
+			// A checkpoint goes out once it is signed and its bundles are
+			// stored: wake on either; the poll bounds the wait.
+			wctx, cancel := context.WithCancel(wctx)
+			defer cancel()
+			uploaded, seen := e.cpUploaded, e.cpSeen // the loop's own: read them here, not in the goroutines
+			woken := make(chan struct{}, 2)
+			go func() { _, _ = e.uploaded.Wait(wctx, uploaded+1); woken <- struct{}{} }()
+			go func() {
+				// A closed log answers at once: then only bundles or the
+				// poll wake the loop, which must not spin.
+				if _, err := e.cfg.Log.WaitCheckpoint(wctx, seen); err == nil {
+					woken <- struct{}{}
+				}
+			}()
+			<-woken
 		})
 	})
 	return g.Wait()
@@ -358,6 +374,7 @@ func (e *Exporter) stepCheckpoint(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	e.cpSeen = cp.Size
 	old := e.Exported()
 	if cp.Size <= old || cp.Size > e.cpUploaded {
 		return false, nil
