@@ -1,5 +1,5 @@
-// Lead runs one Evident writer at a time among several replicas
-// of it, through a Kubernetes Lease (client-go leader election). The leader
+// Failover: one Evident writer at a time among several replicas
+// of it runs, through a Kubernetes Lease (client-go leader election). The leader
 // resumes the log from object storage (Restore) before it writes, so a
 // standby that takes over continues the same log; with durability
 // object-store, nothing the previous leader acknowledged is lost.
