@@ -1,3 +1,3 @@
 # Headless Chromium: query's GraphiQL browser test (chromedp) and the
-# dashboard pages' screenshot tests (query/dashboard).
+# dashboard pages' screenshot tests (metrics/dashboard).
 install_debian_packages chromium
