@@ -24,6 +24,7 @@ import (
 	ckpt "evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/witness"
 )
 
 // LogSource is a log to check: a data directory's snapshot or an export file.
@@ -60,6 +61,13 @@ type CheckOptions struct {
 	// entry timestamp are not checked, only that it anchors a checkpoint
 	// the log signed, with the log's key.
 	RekorKeys []crypto.PublicKey
+	// Witness, if set, is the witness policy the log must meet: Witnessed,
+	// a checkpoint the witnesses cosigned, must carry the cosignatures it
+	// asks for, be signed by the log key in force for its size, and commit
+	// to the very entries the log holds. A log that shows the witnesses
+	// one history and the auditor another fails here.
+	Witness   *witness.Policy
+	Witnessed []byte
 }
 
 // CheckReport is what a successful check established.
@@ -85,6 +93,11 @@ type CheckReport struct {
 	// before the revocation time (an entry received at or after it fails the
 	// check).
 	Revoked []RevokedKeyUse
+
+	// WitnessedSize is the size of the witnessed checkpoint (with Witness),
+	// and Witnesses the witnesses whose cosignatures on it verified.
+	WitnessedSize uint64
+	Witnesses     []string
 }
 
 // LogKeyRotation is a change of log key the check accepted: announced by the
@@ -131,6 +144,29 @@ type checkpoint struct {
 	size uint64
 	root [32]byte
 	note []byte // signed note; its signatures are checked in log order
+	// witnessed marks the witnessed checkpoint (CheckOptions.Witnessed).
+	witnessed bool
+}
+
+// withWitnessed checks the witnessed checkpoint's cosignatures against the
+// policy and adds it to the checkpoints the walk checks.
+func withWitnessed(cps []checkpoint, opts CheckOptions, rep *CheckReport) ([]checkpoint, error) {
+	if len(opts.Witnessed) == 0 {
+		return nil, fmt.Errorf("%w: a witness policy was given but no witnessed checkpoint", witness.ErrNotWitnessed)
+	}
+	names, err := opts.Witness.Check(opts.Witnessed)
+	if err != nil {
+		return nil, fmt.Errorf("the witnessed checkpoint: %w", err)
+	}
+	cp, err := openNote(opts.Witnessed, opts.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("the witnessed checkpoint: %w", err)
+	}
+	cp.witnessed = true
+	rep.WitnessedSize, rep.Witnesses = cp.size, names
+	cps = append(cps, cp)
+	sort.SliceStable(cps, func(i, j int) bool { return cps[i].size < cps[j].size })
+	return cps, nil
 }
 
 // chainKey is one key of the chain of log keys.
@@ -248,6 +284,13 @@ func CheckLog(ctx context.Context, src LogSource, opts CheckOptions) (*CheckRepo
 	rep := &CheckReport{Checkpoints: len(cps)}
 	if n := len(cps); n > 0 {
 		rep.CheckpointSize, rep.Root = cps[n-1].size, cps[n-1].root
+	}
+	if opts.Witness != nil {
+		// Checked during the walk like the log's own checkpoints: its log
+		// signature, and its root against the tree of the entries.
+		if cps, err = withWitnessed(cps, opts, rep); err != nil {
+			return nil, err
+		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -422,6 +465,9 @@ func checkChain(ctx context.Context, src LogSource, opts CheckOptions, cps []che
 				return err
 			}
 			if broken == nil && !bytes.Equal(root, cps[next].root[:]) {
+				if cps[next].witnessed {
+					return &BadEntryError{Index: index, Err: fmt.Errorf("%w: the tree of the first %d entries does not match the checkpoint the witnesses cosigned: they were shown another history of this log", witness.ErrNotWitnessed, rep.Size)}
+				}
 				return &BadEntryError{Index: index, Err: fmt.Errorf("the tree of the first %d entries does not match its signed checkpoint", rep.Size)}
 			}
 			next++

@@ -25,6 +25,7 @@ import (
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/witness"
 )
 
 // Client talks to one Evident server.
@@ -175,6 +176,27 @@ func (c *Client) PostSigned(ctx context.Context, s Signed) (*api.Receipt, error)
 	return &rec, nil
 }
 
+// latestCheckpoint fetches the latest signed checkpoint, or under a witness
+// policy the latest witnessed one: nil while the witnesses have cosigned
+// none yet.
+func (c *Client) latestCheckpoint(ctx context.Context, policy *witness.Policy) ([]byte, error) {
+	if policy == nil {
+		return c.Checkpoint(ctx)
+	}
+	cp, err := c.WitnessedCheckpoint(ctx)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable {
+		return nil, nil
+	}
+	return cp, err
+}
+
+// WitnessedCheckpoint fetches the latest checkpoint the log's witnesses
+// cosigned, with their cosignatures. Check it with witness.Policy.
+func (c *Client) WitnessedCheckpoint(ctx context.Context) ([]byte, error) {
+	return c.text(ctx, "/v1/checkpoint/witnessed")
+}
+
 // Checkpoint fetches the latest signed checkpoint note.
 func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
 	return c.text(ctx, "/v1/checkpoint")
@@ -295,6 +317,18 @@ type InclusionBundle struct {
 // log key was rotated since, the checkpoint is checked against the key the
 // chain of rotations leads to from the pinned one (FollowLogKeys).
 func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*InclusionBundle, error) {
+	return c.prove(ctx, index, logKey, nil)
+}
+
+// ProveWitnessed is Prove under a witness policy: the proof is to the
+// latest checkpoint the log's witnesses cosigned (GET
+// /v1/checkpoint/witnessed), which must carry the cosignatures the policy
+// asks for (witness.Policy.Check) besides the log's signature.
+func (c *Client) ProveWitnessed(ctx context.Context, index uint64, logKey string, policy *witness.Policy) (*InclusionBundle, error) {
+	return c.prove(ctx, index, logKey, policy)
+}
+
+func (c *Client) prove(ctx context.Context, index uint64, logKey string, policy *witness.Policy) (*InclusionBundle, error) {
 	_, nv, err := audit.LogPublicKey(logKey)
 	if err != nil {
 		return nil, err
@@ -304,35 +338,51 @@ func (c *Client) Prove(ctx context.Context, index uint64, logKey string) (*Inclu
 	var root []byte
 	var chain *KeyChain
 	for {
-		if cpNote, err = c.Checkpoint(ctx); err != nil {
+		if cpNote, err = c.latestCheckpoint(ctx, policy); err != nil {
 			return nil, err
 		}
-		cp, err := checkpoint.Open(cpNote, nv.Name(), nv)
-		if err != nil && chain == nil {
-			// Perhaps a rotated key: follow the chain from the pinned one.
-			if chain, err = c.FollowLogKeys(ctx, logKey); err != nil {
-				return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key, nor through the log's key rotations: %w", err)
+		var cp *checkpoint.Checkpoint
+		if cpNote != nil {
+			cp, err = checkpoint.Open(cpNote, nv.Name(), nv)
+			if err != nil && chain == nil {
+				// Perhaps a rotated key: follow the chain from the pinned one.
+				if chain, err = c.FollowLogKeys(ctx, logKey); err != nil {
+					return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key, nor through the log's key rotations: %w", err)
+				}
 			}
-		}
-		if chain != nil {
-			cp, err = chain.Open(cpNote)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key: %w", err)
-		}
-		if cp.Size > index {
-			size, root = cp.Size, cp.Root[:]
-			break
+			if chain != nil {
+				cp, err = chain.Open(cpNote)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("the server's checkpoint does not verify with the pinned log key: %w", err)
+			}
+			if policy != nil {
+				if _, err := policy.Check(cpNote); err != nil {
+					return nil, fmt.Errorf("the server's witnessed checkpoint of %d entries: %w", cp.Size, err)
+				}
+			}
+			if cp.Size > index {
+				size, root = cp.Size, cp.Root[:]
+				break
+			}
 		}
 		// Waiting helps only an entry the log has and the next checkpoint
 		// will cover: one it does not have is answered at once.
 		var apiErr *APIError
 		if _, err := c.Entry(ctx, index); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-			return nil, fmt.Errorf("the log has no entry %d (its latest checkpoint covers %d entries): %w", index, cp.Size, err)
+			return nil, fmt.Errorf("the log has no entry %d: %w", index, err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no checkpoint covers entry %d yet (latest size %d): %w", index, cp.Size, ctx.Err())
+			what := "checkpoint"
+			if policy != nil {
+				what = "witnessed checkpoint"
+			}
+			var latest uint64
+			if cp != nil {
+				latest = cp.Size
+			}
+			return nil, fmt.Errorf("no %s covers entry %d yet (latest size %d): %w", what, index, latest, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -54,6 +54,9 @@ type GraphQLConfig struct {
 	// Default half the CPUs, at least one: the rest stay with ingest.
 	MaxConcurrent int
 	Clock         func() time.Time
+	// Witnessed, when the log has witnesses, gives the latest checkpoint
+	// they cosigned (witness.Collector.Witnessed): packs prove against it.
+	Witnessed func() []byte
 	// Approvals is the approval judge, which says of each approval whether
 	// it counts and why not; nil: those fields are null.
 	Approvals ApprovalJudge

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"evident.dev/evident/audit"
+	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/ledger"
 )
@@ -16,10 +17,11 @@ import (
 // auditor's pack also carries the genesis and trust entries so record
 // signatures can be checked offline; a tenant's does not (they are
 // log-wide). Records appended after the checkpoint are left for a later
-// pack. It returns ledger.ErrNotFound when no record of the change is
-// visible and covered.
+// pack. With witnesses, the checkpoint is the latest one they cosigned, so
+// that the pack passes a witness policy. It returns ledger.ErrNotFound when
+// no record of the change is visible and covered.
 func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*audit.Pack, error) {
-	cpv, err := g.checkpoint()
+	cpv, err := g.packCheckpoint()
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +92,24 @@ func (g *GraphQL) Pack(ctx context.Context, id *Identity, change string) (*audit
 		}
 	}
 	return p, nil
+}
+
+// packCheckpoint is the checkpoint a pack proves against: the latest
+// witnessed one, with its cosignatures, when the log has witnesses and they
+// have cosigned one; the latest signed one otherwise.
+func (g *GraphQL) packCheckpoint() (*checkpointView, error) {
+	if g.cfg.Witnessed == nil {
+		return g.checkpoint()
+	}
+	note := g.cfg.Witnessed()
+	if note == nil {
+		return g.checkpoint()
+	}
+	cp, err := checkpoint.Parse(note, g.store.Origin())
+	if err != nil {
+		return nil, internal(fmt.Errorf("witnessed checkpoint: %w", err))
+	}
+	return &checkpointView{Origin: cp.Origin, Note: string(note), Size: cp.Size, Root: cp.Root}, nil
 }
 
 // servePack serves GET /v1/packs/{change} with the caller's credentials.

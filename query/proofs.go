@@ -312,3 +312,25 @@ func damagedEntries(log any) []uint64 {
 func damageWarning(d []uint64) string {
 	return fmt.Sprintf("%d entries of this log cannot be read from its segment files (%v): answers from the index leave them out; the operator should run evident verify and restore them (docs/faults.md)", len(d), d)
 }
+
+// WitnessedCheckpoint serves the latest checkpoint the log's witnesses
+// cosigned (witness.Collector.Witnessed): the log's signed note with their
+// cosignature lines under its own. witnessed is nil when the log has no
+// witnesses.
+func WitnessedCheckpoint(witnessed func() []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if witnessed == nil {
+			http.Error(w, "this log has no witnesses configured", http.StatusNotFound)
+			return
+		}
+		cp := witnessed()
+		if cp == nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "no checkpoint has gathered the witnesses' quorum yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(cp) // a failed write means the client left
+	})
+}

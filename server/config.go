@@ -103,6 +103,7 @@ type Config struct {
 		keylessTrust `yaml:",inline"` // identities, sigstore, groups (trust.go)
 	} `yaml:"trust"`
 	Anchor    AnchorConfig    `yaml:"anchor"`    // anchor checkpoints in Rekor (docs/anchoring.md)
+	Witness   WitnessConfig   `yaml:"witness"`   // witnesses cosign checkpoints (docs/anchoring.md)
 	Approvals approvalsConfig `yaml:"approvals"` // approval rules and freshness windows (trust.go)
 	Policies  PoliciesConfig  `yaml:"policies"`  // policy set, contracts, exceptions (docs/policies.md)
 	// Artifacts, when set, is the store the server checks records'

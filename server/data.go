@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -18,6 +19,7 @@ import (
 // what export and verify read. Opening it fails with ledger.ErrInUse while
 // a server runs on it.
 type Data struct {
+	dir   string
 	store *ledger.Store
 	snap  *ledger.Snapshot
 }
@@ -32,7 +34,7 @@ func OpenData(dataDir string) (*Data, error) {
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
 	}
-	return &Data{store: store, snap: snap}, nil
+	return &Data{dir: dataDir, store: store, snap: snap}, nil
 }
 
 // Close releases the log.
@@ -46,6 +48,20 @@ func (d *Data) Size() uint64 { return d.snap.Size() }
 
 // Log is the log's checkpoints and leaves, to check.
 func (d *Data) Log() audit.LogSource { return d.snap }
+
+// Witnessed is the latest checkpoint the log's witnesses cosigned, as the
+// server kept it; nil when it has none (no witnesses configured, or none
+// cosigned yet).
+func (d *Data) Witnessed() ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(d.dir, witnessedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the witnessed checkpoint: %w", err)
+	}
+	return b, nil
+}
 
 // Genesis is the log origin and log key the log's genesis entry names.
 func (d *Data) Genesis() (origin, key string, err error) { return genesisIdentity(d.snap) }

@@ -18,9 +18,11 @@ import (
 
 // readRoutes registers the read side (GraphQL, the log endpoints, metrics,
 // pages, health), served alike by the writer and by read replicas, whose
-// ledger is a follower of the writer's. The caller closes the access log.
-func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *query.PolicyCompleteness, approvals query.ApprovalJudge, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, *query.Authenticator, error) {
-	access, gql, err := readSide(cfg, lg, projection, approvals, logger)
+// ledger is a follower of the writer's. witnessed, if not nil, gives the
+// latest checkpoint the witnesses cosigned. The caller closes the access
+// log.
+func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, witnessed func() []byte, projection *query.PolicyCompleteness, approvals query.ApprovalJudge, mets *metrics.Metrics, logger *slog.Logger) (*query.AccessLog, *query.Authenticator, error) {
+	access, gql, err := readSide(cfg, lg, witnessed, projection, approvals, logger)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -31,7 +33,8 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	logMux := http.NewServeMux()
 	query.NewProofHandler(lg, logger).Register(logMux)
 	query.NewExportHandler(lg, logger).Register(logMux)
-	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/log-key", "GET /v1/log-keys", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
+	logMux.Handle("GET /v1/checkpoint/witnessed", query.WitnessedCheckpoint(witnessed))
+	for _, route := range []string{"GET /v1/checkpoint", "GET /v1/checkpoint/witnessed", "GET /v1/log-key", "GET /v1/log-keys", "GET /v1/proofs/inclusion", "GET /v1/proofs/consistency"} {
 		mux.Handle(route, logMux)
 	}
 	for _, route := range []string{"GET /v1/entries/{index}", "GET /v1/entries", "GET /v1/export"} {
@@ -40,7 +43,11 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 	// The same log for tlog-tiles clients: the checkpoint and hash tiles
 	// for everyone, entry bundles (whole entries) like the entries above.
 	tileMux := http.NewServeMux()
-	replica.NewTileServer(lg, logger).Register(tileMux)
+	var tiles replica.TileLog = lg
+	if witnessed != nil {
+		tiles = witnessedTiles{Log: lg, witnessed: witnessed}
+	}
+	replica.NewTileServer(tiles, logger).Register(tileMux)
 	mux.Handle("GET /checkpoint", tileMux)
 	mux.Handle("GET /tile/", tileMux)
 	mux.Handle("GET /tile/entries/", gql.Auth().RequireAuditor(tileMux))
@@ -64,7 +71,7 @@ func readRoutes(cfg *Config, mux *http.ServeMux, lg *ledger.Log, projection *que
 
 // readSide builds the GraphQL handler: who may read, and the access log
 // every query is recorded in.
-func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness, approvals query.ApprovalJudge, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
+func readSide(cfg *Config, lg *ledger.Log, witnessed func() []byte, projection *query.PolicyCompleteness, approvals query.ApprovalJudge, logger *slog.Logger) (*query.AccessLog, *query.GraphQL, error) {
 	auth, err := query.NewAuthenticator(cfg.Access.AccessConfig)
 	if err != nil {
 		return nil, nil, err
@@ -76,7 +83,7 @@ func readSide(cfg *Config, lg *ledger.Log, projection *query.PolicyCompleteness,
 	if err != nil {
 		return nil, nil, err
 	}
-	gc := query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger, Approvals: approvals, MaxBackfill: cfg.Limits.MaxBackfill}
+	gc := query.GraphQLConfig{Store: lg, Auth: auth, Access: access, Logger: logger, Approvals: approvals, MaxBackfill: cfg.Limits.MaxBackfill, Witnessed: witnessed}
 	if cfg.Access.CursorKey == "" && os.Getenv("EVIDENT_CURSOR_KEY") != "" {
 		cfg.Access.CursorKey = secret.EnvPrefix + "EVIDENT_CURSOR_KEY"
 	}

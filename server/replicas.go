@@ -144,7 +144,7 @@ func serveReplica(cfg *Config, lg *ledger.Log, f *replica.Follower, logger *slog
 	ready.add(synced(f.LastSync))
 	ready.add(metricsCaughtUp(lg, mets))
 	mux.Handle("GET /readyz", ready)
-	access, _, err := readRoutes(cfg, mux, lg, nil, approvals, mets, logger)
+	access, _, err := readRoutes(cfg, mux, lg, nil, nil, approvals, mets, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}

@@ -167,7 +167,15 @@ func (w *writer) serve(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
-	access, auth, err := readRoutes(cfg, mux, lg, pol.projection(lg), w.approvals, w.metrics, logger)
+	col, err := cfg.collector(lg, logger)
+	if err != nil {
+		return nil, errors.Join(err, lg.Close())
+	}
+	var witnessed func() []byte
+	if col != nil {
+		witnessed = col.Witnessed
+	}
+	access, auth, err := readRoutes(cfg, mux, lg, witnessed, pol.projection(lg), w.approvals, w.metrics, logger)
 	if err != nil {
 		return nil, errors.Join(err, lg.Close())
 	}
@@ -187,6 +195,9 @@ func (w *writer) serve(ctx context.Context) (*Server, error) {
 	srv.anchor, srv.anchorEvery, srv.metrics = anc, anchorEvery, w.metrics
 	if exp != nil {
 		srv.background = append(srv.background, exp.Run)
+	}
+	if col != nil {
+		srv.background = append(srv.background, col.Run)
 	}
 	return srv, nil
 }

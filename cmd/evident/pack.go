@@ -17,6 +17,7 @@ import (
 	"evident.dev/evident/internal/secret"
 	"evident.dev/evident/query"
 	"evident.dev/evident/verifier"
+	"evident.dev/evident/witness"
 )
 
 // runPack downloads a change's evidence pack, checks it against the pinned
@@ -102,7 +103,9 @@ func getWithToken(ctx context.Context, u, token string) ([]byte, error) {
 }
 
 // verifyPack checks a pack offline.
-func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) error {
+// With a witness policy the pack's checkpoint must carry the cosignatures
+// it asks for.
+func verifyPack(file, logKey string, policy *witness.Policy, format *output, stdout, stderr io.Writer) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -129,6 +132,12 @@ func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) e
 	if err != nil {
 		return failed(rep, len(p.Trust) > 0, err)
 	}
+	var witnesses []string
+	if policy != nil {
+		if witnesses, err = policy.Check([]byte(p.Checkpoint)); err != nil {
+			return failed(rep, len(p.Trust) > 0, fmt.Errorf("the pack's checkpoint: %w", err))
+		}
+	}
 	if format.json() {
 		return writeIndented(stdout, newPackResult(rep, len(p.Trust) > 0, nil))
 	}
@@ -136,8 +145,12 @@ func verifyPack(file, logKey string, format *output, stdout, stderr io.Writer) e
 	if len(p.Trust) == 0 {
 		sigs = "signatures not checked (the pack carries no trust entries: a tenant's pack)"
 	}
-	_, err = fmt.Fprintf(stdout, "OK: evidence pack of %s: %d records included in the signed tree of size %d (root %x); %s\n",
-		rep.Change, rep.Records, rep.TreeSize, rep.Root, sigs)
+	tree := "signed tree"
+	if policy != nil {
+		tree = "tree cosigned by " + strings.Join(witnesses, ", ") + ","
+	}
+	_, err = fmt.Fprintf(stdout, "OK: evidence pack of %s: %d records included in the %s of size %d (root %x); %s\n",
+		rep.Change, rep.Records, tree, rep.TreeSize, rep.Root, sigs)
 	return err
 }
 

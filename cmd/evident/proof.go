@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/client"
+	"evident.dev/evident/witness"
 )
 
 func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -23,7 +25,12 @@ func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logKey := fs.String("log-key", "", "pinned log verifier key (name+hash+key); default: ask the server (trust on first use)")
 	old := fs.String("consistent-with", "", "instead of an inclusion proof, prove the latest checkpoint extends this saved checkpoint file")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for a checkpoint covering the entry")
+	wf := addWitnessFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	policy, err := wf.policy()
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -34,13 +41,25 @@ func runProof(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *old != "" {
-		return proveConsistency(ctx, c, key, *old, stdout)
+		return proveConsistency(ctx, c, key, *old, policy, stdout)
 	}
-	bundle, err := c.Prove(ctx, *index, key)
+	var bundle *client.InclusionBundle
+	if policy != nil {
+		bundle, err = c.ProveWitnessed(ctx, *index, key, policy)
+	} else {
+		bundle, err = c.Prove(ctx, *index, key)
+	}
+	if errors.Is(err, witness.ErrNotWitnessed) {
+		return &exitError{1, err}
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "entry %d is included in the signed tree of size %d: proof verified\n", bundle.Index, bundle.TreeSize)
+	what := "signed tree"
+	if policy != nil {
+		what = "witnessed tree"
+	}
+	fmt.Fprintf(stderr, "entry %d is included in the %s of size %d: proof verified\n", bundle.Index, what, bundle.TreeSize)
 	return writeIndented(stdout, bundle)
 }
 
@@ -59,7 +78,7 @@ func pinnedKey(ctx context.Context, c *client.Client, flagKey string, stderr io.
 	return key, nil
 }
 
-func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string, stdout io.Writer) error {
+func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string, policy *witness.Policy, stdout io.Writer) error {
 	_, nv, err := audit.LogPublicKey(key)
 	if err != nil {
 		return err
@@ -87,13 +106,22 @@ func proveConsistency(ctx context.Context, c *client.Client, key, oldFile string
 	if err != nil {
 		return fmt.Errorf("%s: %w", oldFile, err)
 	}
-	newNote, err := c.Checkpoint(ctx)
+	fetch, what := c.Checkpoint, "latest checkpoint"
+	if policy != nil {
+		fetch, what = c.WitnessedCheckpoint, "latest witnessed checkpoint"
+	}
+	newNote, err := fetch(ctx)
 	if err != nil {
 		return err
 	}
+	if policy != nil {
+		if _, err := policy.Check(newNote); err != nil {
+			return &exitError{1, fmt.Errorf("the %s: %w", what, err)}
+		}
+	}
 	newCP, err := open(newNote)
 	if err != nil {
-		return fmt.Errorf("latest checkpoint: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if newCP.Size < oldCP.Size {
 		return &exitError{1, fmt.Errorf("the log shrank: latest checkpoint has %d entries, the saved one %d", newCP.Size, oldCP.Size)}

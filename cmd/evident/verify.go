@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"evident.dev/evident/audit"
@@ -25,8 +26,14 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the check to this file")
 	rekorKey := fs.String("rekor-key", "", "file(s, comma-separated) with the pinned public key of the Rekor the log is anchored in; without it anchors' Rekor proofs are not checked")
 	pack := fs.String("pack", "", "or: an evidence pack (evident pack)")
+	witnessedFile := fs.String("witnessed", "", "with --witness: the witnessed checkpoint to check the log against (saved from GET /v1/checkpoint/witnessed); default with --data: the one the server kept")
+	wf := addWitnessFlags(fs)
 	out := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	policy, err := wf.policy()
+	if err != nil {
 		return err
 	}
 	if err := out.check(); err != nil {
@@ -36,14 +43,13 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *data != "" || *export != "" {
 			return usageErrorf("verify: give exactly one of --data, --export or --pack")
 		}
-		return verifyPack(*pack, *logKey, out, stdout, stderr)
+		return verifyPack(*pack, *logKey, policy, out, stdout, stderr)
 	}
 	if (*data == "") == (*export == "") {
 		return usageErrorf("verify: give exactly one of --data, --export or --pack")
 	}
 	var rekorKeys []crypto.PublicKey
 	if *rekorKey != "" {
-		var err error
 		if rekorKeys, err = server.ReadRekorKeys(*rekorKey); err != nil {
 			return err
 		}
@@ -55,13 +61,18 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		defer stop()
 	}
+	opts := audit.CheckOptions{Signatures: !*fast, Workers: *workers, RekorKeys: rekorKeys, Witness: policy}
+	if *witnessedFile != "" {
+		if opts.Witnessed, err = readWitnessed(*witnessedFile); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	var rep *audit.CheckReport
-	var err error
 	if *export != "" {
-		rep, err = verifyExport(ctx, *export, *logKey, !*fast, *workers, rekorKeys, stderr)
+		rep, err = verifyExport(ctx, *export, *logKey, opts, stderr)
 	} else {
-		rep, err = verifyData(ctx, *data, *logKey, !*fast, *workers, rekorKeys, stderr)
+		rep, err = verifyData(ctx, *data, *logKey, opts, stderr)
 	}
 	what := "chain, tree, checkpoints"
 	if !*fast {
@@ -89,6 +100,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func printVerified(stdout io.Writer, rep *audit.CheckReport, what string, start time.Time) error {
 	_, err := fmt.Fprintf(stdout, "OK: %d entries, %d checkpoints (latest at size %d, root %x), %d signatures re-verified; checked %s in %s\n",
 		rep.Size, rep.Checkpoints, rep.CheckpointSize, rep.Root, rep.Signatures, what, time.Since(start).Round(time.Millisecond))
+	if err == nil && rep.WitnessedSize > 0 {
+		_, err = fmt.Fprintf(stdout, "witnessed: the checkpoint of %d entries is cosigned by %s, and the log's entries match it\n", rep.WitnessedSize, strings.Join(rep.Witnesses, ", "))
+	}
 	if err == nil && rep.Anchors > 0 {
 		_, err = fmt.Fprintf(stdout, "anchors: %d checkpoint anchors verified against Rekor\n", rep.Anchors)
 	}
@@ -142,7 +156,8 @@ func printRevoked(w io.Writer, r audit.RevokedKeyUse) error {
 	return err
 }
 
-func verifyExport(ctx context.Context, path, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*audit.CheckReport, error) {
+// verifyExport checks an export; opts has all but the origin and log key.
+func verifyExport(ctx context.Context, path, logKey string, opts audit.CheckOptions, stderr io.Writer) (*audit.CheckReport, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -168,10 +183,13 @@ func verifyExport(ctx context.Context, path, logKey string, full bool, workers i
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go p.run(pctx)
-	return audit.CheckLog(ctx, countingSource{ex, p}, audit.CheckOptions{Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys})
+	opts.Origin, opts.LogKey = nv.Name(), key
+	return audit.CheckLog(ctx, countingSource{ex, p}, opts)
 }
 
-func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers int, rekorKeys []crypto.PublicKey, stderr io.Writer) (*audit.CheckReport, error) {
+// verifyData checks a stopped server's log; opts has all but the origin and
+// log key.
+func verifyData(ctx context.Context, dataDir, logKey string, opts audit.CheckOptions, stderr io.Writer) (*audit.CheckReport, error) {
 	d, err := server.OpenData(dataDir)
 	if err != nil {
 		return nil, err
@@ -188,11 +206,15 @@ func verifyData(ctx context.Context, dataDir, logKey string, full bool, workers 
 	if err != nil {
 		return nil, err
 	}
+	if opts.Witness != nil && opts.Witnessed == nil {
+		if opts.Witnessed, err = d.Witnessed(); err != nil {
+			return nil, err
+		}
+	}
 	p := newProgress(stderr, "verify", d.Size())
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go p.run(pctx)
-	return d.Check(ctx, countingSource{d.Log(), p}, audit.CheckOptions{
-		Origin: nv.Name(), LogKey: key, Signatures: full, Workers: workers, RekorKeys: rekorKeys,
-	})
+	opts.Origin, opts.LogKey = nv.Name(), key
+	return d.Check(ctx, countingSource{d.Log(), p}, opts)
 }
