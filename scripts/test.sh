@@ -36,7 +36,7 @@ echo "== govulncheck"
 govulncheck -db "file://$(dirname "$bin")/vulndb" ./...
 
 echo "== race detector (short mode)"
-CGO_ENABLED=1 go test -race -short -count=1 ./ledger/ ./ingest/ ./verifier/ ./audit/ ./policies/ ./replica/ ./internal/progress/
+CGO_ENABLED=1 go test -race -short -count=1 ./ledger/ ./ingest/ ./verifier/ ./audit/ ./policies/ ./replica/ ./internal/progress/ ./witness/
 
 echo "== tests"
 go test -count=1 -timeout 60m ./...
