@@ -6,9 +6,12 @@
 // A checkpoint is submitted as a hashedrekord entry: the SHA-512 of the
 // checkpoint's note text (origin, size, root hash), signed with the log's
 // ed25519 key as Ed25519ph, the form Rekor's hashedrekord accepts for
-// ed25519 keys. Rekor's inclusion proof and signed entry timestamp are
-// checked (audit.VerifyAnchor) before the anchor is recorded, through
-// the same path as every other record the log writes itself.
+// ed25519 keys. Rekor v1 (hashedrekord 0.0.1) and Rekor v2, rekor-tiles
+// (hashedrekord 0.0.2), take the same submission; only the request and
+// the answer differ. Rekor's inclusion proof, and Rekor v1's signed entry
+// timestamp, are checked (audit.VerifyAnchor) before the anchor is
+// recorded, through the same path as every other record the log writes
+// itself.
 package anchor
 
 import (
@@ -60,10 +63,16 @@ type Recorder interface {
 
 // Config is what an Anchorer needs.
 type Config struct {
-	// Rekor is Rekor's base URL, e.g. https://rekor.sigstore.dev.
+	// Rekor is Rekor's base URL, e.g. https://rekor.sigstore.dev. For
+	// Rekor v2 it serves both the write API (/api/v2/log/entries) and the
+	// tiles (/checkpoint, /tile/), as Sigstore's instances do.
 	Rekor string
+	// RekorVersion is 2 for Rekor v2 (rekor-tiles); 0 or 1 for Rekor v1.
+	RekorVersion int
 	// RekorKeys are the Rekor public keys an answer must be signed with,
-	// pinned out of band (GET /api/v1/log/publicKey, checked once).
+	// pinned out of band (for Rekor v1, GET /api/v1/log/publicKey,
+	// checked once). A Rekor v2 key is an audit.RekorV2Key, with the
+	// origin of Rekor's checkpoints.
 	RekorKeys []crypto.PublicKey
 	Log       Log
 	// LogKey is the log's private key, the one its checkpoints are signed with.
@@ -72,16 +81,23 @@ type Config struct {
 	Logger   *slog.Logger
 	// Clock gives the anchor record's occurredAt; nil means time.Now.
 	Clock func() time.Time
-	// Retries of a failed Rekor request (Rekor's client retries 5xx and
-	// connection errors with back-off); default 3.
+	// Retries of a failed Rekor request (5xx but 501, 429 and connection
+	// errors, with back-off: sigstore's httpretry, under Rekor v1's client
+	// too); default 3.
 	Retries uint
+}
+
+// rekorLog is one version of Rekor's API: enter submits the checkpoint
+// text and returns the anchor block of Rekor's answer (not yet verified).
+type rekorLog interface {
+	enter(ctx context.Context, text []byte, size uint64, root [32]byte) (evidence.Anchor, error)
 }
 
 // Anchorer anchors checkpoints. Anchor and Run must not be called
 // concurrently with each other.
 type Anchorer struct {
 	cfg      Config
-	rekor    *genclient.Rekor
+	rekor    rekorLog
 	verifier note.Verifier
 	logPub   ed25519.PublicKey
 
@@ -100,10 +116,22 @@ type Result struct {
 
 // New checks the configuration and builds a Rekor client.
 func New(cfg Config) (*Anchorer, error) {
+	var v1Keys, v2Keys int
+	for _, k := range cfg.RekorKeys {
+		if _, ok := k.(audit.RekorV2Key); ok {
+			v2Keys++
+		} else {
+			v1Keys++
+		}
+	}
 	switch {
 	case cfg.Rekor == "":
 		return nil, errors.New("anchor: the Rekor URL is required")
-	case len(cfg.RekorKeys) == 0:
+	case cfg.RekorVersion != 0 && cfg.RekorVersion != 1 && cfg.RekorVersion != 2:
+		return nil, fmt.Errorf("anchor: Rekor version %d is neither 1 nor 2", cfg.RekorVersion)
+	case cfg.RekorVersion == 2 && v2Keys == 0:
+		return nil, errors.New("anchor: Rekor v2's public key is required, with its origin (a PEM PUBLIC KEY with an Origin header)")
+	case cfg.RekorVersion != 2 && v1Keys == 0:
 		return nil, errors.New("anchor: Rekor's public key is required (pin it: GET <rekor>/api/v1/log/publicKey)")
 	case cfg.Log == nil || cfg.Recorder == nil || cfg.LogKey == nil:
 		return nil, errors.New("anchor: Log, LogKey and Recorder are required")
@@ -129,12 +157,16 @@ func New(cfg Config) (*Anchorer, error) {
 	if !logPub.Equal(pub) {
 		return nil, errors.New("anchor: the log key does not sign the log's checkpoints")
 	}
-	rc, err := rekorclient.GetRekorClient(cfg.Rekor, rekorclient.WithRetryCount(cfg.Retries),
-		rekorclient.WithUserAgent("evident-anchor"))
+	var rl rekorLog
+	if cfg.RekorVersion == 2 {
+		rl, err = newRekorV2(cfg, pub)
+	} else {
+		rl, err = newRekorV1(cfg, pub)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("anchor: Rekor client for %s: %w", cfg.Rekor, err)
 	}
-	return &Anchorer{cfg: cfg, rekor: rc, verifier: v, logPub: pub}, nil
+	return &Anchorer{cfg: cfg, rekor: rl, verifier: v, logPub: pub}, nil
 }
 
 // Anchor submits the latest checkpoint to Rekor, verifies Rekor's answer
@@ -152,11 +184,7 @@ func (a *Anchorer) Anchor(ctx context.Context) (*Result, error) {
 	if size == 0 {
 		return nil, errors.New("anchor: the log is empty")
 	}
-	entry, err := a.submit(ctx, text)
-	if err != nil {
-		return nil, err
-	}
-	anc, err := anchorOf(entry, size, root)
+	anc, err := a.rekor.enter(ctx, text, size, root)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +209,7 @@ func (a *Anchorer) Anchor(ctx context.Context) (*Result, error) {
 	}
 	a.lastSize, a.lastRecord, a.anchored = size, receipt.Index, true
 	a.cfg.Logger.Info("anchored checkpoint in Rekor", "size", size, "root", rootHex,
-		"rekorIndex", anc.LogIndex, "entry", receipt.Index)
+		"rekorVersion", max(anc.Version, 1), "rekorIndex", anc.LogIndex, "entry", receipt.Index)
 	return &Result{Anchor: anc, Receipt: receipt}, nil
 }
 
@@ -244,14 +272,39 @@ func (a *Anchorer) openCheckpoint(signed []byte) (uint64, [32]byte, []byte, erro
 	return cp.Size, cp.Root, checkpoint.Text(cp.Origin, cp.Size, cp.Root), nil
 }
 
+// rekorV1 is Rekor v1's API, through Rekor's generated client.
+type rekorV1 struct {
+	url    string
+	client *genclient.Rekor
+	logKey ed25519.PrivateKey
+	logPub ed25519.PublicKey
+}
+
+func newRekorV1(cfg Config, logPub ed25519.PublicKey) (*rekorV1, error) {
+	rc, err := rekorclient.GetRekorClient(cfg.Rekor, rekorclient.WithRetryCount(cfg.Retries),
+		rekorclient.WithUserAgent("evident-anchor"))
+	if err != nil {
+		return nil, err
+	}
+	return &rekorV1{url: cfg.Rekor, client: rc, logKey: cfg.LogKey, logPub: logPub}, nil
+}
+
+func (r *rekorV1) enter(ctx context.Context, text []byte, size uint64, root [32]byte) (evidence.Anchor, error) {
+	entry, err := r.submit(ctx, text)
+	if err != nil {
+		return evidence.Anchor{}, err
+	}
+	return anchorOf(entry, size, root)
+}
+
 // submit enters a hashedrekord over text in Rekor and returns Rekor's entry.
-func (a *Anchorer) submit(ctx context.Context, text []byte) (*models.LogEntryAnon, error) {
+func (r *rekorV1) submit(ctx context.Context, text []byte) (*models.LogEntryAnon, error) {
 	digest := sha512.Sum512(text)
-	sig, err := a.cfg.LogKey.Sign(rand.Reader, digest[:], &ed25519.Options{Hash: crypto.SHA512})
+	sig, err := r.logKey.Sign(rand.Reader, digest[:], &ed25519.Options{Hash: crypto.SHA512})
 	if err != nil {
 		return nil, fmt.Errorf("anchor: sign checkpoint: %w", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(a.logPub)
+	der, err := x509.MarshalPKIXPublicKey(r.logPub)
 	if err != nil {
 		return nil, fmt.Errorf("anchor: log public key: %w", err)
 	}
@@ -270,20 +323,20 @@ func (a *Anchorer) submit(ctx context.Context, text []byte) (*models.LogEntryAno
 		},
 	}
 	params := entries.NewCreateLogEntryParams().WithProposedEntry(proposed)
-	created, err := a.rekor.Entries.CreateLogEntryContext(ctx, params)
+	created, err := r.client.Entries.CreateLogEntryContext(ctx, params)
 	var conflict *entries.CreateLogEntryConflict
 	switch {
 	case errors.As(err, &conflict):
 		// Ed25519 signatures are deterministic: Rekor already holds this
 		// very entry. Fetch it, with its proof, by the UUID it names.
 		uuid := path.Base(conflict.Location.String())
-		got, err := a.rekor.Entries.GetLogEntryByUUIDContext(ctx, entries.NewGetLogEntryByUUIDParams().WithEntryUUID(uuid))
+		got, err := r.client.Entries.GetLogEntryByUUIDContext(ctx, entries.NewGetLogEntryByUUIDParams().WithEntryUUID(uuid))
 		if err != nil {
 			return nil, fmt.Errorf("anchor: Rekor holds the entry already, but fetching %s: %w", uuid, err)
 		}
 		return onlyEntry(got.Payload)
 	case err != nil:
-		return nil, fmt.Errorf("anchor: submit to Rekor %s: %w", a.cfg.Rekor, err)
+		return nil, fmt.Errorf("anchor: submit to Rekor %s: %w", r.url, err)
 	}
 	return onlyEntry(created.Payload)
 }
@@ -322,7 +375,7 @@ func anchorOf(e *models.LogEntryAnon, size uint64, root [32]byte) (evidence.Anch
 		IntegratedTime:       *e.IntegratedTime,
 		Body:                 body,
 		SignedEntryTimestamp: base64.StdEncoding.EncodeToString(e.Verification.SignedEntryTimestamp),
-		InclusionProof: evidence.RekorInclusionProof{
+		InclusionProof: &evidence.RekorInclusionProof{
 			LogIndex:   *ip.LogIndex,
 			TreeSize:   *ip.TreeSize,
 			RootHash:   *ip.RootHash,

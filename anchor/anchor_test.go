@@ -151,8 +151,20 @@ func TestRekor(t *testing.T) {
 	rekor := rekortest.Start(t)
 	t.Logf("Rekor, Trillian and MariaDB started in %v", rekor.Started.Round(time.Millisecond))
 	t.Run("anchor and verify", func(t *testing.T) { testAnchor(t, rekor) })
-	t.Run("anchor of a root the log never had", func(t *testing.T) { testForgedRoot(t, rekor) })
-	t.Run("Run anchors while the log grows", func(t *testing.T) { testRun(t, rekor) })
+	v1 := rekorTarget{URL: rekor.URL, Keys: []crypto.PublicKey{rekor.PublicKey}}
+	t.Run("anchor of a root the log never had", func(t *testing.T) { testForgedRoot(t, v1) })
+	t.Run("Run anchors while the log grows", func(t *testing.T) { testRun(t, v1) })
+}
+
+// rekorTarget is the Rekor, of either version, a test anchors in.
+type rekorTarget struct {
+	URL     string
+	Version int
+	Keys    []crypto.PublicKey
+}
+
+func (r rekorTarget) config(log anchor.Log, l *testLog) anchor.Config {
+	return anchor.Config{Rekor: r.URL, RekorVersion: r.Version, RekorKeys: r.Keys, Log: log, LogKey: l.key, Recorder: l.rec}
 }
 
 func testAnchor(t *testing.T, rekor *rekortest.Rekor) {
@@ -210,7 +222,7 @@ func testAnchor(t *testing.T, rekor *rekortest.Rekor) {
 	if rep.Anchors != 0 || rep.AnchorsUnchecked != 2 {
 		t.Errorf("CheckLog without Rekor's key: %d anchors verified, %d unchecked, want 0 and 2", rep.Anchors, rep.AnchorsUnchecked)
 	}
-	writeVector(t, res2.Anchor, l.signer.VerifierKey(), rekor.PublicKey)
+	writeVector(t, "EVIDENT_ANCHOR_VECTOR", res2.Anchor, l.signer.VerifierKey(), pemKey(t, rekor.PublicKey))
 
 	t.Run("resubmitting a checkpoint records Rekor's existing entry", func(t *testing.T) {
 		l.settle()
@@ -278,7 +290,7 @@ func testAnchor(t *testing.T, rekor *rekortest.Rekor) {
 
 // TestAnchorOfARootTheLogNeverHad anchors, for real, a checkpoint the log
 // key signed but the log never had: Rekor accepts it, and the audit refuses it.
-func testForgedRoot(t *testing.T, rekor *rekortest.Rekor) {
+func testForgedRoot(t *testing.T, rekor rekorTarget) {
 	ctx := context.Background()
 	l := newTestLog(t)
 	l.add(2)
@@ -289,8 +301,7 @@ func testForgedRoot(t *testing.T, rekor *rekortest.Rekor) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := anchor.New(anchor.Config{Rekor: rekor.URL, RekorKeys: []crypto.PublicKey{rekor.PublicKey},
-		Log: pinnedLog{Log: l.log, cp: signed}, LogKey: l.key, Recorder: l.rec})
+	a, err := anchor.New(rekor.config(pinnedLog{Log: l.log, cp: signed}, l))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +309,7 @@ func testForgedRoot(t *testing.T, rekor *rekortest.Rekor) {
 	if err != nil {
 		t.Fatalf("Rekor's side of the forged anchor should verify: %v", err)
 	}
-	_, err = l.check(rekor.PublicKey)
+	_, err = l.check(rekor.Keys...)
 	var be *audit.BadEntryError
 	if !errors.As(err, &be) || be.Index != res.Receipt.Index || !strings.Contains(err.Error(), "the log's root at that size is") {
 		t.Fatalf("CheckLog of an anchor of a root the log never had (entry %d): %v", res.Receipt.Index, err)
@@ -311,12 +322,12 @@ func testForgedRoot(t *testing.T, rekor *rekortest.Rekor) {
 
 // TestRunAnchorsWhileTheLogGrows runs the serve option's loop against a real
 // Rekor: it anchors new checkpoints and leaves an idle log alone.
-func testRun(t *testing.T, rekor *rekortest.Rekor) {
+func testRun(t *testing.T, rekor rekorTarget) {
 	l := newTestLog(t)
 	l.add(2)
 	l.settle()
 	watched := &countingLog{Log: l.log}
-	a, err := anchor.New(anchor.Config{Rekor: rekor.URL, RekorKeys: []crypto.PublicKey{rekor.PublicKey}, Log: watched, LogKey: l.key, Recorder: l.rec})
+	a, err := anchor.New(rekor.config(watched, l))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +378,7 @@ func testRun(t *testing.T, rekor *rekortest.Rekor) {
 		t.Errorf("the second anchor covers %d entries, want the new record (entry 4) too", got)
 	}
 	stop()
-	if _, err := l.check(rekor.PublicKey); err != nil {
+	if _, err := l.check(rekor.Keys...); err != nil {
 		t.Fatalf("CheckLog: %v", err)
 	}
 }
@@ -406,22 +417,20 @@ func record(t *testing.T, l *testLog, a evidence.Anchor) uint64 {
 
 func hexOf(b [32]byte) string { return hex.EncodeToString(b[:]) }
 
-// writeVector saves a real anchor, with the keys to check it, as a test
-// vector for the verifier's offline tests when EVIDENT_ANCHOR_VECTOR names
-// a file: go test ./anchor -run TestRekor -args (with the variable set).
-func writeVector(t *testing.T, a evidence.Anchor, logVKey string, rekorKey crypto.PublicKey) {
-	path := os.Getenv("EVIDENT_ANCHOR_VECTOR")
+// writeVector saves a real anchor, with the keys to check it (the pinned
+// Rekor key as its key file holds it), as a test vector for the audit
+// package's offline tests when the variable env names a file:
+// go test ./anchor -run TestRekor (with EVIDENT_ANCHOR_VECTOR or
+// EVIDENT_ANCHOR_VECTOR_V2 set).
+func writeVector(t *testing.T, env string, a evidence.Anchor, logVKey string, rekorKeyPEM []byte) {
+	path := os.Getenv(env)
 	if path == "" {
 		return
-	}
-	der, err := x509.MarshalPKIXPublicKey(rekorKey)
-	if err != nil {
-		t.Fatal(err)
 	}
 	b, err := json.MarshalIndent(map[string]any{
 		"origin":   testOrigin,
 		"logKey":   logVKey,
-		"rekorKey": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+		"rekorKey": string(rekorKeyPEM),
 		"anchor":   a,
 	}, "", "  ")
 	if err != nil {
@@ -430,4 +439,13 @@ func writeVector(t *testing.T, a evidence.Anchor, logVKey string, rekorKey crypt
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func pemKey(t *testing.T, k crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }

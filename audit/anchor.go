@@ -58,9 +58,11 @@ type hashedRekordBody struct {
 // hashedrekord over the SHA-512 of the checkpoint text of origin at the
 // anchored size and root, signed with the log's key (Ed25519ph), and that a
 // Rekor whose public key is among rekorKeys included it (inclusion proof up
-// to Rekor's signed checkpoint) and signed its entry timestamp. Whether the
-// log ever had that root is for the caller to check (CheckLog does). It is
-// pure computation.
+// to Rekor's signed checkpoint) and, for Rekor v1, signed its entry
+// timestamp. A Rekor v2 anchor (Version 2) is checked only against the
+// RekorV2Key values among rekorKeys, a Rekor v1 anchor only against the
+// others. Whether the log ever had that root is for the caller to check
+// (CheckLog does). It is pure computation.
 func VerifyAnchor(a *evidence.Anchor, origin string, logKey ed25519.PublicKey, rekorKeys []crypto.PublicKey) error {
 	if err := checkAnchorEntry(a, origin, logKey); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadAnchor, err)
@@ -74,6 +76,9 @@ func VerifyAnchor(a *evidence.Anchor, origin string, logKey ed25519.PublicKey, r
 // checkAnchorEntry checks the Rekor entry is the log's signature over the
 // anchored checkpoint.
 func checkAnchorEntry(a *evidence.Anchor, origin string, logKey ed25519.PublicKey) error {
+	if a.Version == 2 {
+		return checkAnchorEntryV2(a, origin, logKey)
+	}
 	raw, err := base64.StdEncoding.DecodeString(a.Body)
 	if err != nil {
 		return fmt.Errorf("body is not base64: %v", err)
@@ -114,11 +119,18 @@ func checkAnchorEntry(a *evidence.Anchor, origin string, logKey ed25519.PublicKe
 // checkRekorProof checks Rekor's inclusion proof, its checkpoint signature
 // and the signed entry timestamp with the Rekor key the log ID names.
 func checkRekorProof(a *evidence.Anchor, rekorKeys []crypto.PublicKey) error {
-	if len(rekorKeys) == 0 {
+	v1Keys, v2Keys := splitRekorKeys(rekorKeys)
+	if a.Version == 2 {
+		return checkRekorProofV2(a, v2Keys)
+	}
+	if len(v1Keys) == 0 {
 		return errors.New("no Rekor public key to check it with")
 	}
+	if a.InclusionProof == nil {
+		return errors.New("no inclusion proof")
+	}
 	var rekorKey crypto.PublicKey
-	for _, k := range rekorKeys {
+	for _, k := range v1Keys {
 		if id, err := RekorLogID(k); err == nil && id == a.LogID {
 			rekorKey = k
 			break

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	pbs "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"evident.dev/evident/audit"
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/verifier"
@@ -99,7 +102,9 @@ func TestVerifyAnchor(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			a := v.Anchor
-			a.InclusionProof.Hashes = append([]string(nil), a.InclusionProof.Hashes...)
+			ip := *a.InclusionProof
+			ip.Hashes = append([]string(nil), ip.Hashes...)
+			a.InclusionProof = &ip
 			if c.mut != nil {
 				c.mut(&a)
 			}
@@ -125,22 +130,42 @@ func TestVerifyAnchor(t *testing.T) {
 }
 
 // FuzzVerifyAnchor feeds VerifyAnchor anchors decoded from arbitrary JSON,
-// as CheckLog meets them in a log: it must not panic, and whatever it
-// accepts must anchor the recorded checkpoint with Rekor's recorded answer.
+// as CheckLog meets them in a log, Rekor v1 and Rekor v2 ones (whose
+// transparencyLogEntry goes through protojson and sigstore-go): it must not
+// panic, and whatever it accepts must anchor a recorded checkpoint with
+// Rekor's recorded answer. Its seeds are real anchors of 1.5 KB; run it
+// with -fuzzminimizetime=1x, or the fuzzer spends its time minimizing
+// every new input (a minute each by default) rather than fuzzing.
 func FuzzVerifyAnchor(f *testing.F) {
 	v, logPub, rekorPub := loadAnchorVector(f)
-	seed, err := json.Marshal(v.Anchor)
-	if err != nil {
-		f.Fatal(err)
+	v2, logPub2, rekorV2Key := loadAnchorV2Vector(f)
+	if v.Origin != v2.Origin || !logPub.Equal(logPub2) {
+		f.Fatal("the vectors are of different logs")
 	}
-	f.Add(seed)
+	for _, a := range []evidence.Anchor{v.Anchor, v2.Anchor} {
+		seed, err := json.Marshal(a)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(seed)
+	}
 	f.Add([]byte(`{"checkpointSize":1,"body":"e30=","signedEntryTimestamp":"","inclusionProof":{"treeSize":1}}`))
+	f.Add([]byte(`{"version":2,"checkpointSize":1,"transparencyLogEntry":{"logIndex":"0","kindVersion":{},"inclusionProof":{"checkpoint":{"envelope":"x"}}}}`))
+	f.Add([]byte(`{"version":2,"checkpointSize":7,"transparencyLogEntry":{"canonicalizedBody":"e30=","logId":{"keyId":""},"kindVersion":{"kind":"hashedrekord","version":"0.0.2"}}}`))
+	want2 := entryBody(f, v2.Anchor)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var a evidence.Anchor
 		if json.Unmarshal(b, &a) != nil {
 			return
 		}
-		if err := audit.VerifyAnchor(&a, v.Origin, logPub, []crypto.PublicKey{rekorPub}); err != nil {
+		if err := audit.VerifyAnchor(&a, v.Origin, logPub, []crypto.PublicKey{rekorPub, rekorV2Key}); err != nil {
+			return
+		}
+		if a.Version == 2 {
+			if a.CheckpointSize != v2.Anchor.CheckpointSize || a.RootHash != v2.Anchor.RootHash || a.LogIndex != v2.Anchor.LogIndex ||
+				entryBody(t, a) != want2 {
+				t.Fatalf("VerifyAnchor accepted a Rekor v2 anchor other than the recorded one: %+v", a)
+			}
 			return
 		}
 		want := v.Anchor
@@ -149,6 +174,16 @@ func FuzzVerifyAnchor(f *testing.F) {
 			t.Fatalf("VerifyAnchor accepted an anchor other than the recorded one: %+v", a)
 		}
 	})
+}
+
+// entryBody is the entry a Rekor v2 anchor's transparencyLogEntry carries.
+func entryBody(t testing.TB, a evidence.Anchor) string {
+	t.Helper()
+	var e pbs.TransparencyLogEntry
+	if err := protojson.Unmarshal(a.TransparencyLogEntry, &e); err != nil {
+		t.Fatal(err)
+	}
+	return string(e.CanonicalizedBody)
 }
 
 // TestAnchorRecordsAreTheLogsOwn checks that only the log key signs a

@@ -271,7 +271,12 @@ type doc = map[string]any
 
 func exampleDoc(t testing.TB, k evidence.Kind) doc {
 	t.Helper()
-	dec := json.NewDecoder(bytes.NewReader(readExample(t, k)))
+	return docOf(t, readExample(t, k))
+}
+
+func docOf(t testing.TB, b []byte) doc {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var d doc
 	if err := dec.Decode(&d); err != nil {
@@ -356,10 +361,11 @@ const (
 )
 
 type invalidCase struct {
-	name string
-	kind evidence.Kind // the example to start from
-	mut  func(testing.TB, doc)
-	raw  func([]byte) []byte // a byte-level mutation instead of mut
+	name    string
+	kind    evidence.Kind // the example to start from
+	example string        // a file under testdata to start from instead
+	mut     func(testing.TB, doc)
+	raw     func([]byte) []byte // a byte-level mutation instead of mut
 
 	// A malformed payload's error wraps ErrMalformed and mentions the words
 	// in mentions; an invalid one's is a *ValidationError whose problems name
@@ -372,10 +378,19 @@ type invalidCase struct {
 
 func (c invalidCase) payload(t testing.TB) []byte {
 	t.Helper()
-	if c.raw != nil {
-		return c.raw(readExample(t, c.kind))
+	var base []byte
+	if c.example == "" {
+		base = readExample(t, c.kind)
+	} else {
+		var err error
+		if base, err = os.ReadFile(filepath.Join("testdata", c.example)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	d := exampleDoc(t, c.kind)
+	if c.raw != nil {
+		return c.raw(base)
+	}
+	d := docOf(t, base)
 	c.mut(t, d)
 	b, err := json.Marshal(d)
 	if err != nil {

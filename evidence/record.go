@@ -426,26 +426,41 @@ type Bootstrap struct {
 // the log's history would then also need rewriting that log. The fields are
 // Rekor's answer as Rekor signs and proves it, so an auditor re-checks them
 // offline with Rekor's public key.
+//
+// A Rekor v1 anchor (Version 0, left out) spreads Rekor's answer over LogID
+// to InclusionProof. A Rekor v2 anchor (Version 2) has no signed entry
+// timestamp or integrated time, so those fields stay empty: it keeps
+// Rekor's answer whole in TransparencyLogEntry, as a sigstore bundle does.
 type Anchor struct {
+	// Version is 2 for an entry in Rekor v2 (rekor-tiles); 0 (left out)
+	// or 1 for Rekor v1.
+	Version int `json:"version,omitempty"`
 	// CheckpointSize and RootHash (hex SHA-256) are the anchored checkpoint
 	// of this log: its note text is origin, size and base64 root, one a line.
 	CheckpointSize uint64 `json:"checkpointSize"`
 	RootHash       string `json:"rootHash"`
 	// Rekor is the base URL the entry was submitted to (information only:
-	// the LogID names the Rekor log).
+	// the LogID, or the Rekor v2 entry's log ID, names the Rekor log).
 	Rekor string `json:"rekor,omitempty"`
-	// LogID is the hex SHA-256 of Rekor's public key (PKIX DER).
-	LogID string `json:"logId"`
-	// LogIndex is the entry's index in Rekor (across its shards).
+	// LogID is the hex SHA-256 of Rekor's public key (PKIX DER). Rekor v1.
+	LogID string `json:"logId,omitempty"`
+	// LogIndex is the entry's index in Rekor (across its shards); for
+	// Rekor v2, the TransparencyLogEntry's logIndex, repeated.
 	LogIndex int64 `json:"logIndex"`
 	// IntegratedTime is when Rekor integrated the entry, Unix seconds.
-	IntegratedTime int64 `json:"integratedTime"`
-	// Body is the entry as Rekor stores it (base64 canonical JSON).
-	Body string `json:"body"`
+	// Rekor v1.
+	IntegratedTime int64 `json:"integratedTime,omitempty"`
+	// Body is the entry as Rekor stores it (base64 canonical JSON). Rekor v1.
+	Body string `json:"body,omitempty"`
 	// SignedEntryTimestamp is Rekor's signature (base64) over body,
-	// integratedTime, logIndex and logID.
-	SignedEntryTimestamp string              `json:"signedEntryTimestamp"`
-	InclusionProof       RekorInclusionProof `json:"inclusionProof"`
+	// integratedTime, logIndex and logID. Rekor v1.
+	SignedEntryTimestamp string               `json:"signedEntryTimestamp,omitempty"`
+	InclusionProof       *RekorInclusionProof `json:"inclusionProof,omitempty"` // Rekor v1
+	// TransparencyLogEntry is Rekor v2's answer, a sigstore
+	// TransparencyLogEntry in protobuf JSON: the entry (canonicalizedBody),
+	// its logIndex and logId, and the inclusion proof up to Rekor's signed
+	// checkpoint. Rekor v2.
+	TransparencyLogEntry json.RawMessage `json:"transparencyLogEntry,omitempty"`
 }
 
 // RekorInclusionProof proves a Rekor entry is in Rekor's tree (RFC 6962).

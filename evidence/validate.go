@@ -982,17 +982,37 @@ func validateAnchor(p *problems, a *Anchor) {
 	}
 	p.sha256(at(f+"rootHash"), a.RootHash, true)
 	p.text(at(f+"rekor"), a.Rekor, false, 2048)
-	p.sha256(at(f+"logId"), a.LogID, true)
 	if a.LogIndex < 0 {
 		p.add(at(f+"logIndex"), "must not be negative")
 	}
+	switch a.Version {
+	case 0, 1:
+		validateAnchorV1(p, a)
+	case 2:
+		validateAnchorV2(p, a)
+	default:
+		p.add(at(f+"version"), "must be 2 (Rekor v2), or 1 or left out (Rekor v1)")
+	}
+}
+
+// validateAnchorV1 checks the fields of Rekor v1's answer.
+func validateAnchorV1(p *problems, a *Anchor) {
+	const f = "predicate.anchor."
+	p.sha256(at(f+"logId"), a.LogID, true)
 	if a.IntegratedTime <= 0 {
 		p.add(at(f+"integratedTime"), "required (Unix seconds)")
 	}
 	p.match(at(f+"body"), a.Body, isBase64(65536), true, "standard base64 of at most 65536 characters")
 	p.match(at(f+"signedEntryTimestamp"), a.SignedEntryTimestamp, isBase64(1024), true, "standard base64 of at most 1024 characters")
+	if len(a.TransparencyLogEntry) > 0 {
+		p.add(at(f+"transparencyLogEntry"), "only in a Rekor v2 anchor (version 2)")
+	}
 	ip := a.InclusionProof
 	const fp = f + "inclusionProof."
+	if ip == nil {
+		p.add(at(f+"inclusionProof"), "required (Rekor's inclusion proof)")
+		return
+	}
 	if ip.LogIndex < 0 {
 		p.add(at(fp+"logIndex"), "must not be negative")
 	}
@@ -1008,6 +1028,32 @@ func validateAnchor(p *problems, a *Anchor) {
 	}
 	if reason := noteProblem(ip.Checkpoint, 4096); reason != "" {
 		p.add(at(fp+"checkpoint"), "%s", reason)
+	}
+}
+
+// maxTransparencyLogEntry bounds a Rekor v2 answer: the entry (a public
+// key, a digest and a signature), a 64-hash proof and Rekor's checkpoint
+// with room for witness cosignatures take well under 16 KiB.
+const maxTransparencyLogEntry = 65536
+
+// validateAnchorV2 checks a Rekor v2 anchor: Rekor's answer is one JSON
+// object, and the fields only Rekor v1 answers with are empty.
+func validateAnchorV2(p *problems, a *Anchor) {
+	const f = "predicate.anchor."
+	for _, v1 := range []struct {
+		name string
+		set  bool
+	}{
+		{"logId", a.LogID != ""}, {"integratedTime", a.IntegratedTime != 0}, {"body", a.Body != ""},
+		{"signedEntryTimestamp", a.SignedEntryTimestamp != ""}, {"inclusionProof", a.InclusionProof != nil},
+	} {
+		if v1.set {
+			p.add(at(f+v1.name), "only in a Rekor v1 anchor (Rekor v2's answer is transparencyLogEntry)")
+		}
+	}
+	p.object(at(f+"transparencyLogEntry"), a.TransparencyLogEntry, true)
+	if len(a.TransparencyLogEntry) > maxTransparencyLogEntry {
+		p.add(at(f+"transparencyLogEntry"), "longer than %d bytes", maxTransparencyLogEntry)
 	}
 }
 
