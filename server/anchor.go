@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"evident.dev/evident/anchor"
+	"evident.dev/evident/audit"
 	"evident.dev/evident/checkpoint"
 	"evident.dev/evident/ingest"
 	"evident.dev/evident/internal/secret"
@@ -26,8 +25,11 @@ import (
 // (docs/anchoring.md). Anchoring is off without rekor.
 type AnchorConfig struct {
 	Rekor string `yaml:"rekor"` // Rekor's base URL
+	// RekorVersion is 2 to anchor in Rekor v2 (rekor-tiles); default 1.
+	RekorVersion int `yaml:"rekorVersion"`
 	// RekorKey is a file with Rekor's public key (PEM), pinned: every
-	// answer of Rekor is checked against it.
+	// answer of Rekor is checked against it. A Rekor v2 key's PEM block
+	// names the log's origin in an Origin header (audit.ParseRekorKeys).
 	RekorKey string        `yaml:"rekorKey"`
 	Interval time.Duration `yaml:"interval"` // default 1m
 }
@@ -36,13 +38,16 @@ type AnchorConfig struct {
 func (c *Config) anchorer(lg *ledger.Log, logKey ed25519.PrivateKey, rec *ingest.Recorder, logger *slog.Logger) (*anchor.Anchorer, time.Duration, error) {
 	a := c.Anchor
 	if a.Rekor == "" {
-		if a.RekorKey != "" || a.Interval != 0 {
+		if a.RekorKey != "" || a.Interval != 0 || a.RekorVersion != 0 {
 			return nil, 0, usageErrorf("anchor: rekor (the Rekor URL) is required to anchor")
 		}
 		return nil, 0, nil
 	}
 	if a.RekorKey == "" {
 		return nil, 0, usageErrorf("anchor: rekorKey (a file with Rekor's public key) is required")
+	}
+	if a.RekorVersion < 0 || a.RekorVersion > 2 {
+		return nil, 0, usageErrorf("anchor: rekorVersion %d: 1 (Rekor v1, the default) or 2 (Rekor v2)", a.RekorVersion)
 	}
 	keys, err := ReadRekorKeys(c.path(a.RekorKey))
 	if err != nil {
@@ -55,7 +60,7 @@ func (c *Config) anchorer(lg *ledger.Log, logKey ed25519.PrivateKey, rec *ingest
 		return nil, 0, fmt.Errorf("anchor: interval %v is below 1s; each anchor is an entry in Rekor", a.Interval)
 	}
 	anc, err := anchor.New(anchor.Config{
-		Rekor: a.Rekor, RekorKeys: keys, Log: lg, LogKey: logKey, Recorder: rec, Logger: logger,
+		Rekor: a.Rekor, RekorVersion: a.RekorVersion, RekorKeys: keys, Log: lg, LogKey: logKey, Recorder: rec, Logger: logger,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -64,7 +69,8 @@ func (c *Config) anchorer(lg *ledger.Log, logKey ed25519.PrivateKey, rec *ingest
 }
 
 // ReadRekorKeys reads Rekor public keys from comma-separated PEM files
-// (each may hold several PUBLIC KEY blocks: the keys of Rekor's shards).
+// (each may hold several PUBLIC KEY blocks: the keys of Rekor's shards). A
+// block with an Origin header is a Rekor v2 key (audit.RekorV2Key).
 func ReadRekorKeys(files string) ([]crypto.PublicKey, error) {
 	var keys []crypto.PublicKey
 	for _, f := range strings.Split(files, ",") {
@@ -72,21 +78,11 @@ func ReadRekorKeys(files string) ([]crypto.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the Rekor key: %w", err)
 		}
-		for {
-			var block *pem.Block
-			block, b = pem.Decode(b)
-			if block == nil {
-				break
-			}
-			if block.Type != "PUBLIC KEY" {
-				continue
-			}
-			k, err := x509.ParsePKIXPublicKey(block.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("the Rekor key %s: %w", f, err)
-			}
-			keys = append(keys, k)
+		ks, err := audit.ParseRekorKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("the Rekor key %s: %w", f, err)
 		}
+		keys = append(keys, ks...)
 	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("the Rekor key: no PEM PUBLIC KEY in %s", files)
@@ -95,7 +91,8 @@ func ReadRekorKeys(files string) ([]crypto.PublicKey, error) {
 }
 
 // AnchorOnce anchors the latest checkpoint of a stopped server's log in
-// the Rekor at cfg.Anchor.Rekor, and records the anchor in the log. A
+// the Rekor at cfg.Anchor.Rekor (of cfg.Anchor.RekorVersion), and records
+// the anchor in the log. A
 // running server anchors by itself (anchor.rekor in its configuration);
 // the data directory is locked while it runs. rekorKeyFiles, if not "",
 // replaces anchor.rekorKey.
@@ -123,7 +120,7 @@ func AnchorOnce(ctx context.Context, cfg *Config, rekorKeyFiles string, logger *
 	if err != nil {
 		return nil, fmt.Errorf("anchor: open the log (is its server running? it anchors by itself with the anchor option): %w", err)
 	}
-	res, err := anchorOpen(ctx, lg, cfg.Anchor.Rekor, keyFiles, edKey, signer, cfg.keyFile(), logger)
+	res, err := anchorOpen(ctx, lg, cfg.Anchor, keyFiles, edKey, signer, cfg.keyFile(), logger)
 	return res, errors.Join(err, lg.Close())
 }
 
@@ -145,7 +142,7 @@ func anchorLogKey(keyFile string) (ed25519.PrivateKey, error) {
 }
 
 // anchorOpen anchors lg's latest checkpoint; the caller closes lg.
-func anchorOpen(ctx context.Context, lg *ledger.Log, rekor, keyFiles string, edKey ed25519.PrivateKey, signer *checkpoint.Signer, keyFile string, logger *slog.Logger) (*anchor.Result, error) {
+func anchorOpen(ctx context.Context, lg *ledger.Log, ac AnchorConfig, keyFiles string, edKey ed25519.PrivateKey, signer *checkpoint.Signer, keyFile string, logger *slog.Logger) (*anchor.Result, error) {
 	if keys := lg.LogKeys(); len(keys) > 0 && keys[len(keys)-1].VerifierKey != signer.VerifierKey() {
 		return nil, fmt.Errorf("anchor: the log is signed with the log key %s, not with %s's", keys[len(keys)-1].VerifierKey, keyFile)
 	}
@@ -159,7 +156,7 @@ func anchorOpen(ctx context.Context, lg *ledger.Log, rekor, keyFiles string, edK
 	if err != nil {
 		return nil, err
 	}
-	anc, err := anchor.New(anchor.Config{Rekor: rekor, RekorKeys: keys, Log: lg, LogKey: edKey, Recorder: rec, Logger: logger})
+	anc, err := anchor.New(anchor.Config{Rekor: ac.Rekor, RekorVersion: ac.RekorVersion, RekorKeys: keys, Log: lg, LogKey: edKey, Recorder: rec, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,8 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sf := addServerFlags(fs, "the server's YAML configuration file (for data, log.origin, log.keyFile, anchor)", "data directory of a stopped server (default ./evident-data)")
 	sf.addOrigin(fs, "log origin (default evident.local/log)")
 	rekor := fs.String("rekor", "", "Rekor's base URL (default: anchor.rekor of the configuration)")
-	rekorKey := fs.String("rekor-key", "", "file with Rekor's pinned public key, PEM (default: anchor.rekorKey)")
+	rekorVersion := fs.Int("rekor-version", 0, "2 to anchor in Rekor v2 (rekor-tiles) (default: anchor.rekorVersion, else 1)")
+	rekorKey := fs.String("rekor-key", "", "file with Rekor's pinned public key, PEM; a Rekor v2 key's block has an Origin header (default: anchor.rekorKey)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	format := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -33,6 +34,9 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	cfg.Anchor.Rekor = firstOf(*rekor, cfg.Anchor.Rekor)
+	if *rekorVersion != 0 {
+		cfg.Anchor.RekorVersion = *rekorVersion
+	}
 	if cfg.Anchor.Rekor == "" || firstOf(*rekorKey, cfg.Anchor.RekorKey) == "" {
 		return errors.New("anchor: give --rekor and --rekor-key (or anchor.rekor and anchor.rekorKey in --config)")
 	}
@@ -42,17 +46,31 @@ func runAnchor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	a := res.Anchor
+	// Rekor v2 gives no integration time (its entries carry none).
+	var integrated *time.Time
+	if a.IntegratedTime != 0 {
+		t := time.Unix(a.IntegratedTime, 0).UTC()
+		integrated = &t
+	}
 	if format.json() {
 		return writeIndented(stdout, struct {
-			CheckpointSize uint64    `json:"checkpointSize"`
-			Root           string    `json:"root"`
-			RekorLogIndex  int64     `json:"rekorLogIndex"`
-			IntegratedTime time.Time `json:"integratedTime"`
-			Entry          uint64    `json:"entry"` // the anchor record's index in this log
-		}{res.Anchor.CheckpointSize, res.Anchor.RootHash, res.Anchor.LogIndex, time.Unix(res.Anchor.IntegratedTime, 0).UTC(), res.Receipt.Index})
+			CheckpointSize uint64     `json:"checkpointSize"`
+			Root           string     `json:"root"`
+			RekorVersion   int        `json:"rekorVersion"`
+			RekorLogIndex  int64      `json:"rekorLogIndex"`
+			IntegratedTime *time.Time `json:"integratedTime,omitempty"`
+			Entry          uint64     `json:"entry"` // the anchor record's index in this log
+		}{a.CheckpointSize, a.RootHash, max(a.Version, 1), a.LogIndex, integrated, res.Receipt.Index})
 	}
-	_, err = fmt.Fprintf(stdout, "anchored checkpoint %d (root %s) as Rekor entry %d (integrated %s); recorded as entry %d\n",
-		res.Anchor.CheckpointSize, res.Anchor.RootHash, res.Anchor.LogIndex,
-		time.Unix(res.Anchor.IntegratedTime, 0).UTC().Format(time.RFC3339), res.Receipt.Index)
+	where := fmt.Sprintf("Rekor entry %d", a.LogIndex)
+	if a.Version == 2 {
+		where = fmt.Sprintf("Rekor v2 entry %d", a.LogIndex)
+	}
+	if integrated != nil {
+		where += " (integrated " + integrated.Format(time.RFC3339) + ")"
+	}
+	_, err = fmt.Fprintf(stdout, "anchored checkpoint %d (root %s) as %s; recorded as entry %d\n",
+		a.CheckpointSize, a.RootHash, where, res.Receipt.Index)
 	return err
 }
