@@ -175,6 +175,13 @@ func (r *rekorV2) existing(ctx context.Context, index uint64, hr *pb.HashedRekor
 	if err != nil {
 		return nil, err
 	}
+	if len(r.keys) == 0 {
+		return nil, errors.New("no pinned Rekor v2 key to read its checkpoint with")
+	}
+	// A Rekor that names an index it never covers must not hold the
+	// anchoring loop.
+	ctx, cancel := context.WithTimeout(ctx, rekorV2Timeout)
+	defer cancel()
 	var errs []error
 	for _, k := range r.keys {
 		tle, err := r.existingUnder(ctx, k, index, body)

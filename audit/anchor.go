@@ -76,8 +76,12 @@ func VerifyAnchor(a *evidence.Anchor, origin string, logKey ed25519.PublicKey, r
 // checkAnchorEntry checks the Rekor entry is the log's signature over the
 // anchored checkpoint.
 func checkAnchorEntry(a *evidence.Anchor, origin string, logKey ed25519.PublicKey) error {
-	if a.Version == 2 {
+	switch a.Version {
+	case 0, 1:
+	case 2:
 		return checkAnchorEntryV2(a, origin, logKey)
+	default:
+		return fmt.Errorf("version %d: not an anchor in Rekor v1 or v2", a.Version)
 	}
 	raw, err := base64.StdEncoding.DecodeString(a.Body)
 	if err != nil {

@@ -118,6 +118,10 @@ func TestVerifyAnchorV2(t *testing.T) {
 			a.CheckpointSize++
 			return a
 		}, mention: "not over the checkpoint"},
+		{name: "version 3", anchor: func(t *testing.T, a evidence.Anchor) evidence.Anchor {
+			a.Version = 3
+			return a
+		}, mention: "version 3"},
 		{name: "another log's origin", origin: "evident.test/other", mention: "not over the checkpoint"},
 		{name: "another log's key", logKey: otherKey.(ed25519.PublicKey), mention: "not the log's"},
 		{name: "Rekor v2 key not pinned", keys: []crypto.PublicKey{v1Key, audit.RekorV2Key{Origin: rekorKey.Origin, PublicKey: otherKey}},
