@@ -43,6 +43,8 @@ func TestWitnessCosigning(t *testing.T) {
 	if !strings.Contains(string(witnessed), "\n— "+w.Name+" ") {
 		t.Fatalf("the witnessed checkpoint carries no cosignature of %s:\n%s", w.Name, witnessed)
 	}
+	metrics := string(srv.get("/metrics", http.StatusOK))
+	mustContain(t, "metrics", metrics, "evident_witnessed_checkpoint_size ", "evident_witnessed_checkpoint_age_seconds ", `evident_witness_cosigned_size{witness="`+w.Name+`"}`)
 	if tiles := srv.get("/checkpoint", http.StatusOK); !strings.Contains(string(tiles), "\n— "+w.Name+" ") {
 		t.Fatalf("the tlog-tiles checkpoint carries no cosignature:\n%s", tiles)
 	}

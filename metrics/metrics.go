@@ -17,6 +17,7 @@ import (
 
 	"evident.dev/evident/evidence"
 	"evident.dev/evident/policies"
+	"evident.dev/evident/witness"
 )
 
 // Log is the ledger as the metrics need it: its size and checkpoint, and its
@@ -35,6 +36,12 @@ type Log interface {
 // contracts (*policies.Tracker). Rates must be safe for concurrent use.
 type Completeness interface {
 	Rates() []policies.Rate
+}
+
+// Witnessing is the witness collector as the metrics read it
+// (*witness.Collector).
+type Witnessing interface {
+	Progress() witness.Progress
 }
 
 // Config configures the metrics.
@@ -69,6 +76,7 @@ type Metrics struct {
 	logMu        sync.RWMutex
 	log          Log
 	completeness Completeness
+	witnessing   Witnessing
 
 	// cpMu guards the checkpoint's last observed size and when it changed.
 	cpMu      sync.Mutex
@@ -136,6 +144,24 @@ func (m *Metrics) SetCompleteness(c Completeness) {
 	m.logMu.Lock()
 	defer m.logMu.Unlock()
 	m.completeness = c
+}
+
+// SetWitnessing adds the witnesses' progress (evident_witnessed_checkpoint_*
+// and evident_witness_cosigned_size).
+func (m *Metrics) SetWitnessing(w Witnessing) {
+	m.logMu.Lock()
+	defer m.logMu.Unlock()
+	m.witnessing = w
+}
+
+func (m *Metrics) witnessProgress() (witness.Progress, bool) {
+	m.logMu.RLock()
+	w := m.witnessing
+	m.logMu.RUnlock()
+	if w == nil {
+		return witness.Progress{}, false
+	}
+	return w.Progress(), true
 }
 
 func (m *Metrics) rates() []policies.Rate {
@@ -278,6 +304,7 @@ type stateCollector struct {
 type stateDescs struct {
 	logSize, cpSize, cpAge, projected, apps, exceptions, drift, driftAge, pending *prometheus.Desc
 	ratio, changes                                                                *prometheus.Desc
+	witnessedSize, witnessedAge, cosigned                                         *prometheus.Desc
 }
 
 func newStateDescs() stateDescs {
@@ -295,12 +322,15 @@ func newStateDescs() stateDescs {
 			"Evidence contracts: share of closed changes with all their class's required evidence (1 when none is closed).", []string{"environment", "class"}, nil),
 		changes: prometheus.NewDesc("evident_evidence_changes",
 			"Evidence contracts: changes by state (open, closed, complete: closed with all required evidence).", []string{"environment", "class", "state"}, nil),
+		witnessedSize: prometheus.NewDesc("evident_witnessed_checkpoint_size", "Tree size of the latest checkpoint that gathered the witnesses' quorum of cosignatures.", nil, nil),
+		witnessedAge:  prometheus.NewDesc("evident_witnessed_checkpoint_age_seconds", "Seconds since the witnessed checkpoint last grew (or since the server started, before the first).", nil, nil),
+		cosigned:      prometheus.NewDesc("evident_witness_cosigned_size", "Tree size of the checkpoint each witness last cosigned since the server started.", []string{"witness"}, nil),
 	}
 }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	s := c.d
-	for _, d := range []*prometheus.Desc{s.logSize, s.cpSize, s.cpAge, s.projected, s.apps, s.exceptions, s.drift, s.driftAge, s.pending, s.ratio, s.changes} {
+	for _, d := range []*prometheus.Desc{s.logSize, s.cpSize, s.cpAge, s.projected, s.apps, s.exceptions, s.drift, s.driftAge, s.pending, s.ratio, s.changes, s.witnessedSize, s.witnessedAge, s.cosigned} {
 		ch <- d
 	}
 }
@@ -314,6 +344,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.d.cpAge, prometheus.GaugeValue, c.m.checkpointAge(cp, now))
 	}
 	ch <- prometheus.MustNewConstMetric(c.d.projected, prometheus.GaugeValue, float64(c.m.proj.Applied()))
+	if p, ok := c.m.witnessProgress(); ok {
+		ch <- prometheus.MustNewConstMetric(c.d.witnessedSize, prometheus.GaugeValue, float64(p.Size))
+		ch <- prometheus.MustNewConstMetric(c.d.witnessedAge, prometheus.GaugeValue, now.Sub(p.At).Seconds())
+		for _, name := range sortedKeys(p.Cosigned, func(a, b string) bool { return a < b }) {
+			ch <- prometheus.MustNewConstMetric(c.d.cosigned, prometheus.GaugeValue, float64(p.Cosigned[name]), name)
+		}
+	}
 	g := c.m.proj.snapshot(now)
 	less2 := func(a, b [2]string) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 	less1 := func(a, b string) bool { return a < b }

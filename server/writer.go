@@ -174,6 +174,7 @@ func (w *writer) serve(ctx context.Context) (*Server, error) {
 	var witnessed func() []byte
 	if col != nil {
 		witnessed = col.Witnessed
+		w.metrics.SetWitnessing(col)
 	}
 	access, auth, err := readRoutes(cfg, mux, lg, witnessed, pol.projection(lg), w.approvals, w.metrics, logger)
 	if err != nil {

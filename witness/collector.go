@@ -53,8 +53,22 @@ type Collector struct {
 	policy    *Policy
 	witnesses []*witnessState
 
-	mu        sync.Mutex
-	witnessed []byte
+	mu            sync.Mutex
+	witnessed     []byte
+	witnessedSize uint64
+	witnessedAt   time.Time         // when witnessed last grew, or the collector started
+	cosigned      map[string]uint64 // by witness: the size it last cosigned
+}
+
+// Progress is how far witnessing has come, for the metrics.
+type Progress struct {
+	// Size is that of the latest witnessed checkpoint, and At when it was
+	// witnessed (or when the collector started, before the first).
+	Size uint64
+	At   time.Time
+	// Cosigned is, by witness name, the size of the checkpoint it last
+	// cosigned for this log since the collector started.
+	Cosigned map[string]uint64
 }
 
 // witnessState is what the log knows of one witness. Only Run touches it.
@@ -73,7 +87,7 @@ func New(cfg Config) (*Collector, error) {
 		return nil, errors.New("witness: Log and State are required")
 	}
 	keys := make([]string, len(cfg.Witnesses))
-	c := &Collector{cfg: cfg}
+	c := &Collector{cfg: cfg, witnessedAt: time.Now(), cosigned: map[string]uint64{}}
 	for i, w := range cfg.Witnesses {
 		if w.URL == "" {
 			return nil, fmt.Errorf("witness %q: url is required", w.Name)
@@ -111,14 +125,20 @@ func New(cfg Config) (*Collector, error) {
 	case err != nil:
 		return nil, fmt.Errorf("witness: read the witnessed checkpoint: %w", err)
 	default:
-		// A state file that no longer meets the policy (a witness dropped
-		// from the configuration, say) is not served; the next checkpoint
-		// replaces it.
-		if _, err := checkpoint.Parse(kept, cfg.Log.Origin()); err != nil {
-			return nil, fmt.Errorf("witness: %s: %w", cfg.State, err)
+		// A state file that is damaged or no longer meets the policy (a
+		// witness dropped from the configuration, say) is not served: the
+		// next checkpoint witnessed replaces it.
+		cp, err := checkpoint.Parse(kept, cfg.Log.Origin())
+		if err == nil {
+			_, err = policy.Check(kept)
 		}
-		if _, err := policy.Check(kept); err == nil {
-			c.witnessed = kept
+		if err != nil {
+			c.cfg.Logger.Warn("the kept witnessed checkpoint is not served", "file", cfg.State, "err", err)
+			break
+		}
+		c.witnessed, c.witnessedSize = kept, cp.Size
+		if st, err := os.Stat(cfg.State); err == nil {
+			c.witnessedAt = st.ModTime()
 		}
 	}
 	return c, nil
@@ -133,6 +153,17 @@ func (c *Collector) Witnessed() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.witnessed
+}
+
+// Progress reports how far witnessing has come.
+func (c *Collector) Progress() Progress {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := Progress{Size: c.witnessedSize, At: c.witnessedAt, Cosigned: make(map[string]uint64, len(c.cosigned))}
+	for name, size := range c.cosigned {
+		p.Cosigned[name] = size
+	}
+	return p
 }
 
 // Run submits every new signed checkpoint to the witnesses until ctx ends.
@@ -179,6 +210,9 @@ func (c *Collector) round(ctx context.Context, signed []byte, cp *checkpoint.Che
 				return
 			}
 			cosigs[i] = lines
+			c.mu.Lock()
+			c.cosigned[w.Name] = cp.Size
+			c.mu.Unlock()
 		})
 	}
 	wg.Wait()
@@ -195,7 +229,10 @@ func (c *Collector) round(ctx context.Context, signed []byte, cp *checkpoint.Che
 		return false
 	}
 	c.mu.Lock()
-	c.witnessed = cosigned
+	if c.witnessed == nil || cp.Size > c.witnessedSize {
+		c.witnessedAt = time.Now()
+	}
+	c.witnessed, c.witnessedSize = cosigned, cp.Size
 	c.mu.Unlock()
 	c.cfg.Logger.Debug("checkpoint witnessed", "size", cp.Size)
 	return true

@@ -231,3 +231,25 @@ func TestSplitViewIsRefused(t *testing.T) {
 		t.Fatalf("the fork's bare checkpoint: %v, want not witnessed", err)
 	}
 }
+
+// A damaged state file (or one a changed policy no longer accepts) is not
+// served and does not stop the log: the next witnessed checkpoint replaces
+// it.
+func TestDamagedStateIsNotServed(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	lg := testLog(t, key)
+	_, wkey := cosigner(t, "witness.test/state")
+	state := filepath.Join(t.TempDir(), "state")
+	for _, kept := range []string{"garbage", origin + "\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— someone AAAAAAAAAAAA\n", ""} {
+		if err := os.WriteFile(state, []byte(kept), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := witness.New(witness.Config{Log: lg, State: state, Witnesses: []witness.Witness{{Name: "witness.test/state", Key: wkey, URL: "http://127.0.0.1:1"}}})
+		if err != nil {
+			t.Fatalf("state %q: %v", kept, err)
+		}
+		if got := c.Witnessed(); got != nil {
+			t.Fatalf("state %q is served: %q", kept, got)
+		}
+	}
+}
