@@ -337,8 +337,19 @@ func (c *Client) prove(ctx context.Context, index uint64, logKey string, policy 
 	var size uint64
 	var root []byte
 	var chain *KeyChain
+	var latest uint64 // the size of the latest checkpoint seen
+	notYet := func() error {
+		what := "checkpoint"
+		if policy != nil {
+			what = "witnessed checkpoint"
+		}
+		return fmt.Errorf("no %s covers entry %d yet (latest size %d): %w", what, index, latest, ctx.Err())
+	}
 	for {
 		if cpNote, err = c.latestCheckpoint(ctx, policy); err != nil {
+			if ctx.Err() != nil {
+				return nil, notYet()
+			}
 			return nil, err
 		}
 		var cp *checkpoint.Checkpoint
@@ -365,24 +376,17 @@ func (c *Client) prove(ctx context.Context, index uint64, logKey string, policy 
 				size, root = cp.Size, cp.Root[:]
 				break
 			}
+			latest = cp.Size
 		}
 		// Waiting helps only an entry the log has and the next checkpoint
 		// will cover: one it does not have is answered at once.
 		var apiErr *APIError
 		if _, err := c.Entry(ctx, index); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-			return nil, fmt.Errorf("the log has no entry %d: %w", index, err)
+			return nil, fmt.Errorf("the log has no entry %d (its latest checkpoint covers %d entries): %w", index, latest, err)
 		}
 		select {
 		case <-ctx.Done():
-			what := "checkpoint"
-			if policy != nil {
-				what = "witnessed checkpoint"
-			}
-			var latest uint64
-			if cp != nil {
-				latest = cp.Size
-			}
-			return nil, fmt.Errorf("no %s covers entry %d yet (latest size %d): %w", what, index, latest, ctx.Err())
+			return nil, notYet()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
