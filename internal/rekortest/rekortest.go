@@ -33,6 +33,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"evident.dev/evident/internal/testenv"
 )
 
 // TrillianVersion is the Trillian rekor v1.5.4 requires; its MySQL schema
@@ -209,29 +211,6 @@ func (h *harness) dumpLogs() {
 	}
 }
 
-// freePorts picks n distinct ports on 127.0.0.1 that are free now. MariaDB
-// and Trillian take fixed ports (port 0 is not supported), so another
-// process could take one before they bind it; the start then fails loudly.
-func freePorts(n int) ([]int, error) {
-	// Hold all listeners at once so the n ports differ.
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // waitFor polls ready until it succeeds, the process exits, or ctx ends.
 func waitFor(ctx context.Context, p *proc, what string, ready func() error) error {
 	var last error
@@ -256,7 +235,7 @@ const (
 )
 
 func (h *harness) start(ctx context.Context) (*Rekor, error) {
-	ports, err := freePorts(6)
+	ports, err := testenv.FreePorts(6)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -37,6 +36,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"evident.dev/evident/internal/testenv"
 )
 
 // Origin is the test Rekor's host name, the origin of its checkpoints.
@@ -121,7 +122,7 @@ func Start(t testing.TB, opts ...Option) *RekorV2 {
 	if err := os.Mkdir(storage, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(3)
+	ports, err := testenv.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,26 +269,4 @@ func writeKey(path string, useECDSA bool) (crypto.PublicKey, error) {
 		return nil, err
 	}
 	return priv.Public(), nil
-}
-
-// freePorts picks n distinct ports on 127.0.0.1 that are free now; the
-// server takes fixed ports, so another process could take one first, and
-// the start then fails loudly.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -121,6 +121,29 @@ func StartMinIO(t testing.TB) MinIO {
 	}
 }
 
+// FreePorts picks n distinct ports on 127.0.0.1 that are free now, for
+// servers that take fixed ports (port 0 not supported): another process
+// could take one before they bind it, and their start then fails loudly.
+func FreePorts(n int) ([]int, error) {
+	// All listeners are held at once so that the n ports differ.
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
