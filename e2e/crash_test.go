@@ -348,7 +348,7 @@ trust:
 	r := evident(t, work, "load", "--key", filepath.Join(work, "load.key"), "--server", srv.URL,
 		"--records", fmt.Sprint(records), "--concurrency", "16", "--proofs", "200")
 	mustContain(t, "load", r.stdout, fmt.Sprintf("ingest: %d records in", records), "records/s", "; 0 failed",
-		"\ninclusion proofs: 200 ")
+		"\nload generator CPU while ", " µs per record\n", "\ninclusion proofs: 200 ")
 	if strings.Count(r.stdout, "; 0 failed") != 2 {
 		t.Errorf("load reports failures:\n%s", r.stdout)
 	}

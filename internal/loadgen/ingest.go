@@ -82,10 +82,21 @@ func (l Ingest) Run(ctx context.Context, stdout, stderr io.Writer) error {
 		go func() { lag.run(lagCtx); close(done) }()
 		stopLag = func() { cancel(); <-done }
 	}
+	cpu0 := processCPU()
 	p := l.post(ctx, u.Host, signed, gen)
+	own := processCPU() - cpu0
 	fmt.Fprintf(stdout, "ingest: %d records in %s = %.0f records/s; ack latency p50 %s p90 %s p99 %s max %s; %d failed, %d retried after 503\n",
 		l.Records, p.elapsed.Round(time.Millisecond), float64(l.Records)/p.elapsed.Seconds(),
 		pct(p.lat, 50), pct(p.lat, 90), pct(p.lat, 99), p.lat[len(p.lat)-1].Round(time.Microsecond), p.failed.Load(), p.retried.Load())
+	if own > 0 {
+		// What the generator itself cost, so that a figure of the server's
+		// CPU per record can be read against what shared its cores.
+		what := "posting presigned records"
+		if signed == nil {
+			what = "signing and posting"
+		}
+		fmt.Fprintf(stdout, "load generator CPU while %s: %.0f µs per record\n", what, float64(own.Microseconds())/float64(l.Records))
+	}
 	if lag != nil {
 		err := lag.waitCaughtUp(ctx, time.Minute)
 		stopLag()
