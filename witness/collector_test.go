@@ -26,7 +26,7 @@ import (
 const origin = "evident.test/witnessed"
 
 // testLog is a real ledger signing checkpoints with key under origin.
-func testLog(t *testing.T, key ed25519.PrivateKey) *ledger.Log {
+func testLog(t testing.TB, key ed25519.PrivateKey) *ledger.Log {
 	t.Helper()
 	signer, err := checkpoint.NewSigner(origin, key)
 	if err != nil {
@@ -43,7 +43,7 @@ func testLog(t *testing.T, key ed25519.PrivateKey) *ledger.Log {
 // appendN appends n records whose bytes start with tag, so that two logs
 // fed different tags hold different histories, and waits for a checkpoint
 // covering them.
-func appendN(t *testing.T, lg *ledger.Log, tag string, n int) uint64 {
+func appendN(t testing.TB, lg *ledger.Log, tag string, n int) uint64 {
 	t.Helper()
 	ctx := context.Background()
 	for i := range n {
