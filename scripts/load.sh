@@ -18,12 +18,17 @@
 # EVIDENT_LOAD_QUERY_SECONDS=S runs the GraphQL audit queries from 100
 # clients for S seconds while ingesting 2,000 records/s (evident query-load).
 # EVIDENT_LOAD_POLICIES=false measures with the policies off (the default is on, as in serve).
+# EVIDENT_LOAD_PROFILE=FILE writes a CPU profile of the server, taken during
+# the first EVIDENT_LOAD_PROFILE_SECONDS (default 20) of the posting, to FILE
+# (read it with `go tool pprof -top FILE`).
 set -euo pipefail
 source "$(dirname "$0")/toolchain.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 records=${1:-200000}
 proofs=${2:-20000}
 work=$(mktemp -d)
+# The profile's path, taken relative to where the script was started.
+profile_out=$(realpath -m "${EVIDENT_LOAD_PROFILE:-profile.pb.gz}")
 pid=
 cleanup() {
   if [[ -n "$pid" ]]; then
@@ -51,7 +56,12 @@ policies:
   enabled: ${EVIDENT_LOAD_POLICIES:-true}  # the server's default; false measures the log alone
 YAML
 addr=127.0.0.1:${EVIDENT_LOAD_PORT:-8188}
-./evident serve --config evident.yaml --listen "$addr" >serve.out 2>serve.log &
+profile_args=()
+if [[ -n "${EVIDENT_LOAD_PROFILE:-}" ]]; then
+  pprof_addr=127.0.0.1:${EVIDENT_LOAD_PPROF_PORT:-6188}
+  profile_args=(--pprof "$pprof_addr")
+fi
+./evident serve --config evident.yaml --listen "$addr" "${profile_args[@]}" >serve.out 2>serve.log &
 pid=$!
 for _ in $(seq 100); do grep -q '^log key:' serve.out 2>/dev/null && break; sleep 0.1; done
 
@@ -68,9 +78,16 @@ for _ in $(seq 100); do grep -q '^log key:' serve.out 2>/dev/null && break; slee
 # signing happens before the clock starts, while the server idles.
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 cpu0=$(cpu)
+if [[ -n "${EVIDENT_LOAD_PROFILE:-}" ]]; then
+  curl -fsS -o "$profile_out" "http://$pprof_addr/debug/pprof/profile?seconds=${EVIDENT_LOAD_PROFILE_SECONDS:-20}" &
+  profiling=$!
+fi
 ./evident load --server "http://$addr" --key keys/load.key --records "$records" --concurrency 64 --proofs "$proofs" --presign "$records" \
   --apply-every "${EVIDENT_LOAD_APPLY_EVERY:-0}" --gates "${EVIDENT_LOAD_GATES:-0}"
 cpu1=$(cpu)
+if [[ -n "${EVIDENT_LOAD_PROFILE:-}" ]]; then
+  wait "$profiling" && echo "server CPU profile: $profile_out"
+fi
 echo "server CPU during the load: $(( (cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK) / records )) µs per record (ingest, proofs and gate checks together)"
 if [[ -n "${EVIDENT_LOAD_QUERY_SECONDS:-}" ]]; then
   echo "audit queries, one client:"
