@@ -51,7 +51,8 @@ func TestWitnessCosigning(t *testing.T) {
 
 	r := evident(t, work, "proof", "--server", srv.URL, "--index", "7", "--log-key", srv.LogKey, "--witness", "witness.vkey")
 	mustContain(t, "proof --witness", r.stderr, "entry 7 is included in the witnessed tree")
-	r = evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-W-0007", "--out", "pack.json", "--log-key", srv.LogKey)
+	r = evident(t, work, "pack", "--server", srv.URL, "--change", "CHG-W-0007", "--out", "pack.json", "--log-key", srv.LogKey, "--witness", "witness.vkey")
+	mustContain(t, "pack --witness", r.stderr, "under the tree cosigned by "+w.Name)
 	r = evident(t, work, "verify", "--pack", "pack.json", "--log-key", srv.LogKey, "--witness", "witness.vkey")
 	mustContain(t, "verify --pack --witness", r.stdout, "OK: evidence pack of CHG-W-0007", "cosigned by "+w.Name)
 	// A policy naming a witness that never cosigned fails, naming why.

@@ -29,8 +29,13 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := fs.String("out", "", "file to write (- for standard output)")
 	token := fs.String("token", "", "bearer token (default: $EVIDENT_TOKEN)")
 	logKey := fs.String("log-key", "", "pinned log verifier key, or a file holding it; default: ask the server (trust on first use)")
+	wf := addWitnessFlags(fs)
 	format := addOutputFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	policy, err := wf.policy()
+	if err != nil {
 		return err
 	}
 	if err := format.check(); err != nil {
@@ -60,6 +65,14 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("the server's pack does not verify: %w", err)
 	}
+	tree := "signed tree"
+	if policy != nil {
+		names, err := policy.Check([]byte(p.Checkpoint))
+		if err != nil {
+			return &exitError{1, fmt.Errorf("the server's pack: %w", err)}
+		}
+		tree = "tree cosigned by " + strings.Join(names, ", ") + ","
+	}
 	if *out == "-" {
 		_, err = stdout.Write(body)
 	} else {
@@ -73,7 +86,7 @@ func runPack(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		res.Out = *out
 		return writeIndented(stdout, res)
 	}
-	fmt.Fprintf(stderr, "wrote the evidence pack of %s: %d records under the signed tree of size %d, verified\n", *change, rep.Records, rep.TreeSize)
+	fmt.Fprintf(stderr, "wrote the evidence pack of %s: %d records under the %s of size %d, verified\n", *change, rep.Records, tree, rep.TreeSize)
 	return nil
 }
 
