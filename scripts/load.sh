@@ -18,6 +18,8 @@
 # EVIDENT_LOAD_QUERY_SECONDS=S runs the GraphQL audit queries from 100
 # clients for S seconds while ingesting 2,000 records/s (evident query-load).
 # EVIDENT_LOAD_POLICIES=false measures with the policies off (the default is on, as in serve).
+# EVIDENT_LOAD_WITNESS=1 has a real witness (litewitness, from
+# scripts/setup.sh, its key in its own ssh-agent) cosign the checkpoints.
 # EVIDENT_LOAD_PROFILE=FILE writes a CPU profile of the server, taken during
 # the first EVIDENT_LOAD_PROFILE_SECONDS (default 20) of the posting, to FILE
 # (read it with `go tool pprof -top FILE`).
@@ -30,7 +32,9 @@ work=$(mktemp -d)
 # The profile's path, taken relative to where the script was started.
 profile_out=$(realpath -m "${EVIDENT_LOAD_PROFILE:-profile.pb.gz}")
 pid=
+witness_pids=()
 cleanup() {
+  for p in "${witness_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [[ -n "$pid" ]]; then
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true # the data directory moves only once the server has let go
@@ -56,6 +60,29 @@ policies:
   enabled: ${EVIDENT_LOAD_POLICIES:-true}  # the server's default; false measures the log alone
 YAML
 addr=127.0.0.1:${EVIDENT_LOAD_PORT:-8188}
+if [[ -n "${EVIDENT_LOAD_WITNESS:-}" ]]; then
+  PATH="$("$root/scripts/setup.sh"):$PATH"
+  origin=evident.load/witnessed
+  ./evident keys generate --name log --origin "$origin" --dir keys >/dev/null
+  ssh-keygen -q -t ed25519 -N '' -f witness.key
+  ssh-agent -D -a "$work/agent.sock" >/dev/null 2>&1 &
+  witness_pids+=($!)
+  for _ in $(seq 100); do [[ -S "$work/agent.sock" ]] && break; sleep 0.05; done
+  SSH_AUTH_SOCK="$work/agent.sock" ssh-add -q witness.key
+  waddr=127.0.0.1:${EVIDENT_LOAD_WITNESS_PORT:-7388}
+  litewitness -name witness.load/w1 -db witness.db -ssh-agent "$work/agent.sock" \
+    -key "$(ssh-keygen -l -E sha256 -f witness.key.pub | awk '{print $2}')" -listen "$waddr" >witness.log 2>&1 &
+  witness_pids+=($!)
+  for _ in $(seq 100); do grep -q 'msg=listening' witness.log 2>/dev/null && break; sleep 0.1; done
+  witnessctl add-log -db witness.db -origin "$origin" 2>/dev/null
+  witnessctl add-key -db witness.db -origin "$origin" -key "$(cat keys/log.vkey)" 2>/dev/null
+  cat >>evident.yaml <<YAML
+log: {origin: $origin, keyFile: keys/log.key}
+witness:
+  witnesses:
+    - {name: witness.load/w1, url: "http://$waddr", key: $(grep -o 'vkey=[^ ]*' witness.log | cut -d= -f2)}
+YAML
+fi
 profile_args=()
 if [[ -n "${EVIDENT_LOAD_PROFILE:-}" ]]; then
   pprof_addr=127.0.0.1:${EVIDENT_LOAD_PPROF_PORT:-6188}
@@ -89,6 +116,10 @@ if [[ -n "${EVIDENT_LOAD_PROFILE:-}" ]]; then
   wait "$profiling" && echo "server CPU profile: $profile_out"
 fi
 echo "server CPU during the load: $(( (cpu1 - cpu0) * 1000000 / $(getconf CLK_TCK) / records )) µs per record (ingest, proofs and gate checks together)"
+if [[ -n "${EVIDENT_LOAD_WITNESS:-}" ]]; then
+  sleep 1 # the last checkpoint's round
+  echo "witnessed checkpoint: $(curl -fsS "http://$addr/v1/checkpoint/witnessed" | sed -n 2p) of $(curl -fsS "http://$addr/v1/checkpoint" | sed -n 2p) entries signed"
+fi
 if [[ -n "${EVIDENT_LOAD_QUERY_SECONDS:-}" ]]; then
   echo "audit queries, one client:"
   ./evident query-load --server "http://$addr" --clients 1 --duration "${EVIDENT_LOAD_QUERY_SECONDS}s" ||
