@@ -82,8 +82,8 @@ type Config struct {
 	// Clock gives the anchor record's occurredAt; nil means time.Now.
 	Clock func() time.Time
 	// Retries of a failed Rekor request (5xx but 501, 429 and connection
-	// errors, with back-off: sigstore's httpretry, under Rekor v1's client
-	// too); default 3.
+	// errors, with back-off: go-retryablehttp, as under Rekor v1's own
+	// client); default 3.
 	Retries uint
 }
 

@@ -19,12 +19,12 @@ import (
 	"time"
 
 	"github.com/cyberphone/json-canonicalization/go/src/webpki.org/jsoncanonicalizer"
+	"github.com/hashicorp/go-retryablehttp"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	pbs "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
 	rekorclient "github.com/sigstore/rekor-tiles/v2/pkg/client"
 	"github.com/sigstore/rekor-tiles/v2/pkg/client/read"
 	pb "github.com/sigstore/rekor-tiles/v2/pkg/generated/protobuf"
-	"github.com/sigstore/sigstore/pkg/httpretry"
 	"github.com/sigstore/sigstore/pkg/signature"
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
@@ -71,9 +71,12 @@ func newRekorV2(cfg Config, logPub ed25519.PublicKey) (*rekorV2, error) {
 	}
 	// A resubmission is harmless (Rekor v2 answers a duplicate with its
 	// index), so a POST is retried like a read.
-	retry := httpretry.NewTransport(nil)
-	retry.MaxRetries = int(cfg.Retries)
-	r.http = &http.Client{Transport: rekorclient.CreateRoundTripper(retry, userAgent), Timeout: rekorV2Timeout}
+	// The retrying client is the one Rekor v1's client uses.
+	retry := retryablehttp.NewClient()
+	retry.RetryMax = int(cfg.Retries)
+	retry.Logger = nil
+	retry.HTTPClient = &http.Client{Transport: rekorclient.CreateRoundTripper(nil, userAgent), Timeout: rekorV2Timeout}
+	r.http = retry.StandardClient()
 	return r, nil
 }
 
